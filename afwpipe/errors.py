@@ -1,0 +1,25 @@
+"""Exceptions raised by afwpipe. Every message names the file (or video) and what is wrong."""
+
+
+class AfwpipeError(Exception):
+    """Base class: a problem with the user's input or environment, reported without a traceback by the CLI."""
+
+
+class AnnotationError(AfwpipeError):
+    """An annotation file is malformed (missing header, wrong column count, non-numeric value)."""
+
+
+class VideoError(AfwpipeError):
+    """A video cannot be opened or decoded (corrupt, truncated, no video stream)."""
+
+
+class FetchError(AfwpipeError):
+    """A download failed (registry unreachable) or a file's sha256 differs from the manifest."""
+
+
+class DatasetError(AfwpipeError):
+    """A dataset root or folder does not exist, or the manifest is inconsistent."""
+
+
+class WeightsError(AfwpipeError):
+    """Model weights are missing and cannot be downloaded; the message says how to get them."""

