@@ -1,0 +1,203 @@
+"""The on-disk layout of every derived store (Zarr v3). No other module builds a store path by hand.
+
+Layout of a workspace (one per dataset, e.g. ``work/sample``)::
+
+    index.json                          videos, splits, folds, probe results, failures
+    labels.zarr/<name>/{au,expr,va}     au [T,12] int8, expr [T] int8, va [T,2] float32 (-1/-5 invalid)
+    faces.zarr/<name>/{boxes,landmarks,score,present,crops,times}
+    audio.zarr/<name>/wave              [N] float32, 16 kHz mono; attribute ``present``
+    features/<encoder>.zarr/<name>/emb  [T, D] float16, aligned to the video's decoded frames
+
+``<name>`` is the annotation name (``X_left`` / ``X_right`` are separate groups of video ``X``).
+
+Chunking (DESIGN.md, Storage): inner chunks hold at least 1 MiB along time (per-call overhead of a
+small read is ~3.5 ms), shards hold a whole video's array up to ``MAX_SHARD_BYTES`` (few files for
+DVC, fast whole-array reads). zarr-python 3 needs the shard shape to be a multiple of the chunk shape,
+so shards are rounded up to whole chunks.
+
+Completeness: a video group is done only when its ``complete`` attribute is True, written last
+(``mark_complete``). ``begin_video`` removes a half-written group before a video is redone, so a
+killed run never leaves anything that looks complete. Concurrent writers must write different videos.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from . import __version__
+
+MIN_CHUNK_BYTES = 1 << 20
+MAX_SHARD_BYTES = 64 << 20
+COMPLETE = "complete"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one dataset's derived data under ``root`` (e.g. ``work/sample``)."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index.json"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.zarr"
+
+    @property
+    def faces(self) -> Path:
+        return self.root / "faces.zarr"
+
+    @property
+    def audio(self) -> Path:
+        return self.root / "audio.zarr"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    def features(self, encoder: str) -> Path:
+        """``features/<encoder>.zarr``; characters outside ``[A-Za-z0-9_.-]`` (e.g. ``timm:x``) become ``_``."""
+        return self.features_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", encoder) + ".zarr")
+
+    def read_index(self) -> dict:
+        """Load ``index.json``. Raises FileNotFoundError with a hint to run ``afwpipe index``."""
+        if not self.index.is_file():
+            raise FileNotFoundError(f"{self.index}: no index; run `afwpipe index` (or `dvc repro index`) first")
+        return json.loads(self.index.read_text())
+
+
+def chunk_rows(row_shape: tuple[int, ...], dtype, n_rows: int, min_bytes: int = MIN_CHUNK_BYTES) -> int:
+    """Rows per inner chunk: the fewest rows holding ``min_bytes``, at most ``n_rows`` (>= 1)."""
+    row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    return max(1, min(max(1, n_rows), math.ceil(min_bytes / row_bytes)))
+
+
+def shard_rows(row_shape: tuple[int, ...], dtype, n_rows: int, chunk: int,
+               max_bytes: int = MAX_SHARD_BYTES) -> int:
+    """Rows per shard: the whole array rounded up to whole chunks, capped near ``max_bytes``."""
+    row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    cap = max(chunk, (max_bytes // row_bytes) // chunk * chunk)
+    whole = math.ceil(max(1, n_rows) / chunk) * chunk
+    return min(whole, cap)
+
+
+def create_time_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype, fill_value=0,
+                      attrs: dict | None = None) -> zarr.Array:
+    """Create (overwrite) a time-major array with the chunking policy of this module."""
+    n, row = shape[0], tuple(shape[1:])
+    chunk = chunk_rows(row, dtype, n)
+    shard = shard_rows(row, dtype, n, chunk)
+    return group.create_array(
+        name, shape=shape, dtype=dtype, chunks=(chunk,) + row, shards=(shard,) + row,
+        fill_value=fill_value, overwrite=True, attributes=attrs or {}, dimension_names=None,
+    )
+
+
+def write_time_array(group: zarr.Group, name: str, data: np.ndarray, attrs: dict | None = None) -> zarr.Array:
+    """Create array ``name`` in ``group`` and write ``data`` (whole) into it."""
+    arr = create_time_array(group, name, data.shape, data.dtype, attrs=attrs)
+    if data.shape[0]:
+        arr[...] = data
+    return arr
+
+
+class TimeWriter:
+    """Append blocks of rows to a time-major array, writing whole shards at a time.
+
+    Writing partial shards would rewrite the shard on every block; buffering to shard boundaries keeps
+    writes linear and memory bounded by one shard (``MAX_SHARD_BYTES``).
+    """
+
+    def __init__(self, array: zarr.Array):
+        self.array = array
+        self.shard = array.shards[0] if array.shards else array.chunks[0]
+        self.pos = 0
+        self._buf: list[np.ndarray] = []
+        self._buffered = 0
+
+    def append(self, block: np.ndarray) -> None:
+        """Append ``block`` (``[n, *row]``) after the rows written so far."""
+        self._buf.append(np.asarray(block))
+        self._buffered += len(block)
+        if self.pos + self._buffered >= (self.pos // self.shard + 1) * self.shard:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._buffered:
+            return
+        data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
+        end = self.pos + len(data)
+        cut = end if final else (end // self.shard) * self.shard
+        if cut > self.pos:
+            self.array[self.pos:cut] = data[: cut - self.pos]
+        rest = data[cut - self.pos:]
+        self.pos = cut
+        self._buf = [rest] if len(rest) else []
+        self._buffered = len(rest)
+
+    def close(self) -> int:
+        """Write what is buffered; return the number of rows written."""
+        self._flush(final=True)
+        return self.pos
+
+
+def open_store(path: Path, mode: str = "a") -> zarr.Group:
+    """Open (creating with ``mode="a"``) the root group of a store."""
+    if mode == "r" and not Path(path).exists():
+        raise FileNotFoundError(f"{path}: store does not exist")
+    return zarr.open_group(str(path), mode=mode)
+
+
+def is_complete(path: Path, name: str) -> bool:
+    """True when ``<path>/<name>`` exists and its ``complete`` attribute is True."""
+    group_json = Path(path) / name / "zarr.json"
+    if not group_json.is_file():
+        return False
+    return bool(json.loads(group_json.read_text()).get("attributes", {}).get(COMPLETE, False))
+
+
+def complete_names(path: Path) -> list[str]:
+    """Names of the complete video groups of a store (sorted)."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and is_complete(path, p.name))
+
+
+def begin_video(path: Path, name: str, attrs: dict | None = None) -> zarr.Group:
+    """Start (or restart) writing video ``name``: remove any half-written group, create a fresh one.
+
+    The group gets provenance attributes (``afwpipe_version`` and ``attrs``) and ``complete=False``.
+    """
+    root = open_store(path, "a")
+    gdir = Path(path) / name
+    if gdir.exists():
+        shutil.rmtree(gdir)
+    g = root.create_group(name, overwrite=True)
+    g.attrs.update({COMPLETE: False, "afwpipe_version": __version__, **(attrs or {})})
+    return g
+
+
+def mark_complete(group: zarr.Group, **attrs) -> None:
+    """Write final attributes, then ``complete=True`` (last, so a killed run never looks complete)."""
+    if attrs:
+        group.attrs.update(attrs)
+    group.attrs[COMPLETE] = True
+
+
+def read_array(path: Path, name: str, array: str) -> np.ndarray:
+    """Read one whole array ``<path>/<name>/<array>`` into memory."""
+    return open_store(path, "r")[f"{name}/{array}"][...]

@@ -1,0 +1,182 @@
+"""Video decoding with PyAV: probing (decoded frame count, timestamps, audio) and streaming frames.
+
+Frames are decoded one at a time and never held all in memory. The frame count is the number of
+frames the decoder actually returns (container headers are often wrong; Aff-Wild2 annotations are
+aligned to decoded frames). Timestamps are the container's presentation times in seconds, so
+variable-frame-rate phone video is handled without assuming an fps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import VideoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoInfo:
+    """What ``probe_video`` learns about one video.
+
+    Attributes:
+        path: the file.
+        n_frames: number of decoded frames.
+        fps: average frame rate (frames / s) reported by the container stream.
+        width, height: frame size in pixels after rotation (as displayed).
+        rotation: display rotation in degrees (0, 90, 180, 270; counter-clockwise as in the display matrix).
+        duration: seconds from the first frame's time to the end of the last frame.
+        vfr: True when frame intervals vary by more than 10 % of their median (variable frame rate).
+        has_audio: the container has an audio stream.
+        audio_rate: audio sample rate in Hz (0 without audio).
+        audio_channels: number of audio channels (0 without audio).
+        times: float64 ``[n_frames]``, presentation time of each decoded frame in seconds, from 0.
+    """
+
+    path: str
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+    rotation: int
+    duration: float
+    vfr: bool
+    has_audio: bool
+    audio_rate: int
+    audio_channels: int
+    times: np.ndarray
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict without ``times``."""
+        d = asdict(self)
+        d.pop("times")
+        return d
+
+
+def _open(path: Path):
+    if not path.is_file():
+        raise VideoError(f"{path}: video file does not exist")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise VideoError(f"{path}: cannot open as a video ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: has no video stream")
+    return container
+
+
+def _rotation(frame) -> int:
+    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+
+
+def _frame_times(pts_times: list[float | None], fps: float) -> np.ndarray:
+    t = np.array([np.nan if x is None else x for x in pts_times], dtype=np.float64)
+    if np.isnan(t).any():  # frames without a timestamp: take it from the frame index
+        idx = np.arange(len(t))
+        t[np.isnan(t)] = idx[np.isnan(t)] / fps
+    return t - t[0] if len(t) else t
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Decode every frame of ``path`` (without converting pixels) and return its ``VideoInfo``.
+
+    Raises:
+        VideoError: the file does not exist, is not a video, has no video stream, fails while
+            decoding (corrupt or truncated) or decodes to zero frames. The message names the file.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        fps = float(vs.average_rate or vs.guessed_rate or 0) or 25.0
+        aud = container.streams.audio[0] if container.streams.audio else None
+        times: list[float | None] = []
+        rotation, w, h = 0, vs.codec_context.width, vs.codec_context.height
+        try:
+            for frame in container.decode(vs):
+                if not times:
+                    rotation, w, h = _rotation(frame), frame.width, frame.height
+                times.append(frame.time)
+        except (av.error.FFmpegError, OSError) as e:
+            raise VideoError(f"{path}: decoding failed after {len(times)} frames ({e})") from e
+    finally:
+        container.close()
+    if not times:
+        raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
+    t = _frame_times(times, fps)
+    d = np.diff(t)
+    med = float(np.median(d)) if len(d) else 1.0 / fps
+    vfr = bool(len(d) and np.any(np.abs(d - med) > 0.1 * med))
+    if rotation in (90, 270):
+        w, h = h, w
+    return VideoInfo(
+        path=str(path), n_frames=len(t), fps=fps, width=w, height=h, rotation=rotation,
+        duration=float(t[-1] + med), vfr=vfr, has_audio=aud is not None,
+        audio_rate=int(aud.rate) if aud is not None else 0,
+        audio_channels=int(aud.channels) if aud is not None else 0, times=t,
+    )
+
+
+def rotate_frame(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Rotate an ``[H, W, 3]`` frame so it is shown upright (display-matrix rotation, degrees CCW)."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=k)) if k else rgb
+
+
+def iter_frames(path: str | Path) -> Iterator[tuple[int, float | None, np.ndarray]]:
+    """Stream ``(index, time_s, rgb)`` for each decoded frame; ``rgb`` is uint8 ``[H, W, 3]``, upright.
+
+    Raises:
+        VideoError: as ``probe_video``; a decode error mid-way is raised after the frames before it.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        i = 0
+        try:
+            for frame in container.decode(vs):
+                yield i, frame.time, rotate_frame(frame.to_ndarray(format="rgb24"), _rotation(frame))
+                i += 1
+        except (av.error.FFmpegError, OSError) as e:
+            raise VideoError(f"{path}: decoding failed after {i} frames ({e})") from e
+    finally:
+        container.close()
+
+
+def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray | None:
+    """Decode the first audio stream, resampled to ``sample_rate`` Hz mono float32 in [-1, 1].
+
+    Uses PyAV's ``AudioResampler`` (libswresample). Returns None when the file has no audio stream.
+
+    Raises:
+        VideoError: the file cannot be opened or the audio fails to decode.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks = []
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except (av.error.FFmpegError, OSError) as e:
+            raise VideoError(f"{path}: audio decoding failed ({e})") from e
+    finally:
+        container.close()
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
