@@ -1,0 +1,235 @@
+"""RetinaFace face detector (Deng et al., "RetinaFace: Single-Shot Multi-Level Face Localisation in the Wild",
+CVPR 2020), ResNet-50 weights of ``retinaface-pytorch`` (github.com/ternaus/retinaface), batched here.
+
+``retinaface.predict_single.Model`` handles one image at a time; :class:`RetinaFaceDetector` runs the same
+network (``retinaface.network.RetinaFace``) on a whole batch: one resized, normalised, padded tensor, the
+package's prior boxes (``retinaface.prior_box.priorbox``) and box/landmark decoding
+(``retinaface.box_utils``), then score threshold and NMS (``torchvision.ops.nms``) per frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import urllib.error
+import warnings
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.ops import nms
+
+from afwpipe.errors import WeightsError
+from afwpipe.faces.detections import Detections
+from afwpipe.faces.detector import DetectorConfig, FaceDetector
+from afwpipe.faces.registry import register_detector
+
+#: The package's only weights (``retinaface.pre_trained_models.models["resnet50_2020-07-20"]``).
+WEIGHTS_URL = (
+    "https://github.com/ternaus/retinaface/releases/download/0.01/retinaface_resnet50_2020-07-20-f168fae3c.zip"
+)
+
+default_cfgs = {
+    # Preprocessing and thresholds of retinaface.predict_single.Model: longest side resized to max_size,
+    # albumentations Normalize (ImageNet mean/std), confidence 0.7, NMS IoU 0.4.
+    "retinaface": DetectorConfig(
+        name="retinaface",
+        weights="retinaface_resnet50_2020-07-20",
+        source="Deng et al. CVPR 2020 (RetinaFace); github.com/ternaus/retinaface",
+        url=WEIGHTS_URL,
+        file_name=os.path.basename(WEIGHTS_URL),
+        max_size=960,
+        score_threshold=0.7,
+        nms_threshold=0.4,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+    ),
+}
+
+#: Anchor layout and box-coding variances of the ResNet-50 model (retinaface.predict_single.Model).
+MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+STEPS = (8, 16, 32)
+VARIANCES = (0.1, 0.2)
+
+
+@lru_cache(maxsize=8)
+def prior_boxes(height: int, width: int) -> torch.Tensor:
+    """Anchors for a ``height x width`` network input: ``[P, 4] float32 (cx, cy, w, h)`` as fractions of the
+    input's width/height (``retinaface.prior_box.priorbox``; cached per size)."""
+    from retinaface.prior_box import priorbox
+
+    return priorbox(min_sizes=MIN_SIZES, steps=STEPS, clip=False, image_size=(height, width))
+
+
+def decode(
+    loc: torch.Tensor, landm: torch.Tensor, priors: torch.Tensor, variances: tuple[float, float] = VARIANCES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode a batch of network offsets against the priors (``retinaface.box_utils.decode``/``decode_landm``).
+
+    Args:
+        loc: ``[B, P, 4]`` box offsets ``(dcx, dcy, dlog_w, dlog_h)`` in variance units.
+        landm: ``[B, P, 10]`` landmark offsets ``(dx, dy)`` x 5 in variance units.
+        priors: ``[P, 4]`` ``(cx, cy, w, h)`` fractions of the input size.
+        variances: centre and size variances of the box coding.
+
+    Returns:
+        boxes ``[B, P, 4]`` ``(x1, y1, x2, y2)`` and landmarks ``[B, P, 5, 2]`` ``(x, y)``, as fractions of
+        the network input's width/height (multiply by ``(W, H)`` for pixels).
+    """
+    from retinaface.box_utils import decode as decode_boxes
+    from retinaface.box_utils import decode_landm
+
+    b, p = loc.shape[:2]
+    flat = priors.to(loc.dtype).expand(b, p, 4).reshape(b * p, 4)
+    boxes = decode_boxes(loc.reshape(b * p, 4), flat, variances).reshape(b, p, 4)
+    landmarks = decode_landm(landm.reshape(b * p, 10), flat, variances).reshape(b, p, 5, 2)
+    return boxes, landmarks
+
+
+def default_weights_path() -> Path:
+    """Where ``retinaface.pre_trained_models.get_model`` caches the weights: ``<torch hub dir>/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / default_cfgs["retinaface"].file_name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.pth`` or from the release's zip holding one (torch's legacy zip wrapping)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+            if len(members) == 1 and not members[0].is_dir():  # torch.hub's test for the legacy wrapping
+                return torch.load(io.BytesIO(zf.read(members[0])), map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_weights(weights: str | os.PathLike | None) -> tuple[dict[str, torch.Tensor], str]:
+    """The RetinaFace state dict and its identity.
+
+    Order: an explicit file > the torch hub cache file (:func:`default_weights_path`) > download into that
+    cache when online.
+
+    Returns:
+        ``(state_dict, identity)``; identity is ``sha256:<hex>`` of the file read.
+
+    Raises:
+        WeightsError: an explicit file does not exist, or the default file is absent and cannot be
+            downloaded (the message names the file, the URL and where to put it).
+    """
+    cfg = default_cfgs["retinaface"]
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"retinaface: weights file {path} does not exist")
+    else:
+        path = default_weights_path()
+        if not path.is_file():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.hub.download_url_to_file(cfg.url, str(path), progress=False)
+            except (urllib.error.URLError, OSError) as err:
+                raise WeightsError(
+                    f"retinaface: weights {cfg.file_name} are not in the torch hub cache and cannot be downloaded "
+                    f"({err}). Download {cfg.url} on a machine with internet and put it at {path} "
+                    f"(or pass weights=<file>)"
+                ) from err
+    try:
+        state = _load_file(path)
+    except Exception as err:  # a truncated download, a file of something else
+        raise WeightsError(f"retinaface: cannot read weights file {path}: {err}") from err
+    return state, f"sha256:{_sha256(path)}"
+
+
+@register_detector("retinaface")
+class RetinaFaceDetector(FaceDetector):
+    """RetinaFace (ResNet-50) on a whole batch.
+
+    Frames are resized (bilinear) so their longest side is ``cfg.max_size``, normalised with ``cfg.mean``/
+    ``cfg.std``, zero-padded bottom/right to a multiple of 32 (the package pads to a ``max_size`` square;
+    anchors are laid out from the top-left, so the boxes are the same up to border effects).
+
+    Args:
+        weights: a weights file, ``None`` (cache, then download), or ``"random"`` (untrained network for
+            shape/speed tests; ``cfg.weights`` is then ``"random"``).
+        device: torch device string; on CUDA the network runs under fp16 autocast when ``amp``.
+        amp: use autocast on CUDA.
+        **kw: overrides of :data:`default_cfgs` ``["retinaface"]`` fields.
+
+    Raises:
+        WeightsError: see :func:`load_weights`.
+    """
+
+    default_cfg = default_cfgs["retinaface"]
+
+    def __init__(self, weights: str | None = None, device: str = "cpu", amp: bool = True, **kw) -> None:
+        from retinaface.network import RetinaFace
+
+        cfg = self.default_cfg.replace(**kw)
+        if weights == "random":
+            state, identity = None, "random"
+        else:
+            state, identity = load_weights(weights)
+        self.cfg = cfg.replace(weights=identity)
+        self.device = device
+        self.amp = amp and torch.device(device).type == "cuda"
+        with warnings.catch_warnings():  # torchvision's deprecation of `pretrained=`, used by the package
+            warnings.simplefilter("ignore", UserWarning)
+            net = RetinaFace(
+                name="Resnet50",
+                pretrained=False,
+                return_layers={"layer2": 1, "layer3": 2, "layer4": 3},
+                in_channels=256,
+                out_channels=256,
+            )
+        if state is not None:
+            net.load_state_dict(state)
+        self.net = net.eval().to(device)
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(cfg.mean, device=device).view(shape) * 255
+        self._std = torch.tensor(cfg.std, device=device).view(shape) * 255
+
+    def _input(self, frames: np.ndarray) -> tuple[torch.Tensor, float, float]:
+        """Network input ``[B, 3, Hp, Wp] float32`` and the resized size ``(h, w)`` before padding."""
+        _, height, width, _ = frames.shape
+        scale = self.cfg.max_size / max(height, width)
+        h, w = round(height * scale), round(width * scale)
+        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float()
+        if (h, w) != (height, width):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        x = (x - self._mean) / self._std
+        pad_h, pad_w = math.ceil(h / 32) * 32 - h, math.ceil(w / 32) * 32 - w
+        return F.pad(x, (0, pad_w, 0, pad_h)), h, w
+
+    @torch.inference_mode()
+    def _detect(self, frames: np.ndarray) -> list[Detections]:
+        _, height, width, _ = frames.shape
+        x, h, w = self._input(frames)
+        in_h, in_w = x.shape[2:]
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            loc, conf, landm = self.net(x)
+        scores = F.softmax(conf.float(), dim=-1)[..., 1]
+        boxes, landmarks = decode(loc.float(), landm.float(), prior_boxes(in_h, in_w).to(x.device))
+        # fractions of the padded input -> pixels of the original frame
+        to_px = torch.tensor([in_w * width / w, in_h * height / h], device=x.device)
+        boxes = boxes * to_px.repeat(2)
+        landmarks = landmarks * to_px
+        limit = torch.tensor([width, height], device=x.device).repeat(2)
+        out = []
+        for i in range(len(frames)):
+            keep = torch.where(scores[i] > self.cfg.score_threshold)[0]
+            b, s = boxes[i, keep], scores[i, keep]
+            keep = keep[nms(b, s, self.cfg.nms_threshold)]
+            b = torch.minimum(boxes[i, keep].clamp(min=0), limit)
+            out.append(Detections(b.cpu().numpy(), landmarks[i, keep].cpu().numpy(), scores[i, keep].cpu().numpy()))
+        return out

@@ -1,0 +1,72 @@
+"""Pick the target face in each frame: the largest face followed by box overlap, or the left/right person.
+
+Aff-Wild2 names annotations of videos with two people ``X_left`` / ``X_right`` (ABAW challenge data,
+Kollias et al.); ``side="left"`` / ``"right"`` follows that convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+from afwpipe.faces.detections import Detections
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``[N]`` IoU of one ``[4]`` box with ``[N, 4]`` boxes."""
+    return box_iou(torch.from_numpy(box[None]), torch.from_numpy(boxes))[0].numpy()
+
+
+def select_faces(
+    dets: Sequence[Detections],
+    side: Literal["left", "right"] | None = None,
+    frame_width: int | None = None,
+    iou_threshold: float = 0.3,
+) -> np.ndarray:
+    """Index of the target face in each frame's detections, or -1.
+
+    ``side=None``: the face overlapping the last chosen box most (IoU >= ``iou_threshold``; a simple tracker
+    that survives frames without faces), else the largest face.
+    ``side="left"`` / ``"right"``: among the two largest faces, the one whose box centre is leftmost /
+    rightmost. When only one face is found it is taken if it overlaps the last chosen box, or lies on
+    that half of the frame (box centre vs ``frame_width / 2``), or ``frame_width`` is ``None``.
+
+    Args:
+        dets: per-frame detections, in frame order.
+        side: ``None``, ``"left"`` or ``"right"``.
+        frame_width: frame width in pixels (used with ``side`` for frames with a single face).
+        iou_threshold: overlap that counts as the same face as the last chosen one.
+
+    Returns:
+        ``int64 [T]``: index into each frame's :class:`Detections`, -1 where no face is chosen.
+
+    Raises:
+        ValueError: ``side`` is not ``None``, ``"left"`` or ``"right"``.
+    """
+    if side not in (None, "left", "right"):
+        raise ValueError(f"side must be None, 'left' or 'right', got {side!r}")
+    chosen = np.full(len(dets), -1, dtype=np.int64)
+    last_box = None
+    for t, d in enumerate(dets):
+        if len(d) == 0:
+            continue
+        overlap = _iou(last_box, d.boxes) if last_box is not None else np.zeros(len(d), np.float32)
+        if side is None:
+            idx = int(np.argmax(overlap)) if overlap.max() >= iou_threshold else int(np.argmax(d.areas))
+        elif len(d) >= 2:
+            two = np.argsort(-d.areas, kind="stable")[:2]
+            cx = d.centers[two, 0]
+            idx = int(two[np.argmin(cx) if side == "left" else np.argmax(cx)])
+        else:
+            cx = d.centers[0, 0]
+            on_side = frame_width is None or (cx < frame_width / 2) == (side == "left")
+            if not (on_side or overlap[0] >= iou_threshold):
+                continue
+            idx = 0
+        chosen[t] = idx
+        last_box = d.boxes[idx]
+    return chosen
