@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from afwpipe.errors import VideoError
+from afwpipe.video import iter_frames, probe_video, read_audio, rotate_frame
+
+from synth import make_video
+
+SAMPLE_FRAMES = {"WolfgangLanger_Pexels": 472, "single_face": 72, "face_noface": 169, "noface_face": 169,
+                 "no_face": 95}
+
+
+@pytest.mark.sample
+def test_sample_decoded_frame_counts_and_vfr(sample_videos):
+    infos = {k: probe_video(p) for k, p in sample_videos.items()}
+    assert {k: i.n_frames for k, i in infos.items()} == SAMPLE_FRAMES
+    assert infos["face_noface"].vfr and infos["noface_face"].vfr and not infos["single_face"].vfr
+    t = infos["single_face"].times
+    assert t.shape == (72,) and t[0] == 0 and np.allclose(np.diff(t), 1 / 30)
+    assert all(np.all(np.diff(i.times) > 0) for i in infos.values())
+    assert infos["WolfgangLanger_Pexels"].audio_rate == 48000
+
+
+def test_streamed_frames_match_probe(tmp_path):
+    p = make_video(tmp_path / "v.mp4", 7, size=(32, 24))
+    frames = list(iter_frames(p))
+    assert [i for i, _, _ in frames] == list(range(7))
+    assert frames[0][2].shape == (24, 32, 3) and frames[0][2].dtype == np.uint8
+    assert probe_video(p).n_frames == 7
+
+
+def test_audio_is_resampled_to_16k_mono(tmp_path):
+    p = make_video(tmp_path / "v.mp4", 25, fps=25)
+    wave = read_audio(p, 16000)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) - 16000) < 2048  # one second, give or take one AAC frame
+    spectrum = np.abs(np.fft.rfft(wave[2048:10240]))
+    assert abs(np.argmax(spectrum) * 16000 / 8192 - 1000) < 10  # the 1 kHz tone survives
+
+
+def test_video_without_audio(tmp_path):
+    p = make_video(tmp_path / "v.avi", 5, audio=False)
+    assert read_audio(p) is None and not probe_video(p).has_audio
+
+
+def test_truncated_video_is_reported_by_name(tmp_path):
+    good = make_video(tmp_path / "good.mp4", 30, size=(64, 48))
+    bad = tmp_path / "cut.mp4"
+    bad.write_bytes(good.read_bytes()[: 1200])
+    with pytest.raises(VideoError, match="cut.mp4"):
+        probe_video(bad)
+
+
+def test_garbage_and_missing_files_are_reported_by_name(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(VideoError, match="junk.mp4: cannot open"):
+        probe_video(junk)
+    with pytest.raises(VideoError, match="nope.mp4: video file does not exist"):
+        probe_video(tmp_path / "nope.mp4")
+
+
+def test_rotate_frame_turns_counter_clockwise():
+    img = np.zeros((2, 3, 3), np.uint8)
+    img[0, 2] = 255  # top-right
+    r = rotate_frame(img, 90)
+    assert r.shape == (3, 2, 3) and r[0, 0, 0] == 255  # top-right -> top-left after 90° CCW
+    assert rotate_frame(img, 0) is img
