@@ -11,6 +11,8 @@ import pytest
 
 from afwpipe.faces import create_detector, select_faces
 
+pytestmark = pytest.mark.sample  # decodes the real sample videos
+
 
 def decode_frames(path, n: int, step: int = 1) -> np.ndarray:
     """``uint8 [n, H, W, 3]`` RGB: every ``step``-th frame from the start."""

@@ -19,7 +19,7 @@ from afwpipe.faces.registry import (
     register_detector,
 )
 from afwpipe.faces.retinaface import RetinaFaceDetector
-from afwpipe.faces.select import select_faces
+from afwpipe.faces.select import FaceSelector, select_faces
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -37,6 +37,7 @@ __all__ = [
     "is_detector",
     "list_detectors",
     "register_detector",
+    "FaceSelector",
     "select_faces",
     "similarity_matrix",
     "template",

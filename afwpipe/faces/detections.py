@@ -11,7 +11,7 @@ import numpy as np
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Detections:
     """The faces found in one frame, ordered by descending score.
 

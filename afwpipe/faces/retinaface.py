@@ -224,7 +224,7 @@ class RetinaFaceDetector(FaceDetector):
         to_px = torch.tensor([in_w * width / w, in_h * height / h], device=x.device)
         boxes = boxes * to_px.repeat(2)
         landmarks = landmarks * to_px
-        limit = torch.tensor([width, height], device=x.device).repeat(2)
+        limit = torch.tensor([width, height], dtype=torch.float32, device=x.device).repeat(2)
         out = []
         for i in range(len(frames)):
             keep = torch.where(scores[i] > self.cfg.score_threshold)[0]

@@ -21,6 +21,49 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return box_iou(torch.from_numpy(box[None]), torch.from_numpy(boxes))[0].numpy()
 
 
+class FaceSelector:
+    """Streaming form of :func:`select_faces`: feed batches of frames in order, keep the tracking state.
+
+    ``FaceSelector(side, frame_width).update(dets)`` on consecutive batches gives the same indices as
+    one :func:`select_faces` call on all frames (the face stage streams a video batch by batch).
+
+    Raises:
+        ValueError: ``side`` is not ``None``, ``"left"`` or ``"right"``.
+    """
+
+    def __init__(self, side: Literal["left", "right"] | None = None, frame_width: int | None = None,
+                 iou_threshold: float = 0.3) -> None:
+        if side not in (None, "left", "right"):
+            raise ValueError(f"side must be None, 'left' or 'right', got {side!r}")
+        self.side, self.frame_width, self.iou_threshold = side, frame_width, iou_threshold
+        self.last_box: np.ndarray | None = None
+
+    def update(self, dets: Sequence[Detections]) -> np.ndarray:
+        """``int64 [len(dets)]`` index of the target face per frame, -1 where none is chosen."""
+        side, thr = self.side, self.iou_threshold
+        chosen = np.full(len(dets), -1, dtype=np.int64)
+        for t, d in enumerate(dets):
+            if len(d) == 0:
+                continue
+            last = self.last_box
+            overlap = _iou(last, d.boxes) if last is not None else np.zeros(len(d), np.float32)
+            if side is None:
+                idx = int(np.argmax(overlap)) if overlap.max() >= thr else int(np.argmax(d.areas))
+            elif len(d) >= 2:
+                two = np.argsort(-d.areas, kind="stable")[:2]
+                cx = d.centers[two, 0]
+                idx = int(two[np.argmin(cx) if side == "left" else np.argmax(cx)])
+            else:
+                cx = d.centers[0, 0]
+                on_side = self.frame_width is None or (cx < self.frame_width / 2) == (side == "left")
+                if not (on_side or overlap[0] >= thr):
+                    continue
+                idx = 0
+            chosen[t] = idx
+            self.last_box = d.boxes[idx]
+        return chosen
+
+
 def select_faces(
     dets: Sequence[Detections],
     side: Literal["left", "right"] | None = None,
@@ -47,26 +90,4 @@ def select_faces(
     Raises:
         ValueError: ``side`` is not ``None``, ``"left"`` or ``"right"``.
     """
-    if side not in (None, "left", "right"):
-        raise ValueError(f"side must be None, 'left' or 'right', got {side!r}")
-    chosen = np.full(len(dets), -1, dtype=np.int64)
-    last_box = None
-    for t, d in enumerate(dets):
-        if len(d) == 0:
-            continue
-        overlap = _iou(last_box, d.boxes) if last_box is not None else np.zeros(len(d), np.float32)
-        if side is None:
-            idx = int(np.argmax(overlap)) if overlap.max() >= iou_threshold else int(np.argmax(d.areas))
-        elif len(d) >= 2:
-            two = np.argsort(-d.areas, kind="stable")[:2]
-            cx = d.centers[two, 0]
-            idx = int(two[np.argmin(cx) if side == "left" else np.argmax(cx)])
-        else:
-            cx = d.centers[0, 0]
-            on_side = frame_width is None or (cx < frame_width / 2) == (side == "left")
-            if not (on_side or overlap[0] >= iou_threshold):
-                continue
-            idx = 0
-        chosen[t] = idx
-        last_box = d.boxes[idx]
-    return chosen
+    return FaceSelector(side, frame_width, iou_threshold).update(dets)
