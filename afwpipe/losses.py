@@ -156,9 +156,11 @@ def va_ccc_loss(pred: Tensor, labels: Tensor, mask: Tensor | None = None) -> Ten
         mask: ``[...]`` bool, False for padded frames, or None.
 
     Returns:
-        Scalar tensor; a column with no valid frame contributes 0 (not 1), so an all-invalid batch gives 0.
+        Scalar tensor (at least float32, also under fp16/bf16 autocast); a column with no valid frame
+        contributes 0 (not 1), so an all-invalid batch gives 0.
     """
     valid = _valid(~torch.isclose(labels, torch.full_like(labels, VA_INVALID)), mask)
+    pred = pred.to(torch.promote_types(pred.dtype, torch.float32))  # moments in ≥ fp32 under autocast
     terms = []
     for j in range(pred.shape[-1]):
         vj = valid[..., j].reshape(-1)
