@@ -89,5 +89,40 @@ def index_cmd(obj):
     index.run(obj["params"], obj["manifest"])
 
 
+@main.command("detect")
+@click.option("--detector", default=None, help="Face detector: mtcnn (offline weights) or retinaface.")
+@click.option("--size", type=int, default=None, help="Side S of the aligned crops in pixels (default 224).")
+@click.option("--batch-size", type=int, default=None, help="Frames per detector call.")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N.")
+@click.option("--weights", default=None, help="Detector weights file (default: the detector's own cache).")
+@click.option("--use-cropped/--detect", default=None,
+              help="Read Aff-Wild2's cropped_aligned/<video>/<00001>.jpg instead of detecting faces.")
+@click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
+@click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
+@click.pass_obj
+def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, names, accept_failures):
+    """Detect, align and crop the target face of every frame; keep the audio.
+
+    \b
+    For each indexed video: frames are streamed with PyAV, faces detected in batches, the target face
+    chosen (largest / tracked; for X_left / X_right the left / right person), aligned with its 5
+    landmarks to an SxS crop, and written to <workdir>/<dataset>/faces.zarr/<video>/
+    (boxes [T,4], landmarks [T,5,2], score [T], present [T], crops [T,S,S,3] uint8, times [T] s).
+    Frames without a face have present=False and the crop of the nearest frame with a face.
+    The audio becomes audio.zarr/<video>/wave (16 kHz mono float32; attribute present).
+    Complete videos are skipped, so an interrupted run resumes. A corrupt video is reported by
+    name, the others are processed, failures go to detect_failures.json and the exit code is 1.
+    """
+    from stages import detect
+
+    p = obj["params"]["detect"]
+    for key, val in {"detector": detector, "size": size, "batch_size": batch_size, "device": device,
+                     "weights": weights, "use_cropped": use_cropped}.items():
+        if val is not None:
+            p[key] = val
+    sys.exit(detect.run(obj["params"], obj["manifest"], accept_failures=accept_failures,
+                        names=list(names) or None))
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,350 @@
+"""The face stage: stream each video once, detect faces in batches, align crops, keep the audio.
+
+Per video (``detect_video``), three things overlap: a decoding thread fills a bounded queue with
+batches of frames (PyAV, never the whole video in memory), the calling thread runs the detector and
+alignment, and a writer thread appends the results to ``faces.zarr/<name>/`` shard by shard. Frames
+without the target face keep ``present=False``; their crop is filled afterwards from the nearest frame
+with a face (ties to the earlier frame), as the ABAW seeds do. The audio track is resampled to 16 kHz
+mono into ``audio.zarr/<name>/wave``. ``complete`` is written last in both groups, so a killed run is
+redone from scratch for that video and skipped for the finished ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import store
+from .errors import AfwpipeError, VideoError, WeightsError
+from .faces import Detections, align_faces, create_detector
+from .faces.select import FaceSelector
+from .video import iter_frames, probe_video, read_audio
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # Hz; every audio encoder of DESIGN.md takes 16 kHz mono
+_END = object()
+
+
+@dataclass
+class DetectConfig:
+    """Options of the face stage (``params.yaml`` section ``detect``).
+
+    Attributes:
+        detector: registry name (``mtcnn``, ``retinaface``).
+        size: side S of the aligned crops, pixels.
+        batch_size: frames per detector call.
+        device: torch device for the detector.
+        weights: detector weights file (None: the detector's default / cache).
+        use_cropped: read ``cropped_aligned/<name>/<00001>.jpg`` instead of detecting.
+        queue_batches: decoded batches held ahead of the detector (bounds memory).
+    """
+
+    detector: str = "mtcnn"
+    size: int = 224
+    batch_size: int = 16
+    device: str = "cpu"
+    weights: str | None = None
+    use_cropped: bool = False
+    queue_batches: int = 4
+
+    def identity(self, detector_cfg: dict | None) -> dict:
+        """What makes two runs' outputs comparable; stored on every video group."""
+        return {"detector": "cropped_aligned" if self.use_cropped else self.detector, "size": self.size,
+                "detector_config": detector_cfg or {}}
+
+
+@dataclass
+class VideoResult:
+    """Summary of one video of the face stage."""
+
+    name: str
+    frames: int = 0
+    present: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+    error: str | None = None
+    audio: bool = False
+
+
+def _batches(path: Path, batch_size: int):
+    """Yield ``(times, frames uint8 [B,H,W,3])``; a size change inside a video starts a new batch."""
+    buf, times = [], []
+    for _, t, rgb in iter_frames(path):
+        if buf and (len(buf) == batch_size or rgb.shape != buf[0].shape):
+            yield times, np.stack(buf)
+            buf, times = [], []
+        buf.append(rgb)
+        times.append(t)
+    if buf:
+        yield times, np.stack(buf)
+
+
+def _prefetch(gen, maxsize: int):
+    """Run generator ``gen`` in a thread, yielding its items through a bounded queue (errors re-raised)."""
+    q: queue.Queue = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in gen:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(_END)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+
+    th = threading.Thread(target=work, daemon=True)
+    th.start()
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while th.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                th.join(0.05)
+
+
+def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    return np.stack([cv2.resize(f[y0:y0 + s, x0:x0 + s], (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def _cropped_batches(folder: Path, n_frames: int, batch_size: int, size: int):
+    """Yield ``(present [B] bool, crops [B,S,S,3])`` read from Aff-Wild2 ``cropped_aligned`` JPEGs."""
+    for start in range(0, n_frames, batch_size):
+        idx = range(start, min(start + batch_size, n_frames))
+        crops = np.zeros((len(idx), size, size, 3), np.uint8)
+        present = np.zeros(len(idx), bool)
+        for j, i in enumerate(idx):
+            img = cv2.imread(str(folder / f"{i + 1:05d}.jpg"), cv2.IMREAD_COLOR)
+            if img is not None:
+                img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+                crops[j] = img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size))
+                present[j] = True
+        yield present, crops
+
+
+def fill_runs(present: np.ndarray) -> list[tuple[int, int, int]]:
+    """Plan the nearest-frame fill: ``(start, stop, source)`` per run of frames without a face.
+
+    Each frame in ``[start, stop)`` takes the crop of the nearest frame with a face; ties go to the
+    earlier frame. A run that has faces on both sides is split at its midpoint. Empty when no frame
+    (or every frame) has a face.
+    """
+    present = np.asarray(present, bool)
+    idx = np.flatnonzero(present)
+    if len(idx) == 0 or len(idx) == len(present):
+        return []
+    runs = []
+    absent = np.flatnonzero(~present)
+    starts = absent[np.r_[True, np.diff(absent) > 1]]
+    stops = absent[np.r_[np.diff(absent) > 1, True]] + 1
+    for a, b in zip(starts, stops):
+        left = a - 1 if a > 0 else None
+        right = b if b < len(present) else None
+        if left is None:
+            runs.append((int(a), int(b), int(right)))
+        elif right is None:
+            runs.append((int(a), int(b), int(left)))
+        else:
+            mid = a + (b - a + 1) // 2  # frames < mid are at least as close to the left face
+            runs.append((int(a), int(mid), int(left)))
+            if mid < b:
+                runs.append((int(mid), int(b), int(right)))
+    return runs
+
+
+def _fill_absent(crops, present: np.ndarray) -> None:
+    for a, b, src in fill_runs(present):
+        crops[a:b] = np.broadcast_to(crops[src], (b - a,) + crops.shape[1:])
+
+
+class FaceStage:
+    """Runs the face stage on videos of one workspace; one detector instance is reused across videos."""
+
+    def __init__(self, ws: store.Workspace, cfg: DetectConfig, progress: bool = True):
+        self.ws, self.cfg, self.progress = ws, cfg, progress
+        self._detector = None
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            self._detector = create_detector(self.cfg.detector, weights=self.cfg.weights, device=self.cfg.device)
+        return self._detector
+
+    def identity(self) -> dict:
+        return self.cfg.identity(None if self.cfg.use_cropped else self.detector.cfg.as_dict())
+
+    def is_done(self, name: str) -> bool:
+        """Both groups complete and written with the same detector identity (else the video is redone)."""
+        if not (store.is_complete(self.ws.faces, name) and store.is_complete(self.ws.audio, name)):
+            return False
+        attrs = store.open_store(self.ws.faces, "r")[name].attrs.asdict()
+        return attrs.get("identity") == self.identity()
+
+    def run_video(self, rec: dict, cropped_root: Path | None = None) -> VideoResult:
+        """Process one index record (``name``, ``path``, ``side``, ``n_frames``, ``width``)."""
+        name, path, n = rec["name"], Path(rec["path"]), int(rec["n_frames"])
+        res = VideoResult(name)
+        if self.is_done(name):
+            res.skipped = True
+            return res
+        t0 = time.perf_counter()
+        ident = self.identity()
+        g = store.begin_video(self.ws.faces, name, {"video": str(path), "side": rec.get("side"), "identity": ident})
+        S = self.cfg.size
+        arrays = {
+            "boxes": store.create_time_array(g, "boxes", (n, 4), np.float32, fill_value=np.nan),
+            "landmarks": store.create_time_array(g, "landmarks", (n, 5, 2), np.float32, fill_value=np.nan),
+            "score": store.create_time_array(g, "score", (n,), np.float32),
+            "present": store.create_time_array(g, "present", (n,), bool, fill_value=False),
+            "crops": store.create_time_array(g, "crops", (n, S, S, 3), np.uint8),
+            "times": store.create_time_array(g, "times", (n,), np.float64),
+        }
+        writers = {k: store.TimeWriter(a) for k, a in arrays.items()}
+        present_all = np.zeros(n, bool)
+        bar = tqdm(total=n, desc=name[:30], unit="frame", disable=not self.progress, leave=False)
+        pos = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="afwpipe-write") as pool:
+            pending: Future | None = None
+
+            def write(block: dict):
+                for k, v in block.items():
+                    writers[k].append(v)
+
+            for block in self._blocks(rec, path, n, cropped_root):
+                k = min(len(block["present"]), n - pos)
+                if k <= 0:
+                    log.warning("%s: decodes to more frames than the index's %d; extra frames ignored", path, n)
+                    break
+                block = {key: v[:k] for key, v in block.items()}
+                present_all[pos:pos + k] = block["present"]
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(write, block)
+                pos += k
+                bar.update(k)
+            if pending is not None:
+                pending.result()
+        bar.close()
+        if pos < n:
+            raise VideoError(f"{path}: decoded {pos} frames but the index says {n}; re-run `afwpipe index`")
+        for w in writers.values():
+            w.close()
+        if present_all.any() and not present_all.all():
+            _fill_absent(arrays["crops"], present_all)
+        res.frames, res.present = n, int(present_all.sum())
+        res.audio = self._write_audio(name, path, rec)
+        store.mark_complete(g, n_frames=n, present_frames=res.present)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    def _blocks(self, rec: dict, path: Path, n: int, cropped_root: Path | None):
+        """Yield per-batch dicts of arrays (boxes, landmarks, score, present, crops, times)."""
+        S, B = self.cfg.size, self.cfg.batch_size
+        if self.cfg.use_cropped:
+            if cropped_root is None or not (cropped_root / rec["name"]).is_dir():
+                raise VideoError(f"{cropped_root}/{rec['name']}: no cropped_aligned folder for this video")
+            times = probe_video(path).times
+            i = 0
+            for present, crops in _prefetch(_cropped_batches(cropped_root / rec["name"], n, B, S),
+                                            self.cfg.queue_batches):
+                m = len(present)
+                yield {"boxes": np.full((m, 4), np.nan, np.float32),
+                       "landmarks": np.full((m, 5, 2), np.nan, np.float32),
+                       "score": present.astype(np.float32), "present": present, "crops": crops,
+                       "times": times[i:i + m]}
+                i += m
+            return
+        selector = FaceSelector(side=rec.get("side"), frame_width=rec.get("width"))
+        t_first = None
+        for times, frames in _prefetch(_batches(path, B), self.cfg.queue_batches):
+            dets = self.detector.detect(frames)
+            chosen = selector.update(dets)
+            m = len(frames)
+            boxes = np.full((m, 4), np.nan, np.float32)
+            lms = np.full((m, 5, 2), np.nan, np.float32)
+            score = np.zeros(m, np.float32)
+            for j, (d, c) in enumerate(zip(dets, chosen)):
+                if c >= 0:
+                    boxes[j], lms[j], score[j] = d.boxes[c], d.landmarks[c], d.scores[c]
+            present = chosen >= 0
+            crops = align_faces(frames, lms, S)
+            if not present.all():  # placeholder until filled from the nearest face (kept if none)
+                crops[~present] = _center_crop(frames[~present], S)
+            t = np.array([np.nan if x is None else x for x in times], np.float64)
+            t_first = t[0] if t_first is None else t_first
+            yield {"boxes": boxes, "landmarks": lms, "score": score, "present": present, "crops": crops,
+                   "times": t - t_first}
+
+    def _write_audio(self, name: str, path: Path, rec: dict) -> bool:
+        wave = read_audio(path, SAMPLE_RATE)
+        present = wave is not None
+        if wave is None:
+            wave = np.zeros(int(round(rec.get("duration", 0) * SAMPLE_RATE)), np.float32)
+        g = store.begin_video(self.ws.audio, name, {"video": str(path), "sample_rate": SAMPLE_RATE})
+        store.write_time_array(g, "wave", wave)
+        store.mark_complete(g, present=present, seconds=len(wave) / SAMPLE_RATE)
+        return present
+
+
+@dataclass
+class StageSummary:
+    results: list[VideoResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[VideoResult]:
+        return [r for r in self.results if r.error]
+
+    def line(self) -> str:
+        done = [r for r in self.results if not r.skipped and not r.error]
+        frames = sum(r.frames for r in done)
+        secs = sum(r.seconds for r in done) or float("nan")
+        present = sum(r.present for r in done)
+        return (f"detect: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
+                f"{len(self.failures)} failed; {frames} frames at {frames / secs:.1f} frames/s, "
+                f"face in {present}/{frames} frames")
+
+
+def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None = None,
+               progress: bool = True) -> StageSummary:
+    """Run the face stage on every indexed video (or ``names``) of ``ws``; one failure never stops the others.
+
+    Writes ``faces.zarr``, ``audio.zarr`` and ``detect_failures.json`` (the failed videos and why).
+    """
+    index = ws.read_index()
+    recs = [r for r in index["videos"] if names is None or r["name"] in names]
+    cropped = Path(index["cropped_aligned"]) if index.get("cropped_aligned") else None
+    stage = FaceStage(ws, cfg, progress)
+    summary = StageSummary()
+    for rec in tqdm(recs, desc="detect", unit="video", disable=not progress):
+        try:
+            res = stage.run_video(rec, cropped)
+        except WeightsError:
+            raise  # not a property of this video: every other video would fail the same way
+        except AfwpipeError as e:
+            log.error("%s", e)
+            res = VideoResult(rec["name"], error=str(e))
+        summary.results.append(res)
+    (ws.root / "detect_failures.json").write_text(json.dumps(
+        [{"name": r.name, "error": r.error} for r in summary.failures], indent=1) + "\n")
+    return summary
