@@ -23,3 +23,7 @@ class DatasetError(AfwpipeError):
 
 class WeightsError(AfwpipeError):
     """Model weights are missing and cannot be downloaded; the message says how to get them."""
+
+
+class EncoderError(AfwpipeError):
+    """An unknown encoder name (the message lists the registered ones) or an invalid encoder option."""

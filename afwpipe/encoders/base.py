@@ -1,0 +1,181 @@
+"""What every encoder is: a config (data, written into the feature store) and one encode method.
+
+Two kinds, by modality:
+
+* :class:`VisualEncoder`: ``encode_crops(crops uint8 [B,S,S,3] RGB) -> float32 [B,D]``. The encoder
+  resizes and normalises itself, so preprocessing always travels with the weights.
+* :class:`AudioEncoder`: ``encode_audio(wave float32 [N] at 16 kHz, frame_times float64 [T] s)
+  -> float32 [T,D]``: model states on a fixed hop, averaged over each video frame's span
+  (:func:`afwpipe.encoders.align.average_per_frame`).
+
+Inference runs under ``torch.inference_mode``; on CUDA under bf16 autocast, on CPU in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .align import average_per_frame
+
+AUDIO_SAMPLE_RATE = 16_000  # Hz; every audio encoder here expects 16 kHz mono (afwpipe's audio.zarr rate)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """An encoder's "pretrained config" (timm ``default_cfgs`` style): everything needed to reproduce
+    its features, stored as attributes of ``features/<encoder>.zarr``.
+
+    Attributes:
+        name: registry name, e.g. ``"mae"`` or ``"timm:resnet18"``.
+        modality: ``"visual"`` or ``"audio"``.
+        dim: feature size D of one frame.
+        weights: weights identity: a hub id (``"timm/vit_base_patch16_224.mae"``, with ``@<commit>``
+            when the cache says which), ``"sha256:<hex>"`` of an explicit file, ``"random"``, or
+            ``"none"`` (no weights, e.g. ``logmel``).
+        input_size: side in pixels of the square model input (visual).
+        mean, std: per-channel normalisation applied to [0,1] pixels (visual).
+        interpolation: resize mode from the crop size to ``input_size`` (visual).
+        sample_rate: audio rate in Hz (audio).
+        hop_s: seconds between successive model states (audio).
+        extra: encoder-specific settings (model id, hidden layer, window length...).
+    """
+
+    name: str
+    modality: str
+    dim: int
+    weights: str = "unset"
+    input_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None
+    sample_rate: int | None = None
+    hop_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_(self, **changes: Any) -> "EncoderConfig":
+        """A copy with some fields changed (e.g. the resolved ``weights`` identity)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples as lists, ``None`` fields dropped, ``extra`` merged in)."""
+        d = asdict(self)
+        extra = d.pop("extra")
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if v is not None}
+        out.update(extra)
+        return out
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing (fp32) elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Encoder:
+    """Common part: the config and the device. Subclasses hold the torch module (if any)."""
+
+    def __init__(self, cfg: EncoderConfig, device: str | torch.device = "cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The config as a plain dict, to write into the feature store's attributes."""
+        return self.cfg.to_dict()
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.dim
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.cfg.name!r}, dim={self.cfg.dim}, weights={self.cfg.weights!r})"
+
+
+class VisualEncoder(Encoder):
+    """Face crops in, one vector per crop out. Subclasses implement :meth:`forward`."""
+
+    batch_size = 64
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """[B,3,S,S] float in [0,1] -> model input: resized to ``input_size``, normalised."""
+        size = self.cfg.input_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            mode = self.cfg.interpolation if self.cfg.interpolation in ("bilinear", "bicubic") else "bilinear"
+            x = F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=True)
+        mean = torch.tensor(self.cfg.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.cfg.std, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Preprocessed batch -> [B,D] features."""
+        raise NotImplementedError
+
+    def encode_crops(self, crops: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Encode face crops.
+
+        Args:
+            crops: uint8 [B,S,S,3] RGB (numpy or torch), any square size S.
+
+        Returns:
+            float32 [B,D] numpy array.
+
+        Raises:
+            ValueError: not uint8 or not [B,S,S,3].
+        """
+        x = torch.as_tensor(crops)
+        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != x.shape[2]:
+            raise ValueError(f"{self.name}: crops must be uint8 [B,S,S,3] RGB, got {x.dtype} {tuple(x.shape)}")
+        out = []
+        with torch.inference_mode():
+            for i in range(0, x.shape[0], self.batch_size):
+                xb = x[i:i + self.batch_size].to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                with autocast_for(self.device):
+                    out.append(self.forward(self.preprocess(xb)).float().cpu())
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+class AudioEncoder(Encoder):
+    """A 16 kHz waveform in, one vector per video frame out. Subclasses implement :meth:`states`."""
+
+    def states(self, wave: torch.Tensor) -> torch.Tensor:
+        """float32 [N] waveform (on the device) -> [S,D] states, state j covering
+        [j*hop_s, (j+1)*hop_s) seconds."""
+        raise NotImplementedError
+
+    def encode_audio(self, wave: np.ndarray | torch.Tensor, frame_times: np.ndarray) -> np.ndarray:
+        """Encode a waveform and align it to the video's frames.
+
+        Args:
+            wave: float32 [N] mono samples at 16 kHz (``cfg.sample_rate``), N > 0.
+            frame_times: float64 [T] start time in seconds of each video frame (non-decreasing).
+
+        Returns:
+            float32 [T,D]: states averaged over [t_i, t_{i+1}) (see ``average_per_frame``).
+
+        Raises:
+            ValueError: wave not 1-D or empty; frame_times not 1-D or decreasing.
+        """
+        w = torch.as_tensor(np.asarray(wave, dtype=np.float32) if not torch.is_tensor(wave) else wave)
+        if w.ndim != 1 or w.numel() == 0:
+            raise ValueError(f"{self.name}: wave must be a non-empty 1-D float array, got shape {tuple(w.shape)}")
+        times = np.asarray(frame_times, dtype=np.float64)
+        if times.ndim != 1:
+            raise ValueError(f"{self.name}: frame_times must be 1-D, got shape {times.shape}")
+        if times.size == 0:
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode(), autocast_for(self.device):
+            s = self.states(w.float().to(self.device))
+        return average_per_frame(s.float().cpu().numpy(), self.cfg.hop_s, times)
