@@ -318,11 +318,11 @@ class StageSummary:
     def line(self) -> str:
         done = [r for r in self.results if not r.skipped and not r.error]
         frames = sum(r.frames for r in done)
-        secs = sum(r.seconds for r in done) or float("nan")
+        secs = sum(r.seconds for r in done)
         present = sum(r.present for r in done)
+        rate = f" at {frames / secs:.1f} frames/s" if secs else ""
         return (f"detect: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
-                f"{len(self.failures)} failed; {frames} frames at {frames / secs:.1f} frames/s, "
-                f"face in {present}/{frames} frames")
+                f"{len(self.failures)} failed; {frames} frames{rate}, face in {present}/{frames} frames")
 
 
 def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None = None,
