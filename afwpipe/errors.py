@@ -27,3 +27,8 @@ class WeightsError(AfwpipeError):
 
 class EncoderError(AfwpipeError):
     """An unknown encoder name (the message lists the registered ones) or an invalid encoder option."""
+
+
+class TrainError(AfwpipeError):
+    """Training inputs are unusable: a missing feature store, features whose length disagrees between
+    encoders or with the labels, NaN/Inf in features, or a fold/task with no labelled frame."""

@@ -68,6 +68,11 @@ class Workspace:
     def features_dir(self) -> Path:
         return self.root / "features"
 
+    @property
+    def models(self) -> Path:
+        """``models/``: one folder per trained head, ``<task>-<head>-<fold>[-<scene>]``."""
+        return self.root / "models"
+
     def features(self, encoder: str) -> Path:
         """``features/<encoder>.zarr``; characters outside ``[A-Za-z0-9_.-]`` (e.g. ``timm:x``) become ``_``."""
         return self.features_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", encoder) + ".zarr")
