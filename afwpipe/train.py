@@ -1,0 +1,415 @@
+"""Train one fusion head for one (task, fold[, scene]) on cached features; never touches video.
+
+Recipe (DESIGN.md, Heads and training; Netease Fuxi ABAW5/6, USTC ABAW8): clips of K=100 frames with
+stride K/2, AdamW (lr 1e-4, weight decay 1e-2), batch 32, masked losses of :mod:`afwpipe.losses` with
+class weights from the training labels, early stopping on the validation score. Validation predicts
+every frame: overlapping clips (``eval_stride``, default K/2) averaged per frame (:func:`post.window_average`).
+
+Validation score: ``au`` mean F1 over 12 AUs (threshold 0.5), ``expr`` macro F1 over 8 classes, ``va``
+mean CCC of valence and arousal, ``mtl`` the mean of the three.
+
+Folds: ``"official"`` trains on split ``train`` and validates on split ``val``; an int ``i`` validates on
+the labelled videos of fold ``i`` of the index and trains on the other labelled videos. ``scene`` keeps
+only the videos listed under that scene in the index (from the manifest).
+
+Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, config, encoder identities,
+standardisation statistics) and ``metrics.json`` (per-epoch and best validation metrics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__, store
+from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, ZarrFeatures, load_labels
+from .config import resolve_device
+from .datasets.affwild2 import valid_mask
+from .errors import TrainError
+from .heads import create_head, is_head, list_heads
+from .labels import AU_NAMES, EXPR_NAMES
+from .losses import au_pos_weights, expr_class_weights, mtl_loss
+from .metrics import au_f1, expr_f1, va_ccc
+from .post import window_average
+
+TRAIN_TASKS = ("au", "expr", "va", "mtl")
+HEAD_TASKS = {"au": ("au",), "expr": ("expr",), "va": ("va",), "mtl": ("au", "expr", "va")}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; saved verbatim in the checkpoint.
+
+    Attributes:
+        task: ``au``, ``expr``, ``va`` or ``mtl`` (all three heads' outputs, summed masked losses).
+        head: registered head (``tmf``, ``tcn``, ``msf``); ``head_kwargs`` go to its constructor.
+        features: encoder names (feature stores), in concatenation order.
+        fold: ``"official"`` or a fold number of the index.
+        scene: restrict train and validation videos to this scene of the index, or None.
+        k: clip length (frames); stride: training clip stride (default K/2); eval_stride: validation
+            clip stride (default K/2, overlapping clips averaged per frame).
+        epochs, patience: at most ``epochs`` epochs; stop after ``patience`` epochs without a better
+            validation score (0: never stop early).
+        lr, weight_decay, batch_size: AdamW and batch settings.
+        seed: seeds torch and the clip shuffling.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
+        standardize: standardise each encoder's features with mean/std of the training videos.
+        cache_gb: byte budget (GiB) of the whole-video feature cache.
+        task_weights: ``mtl`` loss weights per task (default 1 each).
+    """
+
+    task: str = "au"
+    head: str = "tmf"
+    features: list[str] = field(default_factory=lambda: ["mini_xception", "logmel"])
+    fold: str | int = "official"
+    scene: str | None = None
+    k: int = DEFAULT_K
+    stride: int | None = None
+    eval_stride: int | None = None
+    epochs: int = 30
+    patience: int = 5
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    standardize: bool = True
+    cache_gb: float = DEFAULT_CACHE_BYTES / (1 << 30)
+    head_kwargs: dict = field(default_factory=dict)
+    task_weights: dict | None = None
+
+    def __post_init__(self):
+        if isinstance(self.features, str):
+            self.features = [f for f in self.features.split(",") if f]
+        self.features = list(self.features)
+        self.fold = parse_fold(self.fold)
+        self.stride = int(self.stride) if self.stride else max(1, self.k // 2)
+        self.eval_stride = int(self.eval_stride) if self.eval_stride else max(1, self.k // 2)
+        if self.task not in TRAIN_TASKS:
+            raise TrainError(f"unknown task {self.task!r}; use one of {', '.join(TRAIN_TASKS)}")
+        if not is_head(self.head):
+            raise TrainError(f"unknown head {self.head!r}; registered heads: {', '.join(list_heads())}")
+        if not self.features:
+            raise TrainError("train: no features given (e.g. features: [mini_xception, logmel])")
+        if self.k < 1 or self.batch_size < 1 or self.epochs < 1:
+            raise TrainError(f"train: k, batch_size and epochs must be ≥ 1 (k={self.k}, "
+                             f"batch_size={self.batch_size}, epochs={self.epochs})")
+
+    @classmethod
+    def from_params(cls, section: dict | None, **overrides) -> "TrainConfig":
+        """From params.yaml's ``train`` section (unknown keys are an error), then ``overrides`` (None skipped)."""
+        kw = dict(section or {})
+        kw.pop("folds", None)  # the DVC matrix's list, not a setting of one run
+        kw.pop("tasks", None)
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        names = set(cls.__dataclass_fields__)
+        bad = sorted(set(kw) - names)
+        if bad:
+            raise TrainError(f"params train: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(names))}")
+        return cls(**kw)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The head's output tasks."""
+        return HEAD_TASKS[self.task]
+
+    @property
+    def run_name(self) -> str:
+        """``<task>-<head>-<fold>[-<scene>]``, the model folder's name."""
+        return "-".join([self.task, self.head, str(self.fold)] + ([self.scene] if self.scene else []))
+
+
+def parse_fold(fold) -> str | int:
+    """``"official"`` or a fold number (int, or a string of digits)."""
+    if isinstance(fold, (int, np.integer)) and not isinstance(fold, bool):
+        return int(fold)
+    if isinstance(fold, str) and fold.strip().lstrip("-").isdigit():
+        return int(fold)
+    if fold == "official":
+        return fold
+    raise TrainError(f"fold must be 'official' or a fold number, got {fold!r}")
+
+
+def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:
+    """Training and validation video names for ``fold`` (see the module docstring).
+
+    Only videos with at least one labelled frame of one of ``tasks`` are kept.
+
+    Raises:
+        TrainError: an unknown scene (lists the known ones), a fold outside ``0..k-1``, or an empty side.
+    """
+    records = [r for r in index["videos"] if any(r.get("labelled", {}).get(t, 0) > 0 for t in tasks)]
+    if scene is not None:
+        scenes = index.get("scenes") or {}
+        if scene not in scenes:
+            raise TrainError(f"unknown scene {scene!r}; scenes of the index: {', '.join(sorted(scenes)) or '(none)'}")
+        members = set(scenes[scene])
+        records = [r for r in records if r["name"] in members or r["video"] in members]
+    if fold == "official":
+        train = [r["name"] for r in records if r["split"] == "train"]
+        val = [r["name"] for r in records if r["split"] == "val"]
+    else:
+        k = int((index.get("folds") or {}).get("k", 0))
+        if not 0 <= fold < k:
+            raise TrainError(f"fold {fold} does not exist: the index has {k} folds (0..{k - 1}) and 'official'")
+        train = [r["name"] for r in records if r["fold"] >= 0 and r["fold"] != fold]
+        val = [r["name"] for r in records if r["fold"] == fold]
+    where = f"fold {fold}" + (f", scene {scene!r}" if scene else "")
+    for side, names in (("training", train), ("validation", val)):
+        if not names:
+            raise TrainError(f"{where}: no {side} video labelled for {'/'.join(t.upper() for t in tasks)}")
+    return sorted(train), sorted(val)
+
+
+def _require_labels(labels: dict, names: list[str], tasks, side: str, where: str) -> None:
+    for task in tasks:
+        n = sum(int(valid_mask(labels[name][task], task).sum()) for name in names)
+        if n == 0:
+            raise TrainError(f"{where}: no labelled {task.upper()} frame in the {side} videos "
+                             f"({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: _to(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(head: torch.nn.Module, ds: ClipDataset, device: torch.device | str = "cpu",
+            batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
+    """Per-frame predictions of every video of ``ds``: overlapping clips averaged per frame.
+
+    Returns:
+        name -> task -> ``au [T, 12]`` probabilities (sigmoid), ``expr [T, 8]`` probabilities (softmax),
+        ``va [T, 2]`` values; float64.
+    """
+    device = torch.device(device)
+    was_training = head.training
+    head.eval()
+    windows: dict[int, dict[str, list]] = {}
+    for batch in ds.batches(batch_size):
+        b = _to(batch, device)
+        with _autocast(device):
+            out = head(b["x"], b["mask"])
+        probs = {"au": lambda o: torch.sigmoid(o), "expr": lambda o: torch.softmax(o, -1), "va": lambda o: o}
+        out = {t: probs[t](o.float()).cpu().numpy() for t, o in out.items()}
+        for row, (v, s) in enumerate(zip(batch["video"].tolist(), batch["start"].tolist())):
+            w = windows.setdefault(v, {t: [] for t in out})
+            for t, o in out.items():
+                w[t].append((s, o[row]))
+    head.train(was_training)
+    return {ds.names[v]: {t: window_average(w, ds.n_frames[v]) for t, w in ws.items()} for v, ws in windows.items()}
+
+
+def score(preds: dict[str, dict[str, np.ndarray]], labels: dict, tasks) -> dict:
+    """Validation metrics over all frames of all videos of ``preds``.
+
+    Returns:
+        ``{"score": float, "au": {"f1", "per_au"}, "expr": {"f1", "per_class"}, "va": {"ccc", "valence",
+        "arousal"}}`` for the tasks given; ``score`` is the mean of the task scores.
+    """
+    names = list(preds)
+    out: dict = {}
+    task_scores = []
+    for task in tasks:
+        p = np.concatenate([preds[n][task] for n in names])
+        y = np.concatenate([labels[n][task] for n in names])
+        if task == "au":
+            mean, per = au_f1((p >= 0.5).astype(np.int64), y)
+            out["au"] = {"f1": mean, "per_au": dict(zip(AU_NAMES, map(float, per)))}
+        elif task == "expr":
+            mean, per = expr_f1(p.argmax(axis=1), y)
+            out["expr"] = {"f1": mean, "per_class": dict(zip(EXPR_NAMES, map(float, per)))}
+        else:
+            mean, v, a = va_ccc(p, y)
+            out["va"] = {"ccc": mean, "valence": v, "arousal": a}
+        task_scores.append(mean)
+    out["score"] = float(np.mean(task_scores))
+    return out
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the model folder, the best epoch (1-based) and its validation metrics."""
+
+    config: TrainConfig
+    model_dir: Path
+    best_epoch: int
+    best: dict
+    epochs_run: int
+    n_train: int
+    n_val: int
+    seconds: float
+
+    def line(self) -> str:
+        """One-line summary for the stage's output."""
+        parts = [f"{t} {self.best[t].get('f1', self.best[t].get('ccc')):.4f}" for t in ("au", "expr", "va")
+                 if t in self.best]
+        return (f"train {self.config.run_name}: {self.n_train} train / {self.n_val} val videos, "
+                f"{self.epochs_run} epochs, best epoch {self.best_epoch}: score {self.best['score']:.4f} "
+                f"({', '.join(parts)}) in {self.seconds:.1f} s -> {self.model_dir}")
+
+
+@contextlib.contextmanager
+def _deterministic():
+    prev, prev_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+def _stats_to_ckpt(stats):
+    if stats is None:
+        return None
+    return {e: {"mean": torch.from_numpy(m), "std": torch.from_numpy(s)} for e, (m, s) in stats.items()}
+
+
+def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir: Path | None = None) -> TrainResult:
+    """Train ``cfg.head`` on the features of workspace ``ws`` and write the checkpoint and metrics.
+
+    Args:
+        ws: workspace with ``index.json``, ``labels.zarr`` and ``features/<encoder>.zarr``.
+        cfg: the run's settings.
+        progress: show a tqdm bar over epochs (loss and validation score).
+        out_dir: model folder (default ``ws.models / cfg.run_name``).
+
+    Raises:
+        TrainError: missing store, features of different lengths, NaN/Inf in features, unknown fold or
+            scene, a fold/task with no labelled frame, or a non-finite loss.
+    """
+    t0 = time.perf_counter()
+    tasks = cfg.tasks
+    where = f"fold {cfg.fold}" + (f", scene {cfg.scene!r}" if cfg.scene else "")
+    train_names, val_names = split_videos(ws.read_index(), tasks, cfg.fold, cfg.scene)
+    labels = load_labels(ws, train_names + val_names)
+    _require_labels(labels, train_names, tasks, "training", where)
+    _require_labels(labels, val_names, tasks, "validation", where)
+
+    features = ZarrFeatures(ws, cfg.features)
+    cache = int(cfg.cache_gb * (1 << 30))
+    train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, cache_bytes=cache)
+    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache)
+    stats = train_ds.feature_stats() if cfg.standardize else None
+    train_ds.set_stats(stats)
+    val_ds.set_stats(stats)
+    identities = {e: features.identity(e, train_names[0]) for e in cfg.features}
+
+    train_labels = {t: np.concatenate([labels[n][t] for n in train_names]) for t in tasks}
+    pos_w = au_pos_weights(train_labels["au"]) if "au" in tasks else None
+    cls_w = expr_class_weights(train_labels["expr"]) if "expr" in tasks else None
+
+    device = torch.device(resolve_device(cfg.device))
+    with _deterministic():
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        head = create_head(cfg.head, train_ds.dims, tasks, **cfg.head_kwargs).to(device)
+        opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        history, best, best_epoch, best_state, stale = [], None, 0, None, 0
+        bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.run_name}", unit="epoch", disable=not progress)
+        for epoch in bar:
+            head.train()
+            total, n_batches = 0.0, 0
+            for batch in train_ds.batches(cfg.batch_size, shuffle=True, rng=rng):
+                b = _to(batch, device)
+                with _autocast(device):
+                    out = head(b["x"], b["mask"])
+                loss, _ = mtl_loss({t: o.float() for t, o in out.items()}, b["labels"], b["mask"],
+                                   task_weights=cfg.task_weights, au_pos_weight=pos_w, expr_class_weight=cls_w)
+                if not torch.isfinite(loss):
+                    raise TrainError(f"train {cfg.run_name}: loss became {loss.item()} at epoch {epoch}; "
+                                     f"lower lr (now {cfg.lr}) or check the features")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                n_batches += 1
+            val = score(predict(head, val_ds, device, cfg.batch_size), labels, tasks)
+            history.append({"epoch": epoch, "loss": total / max(1, n_batches), **val})
+            if best is None or val["score"] > best["score"]:
+                best, best_epoch, stale = val, epoch, 0
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
+            else:
+                stale += 1
+            bar.set_postfix(loss=f"{total / max(1, n_batches):.4f}", val=f"{val['score']:.4f}",
+                            best=f"{best['score']:.4f}")
+            if cfg.patience and stale >= cfg.patience:
+                break
+        bar.close()
+
+    out_dir = Path(out_dir) if out_dir is not None else ws.models / cfg.run_name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "state_dict": best_state,
+        "config": asdict(cfg),
+        "in_dims": dict(train_ds.dims),
+        "tasks": list(tasks),
+        "encoders": [{"name": e, **identities[e]} for e in cfg.features],
+        "stats": _stats_to_ckpt(stats),
+        "au_pos_weight": None if pos_w is None else torch.from_numpy(pos_w),
+        "expr_class_weight": None if cls_w is None else torch.from_numpy(cls_w),
+        "best_epoch": best_epoch,
+        "best_score": best["score"],
+        "train_videos": train_names,
+        "val_videos": val_names,
+        "afwpipe_version": __version__,
+    }
+    torch.save(ckpt, out_dir / "model.pt")
+    metrics = {"run": cfg.run_name, "task": cfg.task, "head": cfg.head, "fold": cfg.fold, "scene": cfg.scene,
+               "best_epoch": best_epoch, "best": best, "epochs": history,
+               "train_videos": train_names, "val_videos": val_names}
+    (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=1) + "\n")
+    return TrainResult(cfg, out_dir, best_epoch, best, len(history), len(train_names), len(val_names),
+                       time.perf_counter() - t0)
+
+
+def _finite(obj):
+    """JSON-safe copy: non-finite floats become None."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the head of checkpoint ``path`` (``model.pt``) in eval mode; returns ``(head, checkpoint)``.
+
+    ``checkpoint["stats"]`` (encoder -> mean/std tensors, or None) must be applied to new features the
+    same way (:meth:`ClipDataset.set_stats`); ``checkpoint["encoders"]`` lists the feature stores used.
+    """
+    ckpt = torch.load(Path(path), map_location=device, weights_only=True)
+    cfg = ckpt["config"]
+    head = create_head(cfg["head"], ckpt["in_dims"], ckpt["tasks"], **cfg["head_kwargs"]).to(device)
+    head.load_state_dict(ckpt["state_dict"])
+    return head.eval(), ckpt
+
+
+def checkpoint_stats(ckpt: dict) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """The standardisation statistics of a checkpoint as numpy ``(mean, std)`` per encoder, or None."""
+    if ckpt.get("stats") is None:
+        return None
+    return {e: (s["mean"].cpu().numpy(), s["std"].cpu().numpy()) for e, s in ckpt["stats"].items()}
+
+
+__all__ = ["HEAD_TASKS", "TRAIN_TASKS", "TrainConfig", "TrainResult", "checkpoint_stats", "load_model",
+           "parse_fold", "predict", "score", "split_videos", "train"]

@@ -1,0 +1,189 @@
+"""Training on cached features: a planted signal is learned to near-perfect validation scores (official
+split and a numbered fold), checkpoints carry the config, encoder identities and training-split statistics,
+runs are reproducible, and bad folds / tasks / stores give clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from afwpipe import store
+from afwpipe.clips import ClipDataset, ZarrFeatures, load_labels
+from afwpipe.errors import TrainError
+from afwpipe.train import TrainConfig, checkpoint_stats, load_model, predict, score, split_videos, train
+from test_clips import make_workspace
+
+TCN = dict(channels=32, mlp_dim=64, dilations=(1, 2), dropout=0.1)
+SMALL = {"tcn": TCN, "tmf": dict(d_model=32, n_layers=1, n_heads=2, dropout=0.1),
+         "msf": dict(d_model=32, n_heads=2, windows=(3, 9), dropout=0.1)}
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(task="mtl", head="tcn", features=["vis", "aud"], fold="official", k=32, epochs=20, patience=0,
+                lr=3e-3, batch_size=8, head_kwargs=TCN, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    # v0..v4 train, v5..v7 val; folds: even videos 0, odd 1; scene "studio": v0..v3 + v6
+    return make_workspace(tmp_path_factory.mktemp("train"), n_videos=8, n_frames=160, n_val=3,
+                          scenes={"studio": ["v0", "v1", "v2", "v3", "v6"]})
+
+
+@pytest.fixture(scope="module")
+def mtl_run(ws):
+    return train(ws, _cfg(), progress=False)
+
+
+def test_planted_signal_is_learned_on_the_official_split(mtl_run):
+    # chance: AU F1 ~0.5, EXPR macro F1 ~0.125, VA CCC ~0
+    best = mtl_run.best
+    assert mtl_run.n_train == 5 and mtl_run.n_val == 3
+    assert best["au"]["f1"] > 0.9 and best["expr"]["f1"] > 0.8 and best["va"]["ccc"] > 0.93
+    assert best["score"] == pytest.approx(np.mean([best["au"]["f1"], best["expr"]["f1"], best["va"]["ccc"]]))
+
+
+def test_planted_signal_is_learned_on_a_numbered_fold(ws):
+    r = train(ws, _cfg(task="au", fold=0, epochs=20), progress=False)
+    assert r.model_dir.name == "au-tcn-0" and r.n_train == 4 and r.n_val == 4
+    assert r.best["au"]["f1"] > 0.9 and set(r.best) == {"au", "score"}
+    metrics = json.loads((r.model_dir / "metrics.json").read_text())
+    assert metrics["val_videos"] == ["v0", "v2", "v4", "v6"]
+
+
+@pytest.mark.parametrize("head", ["tmf", "msf"])
+def test_every_head_trains(ws, head, tmp_path):
+    r = train(ws, _cfg(task="va", head=head, head_kwargs=SMALL[head], epochs=4), progress=False,
+              out_dir=tmp_path / head)
+    assert r.best["va"]["ccc"] > 0.5 and (tmp_path / head / "model.pt").is_file()
+
+
+def test_metrics_json_has_every_epoch_and_the_best_per_class_scores(mtl_run):
+    m = json.loads((mtl_run.model_dir / "metrics.json").read_text())
+    assert mtl_run.model_dir == mtl_run.model_dir.parent / "mtl-tcn-official"
+    assert mtl_run.model_dir.parent.name == "models"
+    assert [e["epoch"] for e in m["epochs"]] == list(range(1, 21))
+    assert all(np.isfinite(e["loss"]) for e in m["epochs"])
+    assert m["best_epoch"] == 1 + int(np.argmax([e["score"] for e in m["epochs"]]))
+    assert set(m["best"]["au"]["per_au"]) == {"AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23",
+                                              "AU24", "AU25", "AU26"}
+    assert set(m["best"]["expr"]["per_class"]) >= {"Neutral", "Happiness", "Sadness", "Other"}
+    assert set(m["best"]["va"]) == {"ccc", "valence", "arousal"}
+
+
+def test_checkpoint_holds_config_encoder_identities_and_training_stats(ws, mtl_run):
+    head, ckpt = load_model(mtl_run.model_dir / "model.pt")
+    cfg = ckpt["config"]
+    assert cfg == {**cfg, "task": "mtl", "head": "tcn", "head_kwargs": TCN, "k": 32, "stride": 16,
+                   "eval_stride": 16, "lr": 3e-3, "seed": 0, "epochs": 20, "features": ["vis", "aud"],
+                   "fold": "official", "batch_size": 8, "weight_decay": 1e-2}
+    assert TrainConfig(**cfg) == mtl_run.config
+    assert [e["name"] for e in ckpt["encoders"]] == ["vis", "aud"]
+    assert ckpt["encoders"][0]["weights"] == "sha256:vis-test" and ckpt["encoders"][0]["dim"] == 8
+    assert ckpt["encoders"][1]["modality"] == "audio" and ckpt["in_dims"] == {"vis": 8, "aud": 4}
+    # standardisation statistics come from the training videos only
+    names = ckpt["train_videos"]
+    assert names == ["v0", "v1", "v2", "v3", "v4"]
+    expected = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), load_labels(ws, names), names, k=32).feature_stats()
+    stats = checkpoint_stats(ckpt)
+    for enc in ("vis", "aud"):
+        np.testing.assert_allclose(stats[enc][0], expected[enc][0], rtol=1e-6)
+        np.testing.assert_allclose(stats[enc][1], expected[enc][1], rtol=1e-6)
+    # the saved weights are the best epoch's: predicting again gives its validation score
+    val = ckpt["val_videos"]
+    labels = load_labels(ws, val)
+    ds = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), labels, val, k=32, stride=16, stats=stats)
+    again = score(predict(head, ds), labels, ("au", "expr", "va"))
+    assert again["score"] == pytest.approx(ckpt["best_score"], abs=1e-9)
+
+
+def test_same_seed_gives_identical_metrics(ws, tmp_path):
+    cfg = _cfg(head="tmf", head_kwargs=SMALL["tmf"], epochs=3)  # dropout and shuffling both draw randoms
+    a = train(ws, cfg, progress=False, out_dir=tmp_path / "a")
+    b = train(ws, cfg, progress=False, out_dir=tmp_path / "b")
+    ma, mb = (json.loads((r.model_dir / "metrics.json").read_text()) for r in (a, b))
+    assert ma["epochs"] == mb["epochs"]
+    sa, sb = (torch.load(r.model_dir / "model.pt", weights_only=True)["state_dict"] for r in (a, b))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = train(ws, _cfg(head="tmf", head_kwargs=SMALL["tmf"], epochs=3, seed=1), progress=False, out_dir=tmp_path / "c")
+    assert json.loads((c.model_dir / "metrics.json").read_text())["epochs"] != ma["epochs"]
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(ws, tmp_path):
+    r = train(ws, _cfg(task="va", lr=0.0, epochs=10, patience=2), progress=False, out_dir=tmp_path)
+    assert r.epochs_run == 3 and r.best_epoch == 1
+
+
+def test_scene_subset_trains_its_own_head(ws):
+    train_names, val_names = split_videos(ws.read_index(), ("au",), "official", "studio")
+    assert train_names == ["v0", "v1", "v2", "v3"] and val_names == ["v6"]
+    r = train(ws, _cfg(task="au", scene="studio", epochs=1), progress=False)
+    assert r.model_dir.name == "au-tcn-official-studio" and r.n_train == 4 and r.n_val == 1
+
+
+def test_unknown_scene_and_fold_are_errors(ws):
+    with pytest.raises(TrainError, match=r"unknown scene 'outdoor'; scenes of the index: studio"):
+        split_videos(ws.read_index(), ("au",), "official", "outdoor")
+    with pytest.raises(TrainError, match=r"fold 2 does not exist: the index has 2 folds"):
+        split_videos(ws.read_index(), ("au",), 2)
+    with pytest.raises(TrainError, match="fold must be 'official' or a fold number"):
+        _cfg(fold="first")
+    assert _cfg(fold="1").fold == 1
+
+
+def test_missing_feature_store_lists_the_existing_ones(ws):
+    with pytest.raises(TrainError, match=r"'whisper'.*stores that exist: aud, vis"):
+        train(ws, _cfg(features=["vis", "whisper"]), progress=False)
+
+
+def _copy(ws, tmp_path) -> store.Workspace:
+    shutil.copytree(ws.root, tmp_path / "ws", ignore=shutil.ignore_patterns("models"))
+    return store.Workspace(tmp_path / "ws")
+
+
+def test_fold_without_labelled_frames_for_a_task_is_a_clear_error(ws, tmp_path):
+    ws2 = _copy(ws, tmp_path)
+    for name in ("v5", "v6", "v7"):  # validation videos lose their EXPR labels, the index still counts them
+        g = store.open_store(ws2.labels)[name]
+        store.write_time_array(g, "expr", np.full(160, -1, np.int8))
+    with pytest.raises(TrainError, match=r"fold official: no labelled EXPR frame in the validation videos \(v5, v6, v7\)"):
+        train(ws2, _cfg(task="expr", epochs=1), progress=False)
+    index = ws2.read_index()
+    for r in index["videos"]:
+        r["labelled"]["va"] = 0 if r["split"] == "train" else r["labelled"]["va"]
+    ws2.index.write_text(json.dumps(index))
+    with pytest.raises(TrainError, match=r"fold official: no training video labelled for VA"):
+        train(ws2, _cfg(task="va", epochs=1), progress=False)
+
+
+def test_nan_in_features_stops_training_naming_encoder_video_and_frame(ws, tmp_path):
+    ws2 = _copy(ws, tmp_path)
+    emb = store.read_array(ws2.features("aud"), "v3", "emb").astype(np.float32)
+    emb[42, 1] = np.nan
+    from test_clips import write_features
+    write_features(ws2, "aud", "v3", emb, np.ones(160, bool))
+    with pytest.raises(TrainError, match=r"encoder 'aud', video 'v3': NaN in the features at frame 42"):
+        train(ws2, _cfg(epochs=1), progress=False)
+
+
+def test_stage_reads_params_and_prints_one_line(ws, tmp_path, capsys):
+    from stages import train as stage
+
+    shutil.copytree(ws.root, tmp_path / "sample", ignore=shutil.ignore_patterns("models"))
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
+              "train": {"task": "au", "head": "tcn", "features": ["vis", "aud"], "fold": "official", "k": 32,
+                        "epochs": 1, "patience": 0, "lr": 3e-3, "batch_size": 8, "device": "cpu", "seed": 0,
+                        "head_kwargs": TCN, "folds": ["official", 0, 1]}}
+    r = stage.run(params, task="expr", fold="1", progress=False)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("train expr-tcn-1:")
+    assert r.model_dir == tmp_path / "sample" / "models" / "expr-tcn-1"
+    params["train"]["batchsize"] = 4
+    with pytest.raises(TrainError, match="unknown key.*batchsize"):
+        stage.run(params, progress=False)
