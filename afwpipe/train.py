@@ -243,6 +243,36 @@ def score(preds: dict[str, dict[str, np.ndarray]], labels: dict, tasks) -> dict:
     return out
 
 
+def train_epoch(head: torch.nn.Module, ds: ClipDataset, opt: torch.optim.Optimizer, rng: np.random.Generator,
+                device: torch.device | str = "cpu", batch_size: int = 32, *, task_weights: dict | None = None,
+                au_pos_weight: np.ndarray | None = None, expr_class_weight: np.ndarray | None = None,
+                where: str = "train") -> float:
+    """One pass over the shuffled clips of ``ds`` (masked :func:`~afwpipe.losses.mtl_loss` on the head's
+    tasks, bf16 autocast on CUDA). Returns the mean batch loss.
+
+    Raises:
+        TrainError: the loss is not finite (``where`` says which run and epoch).
+    """
+    device = torch.device(device)
+    head.train()
+    total, n_batches = 0.0, 0
+    for batch in ds.batches(batch_size, shuffle=True, rng=rng):
+        b = _to(batch, device)
+        with _autocast(device):
+            out = head(b["x"], b["mask"])
+        loss, _ = mtl_loss({t: o.float() for t, o in out.items()}, b["labels"], b["mask"], task_weights=task_weights,
+                           au_pos_weight=au_pos_weight, expr_class_weight=expr_class_weight)
+        if not torch.isfinite(loss):
+            lr = opt.param_groups[0]["lr"]
+            raise TrainError(f"train {where}: loss became {loss.item()}; lower lr (now {lr}) or check the features")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+        n_batches += 1
+    return total / max(1, n_batches)
+
+
 @dataclass
 class TrainResult:
     """What a run produced: the model folder, the best epoch (1-based) and its validation metrics."""
@@ -325,30 +355,16 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         history, best, best_epoch, best_state, stale = [], None, 0, None, 0
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.run_name}", unit="epoch", disable=not progress)
         for epoch in bar:
-            head.train()
-            total, n_batches = 0.0, 0
-            for batch in train_ds.batches(cfg.batch_size, shuffle=True, rng=rng):
-                b = _to(batch, device)
-                with _autocast(device):
-                    out = head(b["x"], b["mask"])
-                loss, _ = mtl_loss({t: o.float() for t, o in out.items()}, b["labels"], b["mask"],
-                                   task_weights=cfg.task_weights, au_pos_weight=pos_w, expr_class_weight=cls_w)
-                if not torch.isfinite(loss):
-                    raise TrainError(f"train {cfg.run_name}: loss became {loss.item()} at epoch {epoch}; "
-                                     f"lower lr (now {cfg.lr}) or check the features")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                n_batches += 1
+            loss = train_epoch(head, train_ds, opt, rng, device, cfg.batch_size, task_weights=cfg.task_weights,
+                               au_pos_weight=pos_w, expr_class_weight=cls_w, where=f"{cfg.run_name}, epoch {epoch}")
             val = score(predict(head, val_ds, device, cfg.batch_size), labels, tasks)
-            history.append({"epoch": epoch, "loss": total / max(1, n_batches), **val})
+            history.append({"epoch": epoch, "loss": loss, **val})
             if best is None or val["score"] > best["score"]:
                 best, best_epoch, stale = val, epoch, 0
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
             else:
                 stale += 1
-            bar.set_postfix(loss=f"{total / max(1, n_batches):.4f}", val=f"{val['score']:.4f}",
+            bar.set_postfix(loss=f"{loss:.4f}", val=f"{val['score']:.4f}",
                             best=f"{best['score']:.4f}")
             if cfg.patience and stale >= cfg.patience:
                 break
@@ -412,4 +428,4 @@ def checkpoint_stats(ckpt: dict) -> dict[str, tuple[np.ndarray, np.ndarray]] | N
 
 
 __all__ = ["HEAD_TASKS", "TRAIN_TASKS", "TrainConfig", "TrainResult", "checkpoint_stats", "load_model",
-           "parse_fold", "predict", "score", "split_videos", "train"]
+           "parse_fold", "predict", "score", "split_videos", "train", "train_epoch"]
