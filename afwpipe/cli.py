@@ -48,6 +48,8 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       index         probe videos, align annotations, assign splits/folds -> index.json, labels.zarr
       detect        faces (crops, boxes, landmarks) and 16 kHz audio -> faces.zarr, audio.zarr
       extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
+      encoders      list the encoder registry
+      export        feature store -> HDF5 for older loaders
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="afwpipe: %(levelname)s: %(message)s")
@@ -122,6 +124,73 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
             p[key] = val
     sys.exit(detect.run(obj["params"], obj["manifest"], accept_failures=accept_failures,
                         names=list(names) or None))
+
+
+@main.command("extract")
+@click.option("--encoder", "encoders", multiple=True,
+              help="Encoder name (see `afwpipe encoders`), e.g. mae, convnext, whisper, logmel, timm:<id>; "
+                   "repeatable. Default: params.yaml extract.encoders.")
+@click.option("--weights", default=None,
+              help="Weights file (e.g. a face-pretrained MAE checkpoint, state dict under 'model'), or 'random' "
+                   "for a smoke test (recorded in the store). Default: local caches, then download.")
+@click.option("--batch-size", type=int, default=None, help="Crops per forward pass (visual encoders).")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
+@click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
+@click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
+@click.pass_obj
+def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failures):
+    """Run a frozen encoder once and cache per-frame embeddings.
+
+    \b
+    Visual encoders read faces.zarr crops, audio encoders audio.zarr (16 kHz) aligned to each video
+    frame's time span; both write <workdir>/<dataset>/features/<encoder>.zarr/<video>/
+    emb [T, D] float16 (T = decoded frames) and present [T] bool, with the encoder config and weights
+    identity as attributes. Complete videos are skipped; rerun after an interruption to resume.
+    Missing weights give an error saying how to get them; random weights only with --weights random.
+    """
+    from stages import extract
+
+    p = obj["params"]["extract"]
+    if batch_size is not None:
+        p["batch_size"] = batch_size
+    if device is not None:
+        p["device"] = device
+    code = 0
+    for enc in encoders or p["encoders"]:
+        code |= extract.run(obj["params"], enc, obj["manifest"], weights=weights, accept_failures=accept_failures,
+                            names=list(names) or None)
+    sys.exit(code)
+
+
+@main.command("encoders")
+def encoders_cmd():
+    """List the encoder registry: name, modality, feature dim, weights source, usable offline here."""
+    from .encoders.catalog import describe_encoders
+
+    rows = describe_encoders()
+    click.echo(f"{'name':<18} {'modality':<8} {'dim':>7}  {'offline':<9} weights")
+    for r in rows:
+        off = r["offline"] if isinstance(r["offline"], str) else ("yes" if r["offline"] else "no")
+        click.echo(f"{r['name']:<18} {r['modality']:<8} {str(r['dim']):>7}  {off:<9} {r['weights']}")
+
+
+@main.command("export")
+@click.option("--encoder", required=True, help="Encoder whose feature store to export.")
+@click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True)
+@click.option("--layout", type=click.Choice(["video", "frames"]), default="video", show_default=True,
+              help="video: one [T, D] dataset per video; frames: SituTech-style <video>/<00001> datasets.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output file (default <workdir>/<dataset>/export/<encoder>.h5).")
+@click.pass_obj
+def export_cmd(obj, encoder, fmt, layout, out):
+    """Export a feature store to HDF5 (h5py) for loaders that expect the older layouts."""
+    from .config import dataset_and_workspace
+    from .export import export_h5
+
+    _, ws = dataset_and_workspace(obj["params"], obj["manifest"])
+    out = out or ws.root / "export" / f"{ws.features(encoder).stem}.h5"
+    n = export_h5(ws, encoder, out, layout)
+    click.echo(f"wrote {n} videos to {out} ({layout} layout)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ DEFAULTS: dict = {
     "dataset": {"name": "sample", "root": None},
     "workdir": "work",
     "detect": {"detector": "mtcnn", "size": 224, "batch_size": 16, "device": "auto", "use_cropped": False},
-    "extract": {"encoders": ["mini_xception", "logmel"], "batch_size": 32, "device": "auto"},
+    "extract": {"encoders": ["mini_xception", "logmel"], "batch_size": 32, "device": "auto", "weights": {}},
 }
 
 

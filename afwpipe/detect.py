@@ -90,7 +90,7 @@ def _batches(path: Path, batch_size: int):
         yield times, np.stack(buf)
 
 
-def _prefetch(gen, maxsize: int):
+def prefetch(gen, maxsize: int):
     """Run generator ``gen`` in a thread, yielding its items through a bounded queue (errors re-raised)."""
     q: queue.Queue = queue.Queue(maxsize=maxsize)
     stop = threading.Event()
@@ -266,7 +266,7 @@ class FaceStage:
                 raise VideoError(f"{cropped_root}/{rec['name']}: no cropped_aligned folder for this video")
             times = probe_video(path).times
             i = 0
-            for present, crops in _prefetch(_cropped_batches(cropped_root / rec["name"], n, B, S),
+            for present, crops in prefetch(_cropped_batches(cropped_root / rec["name"], n, B, S),
                                             self.cfg.queue_batches):
                 m = len(present)
                 yield {"boxes": np.full((m, 4), np.nan, np.float32),
@@ -277,7 +277,7 @@ class FaceStage:
             return
         selector = FaceSelector(side=rec.get("side"), frame_width=rec.get("width"))
         t_first = None
-        for times, frames in _prefetch(_batches(path, B), self.cfg.queue_batches):
+        for times, frames in prefetch(_batches(path, B), self.cfg.queue_batches):
             dets = self.detector.detect(frames)
             chosen = selector.update(dets)
             m = len(frames)
@@ -302,14 +302,18 @@ class FaceStage:
         if wave is None:
             wave = np.zeros(int(round(rec.get("duration", 0) * SAMPLE_RATE)), np.float32)
         g = store.begin_video(self.ws.audio, name, {"video": str(path), "sample_rate": SAMPLE_RATE})
-        store.write_time_array(g, "wave", wave)
+        store.write_time_array(g, "wave", wave, dims=("sample",))
         store.mark_complete(g, present=present, seconds=len(wave) / SAMPLE_RATE)
         return present
 
 
 @dataclass
 class StageSummary:
+    """Per-video results of a stage run, its one-line summary and its failures file."""
+
+    stage: str = "detect"
     results: list[VideoResult] = field(default_factory=list)
+    weights: str | None = None  # weights identity of the model that ran (extract)
 
     @property
     def failures(self) -> list[VideoResult]:
@@ -321,8 +325,12 @@ class StageSummary:
         secs = sum(r.seconds for r in done)
         present = sum(r.present for r in done)
         rate = f" at {frames / secs:.1f} frames/s" if secs else ""
-        return (f"detect: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
-                f"{len(self.failures)} failed; {frames} frames{rate}, face in {present}/{frames} frames")
+        return (f"{self.stage}: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
+                f"{len(self.failures)} failed; {frames} frames{rate}, present in {present}/{frames} frames")
+
+    def write_failures(self, path: Path) -> None:
+        """Write ``[{name, error}]`` of the failed videos (an empty list when none failed)."""
+        path.write_text(json.dumps([{"name": r.name, "error": r.error} for r in self.failures], indent=1) + "\n")
 
 
 def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None = None,
@@ -345,6 +353,5 @@ def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None =
             log.error("%s", e)
             res = VideoResult(rec["name"], error=str(e))
         summary.results.append(res)
-    (ws.root / "detect_failures.json").write_text(json.dumps(
-        [{"name": r.name, "error": r.error} for r in summary.failures], indent=1) + "\n")
+    summary.write_failures(ws.root / "detect_failures.json")
     return summary

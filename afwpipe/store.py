@@ -35,7 +35,7 @@ import zarr
 from . import __version__
 
 MIN_CHUNK_BYTES = 1 << 20
-MAX_SHARD_BYTES = 64 << 20
+MAX_SHARD_BYTES = 16 << 20
 COMPLETE = "complete"
 
 
@@ -100,20 +100,26 @@ def shard_rows(row_shape: tuple[int, ...], dtype, n_rows: int, chunk: int,
 
 
 def create_time_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype, fill_value=0,
-                      attrs: dict | None = None) -> zarr.Array:
-    """Create (overwrite) a time-major array with the chunking policy of this module."""
+                      attrs: dict | None = None, dims: tuple[str, ...] | None = None) -> zarr.Array:
+    """Create (overwrite) a time-major array with the chunking policy of this module.
+
+    ``dims`` are the Zarr v3 dimension names (what ``xarray.open_zarr`` reads); default
+    ``("frame", "<name>_1", ...)``.
+    """
     n, row = shape[0], tuple(shape[1:])
     chunk = chunk_rows(row, dtype, n)
     shard = shard_rows(row, dtype, n, chunk)
     return group.create_array(
         name, shape=shape, dtype=dtype, chunks=(chunk,) + row, shards=(shard,) + row,
-        fill_value=fill_value, overwrite=True, attributes=attrs or {}, dimension_names=None,
+        fill_value=fill_value, overwrite=True, attributes=attrs or {},
+        dimension_names=dims or ("frame",) + tuple(f"{name}_{i}" for i in range(1, len(shape))),
     )
 
 
-def write_time_array(group: zarr.Group, name: str, data: np.ndarray, attrs: dict | None = None) -> zarr.Array:
+def write_time_array(group: zarr.Group, name: str, data: np.ndarray, attrs: dict | None = None,
+                     dims: tuple[str, ...] | None = None) -> zarr.Array:
     """Create array ``name`` in ``group`` and write ``data`` (whole) into it."""
-    arr = create_time_array(group, name, data.shape, data.dtype, attrs=attrs)
+    arr = create_time_array(group, name, data.shape, data.dtype, attrs=attrs, dims=dims)
     if data.shape[0]:
         arr[...] = data
     return arr

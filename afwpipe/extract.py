@@ -1,0 +1,163 @@
+"""The encoder stage: read crops / audio from the face stage's stores, write per-frame embeddings.
+
+For each video: ``features/<encoder>.zarr/<name>/emb [T, D] float16`` aligned to the video's decoded
+frames, ``present [T] bool`` (visual: a face was found in that frame, the crop is otherwise the
+nearest face's; audio: the frame lies inside the audio track), and the encoder's config as attributes
+(weights identity, dim, input size or sample rate, normalisation, afwpipe version).
+
+Visual encoders read crops one shard-aligned block at a time in a prefetch thread and write in a
+writer thread, so the encoder forward is the only thing the main thread does. Audio encoders read
+the whole 16 kHz wave (small) and align their states to the frame times of ``faces.zarr``.
+Completeness and restart follow ``afwpipe.store``: ``complete`` last, complete videos with the same
+encoder identity skipped, anything else redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from . import store
+from .detect import StageSummary, VideoResult, prefetch
+from .encoders import create_encoder
+from .errors import AfwpipeError, VideoError, WeightsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractConfig:
+    """Options of ``afwpipe extract`` (``params.yaml`` section ``extract``).
+
+    Attributes:
+        encoder: registry name (``mae``, ``whisper``, ``timm:<id>`` ...).
+        weights: None (default weights: caches, then download), a file, or ``"random"``.
+        device: torch device.
+        batch_size: crops per forward pass (visual encoders).
+    """
+
+    encoder: str
+    weights: str | None = None
+    device: str = "cpu"
+    batch_size: int = 32
+
+
+def _check_finite(emb: np.ndarray, encoder: str, name: str, offset: int = 0) -> None:
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        raise AfwpipeError(f"{encoder} on {name}: NaN/Inf features at frame {offset + int(np.argmax(bad))}")
+
+
+class EncoderStage:
+    """Runs one encoder over the videos of a workspace (the model is built once)."""
+
+    def __init__(self, ws: store.Workspace, cfg: ExtractConfig, progress: bool = True):
+        self.ws, self.cfg, self.progress = ws, cfg, progress
+        self.encoder = create_encoder(cfg.encoder, weights=cfg.weights, device=cfg.device)
+        if hasattr(self.encoder, "batch_size") and self.encoder.cfg.modality == "visual":
+            self.encoder.batch_size = cfg.batch_size
+        self.out = ws.features(cfg.encoder)
+
+    def identity(self) -> dict:
+        return self.encoder.config
+
+    def is_done(self, name: str) -> bool:
+        if not store.is_complete(self.out, name):
+            return False
+        return store.open_store(self.out, "r")[name].attrs.get("encoder_config") == self.identity()
+
+    def run_video(self, rec: dict) -> VideoResult:
+        name = rec["name"]
+        res = VideoResult(name)
+        if self.is_done(name):
+            res.skipped = True
+            return res
+        if not store.is_complete(self.ws.faces, name):
+            raise VideoError(f"{self.ws.faces}/{name}: no complete face-stage output; run `afwpipe detect` first")
+        t0 = time.perf_counter()
+        faces = store.open_store(self.ws.faces, "r")[name]
+        n = faces["present"].shape[0]
+        cfg = self.encoder.config
+        g = store.begin_video(self.out, name, {"encoder": self.cfg.encoder, "encoder_config": cfg,
+                                                "modality": cfg["modality"], "dim": cfg["dim"],
+                                                "weights": cfg["weights"], "video": rec.get("path")})
+        emb = store.create_time_array(g, "emb", (n, cfg["dim"]), np.float16, dims=("frame", "feature"))
+        if cfg["modality"] == "visual":
+            present = faces["present"][...]
+            self._visual(faces["crops"], emb, name)
+        else:
+            present = self._audio(faces["times"][...], emb, name)
+        store.write_time_array(g, "present", present, dims=("frame",))
+        res.frames, res.present = n, int(present.sum())
+        store.mark_complete(g, n_frames=n)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    def _visual(self, crops, emb, name: str) -> None:
+        n = crops.shape[0]
+        block = max(self.cfg.batch_size, crops.shards[0] if crops.shards else crops.chunks[0])
+        writer = store.TimeWriter(emb)
+        bar = tqdm(total=n, desc=f"{self.cfg.encoder} {name[:24]}", unit="frame", disable=not self.progress,
+                   leave=False)
+        reads = ((i, crops[i:i + block]) for i in range(0, n, block))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="afwpipe-write") as pool:
+            pending: Future | None = None
+            for start, x in prefetch(reads, maxsize=2):
+                feats = self.encoder.encode_crops(x)
+                _check_finite(feats, self.cfg.encoder, name, start)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.append, feats.astype(np.float16))
+                bar.update(len(x))
+            if pending is not None:
+                pending.result()
+        writer.close()
+        bar.close()
+
+    def _audio(self, times: np.ndarray, emb, name: str) -> np.ndarray:
+        """Encode the wave; frames outside the audio track (or all, without audio) get zeros, present False."""
+        audio = store.open_store(self.ws.audio, "r")[name]
+        wave = audio["wave"][...]
+        n, dim = len(times), emb.shape[1]
+        if not audio.attrs.get("present", False) or wave.size == 0:
+            log.warning("%s: no audio track; %s features are zeros with present=False", name, self.cfg.encoder)
+            return np.zeros(n, bool)
+        feats = self.encoder.encode_audio(wave, times)
+        _check_finite(feats, self.cfg.encoder, name)
+        present = times < wave.size / audio.attrs.get("sample_rate", 16000)
+        feats[~present] = 0.0
+        if feats.shape != (n, dim):
+            raise AfwpipeError(f"{self.cfg.encoder} on {name}: got features {feats.shape}, expected {(n, dim)}")
+        emb[...] = feats.astype(np.float16)
+        return present
+
+
+def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None = None,
+                progress: bool = True) -> StageSummary:
+    """Run one encoder on every indexed video (or ``names``); one failing video never stops the others.
+
+    Raises:
+        EncoderError: unknown encoder (the message lists the registry).
+        WeightsError: weights missing and not downloadable (the message says how to get them).
+    """
+    index = ws.read_index()
+    recs = [r for r in index["videos"] if names is None or r["name"] in names]
+    stage = EncoderStage(ws, cfg, progress)
+    summary = StageSummary(stage=f"extract {cfg.encoder}")
+    summary.weights = stage.encoder.config["weights"]
+    for rec in tqdm(recs, desc=f"extract {cfg.encoder}", unit="video", disable=not progress):
+        try:
+            res = stage.run_video(rec)
+        except WeightsError:
+            raise
+        except AfwpipeError as e:
+            log.error("%s", e)
+            res = VideoResult(rec["name"], error=str(e))
+        summary.results.append(res)
+    summary.write_failures(ws.root / f"extract_failures_{ws.features(cfg.encoder).stem}.json")
+    return summary
