@@ -44,6 +44,8 @@ DEFAULT_CACHE_BYTES = 4 << 30
 #: std floor of the standardisation (constant feature channels are centred, not blown up)
 STD_EPS = 1e-6
 LABEL_TASKS = tuple(TASKS)
+#: feature-group attributes that describe one video, not the encoder (left out of the identity)
+PER_VIDEO_ATTRS = {store.COMPLETE, "video", "n_frames", "present_frames"}
 
 
 def available_encoders(ws: store.Workspace) -> list[str]:
@@ -154,11 +156,23 @@ class ZarrFeatures:
         t, d = self._groups[enc][f"{name}/emb"].shape
         return int(t), int(d)
 
-    def identity(self, enc: str, name: str) -> dict:
-        """Provenance attributes of one video group (``encoder``, ``modality``, ``dim``, ``weights``, …)."""
-        attrs = dict(self._groups[enc][name].attrs)
-        attrs.pop(store.COMPLETE, None)
-        return attrs
+    def identity(self, enc: str, names: Sequence[str]) -> dict:
+        """Provenance of the encoder's features (``encoder``, ``modality``, ``dim``, ``weights``,
+        ``encoder_config``, …: the video group attributes without per-video ones like ``video``).
+
+        Raises:
+            TrainError: the videos ``names`` were extracted with different weights or encoder configs.
+        """
+        first = None
+        for name in names:
+            attrs = {k: v for k, v in self._groups[enc][name].attrs.items() if k not in PER_VIDEO_ATTRS}
+            if first is None:
+                first, first_name = attrs, name
+            elif any(attrs.get(k) != first.get(k) for k in ("weights", "encoder_config", "dim")):
+                raise TrainError(f"{self.paths[enc]}: videos {first_name!r} and {name!r} were extracted with "
+                                 f"different weights/configs ({first.get('weights')} vs {attrs.get('weights')}); "
+                                 f"re-extract with one setting")
+        return first or {}
 
     def load(self, enc: str, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Whole ``emb [T, D]`` (stored dtype, float16) and ``present [T]`` bool of video ``name``."""
@@ -195,8 +209,8 @@ class ArrayFeatures:
         t, d = self.arrays[enc][name][0].shape
         return int(t), int(d)
 
-    def identity(self, enc: str, name: str) -> dict:
-        return self.identities.get(enc, {"encoder": enc, "dim": self.shape(enc, name)[1]})
+    def identity(self, enc: str, names: Sequence[str]) -> dict:
+        return self.identities.get(enc, {"encoder": enc, "dim": self.shape(enc, names[0])[1]})
 
     def load(self, enc: str, name: str) -> tuple[np.ndarray, np.ndarray]:
         self.reads += 1

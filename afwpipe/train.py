@@ -340,7 +340,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     stats = train_ds.feature_stats() if cfg.standardize else None
     train_ds.set_stats(stats)
     val_ds.set_stats(stats)
-    identities = {e: features.identity(e, train_names[0]) for e in cfg.features}
+    identities = {e: features.identity(e, train_names + val_names) for e in cfg.features}
 
     train_labels = {t: np.concatenate([labels[n][t] for n in train_names]) for t in tasks}
     pos_w = au_pos_weights(train_labels["au"]) if "au" in tasks else None

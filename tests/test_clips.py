@@ -19,10 +19,12 @@ DIMS = {"vis": 8, "aud": 4}
 MODALITY = {"vis": "visual", "aud": "audio"}
 
 
-def write_features(ws: store.Workspace, enc: str, name: str, emb: np.ndarray, present: np.ndarray) -> None:
+def write_features(ws: store.Workspace, enc: str, name: str, emb: np.ndarray, present: np.ndarray,
+                   weights: str | None = None) -> None:
     """One complete video group of ``features/<enc>.zarr`` as the extract stage writes it."""
     g = store.begin_video(ws.features(enc), name, {"encoder": enc, "modality": MODALITY.get(enc, "visual"),
-                                                    "dim": int(emb.shape[1]), "weights": f"sha256:{enc}-test"})
+                                                    "dim": int(emb.shape[1]), "weights": weights or f"sha256:{enc}-test",
+                                                    "video": f"videos/{name}.mp4"})
     store.write_time_array(g, "emb", emb.astype(np.float16))
     store.write_time_array(g, "present", present.astype(bool))
     store.mark_complete(g)
@@ -208,6 +210,16 @@ def test_features_of_different_lengths_name_encoder_video_and_lengths(tmp_path):
     write_features(ws, "vis", "v1", np.zeros((58, 8)), np.ones(58, bool))
     with pytest.raises(TrainError, match=r"'v1'.*encoder 'vis' have 58 frames but its labels have 60"):
         _dataset(ws, k=20)
+
+
+def test_identity_is_the_encoders_and_mixed_weights_are_an_error(tmp_path):
+    ws = make_workspace(tmp_path, n_videos=2, n_frames=30, n_val=1)
+    feats = ZarrFeatures(ws, ["vis", "aud"])
+    ident = feats.identity("vis", ["v0", "v1"])
+    assert ident["weights"] == "sha256:vis-test" and ident["dim"] == 8 and "video" not in ident
+    write_features(ws, "vis", "v1", np.zeros((30, 8)), np.ones(30, bool), weights="random")
+    with pytest.raises(TrainError, match=r"'v0' and 'v1' were extracted with different weights"):
+        feats.identity("vis", ["v0", "v1"])
 
 
 def test_incomplete_video_in_a_store_is_an_error(tmp_path):

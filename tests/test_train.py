@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import torch
 from afwpipe import store
 from afwpipe.clips import ClipDataset, ZarrFeatures, load_labels
 from afwpipe.errors import TrainError
+from afwpipe.labels import EXPR_NAMES
+from afwpipe.metrics import f1_binary
 from afwpipe.train import TrainConfig, checkpoint_stats, load_model, predict, score, split_videos, train
 from test_clips import make_workspace
 
@@ -187,3 +190,34 @@ def test_stage_reads_params_and_prints_one_line(ws, tmp_path, capsys):
     params["train"]["batchsize"] = 4
     with pytest.raises(TrainError, match="unknown key.*batchsize"):
         stage.run(params, progress=False)
+
+
+SAMPLE = store.Workspace(Path(__file__).resolve().parents[1] / "work" / "sample")
+
+
+@pytest.mark.sample
+@pytest.mark.parametrize("head", ["tmf", "tcn", "msf"])
+def test_sample_expr_head_separates_sadness_from_happiness(head, tmp_path):
+    """On the sample (mini_xception + logmel features of `dvc repro extract`), the EXPR head's training
+    videos are told apart: macro F1 over Happiness vs Sadness (chance 0.5) on the training frames."""
+    if not all(store.complete_names(SAMPLE.features(e)) for e in ("mini_xception", "logmel")):
+        pytest.skip("no sample features: run `dvc repro` (fetch_sample, index, detect, extract) first")
+    r = train(SAMPLE, TrainConfig(task="expr", head=head, epochs=20, patience=0, lr=1e-3, device="cpu"),
+              progress=False, out_dir=tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["best"]["expr"]["f1"] == r.best["expr"]["f1"]
+    model, ckpt = load_model(tmp_path / "model.pt")
+    assert [e["name"] for e in ckpt["encoders"]] == ["mini_xception", "logmel"]
+    assert ckpt["encoders"][0]["weights"].startswith("sha256:") and ckpt["encoders"][1]["dim"] == 80
+    names = ckpt["train_videos"]
+    labels = load_labels(SAMPLE, names)
+    ds = ClipDataset(ZarrFeatures(SAMPLE, ckpt["config"]["features"]), labels, names, 100, 50,
+                     stats=checkpoint_stats(ckpt))
+    preds = predict(model, ds)
+    prob = np.concatenate([preds[n]["expr"] for n in names])
+    true = np.concatenate([labels[n]["expr"] for n in names])
+    happy, sad = EXPR_NAMES.index("Happiness"), EXPR_NAMES.index("Sadness")
+    keep = np.isin(true, [happy, sad])
+    assert (true[keep] == sad).sum() > 50 and (true[keep] == happy).sum() > 50
+    pred = np.where(prob[keep, happy] >= prob[keep, sad], happy, sad)
+    f1 = np.mean([f1_binary(pred == c, true[keep] == c) for c in (happy, sad)])
+    assert f1 > 0.8
