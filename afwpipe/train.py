@@ -93,6 +93,13 @@ class TrainConfig:
             self.features = [f for f in self.features.split(",") if f]
         self.features = list(self.features)
         self.fold = parse_fold(self.fold)
+        try:  # YAML reads 1e-4 (no dot) as a string
+            self.lr, self.weight_decay, self.cache_gb = float(self.lr), float(self.weight_decay), float(self.cache_gb)
+            self.k, self.epochs, self.patience = int(self.k), int(self.epochs), int(self.patience)
+            self.batch_size, self.seed = int(self.batch_size), int(self.seed)
+        except (TypeError, ValueError) as e:
+            raise TrainError(f"train: a numeric setting is not a number: {e}") from None
+        self.head_kwargs = dict(self.head_kwargs or {})
         self.stride = int(self.stride) if self.stride else max(1, self.k // 2)
         self.eval_stride = int(self.eval_stride) if self.eval_stride else max(1, self.k // 2)
         if self.task not in TRAIN_TASKS:
