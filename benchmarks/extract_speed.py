@@ -1,0 +1,89 @@
+"""Encoder stage speed: the whole `extract` stage vs the bare encoder forward on the same frames.
+
+For `mae` (random weights unless --weights) on N face crops and `whisper` on S seconds of audio:
+  stage frames/s   = frames / wall time of the stage on one video (read crops/wave from Zarr, encode,
+                     write; the model is built once beforehand, its build time printed apart)
+  forward frames/s = frames / wall time of the encoder alone on the same data already in memory
+  ratio            = stage / forward (1.0: the encoder forward is the only cost)
+
+Usage: python benchmarks/extract_speed.py [--frames 64] [--seconds 60] [--device cpu] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from afwpipe import store
+from afwpipe.extract import EncoderStage, ExtractConfig
+
+
+def fake_face_stage(root: Path, frames: int, seconds: float, fps: float = 25.0) -> store.Workspace:
+    """A workspace with one video: random 224x224 crops (T = frames) and `seconds` of 16 kHz noise."""
+    ws = store.Workspace(root)
+    rng = np.random.default_rng(0)
+    g = store.begin_video(ws.faces, "v")
+    store.write_time_array(g, "crops", rng.integers(0, 255, (frames, 224, 224, 3), dtype=np.uint8))
+    store.write_time_array(g, "present", np.ones(frames, bool))
+    store.write_time_array(g, "times", np.arange(frames) / fps)
+    store.mark_complete(g)
+    a = store.begin_video(ws.audio, "v", {"sample_rate": 16000})
+    store.write_time_array(a, "wave", (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32))
+    store.mark_complete(a, present=True)
+    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4", "n_frames": frames}]}))
+    return ws
+
+
+def measure(encoder: str, ws: store.Workspace, weights, device: str, batch_size: int) -> dict:
+    t = time.perf_counter()
+    stage = EncoderStage(ws, ExtractConfig(encoder, weights=weights, device=device, batch_size=batch_size),
+                         progress=False)
+    build_s = time.perf_counter() - t
+    t = time.perf_counter()
+    frames = stage.run_video(ws.read_index()["videos"][0]).frames
+    stage_s = time.perf_counter() - t
+    enc = stage.encoder  # the same, already warm model
+    faces = store.open_store(ws.faces, "r")["v"]
+    if enc.cfg.modality == "visual":
+        crops = faces["crops"][...]
+        t = time.perf_counter()
+        enc.encode_crops(crops)
+    else:
+        wave, times = store.open_store(ws.audio, "r")["v/wave"][...], faces["times"][...]
+        t = time.perf_counter()
+        enc.encode_audio(wave, times)
+    fwd_s = time.perf_counter() - t
+    return {"encoder": encoder, "frames": frames, "model_build_s": build_s, "stage_fps": frames / stage_s, "forward_fps": frames / fwd_s,
+            "ratio": (frames / stage_s) / (frames / fwd_s)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=64, help="face crops for the visual encoder")
+    ap.add_argument("--seconds", type=float, default=60.0, help="seconds of audio (25 fps frames) for whisper")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--weights", default="random", help="'random' (default) or a weights file for mae")
+    ap.add_argument("--encoders", default="mae,whisper")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for enc in args.encoders.split(","):
+            visual = enc in ("mae", "convnext", "mini_xception") or enc.startswith("timm:")
+            frames = args.frames if visual else int(args.seconds * 25)
+            ws = fake_face_stage(Path(tmp) / enc.replace(":", "_"), frames, args.seconds if not visual else frames / 25)
+            rows.append(measure(enc, ws, args.weights, args.device, args.batch_size))
+    print(f"{'encoder':<14} {'frames':>6} {'stage f/s':>10} {'forward f/s':>12} {'ratio':>6} {'build s':>8}")
+    for r in rows:
+        print(f"{r['encoder']:<14} {r['frames']:>6} {r['stage_fps']:>10.1f} {r['forward_fps']:>12.1f} "
+              f"{r['ratio']:>6.2f} {r['model_build_s']:>8.1f}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
