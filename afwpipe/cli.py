@@ -48,6 +48,7 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       index         probe videos, align annotations, assign splits/folds -> index.json, labels.zarr
       detect        faces (crops, boxes, landmarks) and 16 kHz audio -> faces.zarr, audio.zarr
       extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
+      train         fusion head (tmf, tcn, msf) on cached features -> models/<task>-<head>-<fold>/
       encoders      list the encoder registry
       export        feature store -> HDF5 for older loaders
     """
@@ -160,6 +161,35 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
         code |= extract.run(obj["params"], enc, obj["manifest"], weights=weights, accept_failures=accept_failures,
                             names=list(names) or None)
     sys.exit(code)
+
+
+@main.command("train")
+@click.option("--task", type=click.Choice(["au", "expr", "va", "mtl"]), default=None,
+              help="au (12 sigmoid), expr (8-way), va (2 tanh) or mtl (all three). Default: params train.task.")
+@click.option("--head", default=None, help="Fusion head: tmf, tcn or msf (params train.head).")
+@click.option("--fold", default=None, help="'official' (train vs val split) or a fold number of the index.")
+@click.option("--features", default=None, help="Comma-separated encoders, e.g. mae,whisper (params train.features).")
+@click.option("--scene", default=None, help="Train on one scene subset of the manifest (its own head).")
+@click.option("--epochs", type=int, default=None, help="Maximum epochs; early stopping on the validation score.")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
+@click.pass_obj
+def train_cmd(obj, task, head, fold, features, scene, epochs, device):
+    """Train a fusion head on cached features (never reads video).
+
+    \b
+    Clips of K frames (params train.k) are cut in memory from whole-video feature arrays of the
+    chosen encoders (concatenated per frame); invalid labels are masked out of every loss.
+    AdamW, early stopping on the validation score (AU mean F1, EXPR macro F1, VA mean CCC),
+    fixed seeds. Writes <workdir>/<dataset>/models/<task>-<head>-<fold>[-<scene>]/model.pt
+    (weights, exact config, encoder identities, standardisation stats) and metrics.json.
+    """
+    from stages import train
+
+    section = obj["params"].setdefault("train", {})
+    for key, value in (("head", head), ("features", features), ("epochs", epochs), ("device", device)):
+        if value is not None:
+            section[key] = value
+    train.run(obj["params"], task=task, fold=fold, scene=scene, manifest=obj["manifest"])
 
 
 @main.command("encoders")
