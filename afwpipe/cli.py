@@ -63,6 +63,12 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
     ctx.obj = {"params": params, "manifest": manifest}
 
 
+_scheduler_option = click.option(
+    "--scheduler", default=None,
+    help="Dask scheduler address (tcp://host:8786): one task per video on that cluster; GPU tasks need workers "
+         "started with --resources GPU=1. Default: dask config scheduler-address, else this process.")
+
+
 @main.command("fetch-sample")
 @click.pass_obj
 def fetch_sample_cmd(obj):
@@ -102,8 +108,9 @@ def index_cmd(obj):
               help="Read Aff-Wild2's cropped_aligned/<video>/<00001>.jpg instead of detecting faces.")
 @click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
+@_scheduler_option
 @click.pass_obj
-def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, names, accept_failures):
+def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, names, accept_failures, scheduler):
     """Detect, align and crop the target face of every frame; keep the audio.
 
     \b
@@ -124,7 +131,7 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
         if val is not None:
             p[key] = val
     sys.exit(detect.run(obj["params"], obj["manifest"], accept_failures=accept_failures,
-                        names=list(names) or None))
+                        names=list(names) or None, scheduler=scheduler))
 
 
 @main.command("extract")
@@ -138,8 +145,9 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
 @click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
+@_scheduler_option
 @click.pass_obj
-def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failures):
+def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failures, scheduler):
     """Run a frozen encoder once and cache per-frame embeddings.
 
     \b
@@ -159,7 +167,7 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
     code = 0
     for enc in encoders or p["encoders"]:
         code |= extract.run(obj["params"], enc, obj["manifest"], weights=weights, accept_failures=accept_failures,
-                            names=list(names) or None)
+                            names=list(names) or None, scheduler=scheduler)
     sys.exit(code)
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -25,9 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .errors import AfwpipeError, VideoError, WeightsError
+from .errors import VideoError
 from .faces import Detections, align_faces, create_detector
 from .faces.select import FaceSelector
+from .runner import run_videos, scheduler_address
 from .video import iter_frames, probe_video, read_audio
 
 log = logging.getLogger(__name__)
@@ -181,8 +183,9 @@ def _fill_absent(crops, present: np.ndarray) -> None:
 class FaceStage:
     """Runs the face stage on videos of one workspace; one detector instance is reused across videos."""
 
-    def __init__(self, ws: store.Workspace, cfg: DetectConfig, progress: bool = True):
-        self.ws, self.cfg, self.progress = ws, cfg, progress
+    def __init__(self, ws: store.Workspace, cfg: DetectConfig, progress: bool = True,
+                 cropped_root: Path | None = None):
+        self.ws, self.cfg, self.progress, self.cropped_root = ws, cfg, progress, cropped_root
         self._detector = None
 
     @property
@@ -201,8 +204,13 @@ class FaceStage:
         attrs = store.open_store(self.ws.faces, "r")[name].attrs.asdict()
         return attrs.get("identity") == self.identity()
 
-    def run_video(self, rec: dict, cropped_root: Path | None = None) -> VideoResult:
-        """Process one index record (``name``, ``path``, ``side``, ``n_frames``, ``width``)."""
+    def run_video(self, rec: dict) -> VideoResult:
+        """Process one index record (``name``, ``path``, ``side``, ``n_frames``, ``width``).
+
+        Raises:
+            VideoError: the video cannot be decoded, or decodes to fewer frames than indexed.
+            WeightsError: the detector's weights are missing.
+        """
         name, path, n = rec["name"], Path(rec["path"]), int(rec["n_frames"])
         res = VideoResult(name)
         if self.is_done(name):
@@ -231,7 +239,7 @@ class FaceStage:
                 for k, v in block.items():
                     writers[k].append(v)
 
-            for block in self._blocks(rec, path, n, cropped_root):
+            for block in self._blocks(rec, path, n):
                 k = min(len(block["present"]), n - pos)
                 if k <= 0:
                     log.warning("%s: decodes to more frames than the index's %d; extra frames ignored", path, n)
@@ -258,9 +266,10 @@ class FaceStage:
         res.seconds = time.perf_counter() - t0
         return res
 
-    def _blocks(self, rec: dict, path: Path, n: int, cropped_root: Path | None):
+    def _blocks(self, rec: dict, path: Path, n: int):
         """Yield per-batch dicts of arrays (boxes, landmarks, score, present, crops, times)."""
         S, B = self.cfg.size, self.cfg.batch_size
+        cropped_root = self.cropped_root
         if self.cfg.use_cropped:
             if cropped_root is None or not (cropped_root / rec["name"]).is_dir():
                 raise VideoError(f"{cropped_root}/{rec['name']}: no cropped_aligned folder for this video")
@@ -334,24 +343,24 @@ class StageSummary:
 
 
 def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None = None,
-               progress: bool = True) -> StageSummary:
+               progress: bool = True, scheduler: str | None = None) -> StageSummary:
     """Run the face stage on every indexed video (or ``names``) of ``ws``; one failure never stops the others.
 
+    With ``scheduler`` (a Dask scheduler address) each video is one task on the cluster
+    (``afwpipe.runner``); ``ws`` must then be on storage every worker sees.
     Writes ``faces.zarr``, ``audio.zarr`` and ``detect_failures.json`` (the failed videos and why).
+
+    Raises:
+        WeightsError: the detector's weights are missing (nothing is written).
     """
     index = ws.read_index()
     recs = [r for r in index["videos"] if names is None or r["name"] in names]
     cropped = Path(index["cropped_aligned"]) if index.get("cropped_aligned") else None
-    stage = FaceStage(ws, cfg, progress)
+    if scheduler_address(scheduler):
+        for path in (ws.faces, ws.audio):
+            store.open_store(path, "a")  # create the roots once, before concurrent writers
+    factory = partial(FaceStage, ws, cfg, progress and scheduler is None, cropped)
     summary = StageSummary()
-    for rec in tqdm(recs, desc="detect", unit="video", disable=not progress):
-        try:
-            res = stage.run_video(rec, cropped)
-        except WeightsError:
-            raise  # not a property of this video: every other video would fail the same way
-        except AfwpipeError as e:
-            log.error("%s", e)
-            res = VideoResult(rec["name"], error=str(e))
-        summary.results.append(res)
+    summary.results = run_videos(factory, recs, "detect", progress, scheduler, gpu=cfg.device.startswith("cuda"))
     summary.write_failures(ws.root / "detect_failures.json")
     return summary

@@ -18,14 +18,16 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from tqdm import tqdm
 
 from . import store
 from .detect import StageSummary, VideoResult, prefetch
-from .encoders import create_encoder
-from .errors import AfwpipeError, VideoError, WeightsError
+from .encoders import create_encoder, is_encoder
+from .errors import AfwpipeError, VideoError
+from .runner import run_videos, scheduler_address
 
 log = logging.getLogger(__name__)
 
@@ -138,26 +140,28 @@ class EncoderStage:
 
 
 def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None = None,
-                progress: bool = True) -> StageSummary:
+                progress: bool = True, scheduler: str | None = None) -> StageSummary:
     """Run one encoder on every indexed video (or ``names``); one failing video never stops the others.
+
+    With ``scheduler`` (a Dask scheduler address) each video is one task on the cluster
+    (``afwpipe.runner``; each worker loads the model once).
 
     Raises:
         EncoderError: unknown encoder (the message lists the registry).
         WeightsError: weights missing and not downloadable (the message says how to get them).
     """
+    if not is_encoder(cfg.encoder):
+        create_encoder(cfg.encoder)  # raises EncoderError listing the registry
     index = ws.read_index()
     recs = [r for r in index["videos"] if names is None or r["name"] in names]
-    stage = EncoderStage(ws, cfg, progress)
+    if scheduler_address(scheduler):
+        store.open_store(ws.features(cfg.encoder), "a")  # create the root once, before concurrent writers
+    factory = partial(EncoderStage, ws, cfg, progress and scheduler is None)
     summary = StageSummary(stage=f"extract {cfg.encoder}")
-    summary.weights = stage.encoder.config["weights"]
-    for rec in tqdm(recs, desc=f"extract {cfg.encoder}", unit="video", disable=not progress):
-        try:
-            res = stage.run_video(rec)
-        except WeightsError:
-            raise
-        except AfwpipeError as e:
-            log.error("%s", e)
-            res = VideoResult(rec["name"], error=str(e))
-        summary.results.append(res)
+    summary.results = run_videos(factory, recs, f"extract-{cfg.encoder}", progress, scheduler,
+                                 gpu=cfg.device.startswith("cuda"))
+    done = [r for r in recs if store.is_complete(ws.features(cfg.encoder), r["name"])]
+    if done:
+        summary.weights = store.open_store(ws.features(cfg.encoder), "r")[done[0]["name"]].attrs["weights"]
     summary.write_failures(ws.root / f"extract_failures_{ws.features(cfg.encoder).stem}.json")
     return summary

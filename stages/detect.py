@@ -14,13 +14,13 @@ from afwpipe.detect import DetectConfig, run_detect
 
 
 def run(params: dict, manifest="data_manifest.yaml", accept_failures: bool = False, names=None,
-        progress: bool = True) -> int:
+        progress: bool = True, scheduler: str | None = None) -> int:
     _, ws = dataset_and_workspace(params, manifest)
     p = params["detect"]
     cfg = DetectConfig(detector=p["detector"], size=int(p["size"]), batch_size=int(p["batch_size"]),
                        device=resolve_device(p["device"]), weights=p.get("weights"),
                        use_cropped=bool(p.get("use_cropped", False)))
-    summary = run_detect(ws, cfg, names=names, progress=progress)
+    summary = run_detect(ws, cfg, names=names, progress=progress, scheduler=scheduler)
     print(summary.line())
     for r in summary.failures:
         print(f"FAILED {r.name}: {r.error}")

@@ -15,13 +15,13 @@ from afwpipe.extract import ExtractConfig, run_extract
 
 
 def run(params: dict, encoder: str, manifest="data_manifest.yaml", weights=None, accept_failures=False,
-        names=None, progress: bool = True) -> int:
+        names=None, progress: bool = True, scheduler: str | None = None) -> int:
     _, ws = dataset_and_workspace(params, manifest)
     p = params["extract"]
     weights = weights if weights is not None else (p.get("weights") or {}).get(encoder)
     cfg = ExtractConfig(encoder=encoder, weights=weights, device=resolve_device(p["device"]),
                         batch_size=int(p["batch_size"]))
-    summary = run_extract(ws, cfg, names=names, progress=progress)
+    summary = run_extract(ws, cfg, names=names, progress=progress, scheduler=scheduler)
     print(summary.line())
     print(f"features in {ws.features(encoder)} (weights: {summary.weights})")
     for r in summary.failures:
