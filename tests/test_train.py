@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,16 +192,12 @@ def test_stage_reads_params_and_prints_one_line(ws, tmp_path, capsys):
         stage.run(params, progress=False)
 
 
-SAMPLE = store.Workspace(Path(__file__).resolve().parents[1] / "work" / "sample")
-
-
 @pytest.mark.sample
 @pytest.mark.parametrize("head", ["tmf", "tcn", "msf"])
-def test_sample_expr_head_separates_sadness_from_happiness(head, tmp_path):
-    """On the sample (mini_xception + logmel features of `dvc repro extract`), the EXPR head's training
-    videos are told apart: macro F1 over Happiness vs Sadness (chance 0.5) on the training frames."""
-    if not all(store.complete_names(SAMPLE.features(e)) for e in ("mini_xception", "logmel")):
-        pytest.skip("no sample features: run `dvc repro` (fetch_sample, index, detect, extract) first")
+def test_sample_expr_head_separates_sadness_from_happiness(head, tmp_path, sample_workspace):
+    """On the sample (mini_xception + logmel features), the EXPR head's training videos are told apart:
+    macro F1 over Happiness vs Sadness (chance 0.5) on the training frames."""
+    SAMPLE = sample_workspace
     r = train(SAMPLE, TrainConfig(task="expr", head=head, epochs=20, patience=0, lr=1e-3, device="cpu"),
               progress=False, out_dir=tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["best"]["expr"]["f1"] == r.best["expr"]["f1"]
