@@ -1,11 +1,18 @@
-"""Helpers shared by the benchmark scripts: sample assets, looped videos, a child-process RSS probe."""
+"""Helpers shared by the benchmark scripts: sample assets, looped videos, a child-process RSS probe,
+page-cache control (drop / residency) for cold-read measurements, and a description of the machine."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
-import resource
+import mmap
+import os
+import platform
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -24,11 +31,12 @@ def sample_video(stem: str) -> Path:
     return {p.stem: p for p in paths}[stem]
 
 
-def loop_video(src: Path, dst: Path, times: int) -> Path:
-    """Write ``src`` repeated ``times`` times (video only, h264) to ``dst``; reused when it exists."""
+def loop_video(src: Path, dst: Path, times: int, max_frames: int | None = None) -> Path:
+    """Write ``src`` (its first ``max_frames`` frames) repeated ``times`` times (video only, h264) to
+    ``dst``; reused when it exists."""
     if dst.is_file():
         return dst
-    frames = [f.to_ndarray(format="rgb24") for f in av.open(str(src)).decode(video=0)]
+    frames = list(frames_of(src, max_frames))
     rate = av.open(str(src)).streams.video[0].average_rate
     dst.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(dst), "w") as out:
@@ -44,15 +52,49 @@ def loop_video(src: Path, dst: Path, times: int) -> Path:
     return dst
 
 
+def index_video(video: Path, work: Path):
+    """A workspace under ``work`` indexing the one video ``video`` (alone in its folder), unlabelled."""
+    from afwpipe.index import build_index
+    from afwpipe.manifest import DatasetSpec
+    from afwpipe.store import Workspace
+
+    spec = DatasetSpec("bench", video.parent, (video.parent,), work / "no_annotations", folds_k=0)
+    ws = Workspace(work)
+    build_index(spec, ws, progress=False)
+    return ws
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS so far (``VmHWM``), MiB. Not ``ru_maxrss``: on Linux that also counts the
+    parent's memory mapped at fork/vfork time (exec records the old mm's high-water mark)."""
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def reset_peak_rss() -> None:
+    """Reset this process's peak RSS to its current RSS (Linux ``clear_refs`` 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+# Appended to a child's code (run from REPO): its own peak RSS on stderr.
+_PEAK_TAIL = """
+import sys as _sys
+_sys.path.insert(0, "benchmarks")
+from common import peak_rss_mib as _peak
+print("AFWPIPE_BENCH_PEAK_MIB", _peak(), file=_sys.stderr)
+"""
+
+
 def run_child(code: str, *args: str) -> tuple[dict, float]:
-    """Run python ``code`` in a fresh process; return (the JSON it prints last, its peak RSS in MiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
+    """Run python ``code`` in a fresh process; return (the JSON it prints last, its peak RSS in MiB).
+
+    The peak RSS is the child's own high-water mark (``VmHWM`` of /proc/self/status at its end), so
+    measurements can run in any order in one parent, whatever the parent holds.
+    """
+    proc = subprocess.run([sys.executable, "-c", code + _PEAK_TAIL, *args], capture_output=True, text=True, cwd=REPO)
     if proc.returncode:
-        raise RuntimeError(proc.stderr[-3000:])
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: run the smaller input first
-    return json.loads(proc.stdout.strip().splitlines()[-1]), max(after, before) / 1024
+        raise RuntimeError(f"child exited {proc.returncode}: {proc.stderr[-3000:]}")
+    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("AFWPIPE_BENCH_PEAK_MIB")]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), float(peak[-1])
 
 
 def fmt_ratio(a: float, b: float) -> str:
@@ -60,9 +102,115 @@ def fmt_ratio(a: float, b: float) -> str:
 
 
 def frames_of(path: Path, n: int | None = None) -> np.ndarray:
+    """The first ``n`` (all if None) decoded frames of ``path``, uint8 RGB [T,H,W,3]."""
     out = []
     for i, f in enumerate(av.open(str(path)).decode(video=0)):
         if n is not None and i >= n:
             break
         out.append(f.to_ndarray(format="rgb24"))
     return np.stack(out)
+
+
+# --- page cache -------------------------------------------------------------------------------
+
+def files_under(*paths: Path) -> list[Path]:
+    """Every regular file of ``paths`` (files themselves, or folders walked)."""
+    out = []
+    for p in map(Path, paths):
+        out.extend([p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()))
+    return out
+
+
+def disk_bytes(*paths: Path) -> int:
+    """Bytes of the files under ``paths`` (their sizes; what a reader has to fetch)."""
+    return sum(f.stat().st_size for f in files_under(*paths))
+
+
+def drop_page_cache(*paths: Path) -> None:
+    """Write back and evict the files under ``paths`` from the page cache (``fsync`` then
+    ``posix_fadvise(POSIX_FADV_DONTNEED)``). Only these files' pages; directory and inode caches stay."""
+    for f in files_under(*paths):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def resident_fraction(*paths: Path) -> float:
+    """Fraction of the pages of the files under ``paths`` that are in the page cache (``mincore``);
+    NaN where it cannot be told."""
+    page = mmap.PAGESIZE
+    resident = total = 0
+    try:
+        for f in files_under(*paths):
+            size = f.stat().st_size
+            if not size:
+                continue
+            n = (size + page - 1) // page
+            with open(f, "rb") as fh, mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY) as mm:
+                vec = (ctypes.c_ubyte * n)()
+                addr = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+                if _libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
+                    return float("nan")
+                resident += sum(b & 1 for b in vec)
+                total += n
+                del addr
+    except (OSError, ValueError, TypeError):
+        return float("nan")
+    return resident / total if total else float("nan")
+
+
+def cache_state(fraction: float) -> str:
+    """'cold' / 'warm' / 'partly cached' / 'unknown' from a resident fraction."""
+    if fraction != fraction:
+        return "unknown"
+    return "cold" if fraction < 0.05 else "warm" if fraction > 0.95 else f"{fraction:.0%} cached"
+
+
+def sequential_read_rate(path: Path, mib: int, block: int = 8 << 20) -> dict:
+    """Write ``mib`` MiB of random bytes to ``path`` (fsync), evict it from the page cache, read it
+    back sequentially in ``block``-byte reads; the disk's raw sequential read rate (bytes/s)."""
+    chunk = os.urandom(block)
+    with open(path, "wb") as fh:
+        for _ in range(max(1, (mib << 20) // block)):
+            fh.write(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+    drop_page_cache(path)
+    state = cache_state(resident_fraction(path))
+    size = path.stat().st_size
+    t = time.perf_counter()
+    with open(path, "rb", buffering=0) as fh:
+        while fh.read(block):
+            pass
+    dt = time.perf_counter() - t
+    return {"bytes": size, "seconds": dt, "cache": state, "bytes_per_s": size / dt}
+
+
+# --- the machine --------------------------------------------------------------------------------
+
+def machine(device: str) -> dict:
+    """CPU model, cores, memory, torch version and threads, the device (and its name when CUDA)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    dev = device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "memory_gib": round(mem, 1),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": dev,
+            "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}"}

@@ -21,22 +21,75 @@ from pathlib import Path
 from common import fmt_ratio, frames_of, loop_video, run_child, sample_video
 
 STAGE = """
-import json, sys, time
+import gc, json, sys, time
 from pathlib import Path
+sys.path.insert(0, "benchmarks")
+from common import index_video, peak_rss_mib, reset_peak_rss
 from afwpipe.detect import DetectConfig, run_detect
-from afwpipe.index import build_index
-from afwpipe.manifest import DatasetSpec
-from afwpipe.store import Workspace
-video, work, det, bs, dev = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
-spec = DatasetSpec("bench", Path(video).parent, (Path(video).parent,), work / "no_annotations", folds_k=0)
-ws = Workspace(work)
-build_index(spec, ws, progress=False)
+video, work, det, bs, dev = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+ws = index_video(video, work)
 t = time.perf_counter()
 s = run_detect(ws, DetectConfig(detector=det, batch_size=bs, device=dev), progress=False)
 dt = time.perf_counter() - t
-frames = sum(r.frames for r in s.results)
-print(json.dumps({"frames": frames, "seconds": dt}))
+if s.failures:
+    raise SystemExit(f"detect failed: {[r.error for r in s.failures]}")
+out = {"frames": sum(r.frames for r in s.results), "seconds": dt}
+if len(sys.argv) > 6:  # then the extract stage with this encoder, its own peak (reset after detect)
+    from afwpipe.extract import ExtractConfig, run_extract
+    out["detect_peak_mib"] = peak_rss_mib()
+    del s
+    gc.collect()
+    reset_peak_rss()
+    weights = None if sys.argv[7] == "default" else sys.argv[7]
+    t = time.perf_counter()
+    s = run_extract(ws, ExtractConfig(sys.argv[6], weights=weights, device=dev, batch_size=bs), progress=False)
+    out["extract_seconds"] = time.perf_counter() - t
+    if s.failures:
+        raise SystemExit(f"extract failed: {[r.error for r in s.failures]}")
+print(json.dumps(out))
 """
+
+
+def measure(src: Path, work: Path, detector: str = "mtcnn", batch_size: int = 16, device: str = "cpu",
+            loops: int = 10, max_frames: int | None = None, encoder: str | None = None,
+            weights: str | None = None) -> dict:
+    """Detect stage vs detector forward on ``src`` (first ``max_frames`` frames), and peak RSS x1 / x``loops``.
+
+    Each length runs in a fresh process (videos and workspaces under ``work``). With ``encoder``, that
+    process then runs the extract stage (``weights`` None = default) on its face store and reports the
+    extract's own peak RSS: the high-water mark is reset after detect, so it starts from what the process
+    holds then (torch and the libraries extract needs anyway; the detect objects are freed).
+    """
+    stem = src.stem
+    one = loop_video(src, work / "x1" / f"{stem}_x1.mp4", 1, max_frames)
+    many = loop_video(src, work / f"x{loops}" / f"{stem}_x{loops}.mp4", loops, max_frames)
+    child = (detector, str(batch_size), device) + ((encoder, weights or "default") if encoder else ())
+    stage1, rss1 = run_child(STAGE, str(one), str(work / "w1"), *child)
+
+    from afwpipe.faces import create_detector
+
+    det = create_detector(detector, device=device)
+    frames = frames_of(one)
+    det.detect(frames[:batch_size])  # warm-up
+    t = time.perf_counter()
+    for i in range(0, len(frames), batch_size):
+        det.detect(frames[i:i + batch_size])
+    fwd_s = time.perf_counter() - t
+    del frames, det
+
+    stage10, rss10 = run_child(STAGE, str(many), str(work / f"w{loops}"), *child)
+    # with an encoder, the peak at the child's end is extract's; detect's was read before the reset
+    d1, d10 = stage1.get("detect_peak_mib", rss1), stage10.get("detect_peak_mib", rss10)
+    out = {"detector": detector, "batch_size": batch_size, "device": device, "loops": loops,
+           "frames": stage1["frames"], "stage_s": stage1["seconds"], "stage_fps": stage1["frames"] / stage1["seconds"],
+           "forward_s": fwd_s, "forward_fps": stage1["frames"] / fwd_s,
+           "frames_long": stage10["frames"], "stage_long_fps": stage10["frames"] / stage10["seconds"],
+           "rss1_mib": d1, "rss_long_mib": d10}
+    if encoder:
+        out.update(encoder=encoder, extract_rss1_mib=rss1, extract_rss_long_mib=rss10,
+                   extract_fps=stage1["frames"] / stage1["extract_seconds"],
+                   extract_long_fps=stage10["frames"] / stage10["extract_seconds"])
+    return out
 
 
 def main():
@@ -47,39 +100,22 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--loops", type=int, default=10)
     args = ap.parse_args()
-
-    from afwpipe.faces import create_detector
-
-    src = sample_video(args.video)
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        one = loop_video(src, tmp / "x1" / f"{args.video}_x1.mp4", 1)
-        many = loop_video(src, tmp / f"x{args.loops}" / f"{args.video}_x{args.loops}.mp4", args.loops)
-
-        stage1, rss1 = run_child(STAGE, str(one), str(tmp / "w1"), args.detector, str(args.batch_size), args.device)
-        stage_fps = stage1["frames"] / stage1["seconds"]
-
-        det = create_detector(args.detector, device=args.device)
-        frames = frames_of(one)
-        det.detect(frames[: args.batch_size])  # warm-up
-        t = time.perf_counter()
-        for i in range(0, len(frames), args.batch_size):
-            det.detect(frames[i:i + args.batch_size])
-        fwd_fps = len(frames) / (time.perf_counter() - t)
-
-        stage10, rss10 = run_child(STAGE, str(many), str(tmp / "w10"), args.detector, str(args.batch_size), args.device)
-
+        r = measure(sample_video(args.video), Path(tmp), args.detector, args.batch_size, args.device, args.loops)
     rows = [
-        ("detect stage frames/s", f"{stage_fps:.1f}", f"{stage1['frames']} frames in {stage1['seconds']:.1f} s"),
-        ("detector forward frames/s", f"{fwd_fps:.1f}", f"{args.detector}, batch {args.batch_size}, {args.device}"),
-        ("ratio stage / forward", fmt_ratio(stage_fps, fwd_fps), "1.0 = the detector is the only cost"),
-        (f"peak RSS x1 (MiB)", f"{rss1:.0f}", f"{stage1['frames']} frames"),
-        (f"peak RSS x{args.loops} (MiB)", f"{rss10:.0f}", f"{stage10['frames']} frames, {stage10['frames'] / stage10['seconds']:.1f} frames/s"),
-        (f"ratio RSS x{args.loops} / x1", fmt_ratio(rss10, rss1), "~1.0 = memory does not grow with video length"),
+        ("detect stage frames/s", f"{r['stage_fps']:.1f}", f"{r['frames']} frames in {r['stage_s']:.1f} s"),
+        ("detector forward frames/s", f"{r['forward_fps']:.1f}", f"{args.detector}, batch {args.batch_size}, {args.device}"),
+        ("ratio stage / forward", fmt_ratio(r["stage_fps"], r["forward_fps"]), "1.0 = the detector is the only cost"),
+        ("peak RSS x1 (MiB)", f"{r['rss1_mib']:.0f}", f"{r['frames']} frames"),
+        (f"peak RSS x{args.loops} (MiB)", f"{r['rss_long_mib']:.0f}",
+         f"{r['frames_long']} frames, {r['stage_long_fps']:.1f} frames/s"),
+        (f"ratio RSS x{args.loops} / x1", fmt_ratio(r["rss_long_mib"], r["rss1_mib"]),
+         "~1.0 = memory does not grow with video length"),
     ]
     for name, val, note in rows:
         print(f"{name:<28} {val:>8}   {note}")
-    print(json.dumps({"stage_fps": stage_fps, "forward_fps": fwd_fps, "rss1_mib": rss1, "rss10_mib": rss10}))
+    print(json.dumps({"stage_fps": r["stage_fps"], "forward_fps": r["forward_fps"], "rss1_mib": r["rss1_mib"],
+                      "rss10_mib": r["rss_long_mib"]}))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Prints (frames/s and ratios) on a synthetic workspace sized to run in about a mi
 2. Read speed of the features of every video: the Zarr stores (whole-video reads, what afwpipe does)
    vs per-clip Zarr reads (100-frame slices) vs a per-frame ``.npy`` cache (one file per frame and
    encoder, the layout several ABAW teams use). Files are in the page cache for every layout (each is
-   read once before timing), so these are the software costs, not the disk's.
+   read once before timing), so these are the software costs, not the disk's. ``measure_reads(cold=True)``
+   (used by run.py) evicts each layout's files from the page cache instead, to see the disk's share.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/train_speed.py [--videos 24 --frames 1200]``.
 """
@@ -29,6 +30,7 @@ from afwpipe.clips import ArrayFeatures, ClipDataset, ZarrFeatures, load_labels
 from afwpipe.heads import create_head
 from afwpipe.losses import au_pos_weights
 from afwpipe.train import train_epoch
+from common import cache_state, disk_bytes, drop_page_cache, resident_fraction
 
 DIMS = {"mae": 768, "logmel": 80}  # a visual and an audio encoder of the DESIGN table
 K = 100
@@ -75,13 +77,83 @@ def loader_pass(ds: ClipDataset, batch_size: int = 32) -> int:
     return frames
 
 
-def train_pass(ds: ClipDataset, labels: dict) -> int:
+def train_pass(ds: ClipDataset, labels: dict, device: str = "cpu") -> int:
     torch.manual_seed(0)
-    head = create_head("tcn", ds.dims, ["au"], channels=128, mlp_dim=256, dilations=(1, 2, 4))
+    head = create_head("tcn", ds.dims, ["au"], channels=128, mlp_dim=256, dilations=(1, 2, 4)).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=1e-4, weight_decay=1e-2)
     pos_w = au_pos_weights(np.concatenate([labels[n]["au"] for n in ds.names]))
-    train_epoch(head, ds, opt, np.random.default_rng(0), "cpu", 32, au_pos_weight=pos_w)
+    train_epoch(head, ds, opt, np.random.default_rng(0), device, 32, au_pos_weight=pos_w)
     return sum(ds.n_frames) * 2  # stride K/2: every frame is in two clips
+
+
+def measure_training(ws: store.Workspace, names: list[str], device: str = "cpu") -> dict:
+    """Frames/s of the loader alone and of a ``tcn`` training epoch, from in-memory arrays and from the
+    Zarr-backed loader (epoch 1: whole-video reads inside the timing; epoch 2: all cached).
+
+    Returns ``{"loader" | "train": {"memory", "zarr_epoch1", "zarr_epoch2"}}`` in frames/s.
+    """
+    labels = load_labels(ws, names)
+
+    def zarr_ds():
+        return ClipDataset(ZarrFeatures(ws, list(DIMS)), labels, names, K)
+
+    memory = ArrayFeatures({e: {n: ZarrFeatures(ws, [e]).load(e, n) for n in names} for e in DIMS})
+
+    def mem_ds():
+        return ClipDataset(memory, labels, names, K)
+
+    train_pass(mem_ds(), labels, device)  # warm-up: torch's first forward/backward costs are not the loader's
+    out = {}
+    for what, run in (("loader", loader_pass), ("train", lambda d: train_pass(d, labels, device))):
+        dz, dm = zarr_ds(), mem_ds()
+        tz, fz = timed(lambda: run(dz))  # first epoch: whole-video reads are inside the timing
+        tz2, fz2 = timed(lambda: run(dz))  # second epoch: everything cached
+        tm, fm = timed(lambda: run(dm))
+        out[what] = {"memory": fm / tm, "zarr_epoch1": fz / tz, "zarr_epoch2": fz2 / tz2}
+    return out
+
+
+READ_LAYOUTS = ("zarr whole-video", "zarr per-clip (100 frames)", "per-frame .npy files")
+
+
+def measure_reads(ws: store.Workspace, names: list[str], npy: Path, cold: bool = False) -> dict:
+    """Read every video's features in each layout of ``READ_LAYOUTS`` (the .npy cache in ``npy``, see
+    ``write_npy_cache``); warm: after one untimed read; cold: after evicting that layout's files from the
+    page cache. Returns per layout: frames/s (frames counted once, all encoders read), seconds, frames,
+    ``raw_bytes`` (float16 features), ``disk_bytes`` (file sizes) and ``cache`` ('cold' / 'warm' / ...).
+    """
+    n_frames = len(store.read_array(ws.features(next(iter(DIMS))), names[0], "emb"))
+
+    def zarr_whole():
+        groups = {e: store.open_store(ws.features(e), "r") for e in DIMS}
+        return sum(len(groups[e][f"{n}/emb"][...]) for e in DIMS for n in names) // len(DIMS)
+
+    def zarr_clips():
+        groups = {e: store.open_store(ws.features(e), "r") for e in DIMS}
+        return sum(len(groups[e][f"{n}/emb"][s:s + K]) for e in DIMS for n in names
+                   for s in range(0, n_frames, K)) // len(DIMS)
+
+    def npy_frames():
+        n = 0
+        for e in DIMS:
+            for name in names:
+                files = sorted((npy / e / name).iterdir())
+                n += len(np.stack([np.load(f) for f in files]))
+        return n // len(DIMS)
+
+    zarr_paths = [ws.features(e) for e in DIMS]
+    out = {}
+    for label, fn, paths in ((READ_LAYOUTS[0], zarr_whole, zarr_paths), (READ_LAYOUTS[1], zarr_clips, zarr_paths),
+                             (READ_LAYOUTS[2], npy_frames, [npy])):
+        if cold:
+            drop_page_cache(*paths)
+        else:
+            fn()  # warm the page cache
+        state = cache_state(resident_fraction(*paths))
+        t, frames = timed(fn)
+        out[label] = {"frames_per_s": frames / t, "seconds": t, "frames": frames, "cache": state,
+                      "raw_bytes": frames * sum(DIMS.values()) * 2, "disk_bytes": disk_bytes(*paths)}
+    return out
 
 
 def main() -> None:
@@ -97,58 +169,23 @@ def main() -> None:
         print(f"synthetic store: {args.videos} videos x {args.frames} frames, encoders {DIMS} "
               f"(float16, {mib:.0f} MiB) built in {t_build:.1f} s; K={K}, stride {K // 2}, batch 32, "
               f"torch threads {torch.get_num_threads()}")
-        labels = load_labels(ws, names)
-
-        def zarr_ds():
-            return ClipDataset(ZarrFeatures(ws, list(DIMS)), labels, names, K)
-
-        memory = ArrayFeatures({e: {n: ZarrFeatures(ws, [e]).load(e, n) for n in names} for e in DIMS})
-
-        def mem_ds():
-            return ClipDataset(memory, labels, names, K)
 
         print("\n1. training (tcn head, CPU); datasets built before timing, the Zarr cache starts empty")
-        train_pass(mem_ds(), labels)  # warm-up: torch's first forward/backward costs are not the loader's
-        for what, run in (("loader only", loader_pass), ("train epoch", lambda d: train_pass(d, labels))):
-            dz, dm = zarr_ds(), mem_ds()
-            tz, fz = timed(lambda: run(dz))  # first epoch: whole-video reads are inside the timing
-            tz2, fz2 = timed(lambda: run(dz))  # second epoch: everything cached
-            tm, fm = timed(lambda: run(dm))
-            print(f"   {what:12s} in-memory {fm / tm:9,.0f} frames/s | zarr-backed epoch 1 {fz / tz:9,.0f} frames/s "
-                  f"(ratio {(fz / tz) / (fm / tm):.2f}), epoch 2 {fz2 / tz2:9,.0f} frames/s "
-                  f"(ratio {(fz2 / tz2) / (fm / tm):.2f})")
+        for what, r in measure_training(ws, names).items():
+            m = r["memory"]
+            print(f"   {what + (' only' if what == 'loader' else ' epoch'):12s} in-memory {m:9,.0f} frames/s | "
+                  f"zarr-backed epoch 1 {r['zarr_epoch1']:9,.0f} frames/s (ratio {r['zarr_epoch1'] / m:.2f}), "
+                  f"epoch 2 {r['zarr_epoch2']:9,.0f} frames/s (ratio {r['zarr_epoch2'] / m:.2f})")
 
         print("\n2. reading every video's features")
-        groups = {e: store.open_store(ws.features(e), "r") for e in DIMS}
-
-        def zarr_whole():
-            return sum(len(groups[e][f"{n}/emb"][...]) for e in DIMS for n in names) // len(DIMS)
-
-        def zarr_clips():
-            return sum(len(groups[e][f"{n}/emb"][s:s + K]) for e in DIMS for n in names
-                       for s in range(0, args.frames, K)) // len(DIMS)
-
         npy = tmp / "npy"
         t_npy_write, _ = timed(lambda: write_npy_cache(ws, names, npy))
-
-        def npy_frames():
-            n = 0
-            for e in DIMS:
-                for name in names:
-                    files = sorted((npy / e / name).iterdir())
-                    n += len(np.stack([np.load(f) for f in files]))
-            return n // len(DIMS)
-
-        rates = {}
-        for label, fn in (("zarr whole-video", zarr_whole), ("zarr per-clip (100 frames)", zarr_clips),
-                          ("per-frame .npy files", npy_frames)):
-            fn()  # warm the page cache
-            t, frames = timed(fn)
-            rates[label] = frames / t
-            print(f"   {label:28s} {frames / t:12,.0f} frames/s (all encoders)")
-        z = rates["zarr whole-video"]
-        print(f"   ratio zarr whole-video / per-frame .npy: {z / rates['per-frame .npy files']:.1f}x; "
-              f"/ zarr per-clip: {z / rates['zarr per-clip (100 frames)']:.1f}x "
+        rates = {k: v["frames_per_s"] for k, v in measure_reads(ws, names, npy).items()}
+        for label, rate in rates.items():
+            print(f"   {label:28s} {rate:12,.0f} frames/s (all encoders)")
+        z = rates[READ_LAYOUTS[0]]
+        print(f"   ratio zarr whole-video / per-frame .npy: {z / rates[READ_LAYOUTS[2]]:.1f}x; "
+              f"/ zarr per-clip: {z / rates[READ_LAYOUTS[1]]:.1f}x "
               f"(.npy cache: {total * len(DIMS):,} files, written in {t_npy_write:.1f} s)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
