@@ -59,32 +59,23 @@ def test_missing_header_names_the_file(tmp_path):
         read_annotation(p, "au")
 
 
-def test_wrong_column_count_names_file_and_line(tmp_path):
-    p = tmp_path / "v.txt"
-    p.write_text(",".join(AU_NAMES) + "\n" + ",".join(["0"] * 12) + "\n" + ",".join(["1"] * 11) + "\n")
-    with pytest.raises(AnnotationError, match=r"v\.txt: line 3 has 11 values, expected 12"):
-        read_annotation(p, "au")
+EXPR_HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
 
 
-def test_wrong_header_width_is_an_error(tmp_path):
-    p = tmp_path / "va.txt"
-    p.write_text("valence,arousal,dominance\n0.1,0.2,0.3\n")
-    with pytest.raises(AnnotationError, match="header has 3 columns, expected 2"):
-        read_annotation(p, "va")
-
-
-def test_non_numeric_value_names_file_and_line(tmp_path):
-    p = tmp_path / "e.txt"
-    p.write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1\nhappy\n")
-    with pytest.raises(AnnotationError, match=r"e\.txt: line 3 has a non-numeric value"):
-        read_annotation(p, "expr")
-
-
-def test_out_of_range_value_is_rejected(tmp_path):
-    p = tmp_path / "e.txt"
-    p.write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1\n9\n")
-    with pytest.raises(AnnotationError, match="line 3 value 9 is outside the EXPR range"):
-        read_annotation(p, "expr")
+@pytest.mark.parametrize("task, text, message", [
+    ("au", ",".join(AU_NAMES) + "\n" + ",".join(["0"] * 12) + "\n" + ",".join(["1"] * 11) + "\n",
+     r"bad\.txt: line 3 has 11 values, expected 12"),
+    ("va", "valence,arousal,dominance\n0.1,0.2,0.3\n", r"bad\.txt: header has 3 columns, expected 2"),
+    ("expr", EXPR_HEADER + "\n1\nhappy\n", r"bad\.txt: line 3 has a non-numeric value"),
+    ("expr", EXPR_HEADER + "\n1\n9\n", r"bad\.txt: line 3 value 9 is outside the EXPR range"),
+    ("va", "valence,arousal\n0.1,nan\n", r"bad\.txt: line 2 has a NaN/Inf value"),
+    ("au", "", r"bad\.txt: empty file"),
+], ids=["column-count", "header-width", "non-numeric", "out-of-range", "nan", "empty"])
+def test_malformed_file_names_file_and_line(tmp_path, task, text, message):
+    p = tmp_path / "bad.txt"
+    p.write_text(text)
+    with pytest.raises(AnnotationError, match=message):
+        read_annotation(p, task)
 
 
 def test_missing_annotation_root_is_a_dataset_error(tmp_path):

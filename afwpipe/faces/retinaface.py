@@ -9,7 +9,6 @@ package's prior boxes (``retinaface.prior_box.priorbox``) and box/landmark decod
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torchvision.ops import nms
 
 from afwpipe.errors import WeightsError
+from afwpipe.fetch import sha256_file
 from afwpipe.faces.detections import Detections
 from afwpipe.faces.detector import DetectorConfig, FaceDetector
 from afwpipe.faces.registry import register_detector
@@ -96,14 +96,6 @@ def default_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / default_cfgs["retinaface"].file_name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a ``.pth`` or from the release's zip holding one (torch's legacy zip wrapping)."""
     if zipfile.is_zipfile(path):
@@ -148,7 +140,7 @@ def load_weights(weights: str | os.PathLike | None) -> tuple[dict[str, torch.Ten
         state = _load_file(path)
     except Exception as err:  # a truncated download, a file of something else
         raise WeightsError(f"retinaface: cannot read weights file {path}: {err}") from err
-    return state, f"sha256:{_sha256(path)}"
+    return state, f"sha256:{sha256_file(path)}"
 
 
 @register_detector("retinaface")
