@@ -32,3 +32,13 @@ class EncoderError(AfwpipeError):
 class TrainError(AfwpipeError):
     """Training inputs are unusable: a missing feature store, features whose length disagrees between
     encoders or with the labels, NaN/Inf in features, or a fold/task with no labelled frame."""
+
+
+class PredictError(AfwpipeError):
+    """Prediction, post-processing or evaluation inputs are unusable: no trained head, a head whose feature
+    stores changed since training, predictions missing for a video, or unknown post-processing settings."""
+
+
+class SubmissionError(AfwpipeError):
+    """A submission cannot be written: a malformed example file, or a video of the example file without
+    predictions."""

@@ -7,6 +7,11 @@ Layout of a workspace (one per dataset, e.g. ``work/sample``)::
     faces.zarr/<name>/{boxes,landmarks,score,present,crops,times}
     audio.zarr/<name>/wave              [N] float32, 16 kHz mono; attribute ``present``
     features/<encoder>.zarr/<name>/emb  [T, D] float16, aligned to the video's decoded frames
+    models/<task>-<head>-<fold>[-<scene>]/{model.pt,metrics.json}
+    predictions/<model>.zarr/<name>/{au,expr,va,present}   raw per-frame outputs of one head (predict)
+    post/<track>-<fold|ensemble>.npz    <name>/{prob,before,after} post-processed decisions (postprocess)
+    eval/                               metrics.json, per-class CSV, confusion rows, report.png (evaluate)
+    submission/                         ABAW files, one per track (submit)
 
 ``<name>`` is the annotation name (``X_left`` / ``X_right`` are separate groups of video ``X``).
 
@@ -72,6 +77,45 @@ class Workspace:
     def models(self) -> Path:
         """``models/``: one folder per trained head, ``<task>-<head>-<fold>[-<scene>]``."""
         return self.root / "models"
+
+    @property
+    def predictions_dir(self) -> Path:
+        """``predictions/``: one store per trained head (``predictions/<model>.zarr``) and ``index.json``."""
+        return self.root / "predictions"
+
+    @property
+    def predictions_index(self) -> Path:
+        """``predictions/index.json``: the heads that predicted and their videos."""
+        return self.predictions_dir / "index.json"
+
+    def predictions(self, model: str) -> Path:
+        """``predictions/<model>.zarr``: raw per-frame outputs of head ``<task>-<head>-<fold>[-<scene>]``."""
+        return self.predictions_dir / f"{model}.zarr"
+
+    @property
+    def post_dir(self) -> Path:
+        """``post/``: post-processed predictions, one ``.npz`` per system (``post/<track>-<fold>.npz``)."""
+        return self.root / "post"
+
+    @property
+    def post_systems(self) -> Path:
+        """``post/systems.json``: per system its videos, evaluation videos, AU thresholds and heads used."""
+        return self.post_dir / "systems.json"
+
+    def post(self, system: str) -> Path:
+        """``post/<system>.npz``, e.g. ``post/au-official.npz`` or ``post/va-ensemble.npz``: arrays
+        ``<video>/prob``, ``<video>/before``, ``<video>/after``."""
+        return self.post_dir / f"{system}.npz"
+
+    @property
+    def eval_dir(self) -> Path:
+        """``eval/``: ``metrics.json``, per-class CSV files, the EXPR confusion rows and ``report.png``."""
+        return self.root / "eval"
+
+    @property
+    def submission_dir(self) -> Path:
+        """``submission/``: ABAW5/6-style files, one per track."""
+        return self.root / "submission"
 
     def features(self, encoder: str) -> Path:
         """``features/<encoder>.zarr``; characters outside ``[A-Za-z0-9_.-]`` (e.g. ``timm:x``) become ``_``."""

@@ -1,0 +1,285 @@
+"""Per-frame predictions of every trained head on its evaluation videos (cached features in, raw outputs out).
+
+Which heads: the model folders ``models/<task>-<head>-<fold>[-<scene>]/model.pt`` of the chosen head type,
+tasks and folds (params ``train.head``, ``train.tasks``, ``train.folds``), scene heads included.
+
+Which videos, per head (its *evaluation videos*):
+
+- its own validation videos (``val_videos`` of the checkpoint: the fold's held-out videos),
+- every video of split ``val`` (for the fold ensemble) and of split ``test`` (for submissions);
+
+a scene head keeps only the videos of its scene (``index["scenes"]``). Videos without complete features
+(e.g. a test video whose detection failed) are skipped with a warning.
+
+How: clips of the checkpoint's K frames every ``eval_stride`` frames (its training config), standardised with
+the checkpoint's training statistics, outputs averaged per frame over the overlapping clips
+(:func:`afwpipe.train.predict`, :func:`afwpipe.post.window_average`); sigmoid for AU, softmax for EXPR.
+
+Output (:attr:`Workspace.predictions_dir`)::
+
+    predictions/index.json                         one record per head: name, task, head, fold, scene,
+                                                   val_videos, videos
+    predictions/<model>.zarr/<video>/au       [T, 12] float32 AU probabilities   (heads with an AU output)
+                                     expr     [T, 8]  float32 EXPR probabilities (EXPR output)
+                                     va       [T, 2]  float32 valence, arousal   (VA output)
+                                     present  [T]     bool, a face was found (faces.zarr; else the first
+                                                      visual feature store's mask; else all True)
+
+Every store opens with ``zarr.open_group`` without afwpipe; a video group is complete when its ``complete``
+attribute is True. A run rewrites ``predictions/`` from scratch (heads are small; inference is seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__, store
+from .clips import ClipDataset, ZarrFeatures
+from .config import resolve_device
+from .errors import PredictError
+from .labels import TASKS
+from .train import TRAIN_TASKS, checkpoint_stats, load_model, parse_fold
+from .train import predict as predict_frames
+
+log = logging.getLogger(__name__)
+
+#: dtype of the stored outputs (probabilities and VA values)
+PRED_DTYPE = np.float32
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A trained head's folder ``models/<task>-<head>-<fold>[-<scene>]``."""
+
+    name: str
+    path: Path
+    task: str
+    head: str
+    fold: str | int
+    scene: str | None = None
+
+
+def parse_model_name(name: str, path: Path | None = None) -> ModelRef | None:
+    """``<task>-<head>-<fold>[-<scene>]`` -> :class:`ModelRef`, or None when ``name`` is not such a folder."""
+    parts = name.split("-", 3)
+    if len(parts) < 3 or parts[0] not in TRAIN_TASKS:
+        return None
+    try:
+        fold = parse_fold(parts[2])
+    except Exception:
+        return None
+    return ModelRef(name, Path(path) if path is not None else Path(name), parts[0], parts[1], fold,
+                    parts[3] if len(parts) == 4 else None)
+
+
+def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=None) -> list[ModelRef]:
+    """Trained heads under ``ws.models`` (folders holding ``model.pt``), optionally only of head type ``head``,
+    tasks ``tasks`` and folds ``folds`` (``"official"`` or numbers). Sorted by name."""
+    if not ws.models.is_dir():
+        return []
+    folds = None if folds is None else {parse_fold(f) for f in folds}
+    out = []
+    for d in sorted(ws.models.iterdir()):
+        ref = parse_model_name(d.name, d)
+        if ref is None or not (d / "model.pt").is_file():
+            continue
+        if (head is None or ref.head == head) and (tasks is None or ref.task in tasks) and \
+                (folds is None or ref.fold in folds):
+            out.append(ref)
+    return out
+
+
+def evaluation_videos(index: dict, val_videos, scene: str | None = None) -> list[str]:
+    """A head's evaluation videos: its own ``val_videos`` plus every ``val`` and ``test`` split video
+    (only the members of ``scene`` for a scene head), in index order."""
+    own = set(val_videos)
+    members = None
+    if scene is not None:
+        members = set((index.get("scenes") or {}).get(scene, []))
+    out = []
+    for r in index["videos"]:
+        if r["name"] in own or r.get("split") in ("val", "test"):
+            if members is None or r["name"] in members or r.get("video") in members:
+                out.append(r["name"])
+    return out
+
+
+def _labels_or_invalid(ws: store.Workspace, features: ZarrFeatures, names) -> dict:
+    """Labels of ``names`` from labels.zarr; a video without labels (test) gets all-invalid arrays."""
+    root = store.open_store(ws.labels, "r") if ws.labels.is_dir() else None
+    out = {}
+    for name in names:
+        if root is not None and name in root:
+            out[name] = {t: root[name][t][...] for t in TASKS}
+            continue
+        t = features.shape(features.encoders[0], name)[0]
+        out[name] = {"au": np.full((t, 12), -1, np.int8), "expr": np.full(t, -1, np.int8),
+                     "va": np.full((t, 2), -5.0, np.float32)}
+    return out
+
+
+def face_present(ws: store.Workspace, name: str, n_frames: int, features: ZarrFeatures | None = None) -> np.ndarray:
+    """``[T]`` bool: a face was found in the frame. From ``faces.zarr/<name>/present``; without it, the mask
+    of the first visual feature store; else all True (logged)."""
+    if store.is_complete(ws.faces, name):
+        present = np.asarray(store.read_array(ws.faces, name, "present"), dtype=bool)
+        if len(present) == n_frames:
+            return present
+        log.warning("%s: faces.zarr present has %d frames, predictions %d; no face mask used",
+                    name, len(present), n_frames)
+        return np.ones(n_frames, bool)
+    if features is not None:
+        for enc in features.encoders:
+            attrs = features._groups[enc][name].attrs
+            if attrs.get("modality", "visual") == "visual":
+                present = features.load(enc, name)[1]
+                if len(present) == n_frames:
+                    return present
+    return np.ones(n_frames, bool)
+
+
+def _check_encoders(ckpt: dict, features: ZarrFeatures, names, model: str) -> None:
+    for enc in ckpt.get("encoders", []):
+        have = features.identity(enc["name"], names)
+        for key in ("weights", "dim"):
+            if enc.get(key) is not None and have.get(key) is not None and have.get(key) != enc.get(key):
+                raise PredictError(f"{model}: feature store {features.paths[enc['name']]} has {key} "
+                                   f"{have.get(key)!r} but the head was trained on {enc.get(key)!r}; retrain it "
+                                   f"(`dvc repro train`) or re-extract with the old encoder settings")
+
+
+@dataclass
+class PredictConfig:
+    """Which heads predict and how.
+
+    Attributes:
+        head: head type of the model folders to use (params ``train.head``); None: every head type.
+        tasks: trained tasks to use (params ``train.tasks``); None: all.
+        folds: folds to use (params ``train.folds``); None: all.
+        batch_size: clips per forward pass.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (bf16 autocast on CUDA).
+    """
+
+    head: str | None = None
+    tasks: list | None = None
+    folds: list | None = None
+    batch_size: int = 32
+    device: str = "auto"
+
+
+@dataclass
+class PredictSummary:
+    models: list[dict] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        n_videos = len({v for m in self.models for v in m["videos"]})
+        return (f"predict: {len(self.models)} heads on {n_videos} videos ({self.frames} head-frames) "
+                f"in {self.seconds:.1f} s" + (f"; skipped {len(self.skipped)} video(s) without features"
+                                              if self.skipped else ""))
+
+
+def predict_model(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str = "cpu",
+                  batch_size: int = 32, who: str = "head") -> dict[str, dict[str, np.ndarray]]:
+    """Outputs of a loaded head (:func:`afwpipe.train.load_model`) on videos ``names``: name -> task ->
+    ``[T, C]`` float64 (see the module docstring); clips of the checkpoint's K and ``eval_stride``.
+
+    Raises:
+        PredictError: the head's feature stores changed since training (weights or dim); ``who`` names it.
+        TrainError: a feature store is missing, or a video's features are incomplete.
+    """
+    cfg = ckpt["config"]
+    features = ZarrFeatures(ws, cfg["features"])
+    _check_encoders(ckpt, features, names, who)
+    labels = _labels_or_invalid(ws, features, names)
+    ds = ClipDataset(features, labels, names, int(cfg["k"]), int(cfg["eval_stride"]), training=False,
+                     stats=checkpoint_stats(ckpt), cache_bytes=None)
+    return predict_frames(model, ds, device, batch_size)
+
+
+def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) -> PredictSummary:
+    """Predict every selected head on its evaluation videos and write ``predictions/`` (module docstring).
+
+    Raises:
+        PredictError: no trained head matches (names what exists), or :func:`predict_model`'s errors.
+    """
+    t0 = time.perf_counter()
+    refs = find_models(ws, cfg.head, cfg.tasks, cfg.folds)
+    if not refs:
+        have = ", ".join(r.name for r in find_models(ws)) or "(none)"
+        raise PredictError(f"{ws.models}: no trained head of type {cfg.head!r}, tasks {cfg.tasks}, folds {cfg.folds}; "
+                           f"heads there: {have} (run `afwpipe train` or `dvc repro train`)")
+    index = ws.read_index()
+    device = resolve_device(cfg.device)
+    if ws.predictions_dir.exists():
+        shutil.rmtree(ws.predictions_dir)
+    ws.predictions_dir.mkdir(parents=True)
+    summary = PredictSummary()
+    for ref in tqdm(refs, desc="predict", unit="head", disable=not progress):
+        model, ckpt = load_model(ref.path / "model.pt", device)
+        features = ZarrFeatures(ws, ckpt["config"]["features"])
+        val = list(ckpt.get("val_videos", []))
+        names = []
+        for name in evaluation_videos(index, val, ref.scene):
+            if all(store.is_complete(features.paths[e], name) for e in features.encoders):
+                names.append(name)
+            else:
+                log.warning("predict %s: video %s has no complete features; skipped", ref.name, name)
+                summary.skipped.append(name)
+        outputs = predict_model(ws, model, ckpt, names, device, cfg.batch_size, ref.name)
+        path = ws.predictions(ref.name)
+        for name in names:
+            out = outputs[name]
+            n = len(next(iter(out.values())))
+            g = store.begin_video(path, name, {"model": ref.name, "own_val": name in val})
+            for task, arr in out.items():
+                store.write_time_array(g, task, arr.astype(PRED_DTYPE))
+            store.write_time_array(g, "present", face_present(ws, name, n, features))
+            store.mark_complete(g)
+            summary.frames += n
+        summary.models.append({"name": ref.name, "task": ref.task, "head": ref.head, "fold": ref.fold,
+                               "scene": ref.scene, "tasks": list(ckpt["tasks"]),
+                               "val_videos": [v for v in val if v in names], "videos": names})
+    ws.predictions_index.write_text(json.dumps({"afwpipe_version": __version__, "models": summary.models},
+                                               indent=1) + "\n")
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def read_predictions_index(ws: store.Workspace) -> list[dict]:
+    """The model records of ``predictions/index.json``.
+
+    Raises:
+        PredictError: there is no prediction index (run ``afwpipe predict``).
+    """
+    if not ws.predictions_index.is_file():
+        raise PredictError(f"{ws.predictions_index}: no predictions; run `afwpipe predict` (or `dvc repro predict`)")
+    return json.loads(ws.predictions_index.read_text())["models"]
+
+
+def read_prediction(ws: store.Workspace, model: str, name: str) -> dict[str, np.ndarray]:
+    """Arrays of one video of one head: task -> ``[T, C]`` float32 and ``present [T]`` bool.
+
+    Raises:
+        PredictError: the video has no complete predictions of this head.
+    """
+    path = ws.predictions(model)
+    if not store.is_complete(path, name):
+        raise PredictError(f"{path}: no complete predictions of video {name!r}; rerun `afwpipe predict`")
+    g = store.open_store(path, "r")[name]
+    return {k: g[k][...] for k in g.array_keys()}
+
+
+__all__ = ["ModelRef", "PredictConfig", "PredictSummary", "evaluation_videos", "face_present", "find_models",
+           "parse_model_name", "predict_model", "read_prediction", "read_predictions_index", "run_predict"]

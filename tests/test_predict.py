@@ -1,0 +1,156 @@
+"""Predict stage on a synthetic workspace with trained heads: which videos each head predicts (its own
+validation videos, the val and test splits, a scene head's scene), that stored outputs are the training
+stage's overlapping-window predictions (its validation score comes back), face masks, and errors; then the
+whole chain predict -> postprocess -> evaluate -> submit on it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from afwpipe import store
+from afwpipe.clips import ClipDataset, ZarrFeatures, load_labels
+from afwpipe.errors import PredictError
+from afwpipe.predict import PredictConfig, evaluation_videos, find_models, read_prediction, read_predictions_index, \
+    run_predict
+from afwpipe.train import TrainConfig, checkpoint_stats, load_model, predict, score, train
+from test_clips import make_workspace
+
+TCN = dict(channels=16, mlp_dim=32, dilations=(1, 2), dropout=0.1)
+RUNS = [("au", "official", None), ("au", 0, None), ("au", 1, None), ("mtl", "official", None),
+        ("au", "official", "studio")]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    # v0..v5 train, v6 val, v7 test (no labels); folds: even 0, odd 1; scene "studio": v0, v1, v2, v6, v7
+    ws = make_workspace(tmp_path_factory.mktemp("predict"), n_videos=8, n_frames=[70, 64, 80, 64, 64, 64, 90, 75],
+                        n_val=2, scenes={"studio": ["v0", "v1", "v2", "v6", "v7"]})
+    index = ws.read_index()
+    index["videos"][7].update(split="test", fold=-1, labelled={"au": 0, "expr": 0, "va": 0})
+    ws.index.write_text(json.dumps(index))
+    for task, fold, scene in RUNS:
+        train(ws, TrainConfig(task=task, head="tcn", features=["vis", "aud"], fold=fold, scene=scene, k=32,
+                              epochs=2, patience=0, lr=3e-3, batch_size=8, head_kwargs=TCN, device="cpu"),
+              progress=False)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def predicted(ws):
+    return run_predict(ws, PredictConfig(head="tcn", folds=["official", 0, 1], device="cpu"), progress=False)
+
+
+def test_each_head_predicts_its_validation_videos_and_the_val_and_test_splits(ws, predicted):
+    models = {m["name"]: m for m in read_predictions_index(ws)}
+    assert sorted(models) == ["au-tcn-0", "au-tcn-1", "au-tcn-official", "au-tcn-official-studio",
+                              "mtl-tcn-official"]
+    assert models["au-tcn-official"]["val_videos"] == ["v6"]
+    assert models["au-tcn-official"]["videos"] == ["v6", "v7"]
+    assert models["au-tcn-0"]["val_videos"] == ["v0", "v2", "v4", "v6"]  # fold 0: even labelled videos
+    assert models["au-tcn-0"]["videos"] == ["v0", "v2", "v4", "v6", "v7"]
+    assert models["au-tcn-1"]["videos"] == ["v1", "v3", "v5", "v6", "v7"]
+    assert models["au-tcn-official-studio"]["videos"] == ["v6", "v7"]
+    assert models["au-tcn-official-studio"]["scene"] == "studio"
+    assert models["mtl-tcn-official"]["tasks"] == ["au", "expr", "va"]
+    mtl = read_prediction(ws, "mtl-tcn-official", "v7")
+    assert mtl["au"].shape == (75, 12) and mtl["expr"].shape == (75, 8) and mtl["va"].shape == (75, 2)
+    assert mtl["au"].dtype == np.float32 and np.allclose(mtl["expr"].sum(1), 1, atol=1e-5)
+    assert set(read_prediction(ws, "au-tcn-0", "v0")) == {"au", "present"}
+    assert predicted.line().startswith("predict: 5 heads on 8 videos")
+
+
+def test_scene_heads_evaluate_only_their_scene():
+    index = {"scenes": {"s": ["x", "y"]}, "videos": [{"name": n, "video": n, "split": sp} for n, sp in
+                                                     (("x", "val"), ("y", "train"), ("z", "val"), ("w", "test"))]}
+    assert evaluation_videos(index, ["y"]) == ["x", "y", "z", "w"]
+    assert evaluation_videos(index, ["y"], scene="s") == ["x", "y"]
+
+
+def test_stored_outputs_are_overlapping_windows_and_give_back_the_validation_score(ws, predicted):
+    head, ckpt = load_model(ws.models / "mtl-tcn-official" / "model.pt")
+    labels = load_labels(ws, ["v6"])
+    ds = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), labels, ["v6"], 32, 16, stats=checkpoint_stats(ckpt))
+    direct = predict(head, ds)["v6"]
+    stored = read_prediction(ws, "mtl-tcn-official", "v6")
+    for task in ("au", "expr", "va"):
+        np.testing.assert_allclose(stored[task], direct[task], atol=1e-6)
+    again = score({"v6": {t: stored[t].astype(np.float64) for t in ("au", "expr", "va")}}, labels, ("au", "expr", "va"))
+    assert again["score"] == pytest.approx(ckpt["best_score"], abs=1e-5)
+
+
+def test_face_mask_comes_from_faces_store_else_from_visual_features(ws, predicted, tmp_path):
+    present = read_prediction(ws, "au-tcn-official", "v6")["present"]
+    assert not present[5:10].any() and present[:5].all() and present[10:].all()  # vis features' mask
+    ws2 = store.Workspace(tmp_path / "ws")
+    shutil.copytree(ws.root, ws2.root, ignore=shutil.ignore_patterns("predictions"))
+    g = store.begin_video(ws2.faces, "v7")
+    mask = np.zeros(75, bool)
+    mask[40:] = True
+    store.write_time_array(g, "present", mask)
+    store.mark_complete(g)
+    run_predict(ws2, PredictConfig(head="tcn", tasks=["au"], folds=["official"], device="cpu"), progress=False)
+    np.testing.assert_array_equal(read_prediction(ws2, "au-tcn-official", "v7")["present"], mask)
+    assert [m["name"] for m in read_predictions_index(ws2)] == ["au-tcn-official", "au-tcn-official-studio"]
+
+
+def test_no_matching_head_and_missing_predictions_are_clear_errors(ws, predicted, tmp_path):
+    with pytest.raises(PredictError, match=r"no trained head of type 'tmf'.*heads there: au-tcn-0, au-tcn-1"):
+        run_predict(ws, PredictConfig(head="tmf"), progress=False)
+    with pytest.raises(PredictError, match="no complete predictions of video 'v1'"):
+        read_prediction(ws, "au-tcn-official", "v1")
+    with pytest.raises(PredictError, match="run `afwpipe predict`"):
+        read_predictions_index(store.Workspace(tmp_path))
+    assert [m.name for m in find_models(ws, tasks=["mtl"])] == ["mtl-tcn-official"]
+
+
+def test_head_trained_on_other_encoder_weights_is_refused(ws, predicted, tmp_path):
+    from test_clips import write_features
+
+    ws2 = store.Workspace(tmp_path / "ws")
+    shutil.copytree(ws.root, ws2.root, ignore=shutil.ignore_patterns("predictions"))
+    for name in store.complete_names(ws2.features("aud")):
+        emb = store.read_array(ws2.features("aud"), name, "emb")
+        write_features(ws2, "aud", name, emb.astype(np.float32), np.ones(len(emb), bool), weights="sha256:new")
+    with pytest.raises(PredictError, match=r"au-tcn-0: feature store .*aud.zarr has weights 'sha256:new'"):
+        run_predict(ws2, PredictConfig(head="tcn", tasks=["au"], folds=[0], device="cpu"), progress=False)
+
+
+def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_path, capsys):
+    """Stages predict -> postprocess -> evaluate -> submit from params: the 'before' score of each fold is
+    the training stage's validation score; the scene head feeds AU official; files have every frame."""
+    from stages import evaluate as s_eval
+    from stages import postprocess as s_post
+    from stages import predict as s_pred
+    from stages import submit as s_submit
+
+    shutil.copytree(ws.root, tmp_path / "sample", ignore=shutil.ignore_patterns("predictions"))
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
+              "train": {"head": "tcn", "tasks": ["au", "mtl"], "folds": ["official", 0, 1]},
+              "predict": {"batch_size": 16, "device": "cpu"},
+              "postprocess": {"sources": {"expr": "mtl", "va": "mtl"}, "au_thresholds": "tuned"},
+              "evaluate": {"plot_system": "official"}, "submit": {"system": "official", "splits": ["val", "test"]}}
+    s_pred.run(params, progress=False)
+    post = s_post.run(params, progress=False)
+    assert {s.name for s in post.systems} == {"au-official", "au-0", "au-1", "au-ensemble", "expr-official",
+                                              "expr-ensemble", "va-official", "va-ensemble"}
+    result = s_eval.run(params)
+    m = json.loads((tmp_path / "sample" / "eval" / "metrics.json").read_text())
+    assert m == result.metrics
+    for fold in (0, 1):
+        best = json.loads((ws.models / f"au-tcn-{fold}" / "metrics.json").read_text())["best"]
+        assert m["au"][str(fold)]["before"]["f1"] == pytest.approx(best["au"]["f1"], abs=1e-6)
+    best = json.loads((ws.models / "mtl-tcn-official" / "metrics.json").read_text())["best"]
+    assert m["va"]["official"]["before"]["ccc"] == pytest.approx(best["va"]["ccc"], abs=1e-5)
+    assert m["expr"]["official"]["before"]["f1"] == pytest.approx(best["expr"]["f1"], abs=1e-6)
+    systems = json.loads((tmp_path / "sample" / "post" / "systems.json").read_text())["systems"]
+    assert systems["au-official"]["models"]["v6"] == "au-tcn-official-studio"
+    files = s_submit.run(params)
+    au = files[0].path.read_text().splitlines()
+    assert au[0].startswith("image_location,AU1,AU2") and len(au) == 1 + 90 + 75
+    assert au[1].startswith("v6/00001.jpg,") and au[-1].startswith("v7/00075.jpg,")
+    out = capsys.readouterr().out
+    assert "evaluate: ensemble before -> after" in out and "submit: AU_Detection_Challenge.txt: 165 rows" in out
