@@ -1,0 +1,310 @@
+"""Post-processing composed over hand-made predictions: nearest-frame fill, each smoother, fixed and tuned AU
+thresholds, each voting rule and soft averaging across folds, scene heads overriding general heads, and
+the before/after decisions and systems the evaluate stage reads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from afwpipe import post, store
+from afwpipe.errors import PredictError
+from afwpipe.postprocess import PostConfig, read_post, read_systems, run_postprocess
+from afwpipe.predict import read_prediction
+
+T = 40
+FOLDS = ("official", "0", "1")
+# a, b: split val; c: train (own validation video of fold 0); t: test (no labels); b is in scene "studio"
+VIDEOS = {"a": ("val", 0), "b": ("val", 1), "c": ("train", 0), "t": ("test", -1)}
+
+
+def labels_of(name: str) -> dict:
+    """AU all twelve positive on frames 20..39; EXPR Neutral then Happiness; VA a ramp and a sine."""
+    au = np.zeros((T, 12), np.int8)
+    au[20:] = 1
+    expr = np.where(np.arange(T) < 20, 0, 4).astype(np.int8)
+    va = np.stack([np.linspace(-0.5, 0.5, T), 0.3 * np.sin(np.arange(T) / 5)], 1).astype(np.float32)
+    return {"au": au, "expr": expr, "va": va}
+
+
+def base_outputs(name: str) -> dict:
+    """Raw outputs that separate the classes but sit below 0.5: AU 0.3 on positives, 0.2 elsewhere."""
+    lab = labels_of(name)
+    au = np.where(lab["au"] == 1, 0.3, 0.2).astype(np.float32)
+    expr = np.full((T, 8), 0.05, np.float32)
+    expr[np.arange(T), lab["expr"]] = 0.65
+    return {"au": au, "expr": expr, "va": lab["va"] * 0.8}
+
+
+def model_videos(fold: str, scene: str | None = None) -> tuple[list[str], list[str]]:
+    """(videos, own validation videos) of a head, as the predict stage chooses them."""
+    own = {"official": ["a", "b"], "0": ["a", "c"], "1": ["b"]}[fold]
+    videos = [v for v in VIDEOS if v in own or VIDEOS[v][0] in ("val", "test")]
+    if scene:
+        videos, own = [v for v in videos if v == "b"], [v for v in own if v == "b"]
+    return videos, own
+
+
+_BASES: dict = {}
+
+
+def make_post_workspace(root, edit=None, scene: bool = False, tasks=("au", "expr", "va")) -> store.Workspace:
+    """Workspace with index, labels and ``predictions/`` of heads ``<task>-tcn-<fold>`` for ``tasks``
+    (and ``<task>-tcn-official-studio`` with ``scene``). ``edit(model, video, arrays)`` may change outputs
+    in place. Built once per (scene, tasks) and copied (Zarr writes cost ~10 ms each)."""
+    key = (scene, tuple(tasks))
+    if key not in _BASES:
+        import tempfile
+
+        _BASES[key] = _build(Path(tempfile.mkdtemp(prefix="post-base-")) / "ws", scene, tasks)
+    shutil.copytree(_BASES[key].root, root, dirs_exist_ok=True)
+    ws = store.Workspace(root)
+    if edit is not None:
+        for m in json.loads(ws.predictions_index.read_text())["models"]:
+            for v in m["videos"]:
+                arrays = read_prediction(ws, m["name"], v)
+                before = {k: a.copy() for k, a in arrays.items()}
+                edit(m["name"], v, arrays)
+                changed = [k for k in arrays if not np.array_equal(arrays[k], before[k])]
+                if changed:
+                    g = store.open_store(ws.predictions(m["name"]))[v]
+                    for k in changed:
+                        store.write_time_array(g, k, arrays[k])
+    return ws
+
+
+def _build(root, scene: bool, tasks) -> store.Workspace:
+    ws = store.Workspace(root)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    records = [{"name": v, "video": v, "split": s, "fold": f, "n_frames": T,
+                "annotation_frames": {} if s == "test" else {"au": T, "expr": T, "va": T},
+                "labelled": {t: 0 if s == "test" else T for t in ("au", "expr", "va")}} for v, (s, f) in VIDEOS.items()]
+    ws.index.write_text(json.dumps({"dataset": "hand", "folds": {"k": 2}, "scenes": {"studio": ["b"]},
+                                    "videos": records}))
+    lab = store.open_store(ws.labels, "w")
+    for v, (split, _) in VIDEOS.items():
+        if split != "test":
+            g = lab.create_group(v)
+            for task, arr in labels_of(v).items():
+                store.write_time_array(g, task, arr)
+    models = []
+    heads = [(f, None) for f in FOLDS] + ([("official", "studio")] if scene else [])
+    for task in tasks:
+        for fold, sc in heads:
+            name = f"{task}-tcn-{fold}" + (f"-{sc}" if sc else "")
+            videos, own = model_videos(fold, sc)
+            for v in videos:
+                g = store.begin_video(ws.predictions(name), v, {"model": name})
+                store.write_time_array(g, task, base_outputs(v)[task])
+                store.write_time_array(g, "present", np.ones(T, bool))
+                store.mark_complete(g)
+            models.append({"name": name, "task": task, "head": "tcn", "fold": fold if fold == "official" else int(fold),
+                           "scene": sc, "tasks": [task], "val_videos": own, "videos": videos})
+    ws.predictions_dir.mkdir(parents=True, exist_ok=True)
+    ws.predictions_index.write_text(json.dumps({"models": models}))
+    return ws
+
+
+NO_SMOOTH = {t: {"method": "none"} for t in ("au", "expr", "va")}
+
+
+def _cfg(**kw) -> PostConfig:
+    base = dict(smooth=NO_SMOOTH, au_thresholds=0.5)
+    base.update(kw)
+    return PostConfig(**base)
+
+
+def test_frames_without_a_face_take_the_nearest_face_frames_output(tmp_path):
+    def edit(model, video, arrays):
+        if model.startswith("au-") and video == "a":
+            arrays["present"][5:10] = False
+            arrays["au"][5:10] = 0.9  # garbage where no face was seen
+    ws = make_post_workspace(tmp_path, edit, tasks=("au",))
+    run_postprocess(ws, _cfg(), progress=False)
+    out = read_post(ws, "au-official", "a")
+    assert out["before"][5:10].all() and not out["before"][:5].any()  # raw outputs, threshold 0.5
+    np.testing.assert_allclose(out["prob"][:20], 0.2, atol=1e-6)  # frames 5..9 filled from frames 4 / 10
+    assert not out["after"][:20].any()
+    run_postprocess(ws, _cfg(fill=False), progress=False)
+    assert read_post(ws, "au-official", "a")["after"][5:10].all()
+
+
+@pytest.mark.parametrize("method,size", [("gaussian", 3.0), ("median", 7), ("mean", 5)])
+def test_each_smoother_runs_after_the_fill_with_its_params(tmp_path, method, size):
+    rng = np.random.default_rng(0)
+
+    def edit(model, video, arrays):
+        task = model.split("-")[0]
+        arrays[task] = (arrays[task] + rng.uniform(-0.1, 0.1, arrays[task].shape)).astype(np.float32)
+        arrays["present"][12:15] = False
+    task = {"gaussian": "au", "median": "expr", "mean": "va"}[method]
+    ws = make_post_workspace(tmp_path, edit, tasks=(task,))
+    spec = {"method": method, "sigma" if method == "gaussian" else "window": size}
+    run_postprocess(ws, _cfg(smooth={task: spec}), progress=False)
+    if True:
+        raw = store.read_array(ws.predictions(f"{task}-tcn-0"), "c", task)
+        present = np.ones(T, bool)
+        present[12:15] = False
+        expected = post.smooth(post.fill_nearest(raw.astype(np.float64), present), method, sigma=size if method == "gaussian" else None,
+                               window=None if method == "gaussian" else size)
+        np.testing.assert_allclose(read_post(ws, f"{task}-0", "c")["prob"], expected, atol=1e-6)
+
+
+def test_default_smoothing_is_the_seeds_per_task_and_recorded(tmp_path):
+    ws = make_post_workspace(tmp_path, tasks=("va",))
+    run_postprocess(ws, PostConfig(au_thresholds=0.5), progress=False)
+    cfg = read_systems(ws)["config"]["smooth"]
+    assert {t: (c["method"], c["sigma"], c["window"]) for t, c in cfg.items()} == {
+        "au": ("gaussian", 5.0, 10), "expr": ("gaussian", 25.0, 25), "va": ("gaussian", 25.0, 50)}
+    raw = store.read_array(ws.predictions("va-tcn-official"), "a", "va")
+    np.testing.assert_allclose(read_post(ws, "va-official", "a")["prob"], post.smooth(raw, task="va"), atol=1e-6)
+
+
+def test_tuned_thresholds_come_from_the_folds_own_validation_frames(tmp_path):
+    ws = make_post_workspace(tmp_path, tasks=("au", "expr"))
+    run_postprocess(ws, _cfg(au_thresholds="tuned"), progress=False)
+    systems = read_systems(ws)["systems"]
+    th = np.array(systems["au-official"]["thresholds"])
+    assert np.all((th > 0.2) & (th <= 0.3))  # separates 0.2 (negative) from 0.3 (positive)
+    out = read_post(ws, "au-official", "a")
+    np.testing.assert_array_equal(out["after"], labels_of("a")["au"])
+    assert not out["before"].any()  # 0.5 before post-processing
+    assert systems["expr-official"]["thresholds"] is None
+    run_postprocess(ws, _cfg(au_thresholds=0.25), progress=False)
+    assert read_systems(ws)["systems"]["au-0"]["thresholds"] == [0.25] * 12
+    np.testing.assert_array_equal(read_post(ws, "au-0", "c")["after"], labels_of("c")["au"])
+
+
+def _fold_edit(values: dict):
+    """Per-fold overrides of video a: values[(task, fold)] -> function(arrays[task])."""
+    def edit(model, video, arrays):
+        task, _, fold = model.split("-")[:3]
+        if video == "a" and (task, fold) in values:
+            values[(task, fold)](arrays[task])
+    return edit
+
+
+def test_vote_ensemble_majority_per_au_majority_class_and_mean_va(tmp_path):
+    def au(fold_yes):
+        def f(a):
+            a[:] = 0.1
+            a[:, fold_yes] = 0.9
+        return f
+
+    def expr(cls):
+        def f(e):
+            e[:] = 0.0
+            e[:, cls] = 1.0
+        return f
+    edits = {("au", "official"): au([0, 1, 2]), ("au", "0"): au([0, 1]), ("au", "1"): au([0]),
+             ("expr", "official"): expr(3), ("expr", "0"): expr(3), ("expr", "1"): expr(5),
+             ("va", "official"): lambda v: v.__setitem__(slice(None), 0.6),
+             ("va", "0"): lambda v: v.__setitem__(slice(None), 0.0),
+             ("va", "1"): lambda v: v.__setitem__(slice(None), -0.3)}
+    ws = make_post_workspace(tmp_path, _fold_edit(edits))
+    run_postprocess(ws, _cfg(ensemble="vote"), progress=False)
+    a = {t: read_post(ws, f"{t}-ensemble", "a") for t in ("au", "expr", "va")}
+    assert (a["au"]["after"][:, :2] == 1).all() and (a["au"]["after"][:, 2:] == 0).all()  # 3/3, 2/3 yes; 1/3 no
+    assert (a["expr"]["after"] == 3).all()
+    np.testing.assert_allclose(a["va"]["after"], 0.1, atol=1e-6)
+    systems = read_systems(ws)["systems"]
+    assert systems["au-ensemble"]["videos"] == ["a", "b", "t"]  # c is only fold 0's
+    assert systems["au-ensemble"]["eval_videos"] == ["a", "b"]
+    assert systems["au-ensemble"]["models"]["a"] == "au-tcn-official+au-tcn-0+au-tcn-1"
+
+
+def test_vote_ties_follow_the_tie_setting_and_summed_probabilities(tmp_path):
+    def au(p):
+        return lambda a: a.__setitem__(slice(None), p)
+
+    def expr(probs):
+        return lambda e: e.__setitem__(slice(None), np.array(probs, np.float32))
+    edits = {("au", "official"): au(0.9), ("au", "0"): au(0.1),
+             ("expr", "official"): expr([0.6, 0.4, 0, 0, 0, 0, 0, 0]),
+             ("expr", "0"): expr([0, 0.9, 0.1, 0, 0, 0, 0, 0])}
+    ws = make_post_workspace(tmp_path, _fold_edit(edits), tasks=("au", "expr"))
+    for tie in (1, 0):
+        run_postprocess(ws, _cfg(au_vote_tie=tie), progress=False)
+        # three folds: the third (fold 1) keeps 0.2/0.3 AU outputs (no) -> 1 yes of 3 -> 0 whatever the tie
+        assert not read_post(ws, "au-ensemble", "a")["after"].any()
+    # EXPR: official says 0, fold 0 says 1, fold 1 says the label (0 then 4): frames 20.. tie 1/1/4 -> class 1
+    e = read_post(ws, "expr-ensemble", "a")["after"]
+    assert (e[:20] == 0).all() and (e[20:] == 1).all()  # tie among 0/1/4 broken by summed probability (0.9+0.4)
+
+
+def test_soft_ensemble_averages_processed_probabilities_before_thresholding(tmp_path):
+    def au(p):
+        return lambda a: a.__setitem__(slice(None), p)
+    edits = {("au", "official"): au(0.9), ("au", "0"): au(0.45), ("au", "1"): au(0.3)}
+    ws = make_post_workspace(tmp_path, _fold_edit(edits), tasks=("au", "expr"))
+    run_postprocess(ws, _cfg(ensemble="vote"), progress=False)
+    assert not read_post(ws, "au-ensemble", "a")["after"].any()  # votes 1, 0, 0
+    run_postprocess(ws, _cfg(ensemble="soft"), progress=False)
+    out = read_post(ws, "au-ensemble", "a")
+    np.testing.assert_allclose(out["prob"], 0.55, atol=1e-6)
+    assert out["after"].all()  # mean 0.55 >= 0.5
+    expr = read_post(ws, "expr-ensemble", "a")
+    np.testing.assert_array_equal(expr["after"], labels_of("a")["expr"])
+
+
+def test_scene_head_replaces_the_general_head_for_its_videos(tmp_path):
+    def edit(model, video, arrays):
+        if model == "va-tcn-official-studio":
+            arrays["va"][:] = -0.7
+    ws = make_post_workspace(tmp_path, edit, scene=True, tasks=("va",))
+    run_postprocess(ws, _cfg(), progress=False)
+    b, a = read_post(ws, "va-official", "b"), read_post(ws, "va-official", "a")
+    np.testing.assert_allclose(b["after"], -0.7, atol=1e-6)
+    np.testing.assert_allclose(b["before"], base_outputs("b")["va"], atol=1e-6)  # before: the general head
+    np.testing.assert_allclose(a["after"], base_outputs("a")["va"], atol=1e-6)  # not in the scene
+    systems = read_systems(ws)["systems"]
+    assert systems["va-official"]["models"] == {"a": "va-tcn-official", "b": "va-tcn-official-studio",
+                                                "t": "va-tcn-official"}
+    assert "va-official-studio" not in systems  # scene heads feed their fold's system
+    run_postprocess(ws, _cfg(scenes=False), progress=False)
+    np.testing.assert_allclose(read_post(ws, "va-official", "b")["after"], base_outputs("b")["va"], atol=1e-6)
+
+
+def test_mtl_heads_can_feed_a_track(tmp_path):
+    ws = make_post_workspace(tmp_path, tasks=("va",))
+    index = json.loads(ws.predictions_index.read_text())
+    for m in index["models"]:
+        if m["task"] == "va":
+            m["task"] = "mtl"
+    ws.predictions_index.write_text(json.dumps(index))
+    summary = run_postprocess(ws, _cfg(sources={"va": "mtl"}), progress=False)
+    assert {s.name for s in summary.systems} >= {"va-official", "va-ensemble"}
+    assert "postprocess:" in summary.line()
+    with pytest.raises(PredictError, match="va-tcn-official has no AU output"):
+        run_postprocess(ws, _cfg(sources={"au": "mtl", "va": "mtl"}), progress=False)
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(PredictError, match="unknown key.*smoothing"):
+        PostConfig.from_params({"smoothing": {}})
+    with pytest.raises(PredictError, match=r"smooth.au.method: 'box'"):
+        PostConfig.from_params({"smooth": {"au": {"method": "box"}}})
+    with pytest.raises(PredictError, match="ensemble: 'mean'"):
+        PostConfig.from_params({"ensemble": "mean"})
+    with pytest.raises(PredictError, match="neither 'tuned' nor a number"):
+        PostConfig.from_params({"au_thresholds": "best"})
+    cfg = PostConfig.from_params({"smooth": {"va": {"method": "median", "window": None}}})
+    assert cfg.smooth["va"] == {"method": "median", "sigma": 25.0, "window": 50}
+
+
+def test_stage_reads_params_and_prints_one_line(tmp_path, capsys):
+    from stages import postprocess as stage
+
+    make_post_workspace(tmp_path / "hand", tasks=("au",))
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
+              "postprocess": {"au_thresholds": "tuned", "ensemble": "soft",
+                              "smooth": {"au": {"method": "median", "window": 3}}}}
+    (tmp_path / "hand").rename(tmp_path / "sample")
+    summary = stage.run(params, progress=False)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("postprocess: 4 systems") and "au median w3" in out[0] and "soft" in out[0]
+    assert summary.cfg.smooth["au"]["window"] == 3
