@@ -96,3 +96,25 @@ def test_va_ccc_masks_invalid_per_column():
     keep = np.r_[0:10, 20:50]
     assert a == pytest.approx(_ccc_direct(pred[keep, 1], true[keep, 1]))
     assert mean == pytest.approx((v + a) / 2)
+
+
+def test_constant_predictions_match_sklearn_and_the_direct_ccc():
+    rng = np.random.default_rng(7)
+    true_au = (rng.random((50, 12)) < 0.3).astype(int)
+    true_au[:, 5] = 0  # an AU absent from the ground truth
+    for value in (0, 1):
+        pred = np.full((50, 12), value)
+        mean, per = au_f1(pred, true_au)
+        expected = [f1_score(true_au[:, j], pred[:, j], zero_division=0) for j in range(12)]
+        np.testing.assert_allclose(per, expected)
+        assert per[5] == 0.0
+    true_expr = rng.integers(0, 8, 60)
+    for cls in (0, 4):
+        pred = np.full(60, cls)
+        mean, per = expr_f1(pred, true_expr)
+        assert mean == pytest.approx(f1_score(true_expr, pred, average="macro", labels=list(range(8)),
+                                              zero_division=0))
+    true_va = rng.uniform(-1, 1, (40, 2))
+    mean, v, a = va_ccc(np.full((40, 2), 0.3), true_va)
+    assert (v, a) == (0.0, 0.0) and mean == 0.0
+    assert _ccc_direct(np.full(40, 0.3), true_va[:, 0]) == pytest.approx(0.0)

@@ -1,0 +1,283 @@
+"""Scores of every post-processed system, before and after post-processing, as DVC metrics, plots and a PNG.
+
+Systems and decisions come from :mod:`afwpipe.postprocess` (``post/``): a fold system is scored on its own
+validation videos, the ensemble on the ``val`` split. Metrics are the project's own (:mod:`afwpipe.metrics`):
+AU mean of the 12 per-AU binary F1, EXPR macro F1 over 8 classes, VA mean of CCC(valence) and CCC(arousal);
+invalid frames are left out. A system with no labelled frame to score is skipped with a warning.
+
+Output (:attr:`Workspace.eval_dir`)::
+
+    eval/metrics.json            {track: {fold|ensemble: {before: {...}, after: {...}, videos, frames}}} with
+                                 AU/EXPR ``f1`` and VA ``ccc``, ``valence``, ``arousal`` (``dvc metrics show``)
+    eval/per_class.csv           track, system, class, before, after: every per-AU / per-class F1 and CCC
+    eval/plots/au_f1.csv         AU, before, after            F1 per AU of the plotted system
+    eval/plots/expr_f1.csv       class, before, after         F1 per EXPR class of the plotted system
+    eval/plots/expr_confusion.csv  actual, predicted          one row per valid frame (DVC confusion template)
+    eval/plots/va_trace.csv      frame, valence, arousal, valence_true, arousal_true, valence_before,
+                                 arousal_before               of one video (``trace_video``)
+    eval/report.png              per-class F1 bars, EXPR confusion matrix, VA trace (matplotlib, Agg)
+
+The plotted system is ``plot_system`` (default ``ensemble``; a fold name such as ``official`` also works).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .clips import load_labels
+from .datasets.affwild2 import valid_mask
+from .errors import PredictError
+from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
+from .metrics import au_f1, expr_f1, va_ccc
+from .postprocess import ENSEMBLE, TRACKS, read_post, read_systems, settings
+
+log = logging.getLogger(__name__)
+
+CLASSES = {"au": AU_NAMES, "expr": EXPR_NAMES, "va": VA_NAMES}
+
+
+def score(track: str, pred: np.ndarray, true: np.ndarray) -> dict:
+    """Score one track on concatenated frames.
+
+    Args:
+        pred: AU ``[T, 12]`` {0,1}, EXPR ``[T]`` classes, VA ``[T, 2]`` values.
+        true: labels of the same shape (invalid markers masked by the metric functions).
+
+    Returns:
+        AU / EXPR ``{"f1": mean, "per_class": {name: F1}}``; VA ``{"ccc": mean, "valence": c, "arousal": c,
+        "per_class": {"valence": c, "arousal": c}}``.
+
+    Raises:
+        ValueError: nothing to score (see :mod:`afwpipe.metrics`).
+    """
+    if track == "au":
+        mean, per = au_f1(pred, true)
+    elif track == "expr":
+        mean, per = expr_f1(pred, true)
+    else:
+        mean, v, a = va_ccc(pred, true)
+        return {"ccc": mean, "valence": v, "arousal": a, "per_class": {"valence": v, "arousal": a}}
+    return {"f1": mean, "per_class": dict(zip(CLASSES[track], map(float, per)))}
+
+
+def score_system(ws: store.Workspace, name: str, meta: Mapping, labels: Mapping) -> dict | None:
+    """``{"before", "after", "videos", "frames"}`` of system ``name`` on its evaluation videos, or None
+    when none of them has a valid label of its track."""
+    track = meta["track"]
+    names = [v for v in meta["eval_videos"] if v in labels and valid_mask(labels[v][track], track).any()]
+    if not names:
+        log.warning("evaluate %s: no labelled %s frame in its evaluation videos; skipped", name, track.upper())
+        return None
+    outs = {v: read_post(ws, name, v) for v in names}
+    true = np.concatenate([labels[v][track] for v in names])
+    result = {}
+    for stage in ("before", "after"):
+        pred = np.concatenate([outs[v][stage] for v in names])
+        result[stage] = score(track, pred, true)
+    result["videos"] = len(names)
+    result["frames"] = int(sum(valid_mask(labels[v][track], track).sum() for v in names))
+    return result
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings (params.yaml ``evaluate``).
+
+    Attributes:
+        plot_system: fold (``official``, ``0``, …) or ``ensemble`` whose per-class scores, confusion and VA trace
+            are plotted.
+        trace_video: video of the VA trace; None: the plotted system's evaluation video with most valid VA frames.
+    """
+
+    plot_system: str = ENSEMBLE
+    trace_video: str | None = None
+
+    @classmethod
+    def from_params(cls, section: Mapping | None, **overrides) -> "EvalConfig":
+        """From params.yaml's ``evaluate`` section (unknown keys are an error), then ``overrides``."""
+        kw = settings(cls, "evaluate", section, overrides)
+        kw["plot_system"] = str(kw.get("plot_system", ENSEMBLE))
+        return cls(**kw)
+
+
+@dataclass
+class EvalSummary:
+    metrics: dict
+    files: list[Path]
+    seconds: float
+
+    def line(self) -> str:
+        parts = []
+        for track in TRACKS:
+            r = self.metrics.get(track, {}).get(ENSEMBLE) or next(iter(self.metrics.get(track, {}).values()), None)
+            if r:
+                key = "ccc" if track == "va" else "f1"
+                parts.append(f"{track} {r['before'][key]:.4f} -> {r['after'][key]:.4f}")
+        return f"evaluate: ensemble before -> after: {', '.join(parts) or '(nothing scored)'} in {self.seconds:.1f} s"
+
+
+def _strip(result: dict) -> dict:
+    """metrics.json entry: the means (and VA's two CCCs), without per-class tables."""
+    return {**{s: {k: v for k, v in result[s].items() if k != "per_class"} for s in ("before", "after")},
+            "videos": result["videos"], "frames": result["frames"]}
+
+
+def _write_csv(path: Path, header, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSummary:
+    """Score every system of ``post/`` and write ``eval/`` (module docstring).
+
+    Raises:
+        PredictError: no post-processed predictions, or ``trace_video`` is not an evaluation video.
+    """
+    t0 = time.perf_counter()
+    cfg = cfg or EvalConfig()
+    systems = read_systems(ws)["systems"]
+    eval_names = sorted({v for m in systems.values() for v in m["eval_videos"]})
+    labels = load_labels(ws, eval_names) if eval_names else {}
+    metrics: dict = {}
+    rows = []
+    results = {}
+    for name, meta in systems.items():
+        r = score_system(ws, name, meta, labels)
+        if r is None:
+            continue
+        results[name] = r
+        metrics.setdefault(meta["track"], {})[meta["fold"]] = _strip(r)
+        for cls in r["after"]["per_class"]:
+            rows.append([meta["track"], name, cls, r["before"]["per_class"][cls], r["after"]["per_class"][cls]])
+    out = ws.eval_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    files = [out / "metrics.json", _write_csv(out / "per_class.csv", ["track", "system", "class", "before", "after"],
+                                              rows)]
+    files += _write_plots(ws, systems, results, labels, cfg)
+    return EvalSummary(metrics, files, time.perf_counter() - t0)
+
+
+def _write_plots(ws: store.Workspace, systems: Mapping, results: Mapping, labels: Mapping, cfg: EvalConfig) -> list[Path]:
+    plots = ws.eval_dir / "plots"
+    sys_name = {t: f"{t}-{cfg.plot_system}" for t in TRACKS}
+    files = []
+    for track, first in (("au", "AU"), ("expr", "class")):
+        r = results.get(sys_name[track])
+        rows = [] if r is None else [[c, r["before"]["per_class"][c], r["after"]["per_class"][c]]
+                                     for c in CLASSES[track]]
+        files.append(_write_csv(plots / f"{track}_f1.csv", [first, "before", "after"], rows))
+    # EXPR confusion (after), one row per valid frame
+    conf_rows, conf = [], np.zeros((len(EXPR_NAMES), len(EXPR_NAMES)), np.int64)
+    if sys_name["expr"] in results:
+        for v in systems[sys_name["expr"]]["eval_videos"]:
+            if v not in labels:
+                continue
+            true = labels[v]["expr"]
+            pred = read_post(ws, sys_name["expr"], v)["after"]
+            ok = true >= 0
+            np.add.at(conf, (true[ok].astype(int), pred[ok].astype(int)), 1)
+            conf_rows += [[EXPR_NAMES[a], EXPR_NAMES[p]] for a, p in zip(true[ok], pred[ok])]
+    files.append(_write_csv(plots / "expr_confusion.csv", ["actual", "predicted"], conf_rows))
+    # VA trace of one video
+    trace, video = None, None
+    va_meta = systems.get(sys_name["va"])
+    if va_meta is not None and sys_name["va"] in results:
+        candidates = [v for v in va_meta["eval_videos"] if v in labels]
+        video = cfg.trace_video
+        if video is not None and video not in candidates:
+            raise PredictError(f"evaluate trace_video {video!r} is not an evaluation video of {sys_name['va']} "
+                               f"({', '.join(candidates)})")
+        if video is None and candidates:
+            video = max(candidates, key=lambda v: int(valid_mask(labels[v]["va"], "va").sum()))
+        if video is not None:
+            out = read_post(ws, sys_name["va"], video)
+            trace = (labels[video]["va"], out["before"], out["after"])
+    rows = []
+    if trace is not None:
+        true, before, after = trace
+        for i in range(len(true)):
+            t = [None if x == -5 else float(x) for x in true[i]]
+            rows.append([i, float(after[i, 0]), float(after[i, 1]), t[0], t[1], float(before[i, 0]), float(before[i, 1])])
+    files.append(_write_csv(plots / "va_trace.csv", ["frame", "valence", "arousal", "valence_true", "arousal_true",
+                                                     "valence_before", "arousal_before"], rows))
+    files.append(_report_png(ws.eval_dir / "report.png", results, sys_name, conf, trace, video, cfg))
+    return files
+
+
+def _report_png(path: Path, results, sys_name, conf, trace, video, cfg) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), dpi=80)
+    for ax, track in ((axes[0, 0], "au"), (axes[0, 1], "expr")):
+        r = results.get(sys_name[track])
+        names = CLASSES[track]
+        if r is None:
+            ax.set_axis_off()
+            ax.set_title(f"{track.upper()}: not scored")
+            continue
+        x = np.arange(len(names))
+        ax.bar(x - 0.2, [r["before"]["per_class"][c] for c in names], 0.4, label=f"before ({r['before']['f1']:.3f})")
+        ax.bar(x + 0.2, [r["after"]["per_class"][c] for c in names], 0.4, label=f"after ({r['after']['f1']:.3f})")
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("F1")
+        ax.set_title(f"{track.upper()} F1 per {'AU' if track == 'au' else 'class'} ({sys_name[track]})")
+        ax.legend(fontsize=8)
+    ax = axes[1, 0]
+    if conf.sum():
+        norm = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        for i, j in zip(*np.nonzero(conf)):
+            ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(EXPR_NAMES)), EXPR_NAMES, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(EXPR_NAMES)), EXPR_NAMES, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("actual")
+        ax.set_title(f"EXPR confusion after ({sys_name['expr']}, row-normalised colour, counts)")
+    else:
+        ax.set_axis_off()
+        ax.set_title("EXPR confusion: no labelled frame")
+    ax = axes[1, 1]
+    if trace is not None:
+        true, before, after = trace
+        t = np.arange(len(true))
+        for j, (name, colour) in enumerate(zip(VA_NAMES, ("tab:blue", "tab:red"))):
+            y = np.where(np.isclose(true[:, j], -5), np.nan, true[:, j])
+            ax.plot(t, y, color=colour, lw=2, label=f"{name} truth")
+            ax.plot(t, before[:, j], color=colour, lw=0.8, ls=":", label=f"{name} before")
+            ax.plot(t, after[:, j], color=colour, lw=1.2, ls="--", label=f"{name} after")
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_xlabel("frame")
+        r = results[sys_name["va"]]
+        ax.set_title(f"VA of {video} ({sys_name['va']}; CCC {r['before']['ccc']:.3f} -> {r['after']['ccc']:.3f})",
+                     fontsize=10)
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.set_axis_off()
+        ax.set_title("VA: not scored")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["EvalConfig", "EvalSummary", "run_evaluate", "score", "score_system"]
