@@ -1,0 +1,215 @@
+"""ABAW5/6-style submission files, one per track (Aff-Wild2 test submissions; DESIGN.md, Aff-Wild2 notes).
+
+Format (one comma-separated text file per track, no index column)::
+
+    image_location,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26     (AU: 12 values in {0, 1})
+    image_location,Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other (EXPR: one class index 0..7)
+    image_location,valence,arousal                                             (VA: two floats in [-1, 1])
+
+followed by rows ``<video>/<frame:05d>.jpg,<prediction>``: frame ``i`` (1-based, the image of
+``cropped_aligned/<video>/``) is prediction row ``i-1``; ``<video>`` is the annotation name (``X_left``).
+
+Which rows: with the organisers' example file of the track, exactly its rows, in its order; a video whose
+example rows run past its predictions repeats its last prediction (padding), one with more predictions
+than rows is cut (truncating), each with a logged warning naming the video and the counts. Without an
+example file, ``n_rows`` per video (the annotation's line count for labelled videos, the decoded frame
+count otherwise) with the same padding / truncating rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .errors import SubmissionError
+from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
+from .postprocess import ENSEMBLE, read_post, read_systems
+
+log = logging.getLogger(__name__)
+
+HEADERS = {"au": ("image_location",) + AU_NAMES, "expr": ("image_location",) + EXPR_NAMES,
+           "va": ("image_location",) + VA_NAMES}
+#: file name per track (the ABAW challenge folder names)
+FILE_NAMES = {"au": "AU_Detection_Challenge.txt", "expr": "EXPR_Recognition_Challenge.txt",
+              "va": "VA_Estimation_Challenge.txt"}
+_LOCATION = re.compile(r"^(?P<video>.+)/(?P<frame>\d+)\.(?:jpg|png|jpeg)$", re.IGNORECASE)
+
+
+def image_location(video: str, frame: int) -> str:
+    """``<video>/<frame+1:05d>.jpg`` for 0-based ``frame``."""
+    return f"{video}/{frame + 1:05d}.jpg"
+
+
+def format_row(track: str, pred) -> str:
+    """The prediction columns of one row: AU ``0,1,…`` (12), EXPR ``4``, VA ``0.123456,-0.500000``."""
+    if track == "au":
+        return ",".join(str(int(x)) for x in np.asarray(pred).ravel())
+    if track == "expr":
+        return str(int(np.asarray(pred).ravel()[0]))
+    return ",".join(f"{float(x):.6f}" for x in np.asarray(pred).ravel())
+
+
+def read_example(path: Path, track: str | None = None) -> list[tuple[str, int, str]]:
+    """Rows of an organisers' example file: ``(video, 0-based frame, image_location)`` in file order.
+
+    The first line is a header (``image_location,…``); a header of another track is a warning when ``track``
+    is given. Blank lines are skipped.
+
+    Raises:
+        SubmissionError: a missing file, no header, or a row whose first column is not ``<video>/<n>.jpg``
+            (names the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"{path}: example file does not exist")
+    lines = path.read_text().splitlines()
+    if not lines or not lines[0].lower().startswith("image_location"):
+        raise SubmissionError(f"{path}: line 1 should be the header 'image_location,…', got {lines[0][:60]!r}"
+                              if lines else f"{path}: empty example file")
+    if track is not None:
+        header = tuple(c.strip() for c in lines[0].split(","))
+        if [h.lower() for h in header] != [h.lower() for h in HEADERS[track]]:
+            log.warning("%s: header %s differs from the %s header %s; writing ours", path, ",".join(header),
+                        track.upper(), ",".join(HEADERS[track]))
+    rows = []
+    for i, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        loc = line.split(",", 1)[0].strip()
+        m = _LOCATION.match(loc)
+        if m is None or int(m["frame"]) < 1:
+            raise SubmissionError(f"{path}, line {i}: {loc!r} is not '<video>/<frame>.jpg' with frame ≥ 1")
+        rows.append((m["video"], int(m["frame"]) - 1, loc))
+    return rows
+
+
+@dataclass
+class TrackSummary:
+    """What :func:`write_track` wrote: the file, its rows and videos, and the videos padded / truncated
+    (video -> (prediction frames, rows))."""
+
+    path: Path
+    rows: int = 0
+    videos: int = 0
+    padded: dict = field(default_factory=dict)
+    truncated: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        extra = ", ".join(f"{len(d)} {k}" for k, d in (("padded", self.padded), ("truncated", self.truncated)) if d)
+        return f"{self.path.name}: {self.rows} rows, {self.videos} videos" + (f" ({extra})" if extra else "")
+
+
+def write_track(track: str, preds: Mapping[str, np.ndarray], path: Path, n_rows: Mapping[str, int] | None = None,
+                example: Path | None = None) -> TrackSummary:
+    """Write one track's submission file.
+
+    Args:
+        track: ``au``, ``expr`` or ``va``.
+        preds: video -> decisions (AU ``[T, 12]`` {0,1}, EXPR ``[T]``, VA ``[T, 2]``), frame i = row i.
+        path: output file (parent folders are created).
+        n_rows: video -> rows to write when there is no example file (default: its prediction count).
+        example: the organisers' example file of this track; its rows decide what is written.
+
+    Raises:
+        SubmissionError: a video of the example file has no predictions (names up to five of them), or a
+            malformed example file.
+    """
+    if track not in HEADERS:
+        raise SubmissionError(f"unknown track {track!r}; use one of {', '.join(HEADERS)}")
+    empty = sorted(v for v, p in preds.items() if len(p) == 0)
+    if empty:
+        raise SubmissionError(f"{track.upper()} predictions of {', '.join(empty[:5])} have no frame")
+    path = Path(path)
+    summary = TrackSummary(path)
+    lines = [",".join(HEADERS[track])]
+    if example is not None:
+        rows = read_example(example, track)
+        missing = sorted({v for v, _, _ in rows} - set(preds))
+        if missing:
+            raise SubmissionError(f"{example}: {len(missing)} video(s) have no {track.upper()} predictions: "
+                                  f"{', '.join(missing[:5])}{', …' if len(missing) > 5 else ''}")
+        needed: dict[str, int] = {}
+        for video, frame, _ in rows:
+            needed[video] = max(needed.get(video, 0), frame + 1)
+        for video, frame, loc in rows:
+            p = preds[video]
+            lines.append(f"{loc},{format_row(track, p[min(frame, len(p) - 1)])}")
+        for video, n in needed.items():
+            _note(summary, video, len(preds[video]), n, example)
+        unused = sorted(set(preds) - set(needed))
+        if unused:
+            log.info("%s: %d predicted video(s) are not in the example file and are not written", example, len(unused))
+        summary.rows, summary.videos = len(rows), len(needed)
+    else:
+        for video in sorted(preds):
+            p = preds[video]
+            n = int((n_rows or {}).get(video, len(p)))
+            _note(summary, video, len(p), n, None)
+            lines += [f"{image_location(video, i)},{format_row(track, p[min(i, len(p) - 1)])}" for i in range(n)]
+            summary.rows += n
+            summary.videos += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=("val", "test"),
+                     examples: Mapping[str, Path | None] | None = None, out_dir: Path | None = None
+                     ) -> list[TrackSummary]:
+    """One file per track from the post-processed decisions (``after``) of ``<track>-<system>``.
+
+    Args:
+        ws: workspace with ``post/`` (``afwpipe postprocess``) and ``index.json``.
+        system: ``ensemble`` or a fold (``official``, ``0``, …).
+        splits: videos of these index splits are written (when no example file decides).
+        examples: track -> the organisers' example file (or None).
+        out_dir: folder of the files (default :attr:`Workspace.submission_dir`).
+
+    Without an example file, a labelled video gets one row per line of its annotation file
+    (``annotation_frames``), another video one row per decoded frame.
+
+    Raises:
+        SubmissionError: the system is unknown for every track, or :func:`write_track`'s errors.
+    """
+    systems = read_systems(ws)["systems"]
+    index = {r["name"]: r for r in ws.read_index()["videos"]}
+    out_dir = Path(out_dir) if out_dir is not None else ws.submission_dir
+    examples = examples or {}
+    done = []
+    for track in HEADERS:
+        name = f"{track}-{system}"
+        if name not in systems:
+            continue
+        example = examples.get(track)
+        videos = [v for v in systems[name]["videos"]
+                  if example is not None or index.get(v, {}).get("split") in set(splits)]
+        preds = {v: read_post(ws, name, v)["after"] for v in videos}
+        n_rows = {v: int((index[v].get("annotation_frames") or {}).get(track) or index[v]["n_frames"])
+                  for v in videos if v in index}
+        done.append(write_track(track, preds, out_dir / FILE_NAMES[track], n_rows, example))
+    if not done:
+        have = sorted({m["fold"] for m in systems.values()})
+        raise SubmissionError(f"no post-processed system {system!r}; systems of {ws.post_systems}: {', '.join(have)}")
+    return done
+
+
+def _note(summary: TrackSummary, video: str, have: int, rows: int, example: Path | None) -> None:
+    where = f" of {example}" if example is not None else ""
+    if rows > have:
+        summary.padded[video] = (have, rows)
+        log.warning("submission %s: %s has %d predicted frames but %d rows%s; padding with its last prediction",
+                    summary.path.name, video, have, rows, where)
+    elif rows < have:
+        summary.truncated[video] = (have, rows)
+        log.warning("submission %s: %s has %d predicted frames but %d rows%s; truncating",
+                    summary.path.name, video, have, rows, where)
+
+
+__all__ = ["FILE_NAMES", "HEADERS", "TrackSummary", "format_row", "image_location", "read_example", "write_submission",
+           "write_track"]

@@ -1,0 +1,38 @@
+"""Command ``submit`` (not a DVC stage: its example files are per challenge edition): ABAW5/6 files.
+
+Reads: params.yaml (dataset, workdir, submit), index.json, post/ of the postprocess stage and, when
+given, the organisers' example file of each track.
+Writes: <workdir>/<dataset>/submission/{AU_Detection_Challenge,EXPR_Recognition_Challenge,
+VA_Estimation_Challenge}.txt (afwpipe/submission.py).
+Usage: python -m stages.submit
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from afwpipe.config import dataset_and_workspace, load_params
+from afwpipe.errors import AfwpipeError
+from afwpipe.submission import TrackSummary, write_submission
+
+
+def run(params: dict, manifest="data_manifest.yaml", out_dir: Path | None = None) -> list[TrackSummary]:
+    _, ws = dataset_and_workspace(params, manifest)
+    p = params.get("submit") or {}
+    examples = {t: Path(f) for t, f in (p.get("examples") or {}).items() if f}
+    summaries = write_submission(ws, str(p.get("system", "ensemble")), tuple(p.get("splits") or ("val", "test")),
+                                 examples, out_dir)
+    for s in summaries:
+        print(f"submit: {s.line()} -> {s.path}")
+    return summaries
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="afwpipe: %(levelname)s: %(message)s")
+    try:
+        run(load_params())
+    except AfwpipeError as e:
+        print(f"afwpipe: error: {e}", file=sys.stderr)
+        sys.exit(2)
