@@ -139,7 +139,12 @@ class VisualEncoder(Encoder):
         out = []
         with torch.inference_mode():
             for i in range(0, x.shape[0], self.batch_size):
-                xb = x[i:i + self.batch_size].to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                xb = x[i:i + self.batch_size]
+                if self.device.type == "cuda":  # pinned host memory: the copy overlaps the previous batch
+                    xb = xb.pin_memory().to(self.device, non_blocking=True)
+                else:
+                    xb = xb.to(self.device)
+                xb = xb.permute(0, 3, 1, 2).float().div_(255.0)
                 with autocast_for(self.device):
                     out.append(self.forward(self.preprocess(xb)).float().cpu())
         if not out:
