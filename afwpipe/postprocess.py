@@ -323,7 +323,7 @@ class PostSummary:
 
     def line(self) -> str:
         tracks = sorted({s.track for s in self.systems}, key=TRACKS.index)
-        folds = sorted({s.fold for s in self.systems if s.fold != ENSEMBLE})
+        folds = list(dict.fromkeys(s.fold for s in self.systems if s.fold != ENSEMBLE))  # official first
         sm = ", ".join(f"{t} {self.cfg.smooth[t]['method']}"
                        + {"gaussian": f" σ{self.cfg.smooth[t]['sigma']:g}", "none": ""}.get(
                            self.cfg.smooth[t]["method"], f" w{self.cfg.smooth[t]['window']}") for t in tracks)
