@@ -49,6 +49,10 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       detect        faces (crops, boxes, landmarks) and 16 kHz audio -> faces.zarr, audio.zarr
       extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
       train         fusion head (tmf, tcn, msf) on cached features -> models/<task>-<head>-<fold>/
+      predict       every trained head on its evaluation videos -> predictions/<model>.zarr
+      postprocess   fill, smooth, AU thresholds, scene heads, fold ensemble -> post/
+      evaluate      before/after scores per fold and ensemble -> eval/metrics.json, plots, report.png
+      submit        ABAW5/6 submission files, one per track -> submission/
       encoders      list the encoder registry
       export        feature store -> HDF5 for older loaders
     """
@@ -229,6 +233,119 @@ def export_cmd(obj, encoder, fmt, layout, out):
     out = out or ws.root / "export" / f"{ws.features(encoder).stem}.h5"
     n = export_h5(ws, encoder, out, layout)
     click.echo(f"wrote {n} videos to {out} ({layout} layout)")
+
+
+@main.command("predict")
+@click.option("--batch-size", type=int, default=None, help="Clips per forward pass (params predict.batch_size).")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
+@click.pass_obj
+def predict_cmd(obj, batch_size, device):
+    """Predict every frame with every trained head (task x fold, and scene heads).
+
+    \b
+    Heads: models/<task>-<head>-<fold>[-<scene>] of params train.head, train.tasks, train.folds.
+    Videos per head: its own validation videos, every val and test split video (a scene head: only
+    its scene's). Overlapping clips (the checkpoint's K and eval_stride) are averaged per frame.
+    Writes <workdir>/<dataset>/predictions/<model>.zarr/<video>/{au [T,12], expr [T,8] probabilities,
+    va [T,2], present [T]} and predictions/index.json.
+    """
+    from stages import predict
+
+    p = obj["params"].setdefault("predict", {})
+    for key, value in (("batch_size", batch_size), ("device", device)):
+        if value is not None:
+            p[key] = value
+    predict.run(obj["params"], obj["manifest"])
+
+
+@main.command("postprocess")
+@click.option("--smooth", "smooth_method", type=click.Choice(["gaussian", "median", "mean", "none"]), default=None,
+              help="Smoothing of every track (params postprocess.smooth.<track>.method).")
+@click.option("--thresholds", default=None, help="AU thresholds: 'tuned' or a number such as 0.5.")
+@click.option("--ensemble", type=click.Choice(["vote", "soft"]), default=None,
+              help="Fold ensemble: vote (AU/EXPR majority, VA mean) or soft (mean probabilities).")
+@click.option("--no-scenes", is_flag=True, default=False, help="Do not let scene heads replace the general heads.")
+@click.pass_obj
+def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes):
+    """Fill, smooth, threshold and ensemble the raw predictions.
+
+    \b
+    Per track (AU, EXPR, VA) and fold: scene heads replace the general head for their videos, frames
+    without a face take the nearest face frame's output, outputs are smoothed along time (gaussian σ /
+    median / mean window, per-track defaults AU 5/10, EXPR 25/25, VA 25/50 frames), AU thresholds are
+    0.5 or tuned per AU on the fold's validation frames. The folds are then combined (vote or soft).
+    Writes <workdir>/<dataset>/post/<track>-<fold|ensemble>.npz (<video>/{prob, before, after}) and
+    post/systems.json.
+    """
+    from stages import postprocess
+
+    p = obj["params"].setdefault("postprocess", {})
+    if smooth_method is not None:
+        for track in ("au", "expr", "va"):
+            p.setdefault("smooth", {}).setdefault(track, {})["method"] = smooth_method
+    for key, value in (("au_thresholds", thresholds), ("ensemble", ensemble), ("scenes", False if no_scenes else None)):
+        if value is not None:
+            p[key] = value
+    postprocess.run(obj["params"], obj["manifest"])
+
+
+@main.command("evaluate")
+@click.option("--plot-system", default=None, help="ensemble, official or a fold number, for plots and the report.")
+@click.option("--trace-video", default=None, help="Video of the VA trace (default: most labelled VA frames).")
+@click.pass_obj
+def evaluate_cmd(obj, plot_system, trace_video):
+    """Score every fold and the ensemble, before and after post-processing.
+
+    \b
+    AU: per-AU F1 and their mean; EXPR: per-class F1 and macro F1 over 8 classes; VA: CCC of valence,
+    of arousal and their mean. Fold systems are scored on their own validation videos, the ensemble
+    on the val split. Writes <workdir>/<dataset>/eval/metrics.json (dvc metrics show), per_class.csv,
+    plots/{au_f1,expr_f1,expr_confusion,va_trace}.csv (dvc plots show) and report.png.
+    """
+    from stages import evaluate
+
+    p = obj["params"].setdefault("evaluate", {})
+    for key, value in (("plot_system", plot_system), ("trace_video", trace_video)):
+        if value is not None:
+            p[key] = value
+    evaluate.run(obj["params"], obj["manifest"])
+
+
+@main.command("submit")
+@click.option("--system", default=None, help="ensemble (default), official or a fold number.")
+@click.option("--split", "splits", multiple=True, help="Write the videos of this split (repeatable; default val, test).")
+@click.option("--example-au", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Organisers' AU example file: exactly its rows are written.")
+@click.option("--example-expr", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Organisers' EXPR example file.")
+@click.option("--example-va", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Organisers' VA example file.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default <workdir>/<dataset>/submission).")
+@click.pass_obj
+def submit_cmd(obj, system, splits, example_au, example_expr, example_va, out):
+    """Write ABAW5/6 submission files, one per track.
+
+    \b
+    Header image_location,<classes> (AU1..AU26 | Neutral..Other | valence,arousal), rows
+    <video>/<00001>.jpg,<prediction> from the post-processed decisions. With an example file, its rows
+    (and only those) are written; a video short of predictions repeats its last one, a longer one is
+    cut, each with a warning. Without one: one row per annotated frame (decoded frames for test videos).
+    Files: AU_Detection_Challenge.txt, EXPR_Recognition_Challenge.txt, VA_Estimation_Challenge.txt.
+    """
+    from stages import submit
+
+    p = obj["params"].setdefault("submit", {})
+    if system is not None:
+        p["system"] = system
+    if splits:
+        p["splits"] = list(splits)
+    examples = dict(p.get("examples") or {})
+    for track, path in (("au", example_au), ("expr", example_expr), ("va", example_va)):
+        if path is not None:
+            examples[track] = str(path)
+    p["examples"] = examples
+    submit.run(obj["params"], obj["manifest"], out_dir=out)
 
 
 if __name__ == "__main__":
