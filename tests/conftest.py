@@ -28,6 +28,18 @@ def sample_videos() -> dict[str, Path]:
     return {p.stem: p for p in paths}
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run torch on one thread, like the worker processes of the restart and cluster tests: float results
+    are bit-identical only for the same thread count (reduction order)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def sample_annotations() -> Path:
     """The project's own copy of the sample annotations (AU_*/EXPR_*/VA_* folders)."""

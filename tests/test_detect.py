@@ -175,7 +175,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_killed_detect_resumes_identically(faces, tmp_path):
+def test_killed_detect_resumes_identically(faces, tmp_path, one_torch_thread):
     vids = {"a_face": make_video(tmp_path / "a.mp4", 7, frames=faces["man"], size=(320, 180)),
             "b_face": make_video(tmp_path / "b.mp4", 9, frames=faces["woman"], size=(320, 180))}
     ws = _dataset(tmp_path / "killed", vids)

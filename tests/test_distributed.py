@@ -31,7 +31,7 @@ def _stores_equal(a_ws, b_ws, stores, names):
 
 
 @pytest.mark.sample
-def test_local_cluster_run_equals_single_process(cluster, sample_videos, tmp_path):
+def test_local_cluster_run_equals_single_process(cluster, sample_videos, tmp_path, one_torch_thread):
     man, woman = _frames(sample_videos["single_face"], 6), _frames(sample_videos["WolfgangLanger_Pexels"], 6)
     vids = {"v1": make_video(tmp_path / "v1.mp4", 6, size=(320, 180), frames=man),
             "v2": make_video(tmp_path / "v2.mp4", 5, size=(320, 180), frames=woman),

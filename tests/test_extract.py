@@ -125,7 +125,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_killed_extract_resumes_identically(ws, tmp_path):
+def test_killed_extract_resumes_identically(ws, tmp_path, one_torch_thread):
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(ws.root)], cwd=REPO, capture_output=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
