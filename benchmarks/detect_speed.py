@@ -21,10 +21,10 @@ from pathlib import Path
 from common import fmt_ratio, frames_of, loop_video, run_child, sample_video
 
 STAGE = """
-import gc, json, sys, time
+import json, sys, time
 from pathlib import Path
 sys.path.insert(0, "benchmarks")
-from common import index_video, peak_rss_mib, reset_peak_rss
+from common import index_video
 from afwpipe.detect import DetectConfig, run_detect
 video, work, det, bs, dev = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 ws = index_video(video, work)
@@ -33,37 +33,21 @@ s = run_detect(ws, DetectConfig(detector=det, batch_size=bs, device=dev), progre
 dt = time.perf_counter() - t
 if s.failures:
     raise SystemExit(f"detect failed: {[r.error for r in s.failures]}")
-out = {"frames": sum(r.frames for r in s.results), "seconds": dt}
-if len(sys.argv) > 6:  # then the extract stage with this encoder, its own peak (reset after detect)
-    from afwpipe.extract import ExtractConfig, run_extract
-    out["detect_peak_mib"] = peak_rss_mib()
-    del s
-    gc.collect()
-    reset_peak_rss()
-    weights = None if sys.argv[7] == "default" else sys.argv[7]
-    t = time.perf_counter()
-    s = run_extract(ws, ExtractConfig(sys.argv[6], weights=weights, device=dev, batch_size=bs), progress=False)
-    out["extract_seconds"] = time.perf_counter() - t
-    if s.failures:
-        raise SystemExit(f"extract failed: {[r.error for r in s.failures]}")
-print(json.dumps(out))
+print(json.dumps({"frames": sum(r.frames for r in s.results), "seconds": dt}))
 """
 
 
 def measure(src: Path, work: Path, detector: str = "mtcnn", batch_size: int = 16, device: str = "cpu",
-            loops: int = 10, max_frames: int | None = None, encoder: str | None = None,
-            weights: str | None = None) -> dict:
+            loops: int = 10, max_frames: int | None = None) -> dict:
     """Detect stage vs detector forward on ``src`` (first ``max_frames`` frames), and peak RSS x1 / x``loops``.
 
-    Each length runs in a fresh process (videos and workspaces under ``work``). With ``encoder``, that
-    process then runs the extract stage (``weights`` None = default) on its face store and reports the
-    extract's own peak RSS: the high-water mark is reset after detect, so it starts from what the process
-    holds then (torch and the libraries extract needs anyway; the detect objects are freed).
+    Each length runs in a fresh process; videos and workspaces are written under ``work``: ``w1`` and
+    ``w<loops>`` hold complete face stores afterwards (``extract_speed.measure_rss`` reuses them).
     """
     stem = src.stem
     one = loop_video(src, work / "x1" / f"{stem}_x1.mp4", 1, max_frames)
     many = loop_video(src, work / f"x{loops}" / f"{stem}_x{loops}.mp4", loops, max_frames)
-    child = (detector, str(batch_size), device) + ((encoder, weights or "default") if encoder else ())
+    child = (detector, str(batch_size), device)
     stage1, rss1 = run_child(STAGE, str(one), str(work / "w1"), *child)
 
     from afwpipe.faces import create_detector
@@ -78,18 +62,12 @@ def measure(src: Path, work: Path, detector: str = "mtcnn", batch_size: int = 16
     del frames, det
 
     stage10, rss10 = run_child(STAGE, str(many), str(work / f"w{loops}"), *child)
-    # with an encoder, the peak at the child's end is extract's; detect's was read before the reset
-    d1, d10 = stage1.get("detect_peak_mib", rss1), stage10.get("detect_peak_mib", rss10)
-    out = {"detector": detector, "batch_size": batch_size, "device": device, "loops": loops,
-           "frames": stage1["frames"], "stage_s": stage1["seconds"], "stage_fps": stage1["frames"] / stage1["seconds"],
-           "forward_s": fwd_s, "forward_fps": stage1["frames"] / fwd_s,
-           "frames_long": stage10["frames"], "stage_long_fps": stage10["frames"] / stage10["seconds"],
-           "rss1_mib": d1, "rss_long_mib": d10}
-    if encoder:
-        out.update(encoder=encoder, extract_rss1_mib=rss1, extract_rss_long_mib=rss10,
-                   extract_fps=stage1["frames"] / stage1["extract_seconds"],
-                   extract_long_fps=stage10["frames"] / stage10["extract_seconds"])
-    return out
+    return {"detector": detector, "batch_size": batch_size, "device": device, "loops": loops,
+            "frames": stage1["frames"], "stage_s": stage1["seconds"], "stage_fps": stage1["frames"] / stage1["seconds"],
+            "forward_s": fwd_s, "forward_fps": stage1["frames"] / fwd_s,
+            "frames_long": stage10["frames"], "stage_long_fps": stage10["frames"] / stage10["seconds"],
+            "rss1_mib": rss1, "rss_long_mib": rss10,
+            "work1": str(work / "w1"), "work_long": str(work / f"w{loops}")}
 
 
 def main():

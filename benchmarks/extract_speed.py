@@ -5,6 +5,7 @@ For `mae` (random weights unless --weights) on N face crops and `whisper` on S s
                      write; the model is built once beforehand, its build time printed apart)
   forward frames/s = frames / wall time of the encoder alone on the same data already in memory
   ratio            = stage / forward (1.0: the encoder forward is the only cost)
+``measure_rss`` (used by run.py) gives the stage's peak RSS on two face stores (a video and a longer one).
 
 Usage: python benchmarks/extract_speed.py [--frames 64] [--seconds 60] [--device cpu] [--batch-size 16]
 """
@@ -21,6 +22,22 @@ import numpy as np
 
 from afwpipe import store
 from afwpipe.extract import EncoderStage, ExtractConfig
+from common import run_child
+
+STAGE = """
+import json, sys, time
+from pathlib import Path
+from afwpipe.extract import ExtractConfig, run_extract
+from afwpipe.store import Workspace
+work, enc, weights, bs, dev = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+cfg = ExtractConfig(enc, weights=None if weights == "default" else weights, device=dev, batch_size=bs)
+t = time.perf_counter()
+s = run_extract(Workspace(work), cfg, progress=False)
+dt = time.perf_counter() - t
+if s.failures:
+    raise SystemExit(f"extract failed: {[r.error for r in s.failures]}")
+print(json.dumps({"frames": sum(r.frames for r in s.results), "seconds": dt}))
+"""
 
 
 def fake_face_stage(root: Path, frames: int, seconds: float, fps: float = 25.0) -> store.Workspace:
@@ -44,11 +61,15 @@ def measure(encoder: str, ws: store.Workspace, weights, device: str, batch_size:
     stage = EncoderStage(ws, ExtractConfig(encoder, weights=weights, device=device, batch_size=batch_size),
                          progress=False)
     build_s = time.perf_counter() - t
+    enc = stage.encoder
+    faces = store.open_store(ws.faces, "r")["v"]
+    if enc.cfg.modality == "visual":  # warm-up: first-call costs belong to neither timing
+        enc.encode_crops(faces["crops"][:batch_size])
+    else:
+        enc.encode_audio(store.open_store(ws.audio, "r")["v/wave"][:16000], faces["times"][:25])
     t = time.perf_counter()
     frames = stage.run_video(ws.read_index()["videos"][0]).frames
     stage_s = time.perf_counter() - t
-    enc = stage.encoder  # the same, already warm model
-    faces = store.open_store(ws.faces, "r")["v"]
     if enc.cfg.modality == "visual":
         crops = faces["crops"][...]
         t = time.perf_counter()
@@ -60,6 +81,18 @@ def measure(encoder: str, ws: store.Workspace, weights, device: str, batch_size:
     fwd_s = time.perf_counter() - t
     return {"encoder": encoder, "frames": frames, "model_build_s": build_s, "stage_fps": frames / stage_s, "forward_fps": frames / fwd_s,
             "ratio": (frames / stage_s) / (frames / fwd_s)}
+
+
+def measure_rss(work1: Path, work_long: Path, encoder: str, weights: str | None, device: str,
+                batch_size: int) -> dict:
+    """Peak RSS (MiB) of the extract stage, each in a fresh process, on two workspaces with complete
+    face stores (``detect_speed.measure``'s ``work1`` / ``work_long``). ``weights`` None = default."""
+    args = (encoder, weights or "default", str(batch_size), device)
+    one, rss1 = run_child(STAGE, str(work1), *args)
+    long, rss_long = run_child(STAGE, str(work_long), *args)
+    return {"encoder": encoder, "frames": one["frames"], "frames_long": long["frames"],
+            "stage_fps": one["frames"] / one["seconds"], "stage_long_fps": long["frames"] / long["seconds"],
+            "rss1_mib": rss1, "rss_long_mib": rss_long}
 
 
 def main():

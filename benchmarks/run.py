@@ -14,8 +14,8 @@ Pieces come from detect_speed.py, extract_speed.py, train_speed.py and e2e_speed
 alone). Everything is written under one temporary folder (``--workdir``), so the disk rows measure that
 disk. No number is asserted anywhere: these are measurements, not tests.
 
-Usage: python benchmarks/run.py [--quick] [--device cpu] [--video single_face] [--frames N] [--loops 10]
-       [--mae-frames 32] [--whisper-seconds 60] [--videos 24 --video-frames 1200] [--disk-mib 256]
+Usage: python benchmarks/run.py [--quick] [--device cpu] [--video single_face] [--frames 36] [--loops 10]
+       [--mae-frames 32] [--whisper-seconds 60] [--videos 12 --video-frames 1200] [--disk-mib 256]
        [--encoder mini_xception] [--json out.json] [--workdir DIR]
 """
 
@@ -91,18 +91,18 @@ def extract_rows(t: Table, tmp: Path, args) -> None:
 
 def detect_rows(t: Table, tmp: Path, args) -> None:
     src = sample_video(args.video)
-    d = detect_speed.measure(src, tmp / "detect", args.detector, args.batch_size, args.device, args.loops, args.frames,
-                             args.encoder, args.weights)
+    d = detect_speed.measure(src, tmp / "detect", args.detector, args.batch_size, args.device, args.loops, args.frames)
     t.add("2", f"detect stage ÷ `{args.detector}` forward", d["stage_fps"], d["forward_fps"],
           f"stage {_fps(d['frames'], d['stage_fps'])}", f"forward {d['forward_fps']:,.1f} frames/s",
           f"{args.video}, batch {args.batch_size}; stage adds decode, alignment, Zarr writes, audio")
     t.add("3a", f"detect peak RSS ×{args.loops} video ÷ ×1", d["rss_long_mib"], d["rss1_mib"],
           f"{d['rss_long_mib']:,.0f} MiB ({d['frames_long']} frames)", f"{d['rss1_mib']:,.0f} MiB ({d['frames']} frames)",
-          "fresh process per length; ~1.0 = memory does not grow with video length")
-    t.add("3b", f"extract `{args.encoder}` peak RSS ×{args.loops} ÷ ×1", d["extract_rss_long_mib"],
-          d["extract_rss1_mib"], f"{d['extract_rss_long_mib']:,.0f} MiB ({d['frames_long']} frames)",
-          f"{d['extract_rss1_mib']:,.0f} MiB ({d['frames']} frames)",
-          "same process after detect, peak reset (clear_refs) once detect's objects are freed")
+          "VmHWM of a fresh process per length; ~1.0 = memory does not grow with video length")
+    e = extract_speed.measure_rss(Path(d["work1"]), Path(d["work_long"]), args.encoder, args.weights, args.device,
+                                  args.batch_size)
+    t.add("3b", f"extract `{args.encoder}` peak RSS ×{args.loops} ÷ ×1", e["rss_long_mib"], e["rss1_mib"],
+          f"{e['rss_long_mib']:,.0f} MiB ({e['frames_long']} frames)", f"{e['rss1_mib']:,.0f} MiB ({e['frames']} frames)",
+          "on the face stores of row 3a; VmHWM of a fresh process per length")
 
 
 def train_and_read_rows(t: Table, tmp: Path, args) -> None:
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="tiny inputs (the smoke test): every row, no meaning")
     ap.add_argument("--device", default="cpu", help="torch device for detect / extract (training stays on CPU)")
     ap.add_argument("--video", default="single_face", help="sample video for rows 2, 3 and 6")
-    ap.add_argument("--frames", type=int, default=None, help="use only its first N frames (default all)")
+    ap.add_argument("--frames", type=int, default=36, help="use only its first N frames (0: all)")
     ap.add_argument("--loops", type=int, default=10, help="row 3: the long video is the video looped N times")
     ap.add_argument("--detector", default="mtcnn")
     ap.add_argument("--encoder", default="mini_xception", help="rows 3b and 6 (e.g. mae with --weights random)")
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--mae-frames", type=int, default=32)
     ap.add_argument("--whisper-seconds", type=float, default=60.0)
-    ap.add_argument("--videos", type=int, default=24, help="rows 4-5: synthetic feature store, videos")
+    ap.add_argument("--videos", type=int, default=12, help="rows 4-5: synthetic feature store, videos")
     ap.add_argument("--video-frames", type=int, default=1200, help="rows 4-5: frames per video")
     ap.add_argument("--disk-mib", type=int, default=256, help="row 5c: size of the raw sequential-read file")
     ap.add_argument("--workdir", type=Path, default=None, help="folder for the temporary files (the disk measured)")
@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
             setattr(args, k, v)
     if args.weights == "default":
         args.weights = None
+    args.frames = args.frames or None
     logging.basicConfig(level=logging.ERROR)
 
     mach = machine(args.device)
@@ -192,7 +193,6 @@ def main(argv: list[str] | None = None) -> dict:
             t = time.perf_counter()
             part(table, tmp, args)
             print(f"   ({part.__name__}: {time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
-        fs_root = str(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     table.rows.sort(key=lambda r: r["id"])
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     m = mach
     print(f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['memory_gib']} GiB RAM; "
           f"torch {m['torch']} ({m['torch_threads']} threads), device {m['device']}; Python {m['python']}, {m['os']}; "
-          f"temporary files under {Path(fs_root).parent}")
+          f"temporary files under {tmp.parent}")
     print(f"Run: `python benchmarks/run.py{' --quick' if args.quick else ''}` in {wall:.0f} s"
           f"{' (tiny inputs: checks the rows, the numbers mean little)' if args.quick else ''}")
     print()

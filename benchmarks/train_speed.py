@@ -141,18 +141,19 @@ def measure_reads(ws: store.Workspace, names: list[str], npy: Path, cold: bool =
                 n += len(np.stack([np.load(f) for f in files]))
         return n // len(DIMS)
 
-    zarr_paths = [ws.features(e) for e in DIMS]
+    stores = [ws.features(e) for e in DIMS]
+    embs = [ws.features(e) / n / "emb" for e in DIMS for n in names]  # what is read (not `present`)
     out = {}
-    for label, fn, paths in ((READ_LAYOUTS[0], zarr_whole, zarr_paths), (READ_LAYOUTS[1], zarr_clips, zarr_paths),
-                             (READ_LAYOUTS[2], npy_frames, [npy])):
+    for label, fn, paths, read in ((READ_LAYOUTS[0], zarr_whole, stores, embs), (READ_LAYOUTS[1], zarr_clips, stores, embs),
+                                   (READ_LAYOUTS[2], npy_frames, [npy], [npy])):
         if cold:
             drop_page_cache(*paths)
         else:
             fn()  # warm the page cache
-        state = cache_state(resident_fraction(*paths))
+        state = cache_state(resident_fraction(*read))
         t, frames = timed(fn)
         out[label] = {"frames_per_s": frames / t, "seconds": t, "frames": frames, "cache": state,
-                      "raw_bytes": frames * sum(DIMS.values()) * 2, "disk_bytes": disk_bytes(*paths)}
+                      "raw_bytes": frames * sum(DIMS.values()) * 2, "disk_bytes": disk_bytes(*read)}
     return out
 
 

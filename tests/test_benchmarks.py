@@ -1,0 +1,36 @@
+"""Smoke test of ``benchmarks/run.py --quick``: every row of the table is produced with finite numbers.
+
+No timed assertions: the values are measurements of this machine, not properties of the code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = {"1a", "1b", "2", "3a", "3b", "4a", "4b", "5a", "5b", "5c", "5d", "5e", "5f", "6"}
+
+
+@pytest.mark.slow
+@pytest.mark.sample
+def test_quick_benchmark_prints_every_ratio_with_finite_numbers(tmp_path, sample_videos):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--json", str(out),
+                           "--workdir", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = {r["id"]: r for r in result["rows"]}
+    assert set(rows) == ROWS
+    for r in rows.values():
+        for key in ("ratio", "numerator", "denominator"):
+            assert math.isfinite(r[key]) and r[key] > 0, (r["id"], key, r[key])
+        assert f"| {r['id']} | {r['what']} |" in proc.stdout  # in the printed table
+    assert result["machine"]["cpu"] and result["machine"]["torch"]
+    assert "Machine:" in proc.stdout
+    assert list(tmp_path.iterdir()) == [out]  # temporary files removed
