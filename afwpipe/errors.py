@@ -42,3 +42,19 @@ class PredictError(AfwpipeError):
 class SubmissionError(AfwpipeError):
     """A submission cannot be written: a malformed example file, or a video of the example file without
     predictions."""
+
+
+def stage_main(run, *args, **kwargs) -> None:
+    """Entry point of a DVC stage script (``python -m stages.<name>``): warnings go to stderr as
+    ``afwpipe: WARNING: ...``, an AfwpipeError becomes one ``afwpipe: error: ...`` line and exit code 2
+    (no traceback), an int returned by ``run`` is the exit code."""
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.WARNING, format="afwpipe: %(levelname)s: %(message)s")
+    try:
+        code = run(*args, **kwargs)
+    except AfwpipeError as e:
+        print(f"afwpipe: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -7,10 +7,9 @@ Exit code 1 when a video failed (all others are still processed), unless accept_
 
 from __future__ import annotations
 
-import sys
-
 from afwpipe.config import dataset_and_workspace, load_params, resolve_device
 from afwpipe.detect import DetectConfig, run_detect
+from afwpipe.errors import stage_main
 
 
 def run(params: dict, manifest="data_manifest.yaml", accept_failures: bool = False, names=None,
@@ -30,4 +29,4 @@ def run(params: dict, manifest="data_manifest.yaml", accept_failures: bool = Fal
 
 
 if __name__ == "__main__":
-    sys.exit(run(load_params()))
+    stage_main(run, load_params())

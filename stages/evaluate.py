@@ -7,10 +7,8 @@ report.png (afwpipe/evaluate.py).
 
 from __future__ import annotations
 
-import sys
-
 from afwpipe.config import dataset_and_workspace, load_params
-from afwpipe.errors import AfwpipeError
+from afwpipe.errors import stage_main
 from afwpipe.evaluate import EvalConfig, EvalSummary, run_evaluate
 
 
@@ -23,8 +21,4 @@ def run(params: dict, manifest="data_manifest.yaml") -> EvalSummary:
 
 
 if __name__ == "__main__":
-    try:
-        run(load_params())
-    except AfwpipeError as e:
-        print(f"afwpipe: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    stage_main(run, load_params())

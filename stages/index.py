@@ -7,6 +7,7 @@ Writes: <workdir>/<dataset>/index.json and labels.zarr. Prints the table of inde
 from __future__ import annotations
 
 from afwpipe.config import dataset_and_workspace, load_params
+from afwpipe.errors import stage_main
 from afwpipe.index import build_index, format_table
 
 
@@ -19,4 +20,4 @@ def run(params: dict, manifest="data_manifest.yaml") -> dict:
 
 
 if __name__ == "__main__":
-    run(load_params())
+    stage_main(run, load_params())

@@ -8,10 +8,8 @@ systems.json (afwpipe/postprocess.py).
 
 from __future__ import annotations
 
-import sys
-
 from afwpipe.config import dataset_and_workspace, load_params
-from afwpipe.errors import AfwpipeError
+from afwpipe.errors import stage_main
 from afwpipe.postprocess import PostConfig, PostSummary, run_postprocess
 
 
@@ -25,8 +23,4 @@ def run(params: dict, manifest="data_manifest.yaml", progress: bool = True) -> P
 
 
 if __name__ == "__main__":
-    try:
-        run(load_params())
-    except AfwpipeError as e:
-        print(f"afwpipe: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    stage_main(run, load_params())

@@ -8,10 +8,8 @@ Writes: <workdir>/<dataset>/predictions/<model>.zarr/<video>/{au,expr,va,present
 
 from __future__ import annotations
 
-import sys
-
 from afwpipe.config import dataset_and_workspace, load_params
-from afwpipe.errors import AfwpipeError
+from afwpipe.errors import stage_main
 from afwpipe.predict import PredictConfig, PredictSummary, run_predict
 
 
@@ -27,8 +25,4 @@ def run(params: dict, manifest="data_manifest.yaml", progress: bool = True) -> P
 
 
 if __name__ == "__main__":
-    try:
-        run(load_params())
-    except AfwpipeError as e:
-        print(f"afwpipe: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    stage_main(run, load_params())

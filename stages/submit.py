@@ -9,12 +9,10 @@ Usage: python -m stages.submit
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 from afwpipe.config import dataset_and_workspace, load_params
-from afwpipe.errors import AfwpipeError
+from afwpipe.errors import stage_main
 from afwpipe.submission import TrackSummary, write_submission
 
 
@@ -30,9 +28,4 @@ def run(params: dict, manifest="data_manifest.yaml", out_dir: Path | None = None
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="afwpipe: %(levelname)s: %(message)s")
-    try:
-        run(load_params())
-    except AfwpipeError as e:
-        print(f"afwpipe: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    stage_main(run, load_params())

@@ -9,10 +9,9 @@ Run as ``python -m stages.train --task au --fold 0`` (DVC runs it once per task 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from afwpipe.config import dataset_and_workspace, load_params
-from afwpipe.errors import AfwpipeError
+from afwpipe.errors import stage_main
 from afwpipe.train import TRAIN_TASKS, TrainConfig, TrainResult, train
 
 
@@ -31,8 +30,4 @@ if __name__ == "__main__":
     ap.add_argument("--fold", help="'official' or a fold number; default: params train.fold")
     ap.add_argument("--scene", help="train on one scene subset of the index")
     args = ap.parse_args()
-    try:
-        run(load_params(), args.task, args.fold, args.scene)
-    except AfwpipeError as e:
-        print(f"afwpipe: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    stage_main(run, load_params(), args.task, args.fold, args.scene)
