@@ -134,9 +134,17 @@ class Workspace:
 
 
 def chunk_rows(row_shape: tuple[int, ...], dtype, n_rows: int, min_bytes: int = MIN_CHUNK_BYTES) -> int:
-    """Rows per inner chunk: the fewest rows holding ``min_bytes``, at most ``n_rows`` (>= 1)."""
+    """Rows per inner chunk: at least ``min_bytes`` per chunk, with ``n_rows`` split as evenly as possible.
+
+    The whole array when it holds less than ``min_bytes``. Otherwise ``n_rows`` is cut into
+    ``n_rows // min_rows`` equal chunks, so the last chunk is nearly full: an uncompressed partial
+    chunk is stored at full size.
+    """
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
-    return max(1, min(max(1, n_rows), math.ceil(min_bytes / row_bytes)))
+    min_rows = math.ceil(min_bytes / row_bytes)
+    if n_rows <= min_rows:
+        return max(1, n_rows)
+    return math.ceil(n_rows / (n_rows // min_rows))
 
 
 def shard_rows(row_shape: tuple[int, ...], dtype, n_rows: int, chunk: int,
