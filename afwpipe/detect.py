@@ -11,13 +11,10 @@ redone from scratch for that video and skipped for the finished ones.
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -29,13 +26,12 @@ from . import store
 from .errors import VideoError
 from .faces import align_faces, create_detector
 from .faces.select import FaceSelector
-from .runner import run_videos, scheduler_address
+from .runner import StageSummary, VideoResult, prefetch, run_videos, scheduler_address
 from .video import iter_frames, probe_video, read_audio
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # Hz; every audio encoder of DESIGN.md takes 16 kHz mono
-_END = object()
 
 
 @dataclass
@@ -66,19 +62,6 @@ class DetectConfig:
                 "detector_config": detector_cfg or {}}
 
 
-@dataclass
-class VideoResult:
-    """Summary of one video of the face stage."""
-
-    name: str
-    frames: int = 0
-    present: int = 0
-    seconds: float = 0.0
-    skipped: bool = False
-    error: str | None = None
-    audio: bool = False
-
-
 def _batches(path: Path, batch_size: int):
     """Yield ``(times, frames uint8 [B,H,W,3])``; a size change inside a video starts a new batch."""
     buf, times = [], []
@@ -90,37 +73,6 @@ def _batches(path: Path, batch_size: int):
         times.append(t)
     if buf:
         yield times, np.stack(buf)
-
-
-def prefetch(gen, maxsize: int):
-    """Run generator ``gen`` in a thread, yielding its items through a bounded queue (errors re-raised)."""
-    q: queue.Queue = queue.Queue(maxsize=maxsize)
-    stop = threading.Event()
-
-    def work():
-        try:
-            for item in gen:
-                if stop.is_set():
-                    return
-                q.put(item)
-            q.put(_END)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            q.put(e)
-
-    th = threading.Thread(target=work, daemon=True)
-    th.start()
-    try:
-        while (item := q.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while th.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                th.join(0.05)
 
 
 def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -314,32 +266,6 @@ class FaceStage:
         store.write_time_array(g, "wave", wave, dims=("sample",))
         store.mark_complete(g, present=present, seconds=len(wave) / SAMPLE_RATE)
         return present
-
-
-@dataclass
-class StageSummary:
-    """Per-video results of a stage run, its one-line summary and its failures file."""
-
-    stage: str = "detect"
-    results: list[VideoResult] = field(default_factory=list)
-    weights: str | None = None  # weights identity of the model that ran (extract)
-
-    @property
-    def failures(self) -> list[VideoResult]:
-        return [r for r in self.results if r.error]
-
-    def line(self) -> str:
-        done = [r for r in self.results if not r.skipped and not r.error]
-        frames = sum(r.frames for r in done)
-        secs = sum(r.seconds for r in done)
-        present = sum(r.present for r in done)
-        rate = f" at {frames / secs:.1f} frames/s" if secs else ""
-        return (f"{self.stage}: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
-                f"{len(self.failures)} failed; {frames} frames{rate}, present in {present}/{frames} frames")
-
-    def write_failures(self, path: Path) -> None:
-        """Write ``[{name, error}]`` of the failed videos (an empty list when none failed)."""
-        path.write_text(json.dumps([{"name": r.name, "error": r.error} for r in self.failures], indent=1) + "\n")
 
 
 def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None = None,

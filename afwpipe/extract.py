@@ -24,10 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .detect import StageSummary, VideoResult, prefetch
 from .encoders import create_encoder, is_encoder
 from .errors import AfwpipeError, VideoError
-from .runner import run_videos, scheduler_address
+from .runner import StageSummary, VideoResult, prefetch, run_videos, scheduler_address
 
 log = logging.getLogger(__name__)
 
