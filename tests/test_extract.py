@@ -163,3 +163,15 @@ def test_cli_encoders_lists_registry_and_offline_availability():
     rows = {line.split()[0]: line.split() for line in res.output.splitlines()[1:]}
     assert rows["logmel"][1:4] == ["audio", "80", "yes"] and rows["mae"][1:3] == ["visual", "768"]
     assert {"convnext", "whisper", "hubert", "wav2vec2", "mini_xception", "timm:<model_id>"} <= set(rows)
+
+
+@pytest.mark.sample
+def test_sample_mini_xception_logits_read_crying_as_sad_and_laughing_as_happy(sample_workspace):
+    """WolfgangLanger_Pexels: crying in frames 0-140, laughing in 300-470 (checked on a contact sheet);
+    the stored 7 logits (after the 128-d features) of the aligned crops say so."""
+    g = zarr.open_group(str(sample_workspace.features("mini_xception")), mode="r")["WolfgangLanger_Pexels"]
+    logits = g["emb"][...].astype(np.float32)[:, 128:]
+    classes = g.attrs["encoder_config"]["classes"]
+    votes = {span: np.bincount(logits[slice(*span)].argmax(1), minlength=7) for span in ((0, 140), (300, 470))}
+    assert classes[votes[(0, 140)].argmax()] == "sad" and votes[(0, 140)].max() > 0.8 * 140
+    assert classes[votes[(300, 470)].argmax()] == "happy" and votes[(300, 470)].max() > 0.8 * 170
