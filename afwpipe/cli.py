@@ -67,6 +67,13 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
     ctx.obj = {"params": params, "manifest": manifest}
 
 
+def _override(obj: dict, section: str, **values) -> dict:
+    """Set the options the user gave (not None) in params section ``section``; return the section."""
+    p = obj["params"].setdefault(section, {})
+    p.update({k: v for k, v in values.items() if v is not None})
+    return p
+
+
 _scheduler_option = click.option(
     "--scheduler", default=None,
     help="Dask scheduler address (tcp://host:8786): one task per video on that cluster; GPU tasks need workers "
@@ -129,11 +136,8 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
     """
     from stages import detect
 
-    p = obj["params"]["detect"]
-    for key, val in {"detector": detector, "size": size, "batch_size": batch_size, "device": device,
-                     "weights": weights, "use_cropped": use_cropped}.items():
-        if val is not None:
-            p[key] = val
+    _override(obj, "detect", detector=detector, size=size, batch_size=batch_size, device=device,
+              weights=weights, use_cropped=use_cropped)
     sys.exit(detect.run(obj["params"], obj["manifest"], accept_failures=accept_failures,
                         names=list(names) or None, scheduler=scheduler))
 
@@ -163,11 +167,7 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
     """
     from stages import extract
 
-    p = obj["params"]["extract"]
-    if batch_size is not None:
-        p["batch_size"] = batch_size
-    if device is not None:
-        p["device"] = device
+    p = _override(obj, "extract", batch_size=batch_size, device=device)
     code = 0
     for enc in encoders or p["encoders"]:
         code |= extract.run(obj["params"], enc, obj["manifest"], weights=weights, accept_failures=accept_failures,
@@ -197,10 +197,7 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device):
     """
     from stages import train
 
-    section = obj["params"].setdefault("train", {})
-    for key, value in (("head", head), ("features", features), ("epochs", epochs), ("device", device)):
-        if value is not None:
-            section[key] = value
+    _override(obj, "train", head=head, features=features, epochs=epochs, device=device)
     train.run(obj["params"], task=task, fold=fold, scene=scene, manifest=obj["manifest"])
 
 
@@ -251,10 +248,7 @@ def predict_cmd(obj, batch_size, device):
     """
     from stages import predict
 
-    p = obj["params"].setdefault("predict", {})
-    for key, value in (("batch_size", batch_size), ("device", device)):
-        if value is not None:
-            p[key] = value
+    _override(obj, "predict", batch_size=batch_size, device=device)
     predict.run(obj["params"], obj["manifest"])
 
 
@@ -279,13 +273,11 @@ def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes):
     """
     from stages import postprocess
 
-    p = obj["params"].setdefault("postprocess", {})
+    p = _override(obj, "postprocess", au_thresholds=thresholds, ensemble=ensemble,
+                  scenes=False if no_scenes else None)
     if smooth_method is not None:
         for track in ("au", "expr", "va"):
             p.setdefault("smooth", {}).setdefault(track, {})["method"] = smooth_method
-    for key, value in (("au_thresholds", thresholds), ("ensemble", ensemble), ("scenes", False if no_scenes else None)):
-        if value is not None:
-            p[key] = value
     postprocess.run(obj["params"], obj["manifest"])
 
 
@@ -304,10 +296,7 @@ def evaluate_cmd(obj, plot_system, trace_video):
     """
     from stages import evaluate
 
-    p = obj["params"].setdefault("evaluate", {})
-    for key, value in (("plot_system", plot_system), ("trace_video", trace_video)):
-        if value is not None:
-            p[key] = value
+    _override(obj, "evaluate", plot_system=plot_system, trace_video=trace_video)
     evaluate.run(obj["params"], obj["manifest"])
 
 
@@ -335,11 +324,7 @@ def submit_cmd(obj, system, splits, example_au, example_expr, example_va, out):
     """
     from stages import submit
 
-    p = obj["params"].setdefault("submit", {})
-    if system is not None:
-        p["system"] = system
-    if splits:
-        p["splits"] = list(splits)
+    p = _override(obj, "submit", system=system, splits=list(splits) or None)
     examples = dict(p.get("examples") or {})
     for track, path in (("au", example_au), ("expr", example_expr), ("va", example_va)):
         if path is not None:
