@@ -116,8 +116,11 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
                 lab = _empty_labels(task, info.n_frames)
             store.write_time_array(g, task, lab)
             labelled[task] = int(valid_mask(lab, task).sum())
+        # per track: the official split where the track annotates the name; unlabelled videos are test
+        splits = {t: (split if t in files else None) for t in TASKS} if files else {t: UNLABELLED for t in TASKS}
         rec = {
             "name": name, "video": video, "path": _rel(Path(info.path)), "side": side, "split": split,
+            "splits": splits,
             "fold": folds.get(video, -1), **{k: v for k, v in info.to_dict().items() if k != "path"},
             "annotation_frames": ann_frames, "labelled": labelled,
             "files": {t: _rel(f) for t, f in files.items()},
