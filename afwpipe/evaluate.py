@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .clips import load_labels
+from .readers import load_labels
 from .datasets.affwild2 import valid_mask
 from .errors import PredictError
 from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES

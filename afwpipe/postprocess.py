@@ -51,7 +51,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, post, store
-from .clips import load_labels
+from .readers import load_labels
 from .datasets.affwild2 import valid_mask
 from .errors import PredictError
 from .predict import read_prediction, read_predictions_index

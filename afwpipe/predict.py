@@ -43,7 +43,8 @@ import torch
 from tqdm import tqdm
 
 from . import __version__, store
-from .clips import ClipDataset, ZarrFeatures
+from .clips import ClipDataset
+from .readers import ZarrFeatures
 from .config import resolve_device
 from .errors import PredictError
 from .labels import TASKS

@@ -32,7 +32,8 @@ import torch
 from tqdm import tqdm
 
 from . import __version__, store
-from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, ZarrFeatures, load_labels
+from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset
+from .readers import ZarrFeatures, load_labels
 from .config import resolve_device
 from .datasets.affwild2 import valid_mask
 from .errors import TrainError

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from afwpipe import store
-from afwpipe.clips import ArrayFeatures, ClipDataset, ZarrFeatures, load_labels
+from afwpipe.clips import ClipDataset
+from afwpipe.readers import ArrayFeatures, ZarrFeatures, load_labels
 from afwpipe.heads import create_head
 from afwpipe.losses import au_pos_weights
 from afwpipe.train import train_epoch

@@ -11,7 +11,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from afwpipe import store
-from afwpipe.clips import ArrayFeatures, ClipDataset, LRUCache, ZarrFeatures, clip_starts, load_labels
+from afwpipe.clips import ClipDataset, LRUCache, clip_starts
+from afwpipe.readers import ArrayFeatures, ZarrFeatures, load_labels
 from afwpipe.errors import TrainError
 
 LATENT = 4

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from afwpipe import store
-from afwpipe.clips import ClipDataset, ZarrFeatures, load_labels
+from afwpipe.clips import ClipDataset
+from afwpipe.readers import ZarrFeatures, load_labels
 from afwpipe.errors import PredictError
 from afwpipe.predict import PredictConfig, evaluation_videos, find_models, read_prediction, read_predictions_index, \
     run_predict

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from afwpipe import store
-from afwpipe.clips import ClipDataset, ZarrFeatures, load_labels
+from afwpipe.clips import ClipDataset
+from afwpipe.readers import ZarrFeatures, load_labels
 from afwpipe.errors import TrainError
 from afwpipe.labels import EXPR_NAMES
 from afwpipe.metrics import f1_binary

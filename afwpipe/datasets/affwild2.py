@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnnotationError, DatasetError
-from ..labels import AU_NAMES, TASKS
+from ..labels import AU_NAMES, TASKS, valid_mask  # noqa: F401  (valid_mask: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -241,13 +241,6 @@ def align_length(labels: np.ndarray, n_frames: int, task: str, source: str = "")
     log.warning("%s: %d annotated frames but the video decodes to %d; padded with %g", source, t, n_frames, invalid)
     pad = np.full((n_frames - t,) + labels.shape[1:], invalid, dtype=labels.dtype)
     return np.concatenate([labels, pad])
-
-
-def valid_mask(labels: np.ndarray, task: str) -> np.ndarray:
-    """Boolean ``[T]`` mask of frames with a valid label (AU: all 12 values valid; VA: both valid)."""
-    _, _, invalid = TASKS[task]
-    ok = labels != invalid
-    return ok if ok.ndim == 1 else ok.all(axis=1)
 
 
 __all__ = ["AU_NAMES", "AnnotationEntry", "align_length", "find_challenge_dirs", "find_videos",

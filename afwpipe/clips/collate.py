@@ -1,0 +1,74 @@
+"""Stack clips cut from whole-video arrays into one batch of tensors.
+
+A batch is a dict:
+
+- ``x``: encoder -> ``[B, K, D]`` float32 features (standardised when stats are given; padding is 0)
+- ``present``: encoder -> ``[B, K]`` bool, False where the modality is missing (no face / no audio) or padded
+- ``mask``: ``[B, K]`` bool, True on real frames (False on padding)
+- ``labels``: ``au [B, K, 12]`` int64, ``expr [B, K]`` int64, ``va [B, K, 2]`` float32 with the invalid
+  markers of :mod:`afwpipe.labels` on invalid and padded frames
+- ``valid``: task -> ``[B, K]`` bool (valid label and real frame)
+- ``video``: ``[B]`` int64 index into the dataset's names; ``start``: ``[B]`` int64 first frame
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..labels import TASKS, valid_mask
+from .stats import standardize
+
+
+def collate(clips: np.ndarray, k: int, dims: Mapping[str, int], n_frames: Sequence[int],
+            video: Callable[[int], Mapping[str, tuple[np.ndarray, np.ndarray]]],
+            labels: Callable[[int], Mapping[str, np.ndarray]], tasks: Sequence[str],
+            stats: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict:
+    """The batch of clip rows ``clips [B, 2]`` (video index, start frame).
+
+    Args:
+        k: clip length; dims: encoder -> feature dim; n_frames: frames per video index.
+        video: video index -> encoder -> ``(emb [T, D], present [T])`` (whole video).
+        labels: video index -> task -> label array ``[T, ...]``.
+        stats: encoder -> float32 ``(mean [D], std [D])``, or None for raw features.
+    """
+    b = len(clips)
+    x = {e: np.zeros((b, k, d), np.float32) for e, d in dims.items()}
+    present = {e: np.zeros((b, k), bool) for e in dims}
+    mask = np.zeros((b, k), bool)
+    lab = {}
+    for task in tasks:
+        _, cols, invalid = TASKS[task]
+        shape = (b, k) if task == "expr" else (b, k, len(cols))
+        lab[task] = np.full(shape, invalid, np.float32 if task == "va" else np.int64)
+    for row, (v, s) in enumerate(clips):
+        n = min(k, n_frames[v] - s)
+        mask[row, :n] = True
+        for enc, (emb, pres) in video(int(v)).items():
+            x[enc][row, :n] = emb[s:s + n]
+            present[enc][row, :n] = pres[s:s + n]
+        video_labels = labels(int(v))
+        for task in tasks:
+            lab[task][row, :n] = video_labels[task][s:s + n]
+    if stats is not None:
+        for enc in dims:
+            standardize(x[enc], present[enc], *stats[enc])
+    valid = {t: valid_mask(lab[t], t) & mask for t in tasks}
+    return {
+        "x": {e: torch.from_numpy(a) for e, a in x.items()},
+        "present": {e: torch.from_numpy(a) for e, a in present.items()},
+        "mask": torch.from_numpy(mask),
+        "labels": {t: torch.from_numpy(a) for t, a in lab.items()},
+        "valid": {t: torch.from_numpy(a) for t, a in valid.items()},
+        "video": torch.from_numpy(clips[:, 0].copy()),
+        "start": torch.from_numpy(clips[:, 1].copy()),
+    }
+
+
+def unbatch(batch):
+    """The first item of every tensor of a batch (a single clip without the leading B dimension)."""
+    if isinstance(batch, dict):
+        return {k: unbatch(v) for k, v in batch.items()}
+    return batch[0]

@@ -1,0 +1,145 @@
+"""Readers of the stores that :mod:`afwpipe.store` lays out: labels and features, read whole-video at a
+time (Zarr costs ~3.5 ms of per-call overhead for a small read, so clips are cut in memory; docs/stores.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from . import store
+from .errors import TrainError
+from .labels import TASKS
+
+#: feature-group attributes that describe one video, not the encoder (left out of the identity)
+PER_VIDEO_ATTRS = {store.COMPLETE, "video", "n_frames", "present_frames"}
+
+
+def available_encoders(ws: store.Workspace) -> list[str]:
+    """Names of the feature stores of workspace ``ws`` (``features/<name>.zarr``), sorted."""
+    d = ws.features_dir
+    return sorted(p.name[: -len(".zarr")] for p in d.glob("*.zarr") if p.is_dir()) if d.is_dir() else []
+
+
+class ZarrFeatures:
+    """The feature stores ``features/<encoder>.zarr`` of a workspace, read whole-video at a time.
+
+    Args:
+        ws: the workspace.
+        encoders: encoder names, in concatenation order.
+
+    Attributes:
+        reads: number of array reads done so far (one per video, encoder and array).
+
+    Raises:
+        TrainError: an encoder has no store (the message lists the stores that exist).
+    """
+
+    def __init__(self, ws: store.Workspace, encoders: Sequence[str]):
+        if not encoders:
+            raise TrainError("no encoder given: name at least one feature store (e.g. mini_xception)")
+        self.ws = ws
+        self.encoders = list(encoders)
+        self.paths = {e: ws.features(e) for e in self.encoders}
+        missing = [e for e, p in self.paths.items() if not p.is_dir()]
+        if missing:
+            have = available_encoders(ws)
+            raise TrainError(
+                f"no feature store for encoder{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                f"in {ws.features_dir}; stores that exist: {', '.join(have) or '(none)'} "
+                f"(run `afwpipe extract --encoder {missing[0]}`)")
+        self._groups = {e: store.open_store(p, "r") for e, p in self.paths.items()}
+        self.reads = 0
+
+    def _check(self, enc: str, name: str) -> None:
+        if not store.is_complete(self.paths[enc], name):
+            raise TrainError(f"{self.paths[enc]}: no complete features of video {name!r} "
+                             f"(run `afwpipe extract --encoder {enc}`)")
+
+    def shape(self, enc: str, name: str) -> tuple[int, int]:
+        """``(T, D)`` of ``emb`` of video ``name`` (metadata only, no data read)."""
+        self._check(enc, name)
+        t, d = self._groups[enc][f"{name}/emb"].shape
+        return int(t), int(d)
+
+    def identity(self, enc: str, names: Sequence[str]) -> dict:
+        """Provenance of the encoder's features (``encoder``, ``modality``, ``dim``, ``weights``,
+        ``encoder_config``, …: the video group attributes without per-video ones like ``video``).
+
+        Raises:
+            TrainError: the videos ``names`` were extracted with different weights or encoder configs.
+        """
+        first = None
+        for name in names:
+            attrs = {k: v for k, v in self._groups[enc][name].attrs.items() if k not in PER_VIDEO_ATTRS}
+            if first is None:
+                first, first_name = attrs, name
+            elif any(attrs.get(k) != first.get(k) for k in ("weights", "encoder_config", "dim")):
+                raise TrainError(f"{self.paths[enc]}: videos {first_name!r} and {name!r} were extracted with "
+                                 f"different weights/configs ({first.get('weights')} vs {attrs.get('weights')}); "
+                                 f"re-extract with one setting")
+        return first or {}
+
+    def load(self, enc: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Whole ``emb [T, D]`` (stored dtype, float16) and ``present [T]`` bool of video ``name``."""
+        self._check(enc, name)
+        g = self._groups[enc][name]
+        emb = g["emb"][...]
+        self.reads += 1
+        if "present" in g:
+            present = np.asarray(g["present"][...], dtype=bool)
+            self.reads += 1
+        else:
+            present = np.ones(len(emb), dtype=bool)
+        return emb, present
+
+
+class ArrayFeatures:
+    """Features already in memory, with the interface of :class:`ZarrFeatures` (tests, benchmarks).
+
+    Args:
+        arrays: encoder -> video name -> ``(emb [T, D], present [T] bool)``.
+        identities: encoder -> provenance attributes (default ``{"encoder": name, "dim": D}``).
+    """
+
+    def __init__(self, arrays: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                 identities: Mapping[str, dict] | None = None):
+        self.arrays = arrays
+        self.encoders = list(arrays)
+        self.identities = dict(identities or {})
+        self.reads = 0
+
+    def shape(self, enc: str, name: str) -> tuple[int, int]:
+        if name not in self.arrays[enc]:
+            raise TrainError(f"encoder {enc!r}: no features of video {name!r}")
+        t, d = self.arrays[enc][name][0].shape
+        return int(t), int(d)
+
+    def identity(self, enc: str, names: Sequence[str]) -> dict:
+        return self.identities.get(enc, {"encoder": enc, "dim": self.shape(enc, names[0])[1]})
+
+    def load(self, enc: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        self.reads += 1
+        return self.arrays[enc][name]
+
+
+def load_labels(ws: store.Workspace, names: Sequence[str], tasks: Sequence[str] = tuple(TASKS)
+                ) -> dict[str, dict[str, np.ndarray]]:
+    """Whole label arrays of ``names`` from ``labels.zarr``: name -> task -> ``au [T,12] int8`` /
+    ``expr [T] int8`` / ``va [T,2] float32`` (invalid markers as stored).
+
+    Raises:
+        TrainError: a video has no labels group (the index and labels.zarr disagree).
+    """
+    root = store.open_store(ws.labels, "r")
+    out = {}
+    for name in names:
+        if name not in root:
+            raise TrainError(f"{ws.labels}: no labels of video {name!r}; rerun `afwpipe index`")
+        g = root[name]
+        out[name] = {t: g[t][...] for t in tasks}
+    return out
+
+
+__all__ = ["ArrayFeatures", "ZarrFeatures", "available_encoders", "load_labels"]
