@@ -48,12 +48,3 @@ def dataset_and_workspace(params: dict, manifest: str | Path = DEFAULT_MANIFEST)
     ds = params["dataset"]
     spec = dataset_spec(ds["name"], manifest, root=ds.get("root"))
     return spec, Workspace(Path(params["workdir"]) / spec.name)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other values pass through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

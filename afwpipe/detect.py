@@ -24,14 +24,16 @@ from tqdm import tqdm
 
 from . import store
 from .errors import VideoError
+from .labels import AUDIO_SAMPLE_RATE
 from .faces import align_faces, create_detector
 from .faces.select import FaceSelector
-from .runner import StageSummary, VideoResult, prefetch, run_videos, scheduler_address
+from .prefetch import prefetch
+from .results import RunSummary, VideoResult
+from .runner import run_videos, scheduler_address
 from .video import iter_frames, probe_video, read_audio
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000  # Hz; every audio encoder of DESIGN.md takes 16 kHz mono
 
 
 @dataclass
@@ -132,8 +134,9 @@ def _fill_absent(crops, present: np.ndarray) -> None:
         crops[a:b] = np.broadcast_to(crops[src], (b - a,) + crops.shape[1:])
 
 
-class FaceStage:
-    """Runs the face stage on videos of one workspace; one detector instance is reused across videos."""
+class FaceWorker:
+    """The per-video worker of the face step: detects, aligns and writes one video at a time; one detector
+    instance is reused across videos."""
 
     def __init__(self, ws: store.Workspace, cfg: DetectConfig, progress: bool = True,
                  cropped_root: Path | None = None):
@@ -258,18 +261,18 @@ class FaceStage:
                    "times": t - t_first}
 
     def _write_audio(self, name: str, path: Path, rec: dict) -> bool:
-        wave = read_audio(path, SAMPLE_RATE)
+        wave = read_audio(path, AUDIO_SAMPLE_RATE)
         present = wave is not None
         if wave is None:
-            wave = np.zeros(int(round(rec.get("duration", 0) * SAMPLE_RATE)), np.float32)
-        g = store.begin_video(self.ws.audio, name, {"video": str(path), "sample_rate": SAMPLE_RATE})
+            wave = np.zeros(int(round(rec.get("duration", 0) * AUDIO_SAMPLE_RATE)), np.float32)
+        g = store.begin_video(self.ws.audio, name, {"video": str(path), "sample_rate": AUDIO_SAMPLE_RATE})
         store.write_time_array(g, "wave", wave, dims=("sample",))
-        store.mark_complete(g, present=present, seconds=len(wave) / SAMPLE_RATE)
+        store.mark_complete(g, present=present, seconds=len(wave) / AUDIO_SAMPLE_RATE)
         return present
 
 
 def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None = None,
-               progress: bool = True, scheduler: str | None = None) -> StageSummary:
+               progress: bool = True, scheduler: str | None = None) -> RunSummary:
     """Run the face stage on every indexed video (or ``names``) of ``ws``; one failure never stops the others.
 
     With ``scheduler`` (a Dask scheduler address) each video is one task on the cluster
@@ -285,8 +288,8 @@ def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None =
     if scheduler_address(scheduler):
         for path in (ws.faces, ws.audio):
             store.open_store(path, "a")  # create the roots once, before concurrent writers
-    factory = partial(FaceStage, ws, cfg, progress and scheduler is None, cropped)
-    summary = StageSummary()
+    factory = partial(FaceWorker, ws, cfg, progress and scheduler is None, cropped)
+    summary = RunSummary()
     summary.results = run_videos(factory, recs, "detect", progress, scheduler, gpu=cfg.device.startswith("cuda"))
     summary.write_failures(ws.root / "detect_failures.json")
     return summary

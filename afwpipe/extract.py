@@ -26,7 +26,10 @@ from tqdm import tqdm
 from . import store
 from .encoders import create_encoder, is_encoder
 from .errors import AfwpipeError, VideoError
-from .runner import StageSummary, VideoResult, prefetch, run_videos, scheduler_address
+from .labels import AUDIO_SAMPLE_RATE
+from .prefetch import prefetch
+from .results import RunSummary, VideoResult
+from .runner import run_videos, scheduler_address
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def _check_finite(emb: np.ndarray, encoder: str, name: str, offset: int = 0) -> 
         raise AfwpipeError(f"{encoder} on {name}: NaN/Inf features at frame {offset + int(np.argmax(bad))}")
 
 
-class EncoderStage:
+class EncoderWorker:
     """Runs one encoder over the videos of a workspace (the model is built once)."""
 
     def __init__(self, ws: store.Workspace, cfg: ExtractConfig, progress: bool = True):
@@ -130,7 +133,7 @@ class EncoderStage:
             return np.zeros(n, bool)
         feats = self.encoder.encode_audio(wave, times)
         _check_finite(feats, self.cfg.encoder, name)
-        present = times < wave.size / audio.attrs.get("sample_rate", 16000)
+        present = times < wave.size / audio.attrs.get("sample_rate", AUDIO_SAMPLE_RATE)
         feats[~present] = 0.0
         if feats.shape != (n, dim):
             raise AfwpipeError(f"{self.cfg.encoder} on {name}: got features {feats.shape}, expected {(n, dim)}")
@@ -139,7 +142,7 @@ class EncoderStage:
 
 
 def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None = None,
-                progress: bool = True, scheduler: str | None = None) -> StageSummary:
+                progress: bool = True, scheduler: str | None = None) -> RunSummary:
     """Run one encoder on every indexed video (or ``names``); one failing video never stops the others.
 
     With ``scheduler`` (a Dask scheduler address) each video is one task on the cluster
@@ -155,8 +158,8 @@ def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None
     recs = [r for r in index["videos"] if names is None or r["name"] in names]
     if scheduler_address(scheduler):
         store.open_store(ws.features(cfg.encoder), "a")  # create the root once, before concurrent writers
-    factory = partial(EncoderStage, ws, cfg, progress and scheduler is None)
-    summary = StageSummary(stage=f"extract {cfg.encoder}")
+    factory = partial(EncoderWorker, ws, cfg, progress and scheduler is None)
+    summary = RunSummary(stage=f"extract {cfg.encoder}")
     summary.results = run_videos(factory, recs, f"extract-{cfg.encoder}", progress, scheduler,
                                  gpu=cfg.device.startswith("cuda"))
     done = [r for r in recs if store.is_complete(ws.features(cfg.encoder), r["name"])]

@@ -13,7 +13,7 @@ a scene head keeps only the videos of its scene (``index["scenes"]``). Videos wi
 
 How: clips of the checkpoint's K frames every ``eval_stride`` frames (its training config), standardised with
 the checkpoint's training statistics, outputs averaged per frame over the overlapping clips
-(:func:`afwpipe.train.predict`, :func:`afwpipe.post.window_average`); sigmoid for AU, softmax for EXPR.
+(:func:`afwpipe.inference.predict_frames`); sigmoid for AU, softmax for EXPR.
 
 Output (:attr:`Workspace.predictions_dir`)::
 
@@ -44,12 +44,12 @@ from tqdm import tqdm
 
 from . import __version__, store
 from .clips import ClipDataset
-from .readers import ZarrFeatures
-from .config import resolve_device
+from .device import resolve_device
 from .errors import PredictError
-from .labels import TASKS
-from .train import TRAIN_TASKS, checkpoint_stats, load_model, parse_fold
-from .train import predict as predict_frames
+from .inference import checkpoint_stats, load_model, predict_frames
+from .labels import TASKS, TRAIN_TASKS
+from .readers import ZarrFeatures
+from .store import parse_fold
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class PredictSummary:
 
 def predict_model(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str = "cpu",
                   batch_size: int = 32, who: str = "head") -> dict[str, dict[str, np.ndarray]]:
-    """Outputs of a loaded head (:func:`afwpipe.train.load_model`) on videos ``names``: name -> task ->
+    """Outputs of a loaded head (:func:`afwpipe.inference.load_model`) on videos ``names``: name -> task ->
     ``[T, C]`` float64 (see the module docstring); clips of the checkpoint's K and ``eval_stride``.
 
     Raises:

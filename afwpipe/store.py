@@ -43,6 +43,7 @@ import numpy as np
 import zarr
 
 from . import __version__
+from .errors import TrainError
 
 MIN_CHUNK_BYTES = 1 << 20
 MAX_SHARD_BYTES = 16 << 20
@@ -291,3 +292,19 @@ def mark_complete(group: zarr.Group, **attrs) -> None:
 def read_array(path: Path, name: str, array: str) -> np.ndarray:
     """Read one whole array ``<path>/<name>/<array>`` into memory."""
     return open_store(path, "r")[f"{name}/{array}"][...]
+
+
+def parse_fold(fold) -> str | int:
+    """A fold as it names a model folder (``models/<task>-<head>-<fold>``): ``"official"`` or a fold number
+    (int, or a string of digits).
+
+    Raises:
+        TrainError: anything else.
+    """
+    if isinstance(fold, (int, np.integer)) and not isinstance(fold, bool):
+        return int(fold)
+    if isinstance(fold, str) and fold.strip().lstrip("-").isdigit():
+        return int(fold)
+    if fold == "official":
+        return fold
+    raise TrainError(f"fold must be 'official' or a fold number, got {fold!r}")

@@ -3,7 +3,8 @@
 Recipe (DESIGN.md, Heads and training; Netease Fuxi ABAW5/6, USTC ABAW8): clips of K=100 frames with
 stride K/2, AdamW (lr 1e-4, weight decay 1e-2), batch 32, masked losses of :mod:`afwpipe.losses` with
 class weights from the training labels, early stopping on the validation score. Validation predicts
-every frame: overlapping clips (``eval_stride``, default K/2) averaged per frame (:func:`post.window_average`).
+every frame: overlapping clips (``eval_stride``, default K/2) averaged per frame
+(:func:`afwpipe.inference.predict_frames`).
 
 Validation score: ``au`` mean F1 over 12 AUs (threshold 0.5), ``expr`` macro F1 over 8 classes, ``va``
 mean CCC of valence and arousal, ``mtl`` the mean of the three.
@@ -31,20 +32,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__, store
+from . import store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset
-from .readers import ZarrFeatures, load_labels
-from .config import resolve_device
-from .datasets.affwild2 import valid_mask
+from .device import autocast, resolve_device
 from .errors import TrainError
 from .heads import create_head, is_head, list_heads
-from .labels import AU_NAMES, EXPR_NAMES
+from .inference import predict_frames, save_checkpoint, to_device
+from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRAIN_TASKS, valid_mask
 from .losses import au_pos_weights, expr_class_weights, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
-from .post import window_average
+from .readers import ZarrFeatures, load_labels
+from .store import parse_fold
 
-TRAIN_TASKS = ("au", "expr", "va", "mtl")
-HEAD_TASKS = {"au": ("au",), "expr": ("expr",), "va": ("va",), "mtl": ("au", "expr", "va")}
 
 
 @dataclass
@@ -137,17 +136,6 @@ class TrainConfig:
         return "-".join([self.task, self.head, str(self.fold)] + ([self.scene] if self.scene else []))
 
 
-def parse_fold(fold) -> str | int:
-    """``"official"`` or a fold number (int, or a string of digits)."""
-    if isinstance(fold, (int, np.integer)) and not isinstance(fold, bool):
-        return int(fold)
-    if isinstance(fold, str) and fold.strip().lstrip("-").isdigit():
-        return int(fold)
-    if fold == "official":
-        return fold
-    raise TrainError(f"fold must be 'official' or a fold number, got {fold!r}")
-
-
 def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:
     """Training and validation video names for ``fold`` (see the module docstring).
 
@@ -185,43 +173,6 @@ def _require_labels(labels: dict, names: list[str], tasks, side: str, where: str
         if n == 0:
             raise TrainError(f"{where}: no labelled {task.upper()} frame in the {side} videos "
                              f"({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: _to(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-@torch.no_grad()
-def predict(head: torch.nn.Module, ds: ClipDataset, device: torch.device | str = "cpu",
-            batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
-    """Per-frame predictions of every video of ``ds``: overlapping clips averaged per frame.
-
-    Returns:
-        name -> task -> ``au [T, 12]`` probabilities (sigmoid), ``expr [T, 8]`` probabilities (softmax),
-        ``va [T, 2]`` values; float64.
-    """
-    device = torch.device(device)
-    was_training = head.training
-    head.eval()
-    windows: dict[int, dict[str, list]] = {}
-    for batch in ds.batches(batch_size):
-        b = _to(batch, device)
-        with _autocast(device):
-            out = head(b["x"], b["mask"])
-        probs = {"au": lambda o: torch.sigmoid(o), "expr": lambda o: torch.softmax(o, -1), "va": lambda o: o}
-        out = {t: probs[t](o.float()).cpu().numpy() for t, o in out.items()}
-        for row, (v, s) in enumerate(zip(batch["video"].tolist(), batch["start"].tolist())):
-            w = windows.setdefault(v, {t: [] for t in out})
-            for t, o in out.items():
-                w[t].append((s, o[row]))
-    head.train(was_training)
-    return {ds.names[v]: {t: window_average(w, ds.n_frames[v]) for t, w in ws.items()} for v, ws in windows.items()}
 
 
 def score(preds: dict[str, dict[str, np.ndarray]], labels: dict, tasks) -> dict:
@@ -265,8 +216,8 @@ def train_epoch(head: torch.nn.Module, ds: ClipDataset, opt: torch.optim.Optimiz
     head.train()
     total, n_batches = 0.0, 0
     for batch in ds.batches(batch_size, shuffle=True, rng=rng):
-        b = _to(batch, device)
-        with _autocast(device):
+        b = to_device(batch, device)
+        with autocast(device):
             out = head(b["x"], b["mask"])
         loss, _ = mtl_loss({t: o.float() for t, o in out.items()}, b["labels"], b["mask"], task_weights=task_weights,
                            au_pos_weight=au_pos_weight, expr_class_weight=expr_class_weight)
@@ -314,12 +265,6 @@ def _deterministic():
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
-def _stats_to_ckpt(stats):
-    if stats is None:
-        return None
-    return {e: {"mean": torch.from_numpy(m), "std": torch.from_numpy(s)} for e, (m, s) in stats.items()}
-
-
 def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir: Path | None = None) -> TrainResult:
     """Train ``cfg.head`` on the features of workspace ``ws`` and write the checkpoint and metrics.
 
@@ -365,7 +310,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         for epoch in bar:
             loss = train_epoch(head, train_ds, opt, rng, device, cfg.batch_size, task_weights=cfg.task_weights,
                                au_pos_weight=pos_w, expr_class_weight=cls_w, where=f"{cfg.run_name}, epoch {epoch}")
-            val = score(predict(head, val_ds, device, cfg.batch_size), labels, tasks)
+            val = score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks)
             history.append({"epoch": epoch, "loss": loss, **val})
             if best is None or val["score"] > best["score"]:
                 best, best_epoch, stale = val, epoch, 0
@@ -380,22 +325,10 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
 
     out_dir = Path(out_dir) if out_dir is not None else ws.models / cfg.run_name
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = {
-        "state_dict": best_state,
-        "config": asdict(cfg),
-        "in_dims": dict(train_ds.dims),
-        "tasks": list(tasks),
-        "encoders": [{"name": e, **identities[e]} for e in cfg.features],
-        "stats": _stats_to_ckpt(stats),
-        "au_pos_weight": None if pos_w is None else torch.from_numpy(pos_w),
-        "expr_class_weight": None if cls_w is None else torch.from_numpy(cls_w),
-        "best_epoch": best_epoch,
-        "best_score": best["score"],
-        "train_videos": train_names,
-        "val_videos": val_names,
-        "afwpipe_version": __version__,
-    }
-    torch.save(ckpt, out_dir / "model.pt")
+    save_checkpoint(out_dir / "model.pt", best_state, config=asdict(cfg), in_dims=dict(train_ds.dims), tasks=tasks,
+                    encoders=[{"name": e, **identities[e]} for e in cfg.features], stats=stats,
+                    au_pos_weight=pos_w, expr_class_weight=cls_w, best_epoch=best_epoch, best_score=best["score"],
+                    train_videos=train_names, val_videos=val_names)
     metrics = {"run": cfg.run_name, "task": cfg.task, "head": cfg.head, "fold": cfg.fold, "scene": cfg.scene,
                "best_epoch": best_epoch, "best": best, "epochs": history,
                "train_videos": train_names, "val_videos": val_names}
@@ -415,25 +348,4 @@ def _finite(obj):
     return obj
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the head of checkpoint ``path`` (``model.pt``) in eval mode; returns ``(head, checkpoint)``.
-
-    ``checkpoint["stats"]`` (encoder -> mean/std tensors, or None) must be applied to new features the
-    same way (:meth:`ClipDataset.set_stats`); ``checkpoint["encoders"]`` lists the feature stores used.
-    """
-    ckpt = torch.load(Path(path), map_location=device, weights_only=True)
-    cfg = ckpt["config"]
-    head = create_head(cfg["head"], ckpt["in_dims"], ckpt["tasks"], **cfg["head_kwargs"]).to(device)
-    head.load_state_dict(ckpt["state_dict"])
-    return head.eval(), ckpt
-
-
-def checkpoint_stats(ckpt: dict) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """The standardisation statistics of a checkpoint as numpy ``(mean, std)`` per encoder, or None."""
-    if ckpt.get("stats") is None:
-        return None
-    return {e: (s["mean"].cpu().numpy(), s["std"].cpu().numpy()) for e, s in ckpt["stats"].items()}
-
-
-__all__ = ["HEAD_TASKS", "TRAIN_TASKS", "TrainConfig", "TrainResult", "checkpoint_stats", "load_model",
-           "parse_fold", "predict", "score", "split_videos", "train", "train_epoch"]
+__all__ = ["TrainConfig", "TrainResult", "score", "split_videos", "train", "train_epoch"]

@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from .errors import VideoError
+from .labels import AUDIO_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def iter_frames(path: str | Path) -> Iterator[tuple[int, float | None, np.ndarra
         container.close()
 
 
-def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray | None:
+def read_audio(path: str | Path, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray | None:
     """Decode the first audio stream, resampled to ``sample_rate`` Hz mono float32 in [-1, 1].
 
     Uses PyAV's ``AudioResampler`` (libswresample). Returns None when the file has no audio stream.

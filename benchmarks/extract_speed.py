@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from afwpipe import store
-from afwpipe.extract import EncoderStage, ExtractConfig
+from afwpipe.extract import EncoderWorker, ExtractConfig
 from common import run_child
 
 STAGE = """
@@ -58,7 +58,7 @@ def fake_face_stage(root: Path, frames: int, seconds: float, fps: float = 25.0) 
 
 def measure(encoder: str, ws: store.Workspace, weights, device: str, batch_size: int) -> dict:
     t = time.perf_counter()
-    stage = EncoderStage(ws, ExtractConfig(encoder, weights=weights, device=device, batch_size=batch_size),
+    stage = EncoderWorker(ws, ExtractConfig(encoder, weights=weights, device=device, batch_size=batch_size),
                          progress=False)
     build_s = time.perf_counter() - t
     enc = stage.encoder

@@ -7,7 +7,8 @@ Exit code 1 when a video failed (all others are still processed), unless accept_
 
 from __future__ import annotations
 
-from afwpipe.config import dataset_and_workspace, load_params, resolve_device
+from afwpipe.config import dataset_and_workspace, load_params
+from afwpipe.device import resolve_device
 from afwpipe.detect import DetectConfig, run_detect
 from afwpipe.errors import stage_main
 

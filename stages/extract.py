@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from afwpipe.config import dataset_and_workspace, load_params, resolve_device
+from afwpipe.config import dataset_and_workspace, load_params
+from afwpipe.device import resolve_device
 from afwpipe.errors import stage_main
 from afwpipe.extract import ExtractConfig, run_extract
 

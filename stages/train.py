@@ -12,7 +12,8 @@ import argparse
 
 from afwpipe.config import dataset_and_workspace, load_params
 from afwpipe.errors import stage_main
-from afwpipe.train import TRAIN_TASKS, TrainConfig, TrainResult, train
+from afwpipe.labels import TRAIN_TASKS
+from afwpipe.train import TrainConfig, TrainResult, train
 
 
 def run(params: dict, task: str | None = None, fold=None, scene: str | None = None,

@@ -164,13 +164,13 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from afwpipe import detect
     from afwpipe.store import Workspace
-    orig = detect.FaceStage._blocks
+    orig = detect.FaceWorker._blocks
     def killing(self, rec, *args):
         for i, block in enumerate(orig(self, rec, *args)):
             yield block
             if rec["name"] == "b_face" and i == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
-    detect.FaceStage._blocks = killing
+    detect.FaceWorker._blocks = killing
     detect.run_detect(Workspace(sys.argv[1]), detect.DetectConfig(size=64, batch_size=3), progress=False)
 """)
 

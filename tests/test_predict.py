@@ -17,7 +17,9 @@ from afwpipe.readers import ZarrFeatures, load_labels
 from afwpipe.errors import PredictError
 from afwpipe.predict import PredictConfig, evaluation_videos, find_models, read_prediction, read_predictions_index, \
     run_predict
-from afwpipe.train import TrainConfig, checkpoint_stats, load_model, predict, score, train
+from afwpipe.inference import checkpoint_stats, load_model
+from afwpipe.inference import predict_frames as predict
+from afwpipe.train import TrainConfig, score, train
 from test_clips import make_workspace
 
 TCN = dict(channels=16, mlp_dim=32, dilations=(1, 2), dropout=0.1)

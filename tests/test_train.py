@@ -17,7 +17,9 @@ from afwpipe.readers import ZarrFeatures, load_labels
 from afwpipe.errors import TrainError
 from afwpipe.labels import EXPR_NAMES
 from afwpipe.metrics import f1_binary
-from afwpipe.train import TrainConfig, checkpoint_stats, load_model, predict, score, split_videos, train
+from afwpipe.inference import checkpoint_stats, load_model
+from afwpipe.inference import predict_frames as predict
+from afwpipe.train import TrainConfig, score, split_videos, train
 from test_clips import make_workspace
 
 TCN = dict(channels=32, mlp_dim=64, dilations=(1, 2), dropout=0.1)

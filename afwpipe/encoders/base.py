@@ -13,7 +13,6 @@ Inference runs under ``torch.inference_mode``; on CUDA under bf16 autocast, on C
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -21,9 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..device import autocast
+from ..labels import AUDIO_SAMPLE_RATE
 from .align import average_per_frame
 
-AUDIO_SAMPLE_RATE = 16_000  # Hz; every audio encoder here expects 16 kHz mono (afwpipe's audio.zarr rate)
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,6 @@ class EncoderConfig:
         out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if v is not None}
         out.update(extra)
         return out
-
-
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing (fp32) elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class Encoder:
@@ -145,7 +138,7 @@ class VisualEncoder(Encoder):
                 else:
                     xb = xb.to(self.device)
                 xb = xb.permute(0, 3, 1, 2).float().div_(255.0)
-                with autocast_for(self.device):
+                with autocast(self.device):
                     out.append(self.forward(self.preprocess(xb)).float().cpu())
         if not out:
             return np.zeros((0, self.dim), np.float32)
@@ -181,6 +174,6 @@ class AudioEncoder(Encoder):
             raise ValueError(f"{self.name}: frame_times must be 1-D, got shape {times.shape}")
         if times.size == 0:
             return np.zeros((0, self.dim), np.float32)
-        with torch.inference_mode(), autocast_for(self.device):
+        with torch.inference_mode(), autocast(self.device):
             s = self.states(w.float().to(self.device))
         return average_per_frame(s.float().cpu().numpy(), self.cfg.hop_s, times)

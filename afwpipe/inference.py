@@ -1,0 +1,107 @@
+"""Inference with a trained head, and the checkpoint format that training writes and prediction reads.
+
+A checkpoint (``models/<task>-<head>-<fold>[-<scene>]/model.pt``, ``torch.save`` of a dict) holds:
+``state_dict`` (best epoch's weights), ``config`` (the exact TrainConfig), ``in_dims`` (encoder -> D),
+``tasks``, ``encoders`` (name and store identity of each encoder used, in concatenation order),
+``stats`` (encoder -> mean/std tensors of the standardisation, or None), ``au_pos_weight``,
+``expr_class_weight``, ``best_epoch``, ``best_score``, ``train_videos``, ``val_videos`` and
+``afwpipe_version``. It loads with ``torch.load(weights_only=True)``.
+
+Per-frame predictions: a video's overlapping clips are run through the head and averaged per frame
+(:func:`afwpipe.post.window_average`); sigmoid for AU, softmax for EXPR, raw values for VA.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .clips import ClipDataset
+from .device import autocast
+from .heads import create_head
+from .post import window_average
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Every tensor of a (nested) batch dict moved to ``device`` (non-blocking from pinned memory)."""
+    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True)
+            for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict_frames(head: torch.nn.Module, ds: ClipDataset, device: torch.device | str = "cpu",
+            batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
+    """Per-frame predictions of every video of ``ds``: overlapping clips averaged per frame.
+
+    Returns:
+        name -> task -> ``au [T, 12]`` probabilities (sigmoid), ``expr [T, 8]`` probabilities (softmax),
+        ``va [T, 2]`` values; float64.
+    """
+    device = torch.device(device)
+    was_training = head.training
+    head.eval()
+    windows: dict[int, dict[str, list]] = {}
+    for batch in ds.batches(batch_size):
+        b = to_device(batch, device)
+        with autocast(device):
+            out = head(b["x"], b["mask"])
+        probs = {"au": lambda o: torch.sigmoid(o), "expr": lambda o: torch.softmax(o, -1), "va": lambda o: o}
+        out = {t: probs[t](o.float()).cpu().numpy() for t, o in out.items()}
+        for row, (v, s) in enumerate(zip(batch["video"].tolist(), batch["start"].tolist())):
+            w = windows.setdefault(v, {t: [] for t in out})
+            for t, o in out.items():
+                w[t].append((s, o[row]))
+    head.train(was_training)
+    return {ds.names[v]: {t: window_average(w, ds.n_frames[v]) for t, w in ws.items()} for v, ws in windows.items()}
+
+
+def save_checkpoint(path: str | Path, state_dict: dict, *, config: dict, in_dims: dict, tasks, encoders: list[dict],
+                    stats: dict | None, au_pos_weight: np.ndarray | None, expr_class_weight: np.ndarray | None,
+                    best_epoch: int, best_score: float, train_videos: list[str], val_videos: list[str]) -> Path:
+    """Write a checkpoint in the format of the module docstring; numpy arrays become tensors."""
+    def tensor(a):
+        return None if a is None else torch.from_numpy(np.asarray(a))
+
+    ckpt = {
+        "state_dict": state_dict,
+        "config": config,
+        "in_dims": dict(in_dims),
+        "tasks": list(tasks),
+        "encoders": encoders,
+        "stats": None if stats is None else {e: {"mean": tensor(m), "std": tensor(s)} for e, (m, s) in stats.items()},
+        "au_pos_weight": tensor(au_pos_weight),
+        "expr_class_weight": tensor(expr_class_weight),
+        "best_epoch": best_epoch,
+        "best_score": best_score,
+        "train_videos": train_videos,
+        "val_videos": val_videos,
+        "afwpipe_version": __version__,
+    }
+    torch.save(ckpt, Path(path))
+    return Path(path)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the head of checkpoint ``path`` (``model.pt``) in eval mode; returns ``(head, checkpoint)``.
+
+    ``checkpoint["stats"]`` (encoder -> mean/std tensors, or None) must be applied to new features the
+    same way (:meth:`ClipDataset.set_stats`); ``checkpoint["encoders"]`` lists the feature stores used.
+    """
+    ckpt = torch.load(Path(path), map_location=device, weights_only=True)
+    cfg = ckpt["config"]
+    head = create_head(cfg["head"], ckpt["in_dims"], ckpt["tasks"], **cfg["head_kwargs"]).to(device)
+    head.load_state_dict(ckpt["state_dict"])
+    return head.eval(), ckpt
+
+
+def checkpoint_stats(ckpt: dict) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """The standardisation statistics of a checkpoint as numpy ``(mean, std)`` per encoder, or None."""
+    if ckpt.get("stats") is None:
+        return None
+    return {e: (s["mean"].cpu().numpy(), s["std"].cpu().numpy()) for e, s in ckpt["stats"].items()}
+
+
+__all__ = ["checkpoint_stats", "load_model", "predict_frames", "save_checkpoint", "to_device"]

@@ -1,0 +1,47 @@
+"""Results of the per-video steps (detect, extract): one ``VideoResult`` per video, and the run's
+``RunSummary`` (its one-line summary and its failures file)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class VideoResult:
+    """Summary of one video of a per-video stage (detect, extract)."""
+
+    name: str
+    frames: int = 0
+    present: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+    error: str | None = None
+    audio: bool = False
+
+
+@dataclass
+class RunSummary:
+    """Per-video results of a run over many videos (detect, extract), its one-line summary and its failures file."""
+
+    stage: str = "detect"
+    results: list[VideoResult] = field(default_factory=list)
+    weights: str | None = None  # weights identity of the model that ran (extract)
+
+    @property
+    def failures(self) -> list[VideoResult]:
+        return [r for r in self.results if r.error]
+
+    def line(self) -> str:
+        done = [r for r in self.results if not r.skipped and not r.error]
+        frames = sum(r.frames for r in done)
+        secs = sum(r.seconds for r in done)
+        present = sum(r.present for r in done)
+        rate = f" at {frames / secs:.1f} frames/s" if secs else ""
+        return (f"{self.stage}: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
+                f"{len(self.failures)} failed; {frames} frames{rate}, present in {present}/{frames} frames")
+
+    def write_failures(self, path: Path) -> None:
+        """Write ``[{name, error}]`` of the failed videos (an empty list when none failed)."""
+        path.write_text(json.dumps([{"name": r.name, "error": r.error} for r in self.failures], indent=1) + "\n")
