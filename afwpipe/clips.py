@@ -1,7 +1,7 @@
 """Clips of K frames cut from cached per-frame features, with labels and masks, for training fusion heads.
 
 Reading: Zarr costs ~3.5 ms of per-call overhead for a small read (about 28k frames/s for 100-frame
-clips, against ~200k frames/s for whole-video reads; DESIGN.md, Storage), so a video's arrays are read
+clips, vs ~200k frames/s for whole-video reads; docs/stores.md, "Chunking and shards"), so a video's arrays are read
 whole, once, into a bounded LRU cache (bytes) and every clip is cut from memory. When the features do
 not fit in the cache, training order is a block shuffle: videos are shuffled, dealt into blocks that fit,
 and clips are shuffled within a block, so each video is still read once per epoch.

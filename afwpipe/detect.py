@@ -31,7 +31,7 @@ from .video import iter_frames, probe_video, read_audio
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000  # Hz; every audio encoder of DESIGN.md takes 16 kHz mono
+SAMPLE_RATE = 16000  # Hz; every audio encoder (docs/encoders.md) takes 16 kHz mono
 
 
 @dataclass

@@ -21,8 +21,8 @@ from scipy import ndimage
 from .labels import AU_INVALID
 from .metrics import f1_binary
 
-#: Gaussian σ in frames per task: AU 5, EXPR 25, VA 25 (ABAW seeds, Fuxi ABAW5/6 and USTC ABAW8; DESIGN.md
-#: "Post-processing and evaluation").
+#: Gaussian σ in frames per task: AU 5, EXPR 25, VA 25 (ABAW seeds, Fuxi ABAW5/6 and USTC ABAW8;
+#: docs/postprocess.md, "Smoothing").
 SMOOTH_SIGMA = {"au": 5.0, "expr": 25.0, "va": 25.0}
 #: Median / mean window in frames per task: AU 10, EXPR 25, VA 50 (same sources).
 SMOOTH_WINDOW = {"au": 10, "expr": 25, "va": 50}

@@ -15,7 +15,7 @@ Layout of a workspace (one per dataset, e.g. ``work/sample``)::
 
 ``<name>`` is the annotation name (``X_left`` / ``X_right`` are separate groups of video ``X``).
 
-Chunking (DESIGN.md, Storage): inner chunks hold at least 1 MiB along time (per-call overhead of a
+Chunking (docs/stores.md, "Chunking and shards"): inner chunks hold at least 1 MiB along time (per-call overhead of a
 small read is ~3.5 ms), shards hold a whole video's array up to ``MAX_SHARD_BYTES`` (few files for
 DVC, fast whole-array reads). zarr-python 3 needs the shard shape to be a multiple of the chunk shape,
 so shards are rounded up to whole chunks.

@@ -1,6 +1,6 @@
 """Train one fusion head for one (task, fold[, scene]) on cached features; never touches video.
 
-Recipe (DESIGN.md, Heads and training; Netease Fuxi ABAW5/6, USTC ABAW8): clips of K=100 frames with
+Recipe (docs/heads.md, "Training"; Netease Fuxi ABAW5/6, USTC ABAW8): clips of K=100 frames with
 stride K/2, AdamW (lr 1e-4, weight decay 1e-2), batch 32, masked losses of :mod:`afwpipe.losses` with
 class weights from the training labels, early stopping on the validation score. Validation predicts
 every frame: overlapping clips (``eval_stride``, default K/2) averaged per frame (:func:`post.window_average`).

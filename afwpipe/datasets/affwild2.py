@@ -1,6 +1,6 @@
 """Aff-Wild2 annotation reader for every ABAW edition (ABAW3 2022 .. ABAW8 2025).
 
-Layout (DESIGN.md, "Aff-Wild2 as users have it"):
+Layout (docs/affwild2.md, "Annotation folders"):
 ``<annotations>/[edition folder/]{AU_*,EXPR_*,VA_*}/{Train_Set|Training_Set|Validation_Set}/<name>.txt``.
 Challenge folders are matched by prefix (``AU_Detection_Challenge``, ``EXPR_Classification_Challenge``,
 ``EXPR_Recognition_Challenge``, ``VA_Estimation_Challenge`` ...), at any depth up to three below the root.
@@ -229,7 +229,7 @@ def align_length(labels: np.ndarray, n_frames: int, task: str, source: str = "")
     """Pad (with the task's invalid marker) or truncate ``labels`` along axis 0 to ``n_frames``.
 
     A warning naming ``source`` is logged when the lengths differ (Aff-Wild2 annotation and decoded
-    lengths often differ by a few frames; DESIGN.md).
+    lengths often differ by a few frames; docs/affwild2.md, "Frame alignment").
     """
     t = labels.shape[0]
     if t == n_frames:
