@@ -204,7 +204,7 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device):
 @main.command("encoders")
 def encoders_cmd():
     """List the encoder registry: name, modality, feature dim, weights source, usable offline here."""
-    from .encoders.catalog import describe_encoders
+    from .encoders import describe_encoders
 
     rows = describe_encoders()
     click.echo(f"{'name':<18} {'modality':<8} {'dim':>7}  {'offline':<9} weights")
