@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from afwpipe.errors import VideoError
-from afwpipe.video import iter_frames, probe_video, read_audio, rotate_frame
+from afwpipe.video import iter_frames, probe_video, read_audio, rotate_frame, truncation_warning
 
 from synth import make_video
 
@@ -66,3 +66,25 @@ def test_rotate_frame_turns_counter_clockwise():
     r = rotate_frame(img, 90)
     assert r.shape == (3, 2, 3) and r[0, 0, 0] == 255  # top-right -> top-left after 90° CCW
     assert rotate_frame(img, 0) is img
+
+
+def test_cut_tail_decodes_short_without_error_and_is_flagged(tmp_path):
+    # moov atom at the front (faststart): the cut file still opens and declares all 60 frames
+    full = make_video(tmp_path / "full.mp4", 60, size=(64, 48), faststart=True)
+    info_full = probe_video(full)
+    assert info_full.n_frames == 60 and info_full.declared_frames == 60 and info_full.warning is None
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.7)])
+    info = probe_video(cut)  # threaded decoding ends early without an error
+    assert 2 <= info.n_frames < 58 and info.declared_frames == 60
+    assert info.warning == (f"decoded {info.n_frames} frames but the container declares 60: "
+                            "the file is probably truncated")
+    assert info.to_dict()["warning"] == info.warning
+
+
+@pytest.mark.parametrize("decoded, declared, short", [
+    (97, 100, True), (98, 100, False), (99, 100, False), (48, 50, True), (49, 50, False), (10, 0, False),
+    (4, 5, False), (3, 5, True)])
+def test_truncation_rule(decoded, declared, short):
+    # short: below 98 % of the declared count and at least 2 frames missing
+    assert (truncation_warning(decoded, declared) is not None) == short
