@@ -27,7 +27,7 @@ from .errors import VideoError
 from .faces import align_faces, create_detector
 from .faces.select import FaceSelector
 from .runner import StageSummary, VideoResult, prefetch, run_videos, scheduler_address
-from .video import iter_frames, probe_video, read_audio
+from .video import iter_frames, probe_video, read_audio, truncation_warning
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,9 @@ class FaceStage:
             if pending is not None:
                 pending.result()
         bar.close()
+        short = truncation_warning(pos, int(rec.get("declared_frames") or 0))
+        if pos < n or short:
+            log.warning("%s: %s", path, f"decoded {pos} frames but the index recorded {n}" if pos < n else short)
         if pos < n:
             raise VideoError(f"{path}: decoded {pos} frames but the index says {n}; re-run `afwpipe index`")
         for w in writers.values():
