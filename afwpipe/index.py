@@ -228,8 +228,8 @@ def format_table(index: dict) -> str:
         show = {n: "(annotations root)" if n == ROOT_EDITION else n for n in eds["found"]}
         lines.append(f"annotation editions: {', '.join(show.values())}; used {show[eds['used']]}")
     lists = index.get("test_lists") or {}
-    lines.append("test lists: " + (", ".join(f"{t.upper()} {p}" for t, p in lists.items()) if lists
-                                   else "none (unannotated videos are test for every track)"))
+    lines += [f"{t.upper()} test list: {p}" for t, p in lists.items()] or [
+        "test lists: none (unannotated videos are test for every track)"]
     lines.append("video folders: " + ", ".join(index.get("video_dirs", [])))
     for f in index["failures"]:
         lines.append(f"FAILED {f['path']}: {f['error']}")

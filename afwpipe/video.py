@@ -41,8 +41,8 @@ class VideoInfo:
         audio_rate: audio sample rate in Hz (0 without audio).
         audio_channels: number of audio channels (0 without audio).
         times: float64 ``[n_frames]``, presentation time of each decoded frame in seconds, from 0.
-        declared_frames: frame count the container declares (``stream.frames``, else stream or
-            container duration x fps, rounded); 0 when it declares neither.
+        declared_frames, declared_duration: frame count and seconds the container declares
+            (``declared_length``; 0 when unknown).
         warning: None, or why the file looks truncated (see ``truncation_warning``).
     """
 
@@ -59,6 +59,7 @@ class VideoInfo:
     audio_channels: int
     times: np.ndarray
     declared_frames: int = 0
+    declared_duration: float = 0.0
     warning: str | None = None
 
     def to_dict(self) -> dict:
@@ -93,36 +94,52 @@ def _frame_times(pts_times: list[float | None], fps: float) -> np.ndarray:
     return t - t[0] if len(t) else t
 
 
-SHORT_RATIO = 0.98  # decoded < 98 % of the declared frames ...
+SHORT_RATIO = 0.98  # decoded < 98 % of the declared frames (and of the declared duration) ...
 SHORT_MIN_FRAMES = 2  # ... and at least 2 frames short: the file is reported as truncated
 
 
-def declared_frames(container, stream, fps: float) -> int:
-    """Frames the container declares for ``stream``: ``stream.frames`` when set, else the stream's
-    duration (``stream.duration x stream.time_base``), else the container's (``container.duration`` in
-    microseconds, ``av.time_base``), times ``fps``, rounded. 0 when none is known."""
-    if stream.frames:
-        return int(stream.frames)
+def declared_length(container, stream, fps: float) -> tuple[int, float]:
+    """``(frames, seconds)`` the container declares for ``stream``.
+
+    seconds: the stream's duration (``stream.duration x stream.time_base``), else the container's
+    (``container.duration`` in ``av.time_base`` units), else 0. frames: ``stream.frames`` when set,
+    else ``round(seconds x fps)`` (0 when no duration is known either).
+    """
     if stream.duration is not None and stream.time_base is not None:
         seconds = float(stream.duration * stream.time_base)
     elif container.duration is not None:
         seconds = container.duration / av.time_base
     else:
-        return 0
-    return int(round(seconds * fps))
+        seconds = 0.0
+    return int(stream.frames or round(seconds * fps)), seconds
 
 
-def truncation_warning(decoded: int, declared: int) -> str | None:
-    """A message when ``decoded`` frames are clearly fewer than ``declared``, else None.
+def decoded_seconds(times: np.ndarray) -> float:
+    """Length in seconds of decoded frames with timestamps ``times`` (from 0): last time plus one
+    median frame interval (0 for no frame; one frame counts as 0 s)."""
+    if len(times) < 2:
+        return 0.0
+    return float(times[-1] + np.median(np.diff(times)))
 
-    Rule: ``declared > 0``, ``decoded < SHORT_RATIO * declared`` (0.98) and ``declared - decoded >=
-    SHORT_MIN_FRAMES`` (2). Container counts are often off by a frame or two (edit lists, B-frame
-    delay), which this tolerates; a cut-off tail loses far more.
+
+def truncation_warning(decoded: int, declared: int, seconds: float | None = None,
+                       declared_seconds: float = 0.0) -> str | None:
+    """A message when ``decoded`` frames are clearly fewer than the container's ``declared``, else None.
+
+    Rule: ``declared > 0``, ``decoded < SHORT_RATIO * declared`` (0.98), ``declared - decoded >=
+    SHORT_MIN_FRAMES`` (2), and, when both durations are known (``seconds`` decoded, ``declared_seconds``
+    > 0), ``seconds < SHORT_RATIO * declared_seconds`` too. Container frame counts can include packets
+    an edit list drops (the sample's no_face.mp4 declares 98 frames, 3 of them pre-roll before time 0,
+    and decodes 95 covering its whole 3.95 s); a cut-off tail loses frames and time.
     """
-    if declared > 0 and decoded < SHORT_RATIO * declared and declared - decoded >= SHORT_MIN_FRAMES:
-        return (f"decoded {decoded} frames but the container declares {declared}: "
-                "the file is probably truncated")
-    return None
+    if not (declared > 0 and decoded < SHORT_RATIO * declared and declared - decoded >= SHORT_MIN_FRAMES):
+        return None
+    if declared_seconds > 0 and seconds is not None and np.isfinite(seconds):
+        if seconds >= SHORT_RATIO * declared_seconds:
+            return None
+        return (f"decoded {decoded} frames ({seconds:.2f} s) but the container declares {declared} "
+                f"({declared_seconds:.2f} s): the file is probably truncated")
+    return f"decoded {decoded} frames but the container declares {declared}: the file is probably truncated"
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -142,7 +159,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         vs.thread_type = "AUTO"
         fps = float(vs.average_rate or vs.guessed_rate or 0) or 25.0
         aud = container.streams.audio[0] if container.streams.audio else None
-        declared = declared_frames(container, vs, fps)
+        declared, declared_s = declared_length(container, vs, fps)
         times: list[float | None] = []
         rotation, w, h = 0, vs.codec_context.width, vs.codec_context.height
         try:
@@ -162,7 +179,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     vfr = bool(len(d) and np.any(np.abs(d - med) > 0.1 * med))
     if rotation in (90, 270):
         w, h = h, w
-    warning = truncation_warning(len(t), declared)
+    warning = truncation_warning(len(t), declared, decoded_seconds(t), declared_s)
     if warning:
         log.warning("%s: %s", path, warning)
     return VideoInfo(
@@ -170,7 +187,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         duration=float(t[-1] + med), vfr=vfr, has_audio=aud is not None,
         audio_rate=int(aud.rate) if aud is not None else 0,
         audio_channels=int(aud.channels) if aud is not None else 0, times=t,
-        declared_frames=declared, warning=warning,
+        declared_frames=declared, declared_duration=declared_s, warning=warning,
     )
 
 

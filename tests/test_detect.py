@@ -211,4 +211,5 @@ def test_detect_warns_about_a_truncated_file(tmp_path, caplog):
     (msg,) = msgs
     path, text = msg.split(": ", 1)
     assert Path(path).resolve() == (tmp_path / "ds" / "videos" / "cut.mp4").resolve()
-    assert text == f"decoded {n} frames but the container declares 40: the file is probably truncated" and n < 39
+    assert text == (f"decoded {n} frames ({n / 25:.2f} s) but the container declares 40 (1.60 s): "
+                    "the file is probably truncated") and n < 39

@@ -219,7 +219,7 @@ def test_truncated_tail_is_indexed_with_a_warning(tmp_path):
     rec = {r["name"]: r for r in index["videos"]}["166"]
     assert 2 <= rec["n_frames"] < 58 and rec["declared_frames"] == 60 and "truncated" in rec["warning"]
     (w,) = index["warnings"]
-    assert w["video"] == "166" and w["path"].endswith("166.mp4") and "container declares 60" in w["warning"]
+    assert w["video"] == "166" and w["path"].endswith("166.mp4") and "container declares 60 (2.40 s)" in w["warning"]
     assert not index["failures"] and f"WARNING {w['path']}: decoded {rec['n_frames']} frames" in format_table(index)
 
 
