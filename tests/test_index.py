@@ -245,3 +245,15 @@ def test_no_video_anywhere_is_a_dataset_error(tmp_path):
     (root / "cropped_aligned" / "x.mp4").write_bytes(b"")
     with pytest.raises(DatasetError, match="no video folder exists.*no video file"):
         _index(root, tmp_path)
+
+
+def test_test_list_naming_an_annotated_name_is_a_warning(tmp_path):
+    root = make_affwild2_tree(tmp_path / "aw", "abaw6", test_lists=True)
+    va_list = root / "annotations/6th_ABAW_Annotations/names_of_videos_in_each_test_set" / \
+        "Valence_Arousal_Estimation_Challenge_test_set_release.txt"
+    va_list.write_text(va_list.read_text() + "1-30-64x48\n")
+    index = _index(root, tmp_path)
+    assert {r["name"]: r for r in index["videos"]}["1-30-64x48"]["splits"]["va"] == "train"
+    (w,) = index["warnings"]
+    assert w["video"] == "1-30-64x48" and w["path"].endswith(va_list.name)
+    assert "annotated for VA (train); kept as train" in w["warning"]
