@@ -2,9 +2,9 @@
 
 Systems and decisions come from :mod:`afwpipe.postprocess` (``post/``): a fold system is scored on its own
 validation videos, the ensemble on the videos none of its member heads trained or early-stopped on (when
-there is none, on the track's ``val`` split, flagged ``optimistic``). Metrics are the project's own (:mod:`afwpipe.metrics`):
-AU mean of the 12 per-AU binary F1, EXPR macro F1 over 8 classes, VA mean of CCC(valence) and CCC(arousal);
-invalid frames are left out. A system with no labelled frame to score is skipped with a warning.
+there is none, on the track's ``val`` split, flagged ``optimistic``). Metrics are the project's own
+(:mod:`afwpipe.metrics`): AU mean of the 12 per-AU binary F1, EXPR macro F1 over 8 classes, VA mean of
+CCC(valence) and CCC(arousal); invalid frames are left out. A system with no labelled frame to score is skipped with a warning.
 
 Output (:attr:`Workspace.eval_dir`)::
 

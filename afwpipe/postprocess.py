@@ -288,11 +288,11 @@ def _flag(sys_: "System", reason: str) -> None:
 class System:
     """One track of one fold (or of the ensemble) with its per-video outputs.
 
-    ``thresholds_from`` (AU only) says where the thresholds come from (:func:`tune_thresholds`),
-    ``threshold_videos`` the ``<fold>/<video>`` outputs they were tuned on (a ``vote`` ensemble:
-    ``fold votes (<the folds' thresholds_from>)``); ``optimistic`` marks a system
-    whose scores saw data they should not have (the ensemble scored on videos a member trained or
-    early-stopped on; AU thresholds tuned on the scored frames), ``optimistic_reason`` says why;
+    ``thresholds_from`` (AU only) says where the thresholds come from (:func:`tune_thresholds`; a ``vote``
+    ensemble: ``fold votes (<the folds' thresholds_from>)``), ``threshold_videos`` the ``<fold>/<video>``
+    outputs they were tuned on; ``optimistic`` marks a system whose scores saw data they should not have
+    (the ensemble scored on videos a member trained or early-stopped on; AU thresholds tuned on the scored
+    frames), ``optimistic_reason`` says why;
     ``seen_videos`` (ensemble only) are the videos some member trained or early-stopped on.
     """
 
@@ -435,6 +435,12 @@ def _fold_key(item) -> tuple:
     return (f != "official", int(f) if f.lstrip("-").isdigit() else 0, f)
 
 
+def _track_split(rec: dict, track: str) -> str | None:
+    """The record's official split for ``track`` (:func:`store.split_of`); a record of an index written
+    before per-track splits has only ``split``, which then holds for every track."""
+    return store.split_of(rec, track) if "splits" in rec else rec.get("split")
+
+
 def _labelled(names, labels: Mapping, track: str) -> list[str]:
     return [v for v in names if v in labels and valid_mask(labels[v][track], track).any()]
 
@@ -568,7 +574,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         for f in folds:
             finish(f, folds, labels, cfg)
         systems += folds
-        split_val = {r["name"] for r in index["videos"] if store.split_of(r, track) == "val"}
+        split_val = {r["name"] for r in index["videos"] if _track_split(r, track) == "val"}
         seen = set().union(*(seen_of[h] for f in folds for h in f.heads))
         ens = ensemble_system(track, folds, seen, split_val, labels, cfg)
         if ens is not None:

@@ -286,11 +286,18 @@ def test_ensemble_is_scored_only_on_videos_no_member_trained_or_early_stopped_on
         assert ens["videos"] == ["a", "b", "t", "u"] and ens["eval_videos"] == ["u"]
         assert ens["seen_videos"] == ["a", "b"] and ens["optimistic"] is False and ens["optimistic_reason"] is None
     # without u, every labelled video was seen: scored on the val split, flagged
-    ws = make_post_workspace(tmp_path / "2", tasks=("au",))
+    ws = make_post_workspace(tmp_path / "2", tasks=("au", "va"))
     run_postprocess(ws, _cfg(), progress=False)
     ens = read_systems(ws)["systems"]["au-ensemble"]
     assert ens["eval_videos"] == ["a", "b"] and ens["optimistic"] is True
     assert "trained or early-stopped on every labelled video" in ens["optimistic_reason"]
+    # the fallback takes each track's own val split: b is VA-train but AU-val
+    index = ws.read_index()
+    index["videos"][1]["splits"]["va"] = "train"
+    ws.index.write_text(json.dumps(index))
+    run_postprocess(ws, _cfg(), progress=False)
+    assert read_systems(ws)["systems"]["au-ensemble"]["eval_videos"] == ["a", "b"]
+    assert read_systems(ws)["systems"]["va-ensemble"]["eval_videos"] == ["a"]
 
 
 def test_seen_videos_are_recomputed_from_the_index_without_metrics_json(tmp_path):
