@@ -144,7 +144,8 @@ def binarize_au(prob: np.ndarray, thresholds: float | np.ndarray = 0.5) -> np.nd
 
 
 def tune_au_thresholds(prob: np.ndarray, true: np.ndarray, grid: np.ndarray = AU_THRESHOLD_GRID) -> np.ndarray:
-    """Per-AU threshold from ``grid`` maximising that AU's F1 on (validation) frames.
+    """Per-AU threshold from ``grid`` maximising that AU's F1 on the given frames (keep them apart from the
+    frames the result is scored on: :func:`afwpipe.postprocess.tune_thresholds` passes out-of-fold frames).
 
     Args:
         prob: ``[T, 12]`` AU probabilities.
