@@ -204,7 +204,7 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device):
 @main.command("encoders")
 def encoders_cmd():
     """List the encoder registry: name, modality, feature dim, weights source, usable offline here."""
-    from .encoders.catalog import describe_encoders
+    from .encoders import describe_encoders
 
     rows = describe_encoders()
     click.echo(f"{'name':<18} {'modality':<8} {'dim':>7}  {'offline':<9} weights")
@@ -255,7 +255,8 @@ def predict_cmd(obj, batch_size, device):
 @main.command("postprocess")
 @click.option("--smooth", "smooth_method", type=click.Choice(["gaussian", "median", "mean", "none"]), default=None,
               help="Smoothing of every track (params postprocess.smooth.<track>.method).")
-@click.option("--thresholds", default=None, help="AU thresholds: 'tuned' or a number such as 0.5.")
+@click.option("--thresholds", default=None,
+              help="AU thresholds: 'tuned' (out-of-fold frames), 'tuned_on_scored' (optimistic) or a number.")
 @click.option("--ensemble", type=click.Choice(["vote", "soft"]), default=None,
               help="Fold ensemble: vote (AU/EXPR majority, VA mean) or soft (mean probabilities).")
 @click.option("--no-scenes", is_flag=True, default=False, help="Do not let scene heads replace the general heads.")
@@ -267,7 +268,7 @@ def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes):
     Per track (AU, EXPR, VA) and fold: scene heads replace the general head for their videos, frames
     without a face take the nearest face frame's output, outputs are smoothed along time (gaussian σ /
     median / mean window, per-track defaults AU 5/10, EXPR 25/25, VA 25/50 frames), AU thresholds are
-    0.5 or tuned per AU on the fold's validation frames. The folds are then combined (vote or soft).
+    0.5 or tuned per AU on out-of-fold frames never scored. The folds are then combined (vote or soft).
     Writes <workdir>/<dataset>/post/<track>-<fold|ensemble>.npz (<video>/{prob, before, after}) and
     post/systems.json.
     """
@@ -291,7 +292,7 @@ def evaluate_cmd(obj, plot_system, trace_video):
     \b
     AU: per-AU F1 and their mean; EXPR: per-class F1 and macro F1 over 8 classes; VA: CCC of valence,
     of arousal and their mean. Fold systems are scored on their own validation videos, the ensemble
-    on the val split. Writes <workdir>/<dataset>/eval/metrics.json (dvc metrics show), per_class.csv,
+    on videos no member saw (else on the val split, flagged optimistic). Writes <workdir>/<dataset>/eval/metrics.json (dvc metrics show), per_class.csv,
     plots/{au_f1,expr_f1,expr_confusion,va_trace}.csv (dvc plots show) and report.png.
     """
     from stages import evaluate

@@ -46,5 +46,5 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict:
 def dataset_and_workspace(params: dict, manifest: str | Path = DEFAULT_MANIFEST) -> tuple[DatasetSpec, Workspace]:
     """The dataset named in ``params`` and its workspace ``<workdir>/<dataset.name>``."""
     ds = params["dataset"]
-    spec = dataset_spec(ds["name"], manifest, root=ds.get("root"))
+    spec = dataset_spec(ds["name"], manifest, root=ds.get("root"), edition=ds.get("edition"))
     return spec, Workspace(Path(params["workdir"]) / spec.name)

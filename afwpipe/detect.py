@@ -30,10 +30,9 @@ from .faces.select import FaceSelector
 from .prefetch import prefetch
 from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
-from .video import iter_frames, probe_video, read_audio
+from .video import decoded_seconds, iter_frames, probe_video, read_audio, truncation_warning
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -162,6 +161,10 @@ class FaceWorker:
     def run_video(self, rec: dict) -> VideoResult:
         """Process one index record (``name``, ``path``, ``side``, ``n_frames``, ``width``).
 
+        Logs a warning naming the file when it decodes fewer frames than indexed or clearly fewer than
+        the container declares (``video.truncation_warning`` with the index's ``declared_frames`` /
+        ``declared_duration``).
+
         Raises:
             VideoError: the video cannot be decoded, or decodes to fewer frames than indexed.
             WeightsError: the detector's weights are missing.
@@ -185,6 +188,7 @@ class FaceWorker:
         }
         writers = {k: store.TimeWriter(a) for k, a in arrays.items()}
         present_all = np.zeros(n, bool)
+        times_all = np.zeros(n, np.float64)
         bar = tqdm(total=n, desc=name[:30], unit="frame", disable=not self.progress, leave=False)
         pos = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="afwpipe-write") as pool:
@@ -201,6 +205,7 @@ class FaceWorker:
                     break
                 block = {key: v[:k] for key, v in block.items()}
                 present_all[pos:pos + k] = block["present"]
+                times_all[pos:pos + k] = block["times"]
                 if pending is not None:
                     pending.result()
                 pending = pool.submit(write, block)
@@ -209,6 +214,10 @@ class FaceWorker:
             if pending is not None:
                 pending.result()
         bar.close()
+        short = truncation_warning(pos, int(rec.get("declared_frames") or 0), decoded_seconds(times_all[:pos]),
+                                   float(rec.get("declared_duration") or 0))
+        if pos < n or short:
+            log.warning("%s: %s", path, f"decoded {pos} frames but the index recorded {n}" if pos < n else short)
         if pos < n:
             raise VideoError(f"{path}: decoded {pos} frames but the index says {n}; re-run `afwpipe index`")
         for w in writers.values():

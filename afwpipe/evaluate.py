@@ -1,14 +1,16 @@
 """Scores of every post-processed system, before and after post-processing, as DVC metrics, plots and a PNG.
 
 Systems and decisions come from :mod:`afwpipe.postprocess` (``post/``): a fold system is scored on its own
-validation videos, the ensemble on the ``val`` split. Metrics are the project's own (:mod:`afwpipe.metrics`):
-AU mean of the 12 per-AU binary F1, EXPR macro F1 over 8 classes, VA mean of CCC(valence) and CCC(arousal);
-invalid frames are left out. A system with no labelled frame to score is skipped with a warning.
+validation videos, the ensemble on the videos none of its member heads trained or early-stopped on (when
+there is none, on the track's ``val`` split, flagged ``optimistic``). Metrics are the project's own
+(:mod:`afwpipe.metrics`): AU mean of the 12 per-AU binary F1, EXPR macro F1 over 8 classes, VA mean of
+CCC(valence) and CCC(arousal); invalid frames are left out. A system with no labelled frame to score is skipped with a warning.
 
 Output (:attr:`Workspace.eval_dir`)::
 
-    eval/metrics.json            {track: {fold|ensemble: {before: {...}, after: {...}, videos, frames}}} with
-                                 AU/EXPR ``f1`` and VA ``ccc``, ``valence``, ``arousal`` (``dvc metrics show``)
+    eval/metrics.json            {track: {fold|ensemble: {before: {...}, after: {...}, videos, frames,
+                                 optimistic, ...}}} with AU/EXPR ``f1`` and VA ``ccc``, ``valence``,
+                                 ``arousal`` (``dvc metrics show``); see "Honesty keys" below
     eval/per_class.csv           track, system, class, before, after: every per-AU / per-class F1 and CCC
     eval/plots/au_f1.csv         AU, before, after            F1 per AU of the plotted system
     eval/plots/expr_f1.csv       class, before, after         F1 per EXPR class of the plotted system
@@ -16,6 +18,18 @@ Output (:attr:`Workspace.eval_dir`)::
     eval/plots/va_trace.csv      frame, valence, arousal, valence_true, arousal_true, valence_before,
                                  arousal_before               of one video (``trace_video``)
     eval/report.png              per-class F1 bars, EXPR confusion matrix, VA trace (matplotlib, Agg)
+
+Honesty keys of a metrics.json entry (from post/systems.json):
+
+- ``optimistic``: bool, true when the score saw data it should not have: the ensemble scored on videos a
+  member trained or early-stopped on (no unseen labelled video existed), or AU thresholds tuned on the
+  scored frames; ``optimistic_reason`` then says which;
+- ``after_tuned_on_scored`` replaces ``after`` when ``postprocess.au_thresholds`` is ``tuned_on_scored``;
+- ``thresholds_from`` (AU): ``fixed``, ``out-of-fold frames``, ``0.5 fallback (no out-of-fold frame)`` or
+  ``scored frames (optimistic)``; ``warnings`` lists the post-processing warnings of the system.
+
+The summary line gives per track before -> after of the ensemble (else the first scored fold), says
+``lower after`` when post-processing lowered the score, and repeats the caveats.
 
 The plotted system is ``plot_system`` (default ``ensemble``; a fold name such as ``official`` also works).
 """
@@ -34,39 +48,12 @@ import numpy as np
 
 from . import store
 from .readers import load_labels
-from .datasets.affwild2 import valid_mask
 from .errors import PredictError
-from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
-from .metrics import au_f1, expr_f1, va_ccc
-from .postprocess import ENSEMBLE, TRACKS, read_post, read_systems, settings
+from .labels import EXPR_NAMES, VA_NAMES, valid_mask
+from .postprocess import (CLASSES, ENSEMBLE, THRESHOLDS_SCORED, TRACKS, headline, read_post, read_systems, score,
+                          settings, system_notes)
 
 log = logging.getLogger(__name__)
-
-CLASSES = {"au": AU_NAMES, "expr": EXPR_NAMES, "va": VA_NAMES}
-
-
-def score(track: str, pred: np.ndarray, true: np.ndarray) -> dict:
-    """Score one track on concatenated frames.
-
-    Args:
-        pred: AU ``[T, 12]`` {0,1}, EXPR ``[T]`` classes, VA ``[T, 2]`` values.
-        true: labels of the same shape (invalid markers masked by the metric functions).
-
-    Returns:
-        AU / EXPR ``{"f1": mean, "per_class": {name: F1}}``; VA ``{"ccc": mean, "valence": c, "arousal": c,
-        "per_class": {"valence": c, "arousal": c}}``.
-
-    Raises:
-        ValueError: nothing to score (see :mod:`afwpipe.metrics`).
-    """
-    if track == "au":
-        mean, per = au_f1(pred, true)
-    elif track == "expr":
-        mean, per = expr_f1(pred, true)
-    else:
-        mean, v, a = va_ccc(pred, true)
-        return {"ccc": mean, "valence": v, "arousal": a, "per_class": {"valence": v, "arousal": a}}
-    return {"f1": mean, "per_class": dict(zip(CLASSES[track], map(float, per)))}
 
 
 def score_system(ws: store.Workspace, name: str, meta: Mapping, labels: Mapping) -> dict | None:
@@ -116,19 +103,35 @@ class EvalSummary:
     seconds: float
 
     def line(self) -> str:
-        parts = []
-        for track in TRACKS:
-            r = self.metrics.get(track, {}).get(ENSEMBLE) or next(iter(self.metrics.get(track, {}).values()), None)
-            if r:
-                key = "ccc" if track == "va" else "f1"
-                parts.append(f"{track} {r['before'][key]:.4f} -> {r['after'][key]:.4f}")
-        return f"evaluate: ensemble before -> after: {', '.join(parts) or '(nothing scored)'} in {self.seconds:.1f} s"
+        """``evaluate: before -> after: au ensemble F1 0.4 -> 0.5 (optimistic: …), …`` (per track the ensemble,
+        else the first scored fold; caveats from :func:`afwpipe.postprocess.system_notes`)."""
+        scores, notes = {}, {}
+        for track, by_fold in self.metrics.items():
+            for fold, r in by_fold.items():
+                after = r.get("after", r.get(AFTER_SCORED))
+                scores.setdefault(track, {})[fold] = {"before": r["before"], "after": after}
+                notes.setdefault(track, {})[fold] = system_notes(r)
+        return f"evaluate: before -> after: {headline(scores, notes)} in {self.seconds:.1f} s"
 
 
-def _strip(result: dict) -> dict:
-    """metrics.json entry: the means (and VA's two CCCs), without per-class tables."""
-    return {**{s: {k: v for k, v in result[s].items() if k != "per_class"} for s in ("before", "after")},
-            "videos": result["videos"], "frames": result["frames"]}
+#: metrics.json key of the after score when the AU thresholds were tuned on the scored frames themselves
+AFTER_SCORED = "after_tuned_on_scored"
+
+
+def _strip(result: dict, meta: Mapping) -> dict:
+    """metrics.json entry: the means (and VA's two CCCs) without per-class tables, and the system's caveats
+    from systems.json (module docstring)."""
+    mean = {s: {k: v for k, v in result[s].items() if k != "per_class"} for s in ("before", "after")}
+    after = AFTER_SCORED if meta.get("thresholds_from") == THRESHOLDS_SCORED else "after"
+    out = {"before": mean["before"], after: mean["after"], "videos": result["videos"], "frames": result["frames"],
+           "optimistic": bool(meta.get("optimistic"))}
+    if meta.get("optimistic_reason"):
+        out["optimistic_reason"] = meta["optimistic_reason"]
+    if meta.get("thresholds_from"):
+        out["thresholds_from"] = meta["thresholds_from"]
+    if meta.get("warnings"):
+        out["warnings"] = list(meta["warnings"])
+    return out
 
 
 def _write_csv(path: Path, header, rows) -> Path:
@@ -159,7 +162,7 @@ def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSumm
         if r is None:
             continue
         results[name] = r
-        metrics.setdefault(meta["track"], {})[meta["fold"]] = _strip(r)
+        metrics.setdefault(meta["track"], {})[meta["fold"]] = _strip(r, meta)
         for cls in r["after"]["per_class"]:
             rows.append([meta["track"], name, cls, r["before"]["per_class"][cls], r["after"]["per_class"][cls]])
     out = ws.eval_dir

@@ -16,15 +16,16 @@ import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .datasets.affwild2 import align_length, find_videos, read_annotation, scan_annotations, valid_mask
+from .datasets.affwild2 import (ROOT_EDITION, align_length, choose_edition, find_editions, find_test_lists, find_video_dirs,
+                                find_videos, read_annotation, read_test_list, scan_annotations, split_side)
 from .errors import AfwpipeError, DatasetError
-from .labels import TASKS
+from .labels import TASKS, valid_mask
 from .manifest import DatasetSpec
 from .video import VideoInfo, probe_video
 
 log = logging.getLogger(__name__)
 
-UNLABELLED = "test"  # split of videos without any annotation (indexed, not trained on)
+UNLABELLED = "test"  # split of test-list names, and of unannotated videos when there is no test list
 
 
 def assign_folds(videos: list[str], k: int, seed: int) -> dict[str, int]:
@@ -54,49 +55,100 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+def _annotations(spec: DatasetSpec) -> tuple[dict, dict, dict[str, Path]]:
+    """Scan the chosen edition: (entries, editions summary for index.json, track -> test-list file)."""
+    if not spec.annotations.is_dir():
+        log.warning("%s: no annotation folder; every video is indexed unlabelled", spec.annotations)
+        return {}, {"found": [], "used": None}, dict(spec.test_lists)
+    editions = find_editions(spec.annotations)
+    used = choose_edition(editions, spec.edition)
+    if len(editions) > 1 or spec.edition is not None:
+        log.info("annotation editions under %s: %s; using %r%s", _rel(spec.annotations),
+                    ", ".join(repr(n) for n in editions), used,
+                    " (dataset.edition)" if spec.edition is not None else " (newest)")
+    entries = scan_annotations(editions[used], max_depth=1) if used is not None else {}
+    folders = ([editions[used]] if used is not None else []) + [spec.annotations]
+    lists = {**find_test_lists(folders), **spec.test_lists}
+    return entries, {"found": list(editions), "used": used}, lists
+
+
 def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -> dict:
     """Index dataset ``spec`` into workspace ``ws`` and return the index dict (also written to disk).
 
+    Records: one per annotation name (``X_left``/``X_right`` for the two people of video ``X``), one
+    per name of a track's test list, and one per other video. ``splits[track]`` is the folder split
+    (``train``/``val``) where the track annotates the name, ``"test"`` where the track's test list
+    names it, else None; with no test list at all, a video no track annotates is ``"test"`` for every
+    track. ``split`` = ``store.split_of(rec, "mtl")``.
+
     Raises:
-        DatasetError: the dataset root, its annotation folder or every video folder is missing.
+        DatasetError: the dataset root is missing, no video folder is found, the annotation editions
+            are ambiguous (see ``choose_edition``) or a test list cannot be read.
     """
     if not spec.root.is_dir():
         raise DatasetError(f"{spec.root}: dataset root of {spec.name!r} does not exist")
-    entries = scan_annotations(spec.annotations) if spec.annotations.is_dir() else {}
-    if not spec.annotations.is_dir():
-        log.warning("%s: no annotation folder; every video is indexed unlabelled", spec.annotations)
-    videos = find_videos(spec.video_dirs)
+    entries, editions, list_files = _annotations(spec)
+    skip = tuple(p.name for p in (spec.annotations, spec.cropped_aligned) if p is not None)
+    video_dirs = find_video_dirs(spec.root, spec.video_dirs, skip=skip + ("annotations", "cropped_aligned"))
+    videos = find_videos(video_dirs)
+    test_names = {t: read_test_list(f) for t, f in sorted(list_files.items())}
 
     orphans = []
     for name, e in list(entries.items()):
         if e.video not in videos:
             files = ", ".join(_rel(f) for f in e.files.values())
             log.warning("annotation %s (%s) has no video %s.* in %s", name, files, e.video,
-                        ", ".join(_rel(d) for d in spec.video_dirs))
+                        ", ".join(_rel(d) for d in video_dirs))
             orphans.append({"name": name, "files": [_rel(f) for f in e.files.values()],
                             "error": f"no video named {e.video}"})
             del entries[name]
 
+    # name -> [video, side, folder split, files, splits]
+    items: dict[str, list] = {n: [e.video, e.side, e.split, e.files, {t: (e.split if t in e.files else None)
+                                                                       for t in TASKS}] for n, e in entries.items()}
+    warnings, lost = [], {}
+    for track, names in test_names.items():
+        for name in names:
+            video, side = split_side(name)
+            if video not in videos:
+                if name not in lost:
+                    log.warning("test name %s (%s) has no video %s.*", name, _rel(list_files[track]), video)
+                    lost[name] = {"name": name, "files": [], "error": f"no video named {video} (test list)"}
+                    orphans.append(lost[name])
+                lost[name]["files"].append(_rel(list_files[track]))
+                continue
+            it = items.setdefault(name, [video, side, None, {}, dict.fromkeys(TASKS)])
+            if it[4][track] not in (None, "test"):
+                msg = (f"in the {track.upper()} test list {_rel(list_files[track])} but annotated for "
+                       f"{track.upper()} ({it[4][track]}); kept as {it[4][track]}")
+                log.warning("%s: %s", name, msg)
+                warnings.append({"video": name, "path": _rel(list_files[track]), "warning": msg})
+                continue
+            it[4][track] = UNLABELLED
+    covered = {it[0] for it in items.values()}
+    other = dict.fromkeys(TASKS, None if test_names else UNLABELLED)
+    for v in sorted(set(videos) - covered):
+        items[v] = [v, None, None, {}, dict(other)]
+
     labelled_videos = sorted({e.video for e in entries.values()})
     folds = assign_folds(labelled_videos, spec.folds_k, spec.folds_seed)
-    wanted = {e.video for e in entries.values()} | set(videos)
-    unlabelled = sorted(set(videos) - {e.video for e in entries.values()})
 
     infos: dict[str, VideoInfo] = {}
     failures = []
-    for v in tqdm(sorted(wanted), desc="probe", unit="video", disable=not progress):
+    for v in tqdm(sorted({it[0] for it in items.values()}), desc="probe", unit="video", disable=not progress):
         try:
             infos[v] = probe_video(videos[v])
         except AfwpipeError as err:
             log.error("%s", err)
             failures.append({"video": v, "path": _rel(videos[v]), "error": str(err)})
+            continue
+        if infos[v].warning:
+            warnings.append({"video": v, "path": _rel(videos[v]), "warning": infos[v].warning})
 
     records = []
     ws.root.mkdir(parents=True, exist_ok=True)
     lab_root = store.open_store(ws.labels, "w")
-    items = [(n, e.video, e.side, e.split, e.files) for n, e in entries.items()]
-    items += [(v, v, None, UNLABELLED, {}) for v in unlabelled]
-    for name, video, side, split, files in sorted(items):
+    for name, (video, side, _, files, splits) in sorted(items.items()):
         if video not in infos:
             continue
         info = infos[video]
@@ -116,16 +168,14 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
                 lab = _empty_labels(task, info.n_frames)
             store.write_time_array(g, task, lab)
             labelled[task] = int(valid_mask(lab, task).sum())
-        # per track: the official split where the track annotates the name; unlabelled videos are test
-        splits = {t: (split if t in files else None) for t in TASKS} if files else {t: UNLABELLED for t in TASKS}
-        rec = {
-            "name": name, "video": video, "path": _rel(Path(info.path)), "side": side, "split": split,
-            "splits": splits,
+        rec = {"name": name, "video": video, "path": _rel(Path(info.path)), "side": side, "splits": splits}
+        rec["split"] = store.split_of(rec, "mtl")
+        rec.update({
             "fold": folds.get(video, -1), **{k: v for k, v in info.to_dict().items() if k != "path"},
             "annotation_frames": ann_frames, "labelled": labelled,
             "files": {t: _rel(f) for t, f in files.items()},
-        }
-        g.attrs.update({"n_frames": info.n_frames, "split": split, "fold": rec["fold"], "files": rec["files"]})
+        })
+        g.attrs.update({"n_frames": info.n_frames, "split": rec["split"], "fold": rec["fold"], "files": rec["files"]})
         records.append(rec)
 
     index = {
@@ -134,29 +184,56 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
         "folds": {"k": spec.folds_k, "seed": spec.folds_seed},
         "scenes": spec.scenes,
         "cropped_aligned": _rel(spec.cropped_aligned) if spec.cropped_aligned else None,
+        "video_dirs": [_rel(d) for d in video_dirs if d.is_dir()],
+        "editions": editions,
+        "test_lists": {t: _rel(f) for t, f in sorted(list_files.items())},
         "videos": records,
         "failures": failures,
         "orphan_annotations": orphans,
+        "warnings": warnings,
     }
     ws.index.write_text(json.dumps(index, indent=1) + "\n")
     return index
 
 
+def _track_cell(rec: dict, task: str) -> str:
+    split = rec["splits"][task]
+    if split in ("train", "val"):
+        return f"{split}:{rec['labelled'][task]}"
+    return split or "-"
+
+
 def format_table(index: dict) -> str:
-    """A fixed-width table: video, frames, fps, audio, split, fold, labelled frames per task."""
-    head = f"{'video':<28} {'frames':>6} {'fps':>7} {'audio':>5} {'split':<5} {'fold':>4}  {'AU':>5} {'EXPR':>5} {'VA':>5}"
-    lines = [head, "-" * len(head)]
+    """A fixed-width table: video, frames, fps, audio, split (``split_of(rec, "mtl")``), fold, and per
+    track the split with its labelled frames (``train:72``, ``val:72``), ``test`` or ``-``. The footer
+    names the editions found and used, the test lists, the video folders, failures, names without a
+    video and warnings (e.g. truncated files)."""
+    head = (f"{'video':<28} {'frames':>6} {'fps':>7} {'audio':>5} {'split':<5} {'fold':>4}  "
+            f"{'AU':<9} {'EXPR':<9} {'VA':<9}")
+    lines = [head.rstrip(), "-" * len(head)]
     for r in index["videos"]:
-        lab = r["labelled"]
         fps = f"{r['fps']:.3f}" + ("*" if r["vfr"] else " ")
+        cells = " ".join(f"{_track_cell(r, t):<9}" for t in TASKS)
         lines.append(f"{r['name'][:28]:<28} {r['n_frames']:>6} {fps:>7} {'yes' if r['has_audio'] else 'no':>5} "
-                     f"{r['split']:<5} {r['fold']:>4}  {lab['au']:>5} {lab['expr']:>5} {lab['va']:>5}")
+                     f"{r['split'] or '-':<5} {r['fold']:>4}  {cells}".rstrip())
+    warnings = index.get("warnings", [])
     lines.append(f"{len(index['videos'])} videos indexed"
                  + (" (* variable frame rate)" if any(r["vfr"] for r in index["videos"]) else "")
                  + (f", {len(index['failures'])} failures" if index["failures"] else "")
-                 + (f", {len(index['orphan_annotations'])} annotations without video" if index["orphan_annotations"] else ""))
+                 + (f", {len(index['orphan_annotations'])} names without video" if index["orphan_annotations"] else "")
+                 + (f", {len(warnings)} warnings" if warnings else ""))
+    eds = index.get("editions") or {}
+    if eds.get("found"):
+        show = {n: "(annotations root)" if n == ROOT_EDITION else n for n in eds["found"]}
+        lines.append(f"annotation editions: {', '.join(show.values())}; used {show[eds['used']]}")
+    lists = index.get("test_lists") or {}
+    lines += [f"{t.upper()} test list: {p}" for t, p in lists.items()] or [
+        "test lists: none (unannotated videos are test for every track)"]
+    lines.append("video folders: " + ", ".join(index.get("video_dirs", [])))
     for f in index["failures"]:
         lines.append(f"FAILED {f['path']}: {f['error']}")
     for o in index["orphan_annotations"]:
         lines.append(f"NO VIDEO for {o['name']}: {', '.join(o['files'])}")
+    for w in warnings:
+        lines.append(f"WARNING {w['path']}: {w['warning']}")
     return "\n".join(lines)

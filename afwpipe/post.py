@@ -21,8 +21,8 @@ from scipy import ndimage
 from .labels import AU_INVALID
 from .metrics import f1_binary
 
-#: Gaussian σ in frames per task: AU 5, EXPR 25, VA 25 (ABAW seeds, Fuxi ABAW5/6 and USTC ABAW8; DESIGN.md
-#: "Post-processing and evaluation").
+#: Gaussian σ in frames per task: AU 5, EXPR 25, VA 25 (ABAW seeds, Fuxi ABAW5/6 and USTC ABAW8;
+#: docs/postprocess.md, "Smoothing").
 SMOOTH_SIGMA = {"au": 5.0, "expr": 25.0, "va": 25.0}
 #: Median / mean window in frames per task: AU 10, EXPR 25, VA 50 (same sources).
 SMOOTH_WINDOW = {"au": 10, "expr": 25, "va": 50}
@@ -144,7 +144,8 @@ def binarize_au(prob: np.ndarray, thresholds: float | np.ndarray = 0.5) -> np.nd
 
 
 def tune_au_thresholds(prob: np.ndarray, true: np.ndarray, grid: np.ndarray = AU_THRESHOLD_GRID) -> np.ndarray:
-    """Per-AU threshold from ``grid`` maximising that AU's F1 on (validation) frames.
+    """Per-AU threshold from ``grid`` maximising that AU's F1 on the given frames (keep them apart from the
+    frames the result is scored on: :func:`afwpipe.postprocess.tune_thresholds` passes out-of-fold frames).
 
     Args:
         prob: ``[T, 12]`` AU probabilities.

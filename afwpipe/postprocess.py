@@ -11,15 +11,21 @@ track itself; ``mtl`` heads serve all three). For a fold system, per video:
    (:func:`post.fill_nearest`; ``present`` of the predictions, i.e. faces.zarr);
 3. *smoothing* along time per track (:func:`post.smooth`: ``gaussian`` σ, ``median`` / ``mean`` window;
    defaults AU σ 5 / window 10, EXPR 25 / 25, VA 25 / 50, :data:`post.SMOOTH_SIGMA`; ``none`` skips it);
-4. *decisions*: AU ``prob ≥ threshold`` with 0.5 or per-AU thresholds tuned on the fold's own validation
-   frames on a grid (:func:`post.tune_au_thresholds`), EXPR argmax, VA values clipped to [-1, 1].
+4. *decisions*: AU ``prob ≥ threshold`` with a fixed threshold or per-AU thresholds tuned on a grid
+   (:func:`post.tune_au_thresholds`) on out-of-fold frames the system is never scored on
+   (:func:`tune_thresholds`), EXPR argmax, VA values clipped to [-1, 1].
 
-The ensemble covers the videos every fold system predicted (the ``val`` and ``test`` splits) and is scored
-on the ``val`` split: ``vote`` takes the fold decisions (AU majority per AU with ``au_vote_tie`` on a tie,
-EXPR majority class with ties to the highest summed probability, VA mean), ``soft`` averages the
-processed probabilities / values and then thresholds (tuned on the ensemble's validation frames when
-tuning is on) or takes the argmax. Numbered folds trained on some ``val`` split videos, so the ensemble's
-validation scores are optimistic; its purpose is the test submission.
+A fold system is scored on its own validation videos (the head early-stopped on them but never trained on
+them). The ensemble covers the videos every fold system predicted (the ``val`` and ``test`` splits) and is
+scored only on the labelled ones that no member head (general or scene) trained or early-stopped on
+(:func:`seen_videos`); when there is none -- e.g. the ``official`` head early-stops on every ``val``
+video -- it is scored on the track's ``val`` split and flagged ``optimistic`` with a reason (systems.json,
+metrics.json, summary lines). ``vote`` takes the fold decisions (AU majority per AU with ``au_vote_tie`` on a
+tie, EXPR majority class with ties to the highest summed probability, VA mean), ``soft`` averages the
+processed probabilities / values and then thresholds (fixed or tuned as above) or takes the argmax.
+
+Smoothing can lower a score (it did for VA on the sample videos): both stage summary lines give, per
+track, the score before and after post-processing and say ``lower after`` when it dropped.
 
 *Before* decisions (written beside the *after* ones for :mod:`afwpipe.evaluate`) are the general heads' raw
 outputs with threshold 0.5 / argmax / raw VA (the ensemble's: the same combination rule over them) -- the
@@ -28,7 +34,10 @@ numbers the training stage reports as its validation score.
 Output (:attr:`Workspace.post_dir`)::
 
     post/systems.json                        per system: track, fold, videos, eval_videos, thresholds,
-                                             the head used per video, the settings
+                                             thresholds_from, threshold_videos (<fold>/<video> tuned on),
+                                             optimistic, optimistic_reason, seen_videos (ensemble: videos
+                                             a member trained or early-stopped on), warnings, models (the
+                                             head used per video); and the settings
     post/<track>-<fold>.npz  <video>/prob    [T, C] float32 processed probabilities (AU 12, EXPR 8) or VA
                              <video>/before  decisions before post-processing
                              <video>/after   decisions after: AU [T, 12] int8 {0,1}, EXPR [T] int8 class,
@@ -52,9 +61,11 @@ from tqdm import tqdm
 
 from . import __version__, post, store
 from .readers import load_labels
-from .datasets.affwild2 import valid_mask
-from .errors import PredictError
+from .errors import PredictError, TrainError
+from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, VA_NAMES, valid_mask
+from .metrics import au_f1, expr_f1, va_ccc
 from .predict import read_prediction, read_predictions_index
+from .folds import split_videos
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +73,7 @@ TRACKS = ("au", "expr", "va")
 ENSEMBLE = "ensemble"
 SMOOTH_CHOICES = post.SMOOTH_METHODS + ("none",)
 ENSEMBLE_METHODS = ("vote", "soft")
+TUNED = ("tuned", "tuned_on_scored")
 
 
 def settings(cls, name: str, section: Mapping | None, overrides: Mapping) -> dict:
@@ -93,7 +105,9 @@ class PostConfig:
         fill: nearest-frame fill of frames without a face.
         smooth: track -> ``{method: gaussian|median|mean|none, sigma: frames, window: frames}``; a missing or
             null σ / window takes :data:`post.SMOOTH_SIGMA` / :data:`post.SMOOTH_WINDOW`.
-        au_thresholds: ``"tuned"`` (per AU on validation frames, on ``threshold_grid``) or a number.
+        au_thresholds: ``"tuned"`` (per AU on out-of-fold frames the system is not scored on, on
+            ``threshold_grid``; :func:`tune_thresholds`), ``"tuned_on_scored"`` (on the scored frames
+            themselves: optimistic, flagged in metrics.json) or a number.
         threshold_grid: candidate thresholds; None: :data:`post.AU_THRESHOLD_GRID` (0.10 … 0.90 by 0.05).
         ensemble: ``vote`` (hard voting of the fold decisions) or ``soft`` (mean of probabilities).
         au_vote_tie: AU vote when exactly half the folds say 1 (1 or 0).
@@ -126,12 +140,12 @@ class PostConfig:
             spec["sigma"], spec["window"] = float(spec["sigma"]), int(spec["window"])
         if self.ensemble not in ENSEMBLE_METHODS:
             raise PredictError(f"postprocess ensemble: {self.ensemble!r} is not one of {', '.join(ENSEMBLE_METHODS)}")
-        if self.au_thresholds != "tuned":
+        if self.au_thresholds not in TUNED:
             try:
                 self.au_thresholds = float(self.au_thresholds)
             except (TypeError, ValueError):
-                raise PredictError(f"postprocess au_thresholds: {self.au_thresholds!r} is neither 'tuned' "
-                                   f"nor a number") from None
+                raise PredictError(f"postprocess au_thresholds: {self.au_thresholds!r} is neither "
+                                   f"{' nor '.join(map(repr, TUNED))} nor a number") from None
         if self.threshold_grid is not None:
             self.threshold_grid = [float(x) for x in self.threshold_grid]
         self.au_vote_tie = int(self.au_vote_tie)
@@ -198,23 +212,88 @@ def combine(track: str, values: Sequence[np.ndarray], decisions: Sequence[np.nda
     return mean, post.vote_expr(decisions, probs=values, n_classes=mean.shape[1]).astype(np.int8)
 
 
-def tune_thresholds(track: str, values: Mapping[str, np.ndarray], labels: Mapping, names, cfg: PostConfig):
-    """AU thresholds for a system: ``cfg.au_thresholds`` as ``[12]``, or tuned on the frames of ``names``
-    (:func:`post.tune_au_thresholds` on ``cfg.grid``). None for EXPR and VA."""
-    if track != "au":
-        return None
-    n = next(iter(values.values())).shape[1] if values else 12
-    if cfg.au_thresholds != "tuned" or not names:
-        return np.full(n, 0.5 if cfg.au_thresholds == "tuned" else cfg.au_thresholds)
-    prob = np.concatenate([values[v] for v in names])
-    true = np.concatenate([labels[v]["au"] for v in names])
-    return post.tune_au_thresholds(prob, true, cfg.grid)
+#: ``thresholds_from`` values of an AU system (systems.json, metrics.json).
+THRESHOLDS_FIXED = "fixed"
+THRESHOLDS_OOF = "out-of-fold frames"
+THRESHOLDS_DEFAULT = "0.5 fallback (no out-of-fold frame)"
+THRESHOLDS_SCORED = "scored frames (optimistic)"
+
+
+def out_of_fold_frames(track: str, folds: Sequence["System"], exclude, labels: Mapping) -> list[tuple[str, str]]:
+    """``(fold, video)`` pairs whose processed outputs are out-of-sample and outside ``exclude``.
+
+    For every numbered fold ``j`` (not ``official``, not the ensemble) of ``folds``, fold ``j``'s head never
+    trained on its own validation videos (``eval_videos``, :func:`afwpipe.folds.split_videos`), so its
+    outputs there are out-of-fold predictions. Pairs of a video in ``exclude`` (the videos the system being
+    tuned is scored on) and videos without a valid ``track`` label are left out.
+    """
+    exclude = set(exclude)
+    return [(f.fold, v) for f in folds if f.fold not in ("official", ENSEMBLE)
+            for v in _labelled(f.eval_videos, labels, track) if v not in exclude]
+
+
+def tune_thresholds(sys_: "System", folds: Sequence["System"], labels: Mapping, cfg: PostConfig) -> None:
+    """Set ``sys_.thresholds`` (``[12]`` float64; None for EXPR and VA), ``thresholds_from`` and
+    ``threshold_videos`` of an AU system from ``cfg.au_thresholds``:
+
+    - a number: that threshold for every AU (``fixed``);
+    - ``tuned``: per AU on ``cfg.grid`` (:func:`post.tune_au_thresholds`) over the pooled out-of-fold
+      frames of the numbered folds (:func:`out_of_fold_frames`), never the frames ``sys_`` is scored on.
+      Each frame keeps the processed output of its own fold's system, so the thresholds of fold ``i`` come
+      from the other folds' heads on their held-out videos, and those of ``official`` and of the ensemble
+      from the numbered folds' held-out videos outside the scored ones. Without such a frame (e.g. only
+      ``official`` was trained) every AU gets 0.5 and a warning is recorded in ``sys_.warnings``;
+    - ``tuned_on_scored``: per AU on the frames ``sys_`` is scored on (its ``eval_videos``); ``sys_`` is
+      flagged ``optimistic`` and :mod:`afwpipe.evaluate` writes its score as ``after_tuned_on_scored``.
+    """
+    if sys_.track != "au":
+        return
+    n = next(iter(sys_.prob.values())).shape[1] if sys_.prob else 12
+    if cfg.au_thresholds not in TUNED:
+        sys_.thresholds, sys_.thresholds_from = np.full(n, float(cfg.au_thresholds)), THRESHOLDS_FIXED
+        return
+    if cfg.au_thresholds == "tuned_on_scored":
+        pairs = [(sys_.fold, v) for v in _labelled(sys_.eval_videos, labels, "au")]
+        source = {sys_.fold: sys_}
+    else:
+        pairs = out_of_fold_frames("au", folds, sys_.eval_videos, labels)
+        source = {f.fold: f for f in folds}
+    sys_.threshold_videos = [f"{f}/{v}" for f, v in pairs]
+    if not pairs:
+        sys_.thresholds, sys_.thresholds_from = np.full(n, 0.5), THRESHOLDS_DEFAULT
+        sys_.warnings.append("AU thresholds 0.5: no labelled AU frame in " + (
+            "the scored videos" if cfg.au_thresholds == "tuned_on_scored" else
+            f"a numbered fold's own validation videos outside the ones {sys_.name} is scored on"))
+        log.warning("postprocess %s: %s", sys_.name, sys_.warnings[-1])
+        return
+    prob = np.concatenate([source[f].prob[v] for f, v in pairs])
+    true = np.concatenate([labels[v]["au"] for _, v in pairs])
+    sys_.thresholds = post.tune_au_thresholds(prob, true, cfg.grid)
+    sys_.thresholds_from = THRESHOLDS_OOF
+    if cfg.au_thresholds == "tuned_on_scored":
+        sys_.thresholds_from = THRESHOLDS_SCORED
+        _flag(sys_, "AU thresholds tuned on the scored frames")
+
+
+def _flag(sys_: "System", reason: str) -> None:
+    """Mark ``sys_``'s scores optimistic, adding ``reason``."""
+    sys_.optimistic = True
+    sys_.optimistic_reason = "; ".join(filter(None, [sys_.optimistic_reason, reason]))
+    log.warning("postprocess %s: optimistic scores: %s", sys_.name, reason)
 
 
 # -- systems -------------------------------------------------------------------------------------------
 @dataclass
 class System:
-    """One track of one fold (or of the ensemble) with its per-video outputs."""
+    """One track of one fold (or of the ensemble) with its per-video outputs.
+
+    ``thresholds_from`` (AU only) says where the thresholds come from (:func:`tune_thresholds`; a ``vote``
+    ensemble: ``fold votes (<the folds' thresholds_from>)``), ``threshold_videos`` the ``<fold>/<video>``
+    outputs they were tuned on; ``optimistic`` marks a system whose scores saw data they should not have
+    (the ensemble scored on videos a member trained or early-stopped on; AU thresholds tuned on the scored
+    frames), ``optimistic_reason`` says why;
+    ``seen_videos`` (ensemble only) are the videos some member trained or early-stopped on.
+    """
 
     track: str
     fold: str
@@ -226,6 +305,13 @@ class System:
     before: dict[str, np.ndarray] = field(default_factory=dict)
     after: dict[str, np.ndarray] = field(default_factory=dict)
     raw: dict[str, np.ndarray] = field(default_factory=dict)  # general head's raw outputs (for "before")
+    heads: list[str] = field(default_factory=list)  # every head feeding the system (general and scene)
+    thresholds_from: str | None = None
+    threshold_videos: list[str] = field(default_factory=list)
+    optimistic: bool = False
+    optimistic_reason: str | None = None
+    seen_videos: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -254,14 +340,16 @@ def _records_by_fold(records: list[dict], task: str, track: str) -> dict[str, di
 
 
 def fold_system(ws: store.Workspace, track: str, fold: str, general: dict, scenes: list[dict],
-                labels: Mapping, cfg: PostConfig) -> System:
-    """Post-process one fold of one track (module docstring, steps 1-4)."""
+                cfg: PostConfig) -> System:
+    """Steps 1-3 of the module docstring for one fold of one track, and the *before* decisions; the AU
+    thresholds (:func:`tune_thresholds`) and *after* decisions (:func:`finish`) need every fold first."""
     scene_of = {}
     if cfg.scenes:
         for r in scenes:
             for v in r["videos"]:
                 scene_of.setdefault(v, r["name"])
-    sys_ = System(track, fold, list(general["videos"]), list(general["val_videos"]), {})
+    sys_ = System(track, fold, list(general["videos"]), list(general["val_videos"]), {},
+                  heads=[general["name"]] + [r["name"] for r in scenes if cfg.scenes])
     for v in sys_.videos:
         raw = read_prediction(ws, general["name"], v)
         sys_.raw[v] = raw[track]
@@ -270,24 +358,67 @@ def fold_system(ws: store.Workspace, track: str, fold: str, general: dict, scene
         sys_.models[v] = model
         sys_.prob[v] = smooth_track(chosen[track], chosen.get("present"), track, cfg)
         sys_.before[v] = decide(track, sys_.raw[v])
-    sys_.thresholds = tune_thresholds(track, sys_.prob, labels, _labelled(sys_.eval_videos, labels, track), cfg)
-    for v in sys_.videos:
-        sys_.after[v] = decide(track, sys_.prob[v], 0.5 if sys_.thresholds is None else sys_.thresholds)
     return sys_
 
 
-def ensemble_system(track: str, folds: list[System], val_videos: set[str], labels: Mapping,
+def finish(sys_: System, folds: Sequence[System], labels: Mapping, cfg: PostConfig) -> System:
+    """AU thresholds of a fold system (:func:`tune_thresholds` over ``folds``) and its *after* decisions."""
+    tune_thresholds(sys_, folds, labels, cfg)
+    for v in sys_.videos:
+        sys_.after[v] = decide(sys_.track, sys_.prob[v], 0.5 if sys_.thresholds is None else sys_.thresholds)
+    return sys_
+
+
+def seen_videos(ws: store.Workspace, index: dict, record: dict) -> set[str]:
+    """Videos head ``record`` (a predictions/index.json record) trained or early-stopped on.
+
+    Read from ``train_videos`` and ``val_videos`` of ``models/<name>/metrics.json`` (the training stage's);
+    without that file, recomputed from the index with :func:`afwpipe.folds.split_videos` (the same split
+    the training stage used, given the same index).
+
+    Raises:
+        PredictError: metrics.json is unreadable or lacks the lists, or the split cannot be recomputed.
+    """
+    path = ws.models / record["name"] / "metrics.json"
+    if path.is_file():
+        try:
+            m = json.loads(path.read_text())
+            return set(m["train_videos"]) | set(m["val_videos"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise PredictError(f"{path}: no train_videos / val_videos lists ({e}); retrain the head") from None
+    try:
+        train, val = split_videos(index, HEAD_TASKS[record["task"]], record["fold"], record.get("scene"))
+    except (TrainError, KeyError) as e:
+        raise PredictError(f"{path} is missing and the split of head {record['name']} cannot be recomputed "
+                           f"from the index: {e}") from None
+    return set(train) | set(val)
+
+
+def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: set[str], labels: Mapping,
                     cfg: PostConfig) -> System | None:
-    """Fold ensemble of a track over the videos every fold predicted; scored on ``val_videos``."""
+    """Fold ensemble of a track over the videos every fold predicted.
+
+    Scored (``eval_videos``) on the labelled videos no member head trained or early-stopped on (not in
+    ``seen``). When there is none, on the labelled ``split_val`` videos (the track's official ``val``
+    split) with ``optimistic`` set and ``optimistic_reason`` saying why.
+    """
     common = [v for v in folds[0].videos if all(v in f.prob for f in folds[1:])]
     if not common:
         return None
-    ens = System(track, ENSEMBLE, common, [v for v in common if v in val_videos],
-                 {v: "+".join(f.models[v] for f in folds) for v in common})
+    unseen = _labelled([v for v in common if v not in seen], labels, track)
+    ens = System(track, ENSEMBLE, common, unseen, {v: "+".join(f.models[v] for f in folds) for v in common},
+                 heads=[h for f in folds for h in f.heads], seen_videos=sorted(seen & set(common)))
+    if not unseen:
+        val = _labelled([v for v in common if v in split_val], labels, track)
+        ens.eval_videos = val
+        _flag(ens, f"members trained or early-stopped on every labelled video; scored on the {len(val)} "
+                   f"{track.upper()} val video(s)")
     for v in common:
         ens.prob[v] = post.soft_average([f.prob[v] for f in folds])
-    if track == "au" and cfg.ensemble == "soft":
-        ens.thresholds = tune_thresholds(track, ens.prob, labels, _labelled(ens.eval_videos, labels, track), cfg)
+    if cfg.ensemble == "soft":
+        tune_thresholds(ens, folds, labels, cfg)
+    elif track == "au":
+        ens.thresholds_from = f"fold votes ({'; '.join(dict.fromkeys(f.thresholds_from for f in folds))})"
     th = 0.5 if ens.thresholds is None else ens.thresholds
     for v in common:
         raw = [f.raw[v] for f in folds]
@@ -303,6 +434,12 @@ def _fold_key(item) -> tuple:
     return (f != "official", int(f) if f.lstrip("-").isdigit() else 0, f)
 
 
+def _track_split(rec: dict, track: str) -> str | None:
+    """The record's official split for ``track`` (:func:`store.split_of`); a record of an index written
+    before per-track splits has only ``split``, which then holds for every track."""
+    return store.split_of(rec, track) if "splits" in rec else rec.get("split")
+
+
 def _labelled(names, labels: Mapping, track: str) -> list[str]:
     return [v for v in names if v in labels and valid_mask(labels[v][track], track).any()]
 
@@ -315,11 +452,85 @@ def _write(ws: store.Workspace, s: System) -> None:
     np.savez(ws.post(s.name), **arrays)
 
 
+CLASSES = {"au": AU_NAMES, "expr": EXPR_NAMES, "va": VA_NAMES}
+#: headline metric per track
+KEY = {"au": "f1", "expr": "f1", "va": "ccc"}
+
+
+def score(track: str, pred: np.ndarray, true: np.ndarray) -> dict:
+    """Score one track on concatenated frames (:mod:`afwpipe.metrics`; invalid frames left out).
+
+    Args:
+        pred: AU ``[T, 12]`` {0,1}, EXPR ``[T]`` classes, VA ``[T, 2]`` values.
+        true: labels of the same shape (invalid markers masked by the metric functions).
+
+    Returns:
+        AU / EXPR ``{"f1": mean, "per_class": {name: F1}}``; VA ``{"ccc": mean, "valence": c, "arousal": c,
+        "per_class": {"valence": c, "arousal": c}}``.
+
+    Raises:
+        ValueError: nothing to score (see :mod:`afwpipe.metrics`).
+    """
+    if track == "au":
+        mean, per = au_f1(pred, true)
+    elif track == "expr":
+        mean, per = expr_f1(pred, true)
+    else:
+        mean, v, a = va_ccc(pred, true)
+        return {"ccc": mean, "valence": v, "arousal": a, "per_class": {"valence": v, "arousal": a}}
+    return {"f1": mean, "per_class": dict(zip(CLASSES[track], map(float, per)))}
+
+
+def headline(scores: Mapping[str, Mapping[str, dict]], notes: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """``au ensemble F1 0.4000 -> 0.5500, va official CCC 0.2860 -> 0.2250 (lower after), …``: per track
+    the ensemble's before -> after (else the first scored fold's), with ``notes[track][fold]`` appended.
+
+    Args:
+        scores: track -> fold -> ``{"before": score, "after": score}`` (:func:`score` results).
+    """
+    parts = []
+    for track in TRACKS:
+        by_fold = scores.get(track) or {}
+        fold = ENSEMBLE if ENSEMBLE in by_fold else next(iter(by_fold), None)
+        if fold is None:
+            continue
+        r, key = by_fold[fold], KEY[track]
+        before, after = r["before"][key], r["after"][key]
+        note = ((notes or {}).get(track) or {}).get(fold)
+        extra = (["lower after"] if after < before else []) + ([note] if note else [])
+        parts.append(f"{track} {fold} {key.upper()} {before:.4f} -> {after:.4f}"
+                     + (f" ({'; '.join(extra)})" if extra else ""))
+    return ", ".join(parts) or "(nothing scored)"
+
+
+def system_notes(meta: Mapping) -> str | None:
+    """Short caveats of a system for summary lines: ``optimistic: <reason>`` and the AU threshold fallback
+    (``meta``: a systems.json or metrics.json entry)."""
+    notes = []
+    if meta.get("optimistic"):
+        notes.append(f"optimistic: {meta.get('optimistic_reason') or 'see metrics.json'}")
+    if meta.get("thresholds_from") == THRESHOLDS_DEFAULT:
+        notes.append(f"AU thresholds {THRESHOLDS_DEFAULT}")
+    return "; ".join(notes) or None
+
+
+def scored_frames(s: System, labels: Mapping) -> dict | None:
+    """``{"before": score, "after": score}`` of system ``s`` on its labelled evaluation videos (in memory),
+    or None when none has a valid label of its track."""
+    names = _labelled(s.eval_videos, labels, s.track)
+    if not names:
+        return None
+    true = np.concatenate([labels[v][s.track] for v in names])
+    return {stage: score(s.track, np.concatenate([getattr(s, stage)[v] for v in names]), true)
+            for stage in ("before", "after")}
+
+
 @dataclass
 class PostSummary:
     systems: list[System]
     cfg: PostConfig
     seconds: float
+    scores: dict = field(default_factory=dict)  # track -> fold -> {"before", "after"} (:func:`scored_frames`)
 
     def line(self) -> str:
         tracks = sorted({s.track for s in self.systems}, key=TRACKS.index)
@@ -327,33 +538,44 @@ class PostSummary:
         sm = ", ".join(f"{t} {self.cfg.smooth[t]['method']}"
                        + {"gaussian": f" σ{self.cfg.smooth[t]['sigma']:g}", "none": ""}.get(
                            self.cfg.smooth[t]["method"], f" w{self.cfg.smooth[t]['window']}") for t in tracks)
+        notes: dict = {}
+        for s in self.systems:
+            notes.setdefault(s.track, {})[s.fold] = system_notes(
+                {"optimistic": s.optimistic, "optimistic_reason": s.optimistic_reason,
+                 "thresholds_from": s.thresholds_from})
         return (f"postprocess: {len(self.systems)} systems ({', '.join(tracks)} × folds {', '.join(folds)}"
-                f" + {self.cfg.ensemble} ensemble); smoothing {sm}; AU thresholds {self.cfg.au_thresholds}"
-                f" in {self.seconds:.1f} s")
+                f" + {self.cfg.ensemble} ensemble); smoothing {sm}; AU thresholds {self.cfg.au_thresholds};"
+                f" before -> after: {headline(self.scores, notes)} in {self.seconds:.1f} s")
 
 
 def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True) -> PostSummary:
     """Post-process every track of every fold and their ensemble; write ``post/`` (module docstring).
 
     Raises:
-        PredictError: no predictions, or no head predicts any track.
+        PredictError: no predictions, no head predicts any track, or a head's training videos are unknown
+            (:func:`seen_videos`).
     """
     t0 = time.perf_counter()
     records = read_predictions_index(ws)
     index = ws.read_index()
-    split_val = {r["name"] for r in index["videos"] if r.get("split") == "val"}
     labelled = {r["name"] for r in index["videos"] if any(r.get("labelled", {}).values())}
     all_videos = sorted({v for r in records for v in r["videos"]} & labelled)
     labels = load_labels(ws, all_videos) if all_videos else {}
+    seen_of = {r["name"]: seen_videos(ws, index, r) for r in records}
     systems: list[System] = []
     for track in tqdm(TRACKS, desc="postprocess", unit="track", disable=not progress):
         by_fold = _records_by_fold(records, cfg.sources[track], track)
         if not by_fold:
             log.warning("postprocess: no %s head predicted; track %s skipped", cfg.sources[track], track)
             continue
-        folds = [fold_system(ws, track, f, s["general"], s["scenes"], labels, cfg) for f, s in sorted(by_fold.items(), key=_fold_key)]
+        folds = [fold_system(ws, track, f, s["general"], s["scenes"], cfg)
+                 for f, s in sorted(by_fold.items(), key=_fold_key)]
+        for f in folds:
+            finish(f, folds, labels, cfg)
         systems += folds
-        ens = ensemble_system(track, folds, split_val, labels, cfg)
+        split_val = {r["name"] for r in index["videos"] if _track_split(r, track) == "val"}
+        seen = set().union(*(seen_of[h] for f in folds for h in f.heads))
+        ens = ensemble_system(track, folds, seen, split_val, labels, cfg)
         if ens is not None:
             systems.append(ens)
     if not systems:
@@ -362,15 +584,20 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
     if ws.post_dir.exists():
         shutil.rmtree(ws.post_dir)
     ws.post_dir.mkdir(parents=True)
-    meta = {}
+    meta, scores = {}, {}
     for s in systems:
         _write(ws, s)
         meta[s.name] = {"track": s.track, "fold": s.fold, "videos": s.videos, "eval_videos": s.eval_videos,
                         "thresholds": None if s.thresholds is None else [float(x) for x in s.thresholds],
-                        "models": s.models}
+                        "thresholds_from": s.thresholds_from, "threshold_videos": s.threshold_videos,
+                        "optimistic": s.optimistic, "optimistic_reason": s.optimistic_reason,
+                        "seen_videos": s.seen_videos, "warnings": s.warnings, "models": s.models}
+        r = scored_frames(s, labels)
+        if r is not None:
+            scores.setdefault(s.track, {})[s.fold] = r
     ws.post_systems.write_text(json.dumps({"afwpipe_version": __version__, "config": asdict(cfg),
                                            "systems": meta}, indent=1) + "\n")
-    return PostSummary(systems, cfg, time.perf_counter() - t0)
+    return PostSummary(systems, cfg, time.perf_counter() - t0, scores)
 
 
 def read_systems(ws: store.Workspace) -> dict:

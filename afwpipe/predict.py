@@ -49,7 +49,7 @@ from .errors import PredictError
 from .inference import checkpoint_stats, load_model, predict_frames
 from .labels import TASKS, TRAIN_TASKS
 from .readers import ZarrFeatures
-from .store import parse_fold
+from .folds import parse_fold
 
 log = logging.getLogger(__name__)
 

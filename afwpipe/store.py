@@ -15,7 +15,7 @@ Layout of a workspace (one per dataset, e.g. ``work/sample``)::
 
 ``<name>`` is the annotation name (``X_left`` / ``X_right`` are separate groups of video ``X``).
 
-Chunking (DESIGN.md, Storage): inner chunks hold at least 1 MiB along time (per-call overhead of a
+Chunking (docs/stores.md, "Chunking and shards"): inner chunks hold at least 1 MiB along time (per-call overhead of a
 small read is ~3.5 ms), shards hold a whole video's array up to ``MAX_SHARD_BYTES`` (few files for
 DVC, fast whole-array reads). zarr-python 3 needs the shard shape to be a multiple of the chunk shape,
 so shards are rounded up to whole chunks.
@@ -43,7 +43,6 @@ import numpy as np
 import zarr
 
 from . import __version__
-from .errors import TrainError
 
 MIN_CHUNK_BYTES = 1 << 20
 MAX_SHARD_BYTES = 16 << 20
@@ -292,19 +291,3 @@ def mark_complete(group: zarr.Group, **attrs) -> None:
 def read_array(path: Path, name: str, array: str) -> np.ndarray:
     """Read one whole array ``<path>/<name>/<array>`` into memory."""
     return open_store(path, "r")[f"{name}/{array}"][...]
-
-
-def parse_fold(fold) -> str | int:
-    """A fold as it names a model folder (``models/<task>-<head>-<fold>``): ``"official"`` or a fold number
-    (int, or a string of digits).
-
-    Raises:
-        TrainError: anything else.
-    """
-    if isinstance(fold, (int, np.integer)) and not isinstance(fold, bool):
-        return int(fold)
-    if isinstance(fold, str) and fold.strip().lstrip("-").isdigit():
-        return int(fold)
-    if fold == "official":
-        return fold
-    raise TrainError(f"fold must be 'official' or a fold number, got {fold!r}")

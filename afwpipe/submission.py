@@ -1,4 +1,4 @@
-"""ABAW5/6-style submission files, one per track (Aff-Wild2 test submissions; DESIGN.md, Aff-Wild2 notes).
+"""ABAW5/6-style submission files, one per track (docs/postprocess.md, "Submission files").
 
 Format (one comma-separated text file per track, no index column)::
 

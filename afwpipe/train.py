@@ -1,6 +1,6 @@
 """Train one fusion head for one (task, fold[, scene]) on cached features; never touches video.
 
-Recipe (DESIGN.md, Heads and training; Netease Fuxi ABAW5/6, USTC ABAW8): clips of K=100 frames with
+Recipe (docs/heads.md, "Training"; Netease Fuxi ABAW5/6, USTC ABAW8): clips of K=100 frames with
 stride K/2, AdamW (lr 1e-4, weight decay 1e-2), batch 32, masked losses of :mod:`afwpipe.losses` with
 class weights from the training labels, early stopping on the validation score. Validation predicts
 every frame: overlapping clips (``eval_stride``, default K/2) averaged per frame
@@ -9,9 +9,7 @@ every frame: overlapping clips (``eval_stride``, default K/2) averaged per frame
 Validation score: ``au`` mean F1 over 12 AUs (threshold 0.5), ``expr`` macro F1 over 8 classes, ``va``
 mean CCC of valence and arousal, ``mtl`` the mean of the three.
 
-Folds: ``"official"`` trains on split ``train`` and validates on split ``val``; an int ``i`` validates on
-the labelled videos of fold ``i`` of the index and trains on the other labelled videos. ``scene`` keeps
-only the videos listed under that scene in the index (from the manifest).
+Folds and scenes: which videos train and which validate is :func:`afwpipe.folds.split_videos`.
 
 Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, config, encoder identities,
 standardisation statistics) and ``metrics.json`` (per-epoch and best validation metrics).
@@ -42,7 +40,7 @@ from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRAIN_TASKS, valid_mask
 from .losses import au_pos_weights, expr_class_weights, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
 from .readers import ZarrFeatures, load_labels
-from .store import parse_fold
+from .folds import parse_fold, split_videos
 
 
 
@@ -134,37 +132,6 @@ class TrainConfig:
     def run_name(self) -> str:
         """``<task>-<head>-<fold>[-<scene>]``, the model folder's name."""
         return "-".join([self.task, self.head, str(self.fold)] + ([self.scene] if self.scene else []))
-
-
-def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:
-    """Training and validation video names for ``fold`` (see the module docstring).
-
-    Only videos with at least one labelled frame of one of ``tasks`` are kept.
-
-    Raises:
-        TrainError: an unknown scene (lists the known ones), a fold outside ``0..k-1``, or an empty side.
-    """
-    records = [r for r in index["videos"] if any(r.get("labelled", {}).get(t, 0) > 0 for t in tasks)]
-    if scene is not None:
-        scenes = index.get("scenes") or {}
-        if scene not in scenes:
-            raise TrainError(f"unknown scene {scene!r}; scenes of the index: {', '.join(sorted(scenes)) or '(none)'}")
-        members = set(scenes[scene])
-        records = [r for r in records if r["name"] in members or r["video"] in members]
-    if fold == "official":
-        train = [r["name"] for r in records if r["split"] == "train"]
-        val = [r["name"] for r in records if r["split"] == "val"]
-    else:
-        k = int((index.get("folds") or {}).get("k", 0))
-        if not 0 <= fold < k:
-            raise TrainError(f"fold {fold} does not exist: the index has {k} folds (0..{k - 1}) and 'official'")
-        train = [r["name"] for r in records if r["fold"] >= 0 and r["fold"] != fold]
-        val = [r["name"] for r in records if r["fold"] == fold]
-    where = f"fold {fold}" + (f", scene {scene!r}" if scene else "")
-    for side, names in (("training", train), ("validation", val)):
-        if not names:
-            raise TrainError(f"{where}: no {side} video labelled for {'/'.join(t.upper() for t in tasks)}")
-    return sorted(train), sorted(val)
 
 
 def _require_labels(labels: dict, names: list[str], tasks, side: str, where: str) -> None:
@@ -348,4 +315,4 @@ def _finite(obj):
     return obj
 
 
-__all__ = ["TrainConfig", "TrainResult", "score", "split_videos", "train", "train_epoch"]
+__all__ = ["TrainConfig", "TrainResult", "score", "train", "train_epoch"]

@@ -4,6 +4,10 @@ Frames are decoded one at a time and never held all in memory. The frame count i
 frames the decoder actually returns (container headers are often wrong; Aff-Wild2 annotations are
 aligned to decoded frames). Timestamps are the container's presentation times in seconds, so
 variable-frame-rate phone video is handled without assuming an fps.
+
+Truncated files: with threaded decoding a file whose tail is cut off decodes its first frames and
+ends without an error. ``probe_video`` therefore compares the decoded count with what the container
+declares (``truncation_warning``) and records a warning on the ``VideoInfo``; it is not a failure.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class VideoInfo:
         audio_rate: audio sample rate in Hz (0 without audio).
         audio_channels: number of audio channels (0 without audio).
         times: float64 ``[n_frames]``, presentation time of each decoded frame in seconds, from 0.
+        declared_frames, declared_duration: frame count and seconds the container declares
+            (``declared_length``; 0 when unknown).
+        warning: None, or why the file looks truncated (see ``truncation_warning``).
     """
 
     path: str
@@ -52,6 +59,9 @@ class VideoInfo:
     audio_rate: int
     audio_channels: int
     times: np.ndarray
+    declared_frames: int = 0
+    declared_duration: float = 0.0
+    warning: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-friendly dict without ``times``."""
@@ -85,8 +95,59 @@ def _frame_times(pts_times: list[float | None], fps: float) -> np.ndarray:
     return t - t[0] if len(t) else t
 
 
+SHORT_RATIO = 0.98  # decoded < 98 % of the declared frames (and of the declared duration) ...
+SHORT_MIN_FRAMES = 2  # ... and at least 2 frames short: the file is reported as truncated
+
+
+def declared_length(container, stream, fps: float) -> tuple[int, float]:
+    """``(frames, seconds)`` the container declares for ``stream``.
+
+    seconds: the stream's duration (``stream.duration x stream.time_base``), else the container's
+    (``container.duration`` in ``av.time_base`` units), else 0. frames: ``stream.frames`` when set,
+    else ``round(seconds x fps)`` (0 when no duration is known either).
+    """
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    else:
+        seconds = 0.0
+    return int(stream.frames or round(seconds * fps)), seconds
+
+
+def decoded_seconds(times: np.ndarray) -> float:
+    """Length in seconds of decoded frames with timestamps ``times`` (from 0): last time plus one
+    median frame interval (0 for no frame; one frame counts as 0 s)."""
+    if len(times) < 2:
+        return 0.0
+    return float(times[-1] + np.median(np.diff(times)))
+
+
+def truncation_warning(decoded: int, declared: int, seconds: float | None = None,
+                       declared_seconds: float = 0.0) -> str | None:
+    """A message when ``decoded`` frames are clearly fewer than the container's ``declared``, else None.
+
+    Rule: ``declared > 0``, ``decoded < SHORT_RATIO * declared`` (0.98), ``declared - decoded >=
+    SHORT_MIN_FRAMES`` (2), and, when both durations are known (``seconds`` decoded, ``declared_seconds``
+    > 0), ``seconds < SHORT_RATIO * declared_seconds`` too. Container frame counts can include packets
+    an edit list drops (the sample's no_face.mp4 declares 98 frames, 3 of them pre-roll before time 0,
+    and decodes 95 covering its whole 3.95 s); a cut-off tail loses frames and time.
+    """
+    if not (declared > 0 and decoded < SHORT_RATIO * declared and declared - decoded >= SHORT_MIN_FRAMES):
+        return None
+    if declared_seconds > 0 and seconds is not None and np.isfinite(seconds):
+        if seconds >= SHORT_RATIO * declared_seconds:
+            return None
+        return (f"decoded {decoded} frames ({seconds:.2f} s) but the container declares {declared} "
+                f"({declared_seconds:.2f} s): the file is probably truncated")
+    return f"decoded {decoded} frames but the container declares {declared}: the file is probably truncated"
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Decode every frame of ``path`` (without converting pixels) and return its ``VideoInfo``.
+
+    A file that decodes clearly fewer frames than its container declares gets ``VideoInfo.warning``
+    (logged, naming the file) instead of an error: its decoded frames are usable.
 
     Raises:
         VideoError: the file does not exist, is not a video, has no video stream, fails while
@@ -99,6 +160,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         vs.thread_type = "AUTO"
         fps = float(vs.average_rate or vs.guessed_rate or 0) or 25.0
         aud = container.streams.audio[0] if container.streams.audio else None
+        declared, declared_s = declared_length(container, vs, fps)
         times: list[float | None] = []
         rotation, w, h = 0, vs.codec_context.width, vs.codec_context.height
         try:
@@ -118,11 +180,15 @@ def probe_video(path: str | Path) -> VideoInfo:
     vfr = bool(len(d) and np.any(np.abs(d - med) > 0.1 * med))
     if rotation in (90, 270):
         w, h = h, w
+    warning = truncation_warning(len(t), declared, decoded_seconds(t), declared_s)
+    if warning:
+        log.warning("%s: %s", path, warning)
     return VideoInfo(
         path=str(path), n_frames=len(t), fps=fps, width=w, height=h, rotation=rotation,
         duration=float(t[-1] + med), vfr=vfr, has_audio=aud is not None,
         audio_rate=int(aud.rate) if aud is not None else 0,
         audio_channels=int(aud.channels) if aud is not None else 0, times=t,
+        declared_frames=declared, declared_duration=declared_s, warning=warning,
     )
 
 

@@ -33,7 +33,7 @@ from afwpipe.losses import au_pos_weights
 from afwpipe.train import train_epoch
 from common import cache_state, disk_bytes, drop_page_cache, resident_fraction
 
-DIMS = {"mae": 768, "logmel": 80}  # a visual and an audio encoder of the DESIGN table
+DIMS = {"mae": 768, "logmel": 80}  # a visual and an audio encoder of docs/encoders.md
 K = 100
 
 

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Install afwpipe and everything it needs into the current Python environment.
 #   scripts/install.sh         runtime dependencies
-#   scripts/install.sh test    + test dependencies (pytest, scikit-learn, matplotlib)
+#   scripts/install.sh test    + test dependencies (pytest, scikit-learn)
+# Everything `dvc repro` needs comes with the runtime install; the test extra holds only what tests/ import.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-extra=""; [ "${1:-}" = "test" ] && extra="[test]"
+case "${1:-}" in
+  "") extra="" ;;
+  test) extra="[test]" ;;
+  *) echo "usage: scripts/install.sh [test]" >&2; exit 2 ;;
+esac
 # torch/torchvision first, pinned: timm needs torchvision, and these releases are the newest allowed
 # on our machines (see README "Install"). A GPU machine gets the CUDA build from the same wheels.
 $PY -m pip install --disable-pip-version-check -q "torch==2.14.1" "torchvision==0.29.1"

@@ -3,12 +3,15 @@ import logging
 import numpy as np
 import pytest
 
-from afwpipe.datasets.affwild2 import (align_length, find_challenge_dirs, find_videos, read_annotation,
-                                       scan_annotations, split_side, valid_mask)
+from afwpipe.datasets.affwild2 import (TEST_LIST_FOLDER, align_length, choose_edition, edition_number,
+                                       find_challenge_dirs, find_editions, find_test_lists, find_video_dirs,
+                                       find_videos, read_annotation, read_test_list, scan_annotations, split_side,
+                                       track_of_test_list)
+from afwpipe.labels import valid_mask
 from afwpipe.errors import AnnotationError, DatasetError
 from afwpipe.labels import AU_NAMES
 
-from synth import EDITIONS, make_affwild2_tree, write_annotation
+from synth import EDITIONS, make_affwild2_tree, make_video, write_annotation
 
 
 def test_sample_annotations_are_read_with_shapes_and_invalid_markers(sample_annotations):
@@ -92,3 +95,72 @@ def test_align_pads_with_invalid_and_truncates_with_a_warning(caplog):
     assert cut.shape == (8,)
     assert "x.txt: 5 annotated frames but the video decodes to 8" in caplog.text
     assert "y.txt: 10 annotated frames" in caplog.text
+
+
+@pytest.mark.parametrize("folder, number", [
+    ("Third ABAW Annotations", 3), ("5th ABAW Annotations", 5), ("6th_ABAW_Annotations", 6),
+    ("8th ABAW Annotations", 8), ("ABAW8", 8), ("abaw_8_annotations", 8), ("ABAW/Sixth", 6),
+    ("annotations_2024", None), (".", None), ("my_copy", None)])
+def test_edition_number_from_folder_name(folder, number):
+    assert edition_number(folder) == number
+
+
+def test_choose_edition_by_setting_newest_or_error():
+    eds = {"6th_ABAW_Annotations": None, "Third ABAW Annotations": None, "ABAW8": None}
+    assert choose_edition(eds) == "ABAW8"  # newest, whatever the dict order
+    assert choose_edition(dict(reversed(list(eds.items())))) == "ABAW8"
+    assert choose_edition(eds, 3) == choose_edition(eds, "Third ABAW Annotations") == "Third ABAW Annotations"
+    assert choose_edition({".": None}) == "." and choose_edition({}) is None
+    with pytest.raises(DatasetError, match="edition 8 is held by 'ABAW8', '8th'.*dataset.edition"):
+        choose_edition({"ABAW8": None, "8th": None})
+    with pytest.raises(DatasetError, match="no edition number in '.'"):
+        choose_edition({".": None, "ABAW8": None})
+
+
+def test_find_editions_root_and_named(tmp_path):
+    make_affwild2_tree(tmp_path, "abaw5", videos=False)
+    make_affwild2_tree(tmp_path, "abaw8", videos=False)
+    for task in ("au", "va"):  # the root itself holds challenge folders too
+        write_annotation(tmp_path / "annotations" / EDITIONS["abaw6"][1][task] / "Train_Set" / "x.txt", task, 3)
+    eds = find_editions(tmp_path / "annotations")
+    assert list(eds) == [".", "5th ABAW Annotations", "8th ABAW Annotations"]
+    assert sorted(scan_annotations(eds["."], max_depth=1)) == ["x"]  # not the editions below it
+
+
+@pytest.mark.parametrize("filename, track", [
+    ("Action_Unit_Detection_Challenge_test_set_release.txt", "au"),
+    ("Expression_Recognition_Challenge_test_set_release.txt", "expr"),
+    ("Expression_Classification_Challenge_test_set_release.txt", "expr"),
+    ("Valence_Arousal_Estimation_Challenge_test_set_release.txt", "va"),
+    ("AU_test.txt", "au"), ("EXPR-test.txt", "expr"), ("VA test.txt", "va"),
+    ("MTL_Challenge_test_set_release.txt", None), ("AU_and_VA.txt", None)])
+def test_test_list_track_by_keyword(filename, track):
+    assert track_of_test_list(filename) == track
+
+
+def test_test_lists_found_and_read(tmp_path, caplog):
+    make_affwild2_tree(tmp_path, "abaw3", test_lists=True, videos=False)
+    ed = tmp_path / "annotations" / "Third ABAW Annotations"
+    (ed / TEST_LIST_FOLDER / "MTL_Challenge_test_set_release.txt").write_text("166\n")
+    with caplog.at_level(logging.WARNING):
+        lists = find_test_lists([ed, tmp_path / "annotations"])
+    assert {t: p.name for t, p in lists.items()} == {
+        "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
+        "expr": "Expression_Classification_Challenge_test_set_release.txt",
+        "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt"}
+    assert "MTL_Challenge_test_set_release.txt: no single track" in caplog.text
+    assert read_test_list(lists["expr"]) == ["166", "20-24-64x48", "30-64x48_left", "30-64x48_right"]
+    (tmp_path / "l.txt").write_text("a.mp4\n\n b \na\n")
+    assert read_test_list(tmp_path / "l.txt") == ["a", "b"]
+    assert find_test_lists([tmp_path / "nowhere"]) == {}
+
+
+def test_video_dirs_below_root_skip_annotations_and_depth(tmp_path):
+    make_video(tmp_path / "videos" / "batch1" / "a.mp4", 2)
+    make_video(tmp_path / "annotations" / "b.mp4", 2)
+    make_video(tmp_path / "x" / "y" / "z" / "w" / "deep.mp4", 2)  # 4 levels down
+    dirs = find_video_dirs(tmp_path, [tmp_path / "batch1"])
+    assert dirs == [tmp_path / "videos" / "batch1"]
+    assert find_video_dirs(tmp_path, [tmp_path / "videos"]) == [tmp_path / "videos"]  # configured one exists
+    with pytest.raises(DatasetError, match="no video file"):
+        find_video_dirs(tmp_path / "x", [tmp_path / "none"], max_depth=2)

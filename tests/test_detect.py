@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -196,3 +197,19 @@ def test_killed_detect_resumes_identically(faces, tmp_path, one_torch_thread):
                 b[name].attrs["identity" if store == "faces" else "sample_rate"]
             for arr in a[name].array_keys():
                 np.testing.assert_array_equal(a[name][arr][...], b[name][arr][...], err_msg=f"{store}/{name}/{arr}")
+
+
+def test_detect_warns_about_a_truncated_file(tmp_path, caplog):
+    full = make_video(tmp_path / "cut.mp4", 40, size=(64, 48), faststart=True)
+    full.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.7)])
+    ws = _dataset(tmp_path, {"cut": full, "good": make_video(tmp_path / "good.mp4", 4, size=(96, 64))})
+    with caplog.at_level(logging.WARNING, logger="afwpipe.detect"):
+        summary = run_detect(ws, DetectConfig(size=32, batch_size=8), progress=False)
+    assert not summary.failures and is_complete(ws.faces, "cut")  # a warning, not a failure
+    n = _group(ws, "faces", "cut")["present"].shape[0]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "afwpipe.detect"]
+    (msg,) = msgs
+    path, text = msg.split(": ", 1)
+    assert Path(path).resolve() == (tmp_path / "ds" / "videos" / "cut.mp4").resolve()
+    assert text == (f"decoded {n} frames ({n / 25:.2f} s) but the container declares 40 (1.60 s): "
+                    "the file is probably truncated") and n < 39

@@ -111,3 +111,22 @@ def test_configs_are_plain_data_with_the_store_keys():
     cfg = enc.config
     assert CONFIG_KEYS <= set(cfg) and {"sample_rate", "hop_s"} <= set(cfg)
     assert cfg["weights"] == "none" and json.loads(json.dumps(cfg)) == cfg
+
+
+def test_cli_encoders_prints_one_row_per_registry_entry_from_its_default_cfg():
+    from click.testing import CliRunner
+
+    from afwpipe.cli import main
+    from afwpipe.encoders import ENCODERS
+
+    res = CliRunner().invoke(main, ["encoders"])
+    assert res.exit_code == 0, res.output
+    rows = [line.split() for line in res.output.splitlines()[1:]]
+    assert [r[0] for r in rows] == list_encoders()  # every name and family, once, in registry order
+    for r in rows[:-1]:
+        cfg = ENCODERS.default_cfg(r[0])
+        assert r[1:3] == [cfg.modality, str(cfg.dim)]
+    # dims published with whisper (n_audio_state) and HuBERT base, not read from our configs
+    dims = {r[0]: r[2] for r in rows}
+    assert (dims["whisper-tiny"], dims["whisper-large-v3"], dims["hubert"]) == ("384", "1280", "768")
+    assert rows[-1][:3] == ["timm:<model_id>", "visual", "model's"]

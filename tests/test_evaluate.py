@@ -36,12 +36,18 @@ def test_metrics_json_has_every_fold_and_the_ensemble_before_and_after(evaluated
     assert set(m) == {"au", "expr", "va"}
     for track, keys in (("au", {"f1"}), ("expr", {"f1"}), ("va", {"ccc", "valence", "arousal"})):
         assert set(m[track]) == {"official", "0", "1", "ensemble"}
-        for r in m[track].values():
-            assert set(r) == {"before", "after", "videos", "frames"}
+        for fold, r in m[track].items():
+            extra = ({"thresholds_from"} if track == "au" else set()) | (
+                {"optimistic_reason"} if fold == "ensemble" else set())
+            assert set(r) == {"before", "after", "videos", "frames", "optimistic"} | extra
             assert set(r["before"]) == keys == set(r["after"])
+            assert r["optimistic"] is (fold == "ensemble")  # every labelled video was seen by a member
     assert m["au"]["official"]["videos"] == 2 and m["au"]["official"]["frames"] == 2 * T
     assert m["au"]["0"]["videos"] == 2 and m["au"]["1"]["videos"] == 1  # own validation videos
     assert m["au"]["ensemble"]["before"]["f1"] == 0.0 and m["au"]["ensemble"]["after"]["f1"] == 1.0  # tuned
+    assert m["au"]["official"]["thresholds_from"] == "out-of-fold frames"
+    assert m["au"]["ensemble"]["thresholds_from"] == "fold votes (out-of-fold frames)"
+    assert "trained or early-stopped on every labelled video" in m["va"]["ensemble"]["optimistic_reason"]
 
 
 def test_scores_are_the_metric_functions_on_the_stored_decisions(evaluated):
@@ -78,7 +84,9 @@ def test_per_class_csv_and_dvc_plot_files(evaluated):
     assert trace[0][:5] == ["frame", "valence", "arousal", "valence_true", "arousal_true"] and len(trace) == 1 + T
     png = (ws.eval_dir / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert summary.line().startswith("evaluate: ensemble before -> after: au 0.0000 -> 1.0000")
+    assert summary.line().startswith("evaluate: before -> after: au ensemble F1 0.0000 -> 1.0000 (optimistic: "
+                                      "members trained or early-stopped on every labelled video; scored on the 2 AU "
+                                      "val video(s)), expr ensemble F1 0.2500 -> 0.2500 (optimistic: ")
 
 
 def test_unknown_trace_video_and_settings_are_errors(evaluated):
@@ -100,3 +108,35 @@ def test_system_without_labelled_frames_is_skipped(tmp_path, caplog):
     summary = run_evaluate(ws)
     assert summary.metrics == {} and "no labelled VA frame" in caplog.text
     assert summary.line().endswith("(nothing scored) in " + summary.line().rsplit(" in ", 1)[1])
+
+
+def test_ensemble_scored_on_unseen_videos_only_and_thresholds_tuned_on_scored_frames_say_so(tmp_path):
+    ws = make_post_workspace(tmp_path / "ws", tasks=("au",), late=True)  # u: a val video no head saw
+    run_postprocess(ws, PostConfig(au_thresholds="tuned", ensemble="soft", smooth={"au": {"method": "none"}}),
+                    progress=False)
+    m = run_evaluate(ws).metrics["au"]
+    assert m["ensemble"]["videos"] == 1 and m["ensemble"]["frames"] == T and m["ensemble"]["optimistic"] is False
+    assert set(m["ensemble"]) == {"before", "after", "videos", "frames", "optimistic", "thresholds_from"}
+    pred = read_post(ws, "au-ensemble", "u")["after"]
+    assert m["ensemble"]["after"]["f1"] == pytest.approx(au_f1(pred, labels_of("u")["au"])[0])
+    run_postprocess(ws, PostConfig(au_thresholds="tuned_on_scored", smooth={"au": {"method": "none"}}),
+                    progress=False)
+    summary = run_evaluate(ws)
+    r = summary.metrics["au"]["official"]
+    assert "after" not in r and r["after_tuned_on_scored"]["f1"] == 1.0 and r["optimistic"] is True
+    assert r["thresholds_from"] == "scored frames (optimistic)"
+    assert r["optimistic_reason"] == "AU thresholds tuned on the scored frames"
+    assert json.loads((ws.eval_dir / "metrics.json").read_text()) == summary.metrics
+    assert "au ensemble F1" in summary.line()
+
+
+def test_threshold_fallback_warning_reaches_metrics_json(tmp_path):
+    ws = make_post_workspace(tmp_path / "ws", tasks=("au",))
+    index = json.loads(ws.predictions_index.read_text())
+    index["models"] = [m for m in index["models"] if m["fold"] == "official"]
+    ws.predictions_index.write_text(json.dumps(index))
+    run_postprocess(ws, PostConfig(smooth={"au": {"method": "none"}}), progress=False)
+    summary = run_evaluate(ws)
+    r = summary.metrics["au"]["official"]
+    assert r["thresholds_from"] == "0.5 fallback (no out-of-fold frame)" and "no labelled AU frame" in r["warnings"][0]
+    assert "au ensemble F1 0.0000 -> 0.0000 (optimistic: " in summary.line()

@@ -1,5 +1,8 @@
+import dataclasses
 import json
 import logging
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,12 +12,12 @@ from click.testing import CliRunner
 
 from afwpipe.cli import main
 from afwpipe.errors import DatasetError
-from afwpipe.index import assign_folds, build_index
+from afwpipe.index import assign_folds, build_index, format_table
 from afwpipe.manifest import DatasetSpec, dataset_spec
 from afwpipe.store import Workspace
 
 from conftest import REPO
-from synth import make_affwild2_tree, write_annotation
+from synth import make_affwild2_tree, make_video, write_annotation
 
 
 def _spec(root, k=2):
@@ -112,3 +115,145 @@ def test_cli_unknown_dataset_is_a_clean_error(tmp_path):
     res = CliRunner().invoke(main, ["--params", str(tmp_path / "none.yaml"), "--manifest",
                                     str(REPO / "data_manifest.yaml"), "--dataset", "nope", "index"])
     assert res.exit_code == 2 and "unknown dataset 'nope'; known: affwild2, sample" in res.output
+
+
+def _index(root, tmp_path, **kw):
+    return build_index(dataclasses.replace(_spec(root), **kw), Workspace(tmp_path / "work"), progress=False)
+
+
+def test_per_track_test_lists_sides_and_unlisted_videos(tmp_path):
+    root = make_affwild2_tree(tmp_path / "aw", "abaw8", test_lists=True)
+    index = _index(root, tmp_path)
+    recs = {r["name"]: r for r in index["videos"]}
+    assert set(recs) == {"1-30-64x48", "5-60-64x48-1", "10-60-64x48_left", "10-60-64x48_right", "166",
+                         "20-24-64x48", "30-64x48_left", "30-64x48_right", "300"}
+    # VA-train and EXPR-test at once: one record
+    assert recs["20-24-64x48"]["splits"] == {"au": None, "expr": "test", "va": "train"}
+    assert recs["20-24-64x48"]["split"] == "train" and recs["20-24-64x48"]["labelled"]["va"] == 10
+    # a two-person test video nobody annotates: one record per side, its side taken from the name
+    for side in ("left", "right"):
+        r = recs[f"30-64x48_{side}"]
+        assert (r["video"], r["side"], r["split"]) == ("30-64x48", side, "test")
+        assert r["splits"] == {"au": "test", "expr": "test", "va": "test"}
+    assert "30-64x48" not in recs
+    assert recs["166"]["splits"] == {"au": "test", "expr": "test", "va": "test"}
+    # with test lists, an unannotated video in no list is indexed but is in no split
+    assert recs["300"]["splits"] == {"au": None, "expr": None, "va": None} and recs["300"]["split"] is None
+    assert recs["1-30-64x48"]["splits"] == {"au": "train", "expr": "train", "va": "train"}
+    lost = {o["name"]: o for o in index["orphan_annotations"]}["lost_test"]
+    assert lost["files"][0].endswith("Action_Unit_Detection_Challenge_test_set_release.txt")
+    assert {t: p.rsplit("/", 1)[-1] for t, p in index["test_lists"].items()} == {
+        "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
+        "expr": "Expression_Recognition_Challenge_test_set_release.txt",
+        "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt"}
+    rows = {line.split()[0]: line.split() for line in format_table(index).splitlines()[2:] if line.strip()}
+    assert rows["20-24-64x48"][6:] == ["-", "test", "train:10"]
+    assert rows["300"][4:] == ["-", "-1", "-", "-", "-"]
+    assert "NO VIDEO for lost_test" in format_table(index)
+    assert json.loads((tmp_path / "work" / "index.json").read_text())["test_lists"] == index["test_lists"]
+
+
+def test_test_lists_from_the_manifest_and_the_annotations_root(tmp_path):
+    root = make_affwild2_tree(tmp_path / "aw", "abaw6", test_lists=True)
+    lists = root / "annotations/6th_ABAW_Annotations/names_of_videos_in_each_test_set"
+    lists.rename(root / "annotations" / lists.name)  # beside the editions: still found
+    recs = {r["name"]: r for r in _index(root, tmp_path)["videos"]}
+    assert recs["20-24-64x48"]["splits"]["expr"] == "test"
+    (root / "my_va.txt").write_text("300\n")
+    index = _index(root, tmp_path, test_lists={"va": root / "my_va.txt"})
+    recs = {r["name"]: r for r in index["videos"]}
+    assert recs["300"]["splits"] == {"au": None, "expr": None, "va": "test"}
+    assert recs["166"]["splits"] == {"au": "test", "expr": "test", "va": None}
+    assert index["test_lists"]["va"].endswith("my_va.txt")
+
+
+def _two_editions(tmp_path):
+    root = make_affwild2_tree(tmp_path / "aw", "abaw6")
+    make_affwild2_tree(root, "abaw3", videos=False)
+    # only the ABAW3 tree validates on 1-30-64x48: tells which edition was read
+    third = root / "annotations/Third ABAW Annotations"
+    for p in third.glob("*/Train_Set/1-30-64x48.txt"):
+        p.rename(p.parent.parent / "Validation_Set" / p.name)
+    return root
+
+
+@pytest.mark.parametrize("edition, used, split", [
+    (None, "6th_ABAW_Annotations", "train"), (3, "Third ABAW Annotations", "val"),
+    ("Third ABAW Annotations", "Third ABAW Annotations", "val"), ("6", "6th_ABAW_Annotations", "train")])
+def test_editions_side_by_side_choose_by_setting_or_newest(tmp_path, edition, used, split):
+    index = _index(_two_editions(tmp_path), tmp_path, edition=edition)
+    assert index["editions"] == {"found": ["6th_ABAW_Annotations", "Third ABAW Annotations"], "used": used}
+    assert {r["name"]: r for r in index["videos"]}["1-30-64x48"]["split"] == split
+    assert f"annotation editions: 6th_ABAW_Annotations, Third ABAW Annotations; used {used}" in format_table(index)
+
+
+def test_ambiguous_editions_ask_for_dataset_edition(tmp_path):
+    root = _two_editions(tmp_path)
+    shutil.copytree(root / "annotations/6th_ABAW_Annotations", root / "annotations/my_copy")
+    with pytest.raises(DatasetError, match="no edition number in 'my_copy'.*set dataset.edition"):
+        _index(root, tmp_path)
+    with pytest.raises(DatasetError, match="dataset.edition 5 matches no annotation edition"):
+        _index(root, tmp_path, edition=5)
+    assert _index(root, tmp_path, edition="my_copy")["editions"]["used"] == "my_copy"
+
+
+def test_edition_from_params_reaches_the_index(tmp_path):
+    root = _two_editions(tmp_path)
+    manifest = {"datasets": {"aw": {"root": str(root), "videos": ["batch1", "batch2", "new_vids"]}}}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(manifest))
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"dataset": {"name": "aw", "edition": 3},
+                                                     "workdir": str(tmp_path / "w")}))
+    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(tmp_path / "m.yaml"),
+                                    "index"])
+    assert res.exit_code == 0, res.output
+    assert "annotation editions: 6th_ABAW_Annotations, Third ABAW Annotations; used Third ABAW Annotations" \
+        in res.output
+    assert json.loads((tmp_path / "w/aw/index.json").read_text())["editions"]["used"] == "Third ABAW Annotations"
+
+
+def test_truncated_tail_is_indexed_with_a_warning(tmp_path):
+    root = make_affwild2_tree(tmp_path / "aw")
+    cut = make_video(root / "batch1" / "166.mp4", 60, faststart=True)
+    cut.write_bytes(cut.read_bytes()[: int(cut.stat().st_size * 0.7)])
+    index = _index(root, tmp_path)
+    rec = {r["name"]: r for r in index["videos"]}["166"]
+    assert 2 <= rec["n_frames"] < 58 and rec["declared_frames"] == 60 and "truncated" in rec["warning"]
+    (w,) = index["warnings"]
+    assert w["video"] == "166" and w["path"].endswith("166.mp4") and "container declares 60 (2.40 s)" in w["warning"]
+    assert not index["failures"] and f"WARNING {w['path']}: decoded {rec['n_frames']} frames" in format_table(index)
+
+
+@pytest.mark.parametrize("layout", ["videos/batch1", "."])
+def test_video_folders_are_found_below_the_root(tmp_path, layout):
+    root = make_affwild2_tree(tmp_path / "aw")
+    dest = root / layout
+    for d in ("batch1", "batch2", "new_vids"):
+        for p in (root / d).iterdir():
+            dest.mkdir(parents=True, exist_ok=True)
+            p.rename(dest / p.name)
+        (root / d).rmdir()
+    (root / "annotations" / "stray.mp4").write_bytes(b"")  # annotations/ is never searched
+    index = _index(root, tmp_path)
+    assert index["video_dirs"] == [os.path.relpath(dest)]
+    assert len(index["videos"]) == 5 and not index["failures"]
+
+
+def test_no_video_anywhere_is_a_dataset_error(tmp_path):
+    root = tmp_path / "aw"
+    (root / "annotations").mkdir(parents=True)
+    (root / "cropped_aligned").mkdir()
+    (root / "cropped_aligned" / "x.mp4").write_bytes(b"")
+    with pytest.raises(DatasetError, match="no video folder exists.*no video file"):
+        _index(root, tmp_path)
+
+
+def test_test_list_naming_an_annotated_name_is_a_warning(tmp_path):
+    root = make_affwild2_tree(tmp_path / "aw", "abaw6", test_lists=True)
+    va_list = root / "annotations/6th_ABAW_Annotations/names_of_videos_in_each_test_set" / \
+        "Valence_Arousal_Estimation_Challenge_test_set_release.txt"
+    va_list.write_text(va_list.read_text() + "1-30-64x48\n")
+    index = _index(root, tmp_path)
+    assert {r["name"]: r for r in index["videos"]}["1-30-64x48"]["splits"]["va"] == "train"
+    (w,) = index["warnings"]
+    assert w["video"] == "1-30-64x48" and w["path"].endswith(va_list.name)
+    assert "annotated for VA (train); kept as train" in w["warning"]

@@ -10,16 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from sklearn.metrics import f1_score
 
-from afwpipe import post, store
+from afwpipe import store
 from afwpipe.errors import PredictError
 from afwpipe.postprocess import PostConfig, read_post, read_systems, run_postprocess
 from afwpipe.predict import read_prediction
 
 T = 40
 FOLDS = ("official", "0", "1")
-# a, b: split val; c: train (own validation video of fold 0); t: test (no labels); b is in scene "studio"
+# a, b: split val; c: train (own validation video of fold 0); t: test (no labels); b is in scene "studio";
+# u (with ``late=True``): a val video added to the index after the heads were trained (no fold, no head saw it)
 VIDEOS = {"a": ("val", 0), "b": ("val", 1), "c": ("train", 0), "t": ("test", -1)}
+LATE = {"u": ("val", -1)}
+#: (train, val) videos of each fold's head, as train.split_videos gives them for VIDEOS (models/*/metrics.json)
+TRAINED = {"official": (["c"], ["a", "b"]), "0": (["b"], ["a", "c"]), "1": (["a", "c"], ["b"])}
 
 
 def labels_of(name: str) -> dict:
@@ -40,10 +46,10 @@ def base_outputs(name: str) -> dict:
     return {"au": au, "expr": expr, "va": lab["va"] * 0.8}
 
 
-def model_videos(fold: str, scene: str | None = None) -> tuple[list[str], list[str]]:
+def model_videos(fold: str, scene: str | None = None, videos_: dict = VIDEOS) -> tuple[list[str], list[str]]:
     """(videos, own validation videos) of a head, as the predict stage chooses them."""
-    own = {"official": ["a", "b"], "0": ["a", "c"], "1": ["b"]}[fold]
-    videos = [v for v in VIDEOS if v in own or VIDEOS[v][0] in ("val", "test")]
+    own = TRAINED[fold][1]
+    videos = [v for v in videos_ if v in own or videos_[v][0] in ("val", "test")]
     if scene:
         videos, own = [v for v in videos if v == "b"], [v for v in own if v == "b"]
     return videos, own
@@ -52,15 +58,18 @@ def model_videos(fold: str, scene: str | None = None) -> tuple[list[str], list[s
 _BASES: dict = {}
 
 
-def make_post_workspace(root, edit=None, scene: bool = False, tasks=("au", "expr", "va")) -> store.Workspace:
-    """Workspace with index, labels and ``predictions/`` of heads ``<task>-tcn-<fold>`` for ``tasks``
-    (and ``<task>-tcn-official-studio`` with ``scene``). ``edit(model, video, arrays)`` may change outputs
-    in place. Built once per (scene, tasks) and copied (Zarr writes cost ~10 ms each)."""
-    key = (scene, tuple(tasks))
+def make_post_workspace(root, edit=None, scene: bool = False, tasks=("au", "expr", "va"),
+                        late: bool = False) -> store.Workspace:
+    """Workspace with index, labels, ``models/<name>/metrics.json`` (train / val videos, :data:`TRAINED`) and
+    ``predictions/`` of heads ``<task>-tcn-<fold>`` for ``tasks`` (and ``<task>-tcn-official-studio`` with
+    ``scene``); ``late`` adds video u (:data:`LATE`). ``edit(model, video, arrays)`` may change outputs in
+    place. Built once per (scene, tasks, late) and copied (Zarr writes cost ~10 ms each)."""
+    key = (scene, tuple(tasks), late)
     if key not in _BASES:
         import tempfile
 
-        _BASES[key] = _build(Path(tempfile.mkdtemp(prefix="post-base-")) / "ws", scene, tasks)
+        _BASES[key] = _build(Path(tempfile.mkdtemp(prefix="post-base-")) / "ws", scene, tasks,
+                             {**VIDEOS, **LATE} if late else VIDEOS)
     shutil.copytree(_BASES[key].root, root, dirs_exist_ok=True)
     ws = store.Workspace(root)
     if edit is not None:
@@ -77,16 +86,17 @@ def make_post_workspace(root, edit=None, scene: bool = False, tasks=("au", "expr
     return ws
 
 
-def _build(root, scene: bool, tasks) -> store.Workspace:
+def _build(root, scene: bool, tasks, videos_: dict) -> store.Workspace:
     ws = store.Workspace(root)
     ws.root.mkdir(parents=True, exist_ok=True)
-    records = [{"name": v, "video": v, "split": s, "fold": f, "n_frames": T,
-                "annotation_frames": {} if s == "test" else {"au": T, "expr": T, "va": T},
-                "labelled": {t: 0 if s == "test" else T for t in ("au", "expr", "va")}} for v, (s, f) in VIDEOS.items()]
+    records = [{"name": v, "video": v, "split": s, "splits": {t: s for t in ("au", "expr", "va")}, "fold": f,
+                "n_frames": T, "annotation_frames": {} if s == "test" else {"au": T, "expr": T, "va": T},
+                "labelled": {t: 0 if s == "test" else T for t in ("au", "expr", "va")}}
+               for v, (s, f) in videos_.items()]
     ws.index.write_text(json.dumps({"dataset": "hand", "folds": {"k": 2}, "scenes": {"studio": ["b"]},
                                     "videos": records}))
     lab = store.open_store(ws.labels, "w")
-    for v, (split, _) in VIDEOS.items():
+    for v, (split, _) in videos_.items():
         if split != "test":
             g = lab.create_group(v)
             for task, arr in labels_of(v).items():
@@ -96,7 +106,12 @@ def _build(root, scene: bool, tasks) -> store.Workspace:
     for task in tasks:
         for fold, sc in heads:
             name = f"{task}-tcn-{fold}" + (f"-{sc}" if sc else "")
-            videos, own = model_videos(fold, sc)
+            videos, own = model_videos(fold, sc, videos_)
+            train, val = TRAINED[fold]
+            if sc:
+                train, val = [v for v in train if v == "b"], [v for v in val if v == "b"]
+            (ws.models / name).mkdir(parents=True)
+            (ws.models / name / "metrics.json").write_text(json.dumps({"train_videos": train, "val_videos": val}))
             for v in videos:
                 g = store.begin_video(ws.predictions(name), v, {"model": name})
                 store.write_time_array(g, task, base_outputs(v)[task])
@@ -145,13 +160,12 @@ def test_each_smoother_runs_after_the_fill_with_its_params(tmp_path, method, siz
     ws = make_post_workspace(tmp_path, edit, tasks=(task,))
     spec = {"method": method, "sigma" if method == "gaussian" else "window": size}
     run_postprocess(ws, _cfg(smooth={task: spec}), progress=False)
-    if True:
-        raw = store.read_array(ws.predictions(f"{task}-tcn-0"), "c", task)
-        present = np.ones(T, bool)
-        present[12:15] = False
-        expected = post.smooth(post.fill_nearest(raw.astype(np.float64), present), method, sigma=size if method == "gaussian" else None,
-                               window=None if method == "gaussian" else size)
-        np.testing.assert_allclose(read_post(ws, f"{task}-0", "c")["prob"], expected, atol=1e-6)
+    filled = store.read_array(ws.predictions(f"{task}-tcn-0"), "c", task).astype(np.float64)
+    filled[12:15] = filled[[11, 11, 15]]  # frame 13 is 2 from 11 and from 15: the earlier wins
+    expected = {"gaussian": lambda x: ndimage.gaussian_filter1d(x, size, axis=0, mode="nearest"),
+                "median": lambda x: ndimage.median_filter(x, size=(size, 1), mode="nearest"),
+                "mean": lambda x: ndimage.uniform_filter1d(x, size, axis=0, mode="nearest")}[method](filled)
+    np.testing.assert_allclose(read_post(ws, f"{task}-0", "c")["prob"], expected, atol=1e-6)
 
 
 def test_default_smoothing_is_the_seeds_per_task_and_recorded(tmp_path):
@@ -161,10 +175,11 @@ def test_default_smoothing_is_the_seeds_per_task_and_recorded(tmp_path):
     assert {t: (c["method"], c["sigma"], c["window"]) for t, c in cfg.items()} == {
         "au": ("gaussian", 5.0, 10), "expr": ("gaussian", 25.0, 25), "va": ("gaussian", 25.0, 50)}
     raw = store.read_array(ws.predictions("va-tcn-official"), "a", "va")
-    np.testing.assert_allclose(read_post(ws, "va-official", "a")["prob"], post.smooth(raw, task="va"), atol=1e-6)
+    expected = ndimage.gaussian_filter1d(raw.astype(np.float64), 25.0, axis=0, mode="nearest")
+    np.testing.assert_allclose(read_post(ws, "va-official", "a")["prob"], expected, atol=1e-6)
 
 
-def test_tuned_thresholds_come_from_the_folds_own_validation_frames(tmp_path):
+def test_tuned_and_fixed_thresholds_decide_the_after_frames(tmp_path):
     ws = make_post_workspace(tmp_path, tasks=("au", "expr"))
     run_postprocess(ws, _cfg(au_thresholds="tuned"), progress=False)
     systems = read_systems(ws)["systems"]
@@ -177,6 +192,126 @@ def test_tuned_thresholds_come_from_the_folds_own_validation_frames(tmp_path):
     run_postprocess(ws, _cfg(au_thresholds=0.25), progress=False)
     assert read_systems(ws)["systems"]["au-0"]["thresholds"] == [0.25] * 12
     np.testing.assert_array_equal(read_post(ws, "au-0", "c")["after"], labels_of("c")["au"])
+
+
+GRID = np.round(np.arange(0.10, 0.9001, 0.05), 2)  # the default grid, written out by hand
+
+
+def brute_force_thresholds(prob: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Per AU the grid threshold with the best sklearn F1; ties to the one closest to 0.5, then the lower."""
+    out = []
+    for j in range(prob.shape[1]):
+        f1 = np.array([f1_score(true[:, j], (prob[:, j] >= th).astype(int), zero_division=0) for th in GRID])
+        best = GRID[np.isclose(f1, f1.max(), rtol=0, atol=1e-12)]
+        out.append(min(best, key=lambda th: (abs(th - 0.5), th)))
+    return np.array(out)
+
+
+def _noisy_au(seed_of):
+    """AU outputs overlapping between classes, a different level and spread per (fold, video): labels are not
+    separable by any threshold."""
+    def edit(model, video, arrays):
+        task, _, fold = model.split("-")[:3]
+        if task == "au":
+            rng = np.random.default_rng(seed_of(fold, video))
+            level, spread = rng.uniform(0.1, 0.5), rng.uniform(0.1, 0.3)
+            lab = labels_of(video)["au"]
+            arrays["au"] = np.clip(level + 0.2 * lab + rng.normal(0, spread, lab.shape), 0, 1).astype(np.float32)
+    return edit
+
+
+def _au_frames(ws, system_fold: str, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Raw AU outputs of (head fold, video) pairs (no smoothing in these tests) and their labels."""
+    prob = np.concatenate([store.read_array(ws.predictions(f"au-tcn-{f}"), v, "au") for f, v in pairs])
+    return prob.astype(np.float64), np.concatenate([labels_of(v)["au"] for _, v in pairs])
+
+
+# Out-of-fold frames per system: numbered folds' heads on their own validation videos (TRAINED), minus the
+# videos the system is scored on. official scores a, b; fold 0 scores a, c; fold 1 scores b.
+OOF = {"official": [("0", "c")], "0": [("1", "b")], "1": [("0", "a"), ("0", "c")]}
+
+
+def test_tuned_thresholds_come_from_out_of_fold_frames_never_the_scored_ones(tmp_path):
+    seeds = {(f, v): i for i, (f, v) in enumerate((f, v) for f in FOLDS for v in ("a", "b", "c", "t"))}
+    ws = make_post_workspace(tmp_path, _noisy_au(lambda f, v: seeds[(f, v)]), tasks=("au",))
+    run_postprocess(ws, _cfg(au_thresholds="tuned"), progress=False)
+    systems = read_systems(ws)["systems"]
+    for fold, pairs in OOF.items():
+        s = systems[f"au-{fold}"]
+        expected = brute_force_thresholds(*_au_frames(ws, fold, pairs))
+        np.testing.assert_allclose(s["thresholds"], expected, err_msg=fold)
+        assert s["thresholds_from"] == "out-of-fold frames" and s["threshold_videos"] == [f"{f}/{v}" for f, v in pairs]
+        assert not set(s["eval_videos"]) & {v for _, v in pairs}
+        on_scored = brute_force_thresholds(*_au_frames(ws, fold, [(fold, v) for v in s["eval_videos"]]))
+        assert not np.allclose(s["thresholds"], on_scored)  # the check can tell the two apart
+        after = read_post(ws, f"au-{fold}", s["eval_videos"][0])
+        np.testing.assert_array_equal(after["after"], (after["prob"] >= expected).astype(np.int8))
+    # the scored frames do not move the thresholds: rewrite fold 1's head on its scored video b
+    ws2 = make_post_workspace(tmp_path / "2", _noisy_au(lambda f, v: seeds[(f, v)] + 100 * ((f, v) == ("1", "b"))),
+                              tasks=("au",))
+    run_postprocess(ws2, _cfg(au_thresholds="tuned"), progress=False)
+    assert read_systems(ws2)["systems"]["au-1"]["thresholds"] == systems["au-1"]["thresholds"]
+    assert read_systems(ws2)["systems"]["au-0"]["thresholds"] != systems["au-0"]["thresholds"]  # b is fold 0's OOF
+
+
+def test_tuned_on_scored_tunes_on_the_scored_frames_and_says_so(tmp_path):
+    ws = make_post_workspace(tmp_path, _noisy_au(lambda f, v: 7 * FOLDS.index(f) + ord(v)), tasks=("au",))
+    run_postprocess(ws, _cfg(au_thresholds="tuned_on_scored"), progress=False)
+    s = read_systems(ws)["systems"]["au-0"]
+    expected = brute_force_thresholds(*_au_frames(ws, "0", [("0", "a"), ("0", "c")]))
+    np.testing.assert_allclose(s["thresholds"], expected)
+    assert s["thresholds_from"] == "scored frames (optimistic)" and s["optimistic"]
+    assert "tuned on the scored frames" in s["optimistic_reason"]
+
+
+def test_without_out_of_fold_frames_thresholds_fall_back_to_half_with_a_warning(tmp_path):
+    ws = make_post_workspace(tmp_path, tasks=("au",))
+    index = json.loads(ws.predictions_index.read_text())
+    index["models"] = [m for m in index["models"] if m["fold"] == "official"]  # only official trained
+    ws.predictions_index.write_text(json.dumps(index))
+    run_postprocess(ws, _cfg(au_thresholds="tuned"), progress=False)
+    s = read_systems(ws)["systems"]["au-official"]
+    assert s["thresholds"] == [0.5] * 12 and s["thresholds_from"] == "0.5 fallback (no out-of-fold frame)"
+    assert s["threshold_videos"] == [] and "no labelled AU frame" in s["warnings"][0]
+    assert not read_post(ws, "au-official", "a")["after"].any()  # base outputs 0.2 / 0.3 stay below 0.5
+
+
+def test_ensemble_is_scored_only_on_videos_no_member_trained_or_early_stopped_on(tmp_path):
+    # u joined the val split after training: no head's metrics.json lists it; a, b, c were seen by some member
+    ws = make_post_workspace(tmp_path, tasks=("au", "va"), late=True)
+    run_postprocess(ws, _cfg(), progress=False)
+    systems = read_systems(ws)["systems"]
+    for track in ("au", "va"):
+        ens = systems[f"{track}-ensemble"]
+        assert ens["videos"] == ["a", "b", "t", "u"] and ens["eval_videos"] == ["u"]
+        assert ens["seen_videos"] == ["a", "b"] and ens["optimistic"] is False and ens["optimistic_reason"] is None
+    # without u, every labelled video was seen: scored on the val split, flagged
+    ws = make_post_workspace(tmp_path / "2", tasks=("au", "va"))
+    run_postprocess(ws, _cfg(), progress=False)
+    ens = read_systems(ws)["systems"]["au-ensemble"]
+    assert ens["eval_videos"] == ["a", "b"] and ens["optimistic"] is True
+    assert "trained or early-stopped on every labelled video" in ens["optimistic_reason"]
+    # the fallback takes each track's own val split: b is VA-train but AU-val
+    index = ws.read_index()
+    index["videos"][1]["splits"]["va"] = "train"
+    ws.index.write_text(json.dumps(index))
+    run_postprocess(ws, _cfg(), progress=False)
+    assert read_systems(ws)["systems"]["au-ensemble"]["eval_videos"] == ["a", "b"]
+    assert read_systems(ws)["systems"]["va-ensemble"]["eval_videos"] == ["a"]
+
+
+def test_seen_videos_are_recomputed_from_the_index_without_metrics_json(tmp_path):
+    from afwpipe.postprocess import seen_videos
+
+    ws = make_post_workspace(tmp_path, tasks=("au",), late=True)
+    index = ws.read_index()
+    rec = {"name": "au-tcn-official", "task": "au", "fold": "official", "scene": None}
+    assert seen_videos(ws, index, rec) == {"a", "b", "c"}  # metrics.json: trained before u existed
+    shutil.rmtree(ws.models / "au-tcn-official")
+    assert seen_videos(ws, index, rec) == {"a", "b", "c", "u"}  # split_videos: u is an official val video now
+    (ws.models / "au-tcn-0").joinpath("metrics.json").write_text("{}")
+    with pytest.raises(PredictError, match="au-tcn-0/metrics.json: no train_videos"):
+        seen_videos(ws, index, {**rec, "name": "au-tcn-0", "fold": 0})
 
 
 def _fold_edit(values: dict):
@@ -290,7 +425,7 @@ def test_bad_settings_are_clear_errors():
         PostConfig.from_params({"smooth": {"au": {"method": "box"}}})
     with pytest.raises(PredictError, match="ensemble: 'mean'"):
         PostConfig.from_params({"ensemble": "mean"})
-    with pytest.raises(PredictError, match="neither 'tuned' nor a number"):
+    with pytest.raises(PredictError, match="neither 'tuned' nor 'tuned_on_scored' nor a number"):
         PostConfig.from_params({"au_thresholds": "best"})
     cfg = PostConfig.from_params({"smooth": {"va": {"method": "median", "window": None}}})
     assert cfg.smooth["va"] == {"method": "median", "sigma": 25.0, "window": 50}
@@ -307,4 +442,26 @@ def test_stage_reads_params_and_prints_one_line(tmp_path, capsys):
     summary = stage.run(params, progress=False)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("postprocess: 4 systems") and "au median w3" in out[0] and "soft" in out[0]
+    assert "before -> after: au ensemble F1 0.0000 -> 1.0000 (optimistic: " in out[0]
     assert summary.cfg.smooth["au"]["window"] == 3
+
+
+def _ccc(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient, written out."""
+    mx, my = x.mean(), y.mean()
+    return float(2 * np.mean((x - mx) * (y - my)) / (x.var() + y.var() + (mx - my) ** 2))
+
+
+def test_summary_line_gives_before_and_after_per_track_and_says_when_smoothing_lowered_it(tmp_path):
+    ws = make_post_workspace(tmp_path, tasks=("expr", "va"), late=True)
+    cfg = PostConfig(smooth={"expr": {"method": "none"}, "va": {"method": "gaussian", "sigma": 25}})
+    line = run_postprocess(ws, cfg, progress=False).line()
+    out, true = read_post(ws, "va-ensemble", "u"), labels_of("u")["va"]  # u: the ensemble's only unseen video
+    before, after = (np.mean([_ccc(out[k][:, j].astype(np.float64), true[:, j]) for j in (0, 1)])
+                     for k in ("before", "after"))
+    assert after < before - 0.1  # σ 25 flattens the arousal sine of a 40-frame video
+    assert f"expr ensemble F1 0.2500 -> 0.2500, va ensemble CCC {before:.4f} -> {after:.4f} (lower after) in" in line
+    # with every labelled video seen by a member the ensemble's numbers are flagged in the line too
+    ws = make_post_workspace(tmp_path / "2", tasks=("va",))
+    line = run_postprocess(ws, cfg, progress=False).line()
+    assert "va ensemble CCC" in line and "lower after; optimistic: members trained or early-stopped" in line

@@ -156,4 +156,4 @@ def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_pat
     assert au[0].startswith("image_location,AU1,AU2") and len(au) == 1 + 90 + 75
     assert au[1].startswith("v6/00001.jpg,") and au[-1].startswith("v7/00075.jpg,")
     out = capsys.readouterr().out
-    assert "evaluate: ensemble before -> after" in out and "submit: AU_Detection_Challenge.txt: 165 rows" in out
+    assert "evaluate: before -> after: au ensemble F1" in out and "submit: AU_Detection_Challenge.txt: 165 rows" in out

@@ -19,7 +19,8 @@ from afwpipe.labels import EXPR_NAMES
 from afwpipe.metrics import f1_binary
 from afwpipe.inference import checkpoint_stats, load_model
 from afwpipe.inference import predict_frames as predict
-from afwpipe.train import TrainConfig, score, split_videos, train
+from afwpipe.folds import split_videos
+from afwpipe.train import TrainConfig, score, train
 from test_clips import make_workspace
 
 TCN = dict(channels=32, mlp_dim=64, dilations=(1, 2), dropout=0.1)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from afwpipe.errors import VideoError
-from afwpipe.video import iter_frames, probe_video, read_audio, rotate_frame
+from afwpipe.video import iter_frames, probe_video, read_audio, rotate_frame, truncation_warning
 
 from synth import make_video
 
@@ -19,6 +19,8 @@ def test_sample_decoded_frame_counts_and_vfr(sample_videos):
     assert t.shape == (72,) and t[0] == 0 and np.allclose(np.diff(t), 1 / 30)
     assert all(np.all(np.diff(i.times) > 0) for i in infos.values())
     assert infos["WolfgangLanger_Pexels"].audio_rate == 48000
+    # no_face.mp4 declares 98 frames (3 edit-list pre-roll packets) and decodes 95: not truncated
+    assert infos["no_face"].declared_frames == 98 and all(i.warning is None for i in infos.values())
 
 
 def test_streamed_frames_match_probe(tmp_path):
@@ -66,3 +68,27 @@ def test_rotate_frame_turns_counter_clockwise():
     r = rotate_frame(img, 90)
     assert r.shape == (3, 2, 3) and r[0, 0, 0] == 255  # top-right -> top-left after 90° CCW
     assert rotate_frame(img, 0) is img
+
+
+def test_cut_tail_decodes_short_without_error_and_is_flagged(tmp_path):
+    # moov atom at the front (faststart): the cut file still opens and declares all 60 frames
+    full = make_video(tmp_path / "full.mp4", 60, size=(64, 48), faststart=True)
+    info_full = probe_video(full)
+    assert info_full.n_frames == 60 and info_full.declared_frames == 60 and info_full.warning is None
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.7)])
+    info = probe_video(cut)  # threaded decoding ends early without an error
+    assert 2 <= info.n_frames < 58 and info.declared_frames == 60 and info.declared_duration == 2.4
+    assert info.warning == (f"decoded {info.n_frames} frames ({info.n_frames / 25:.2f} s) but the container "
+                            "declares 60 (2.40 s): the file is probably truncated")
+    assert info.to_dict()["warning"] == info.warning
+
+
+@pytest.mark.parametrize("decoded, declared, seconds, declared_seconds, short", [
+    (97, 100, None, 0, True), (98, 100, None, 0, False), (99, 100, None, 0, False), (48, 50, None, 0, True),
+    (49, 50, None, 0, False), (10, 0, None, 0, False), (4, 5, None, 0, False), (3, 5, None, 0, True),
+    (95, 98, 3.958, 3.945, False),  # the sample's no_face.mp4: 3 edit-list pre-roll packets, full duration
+    (39, 60, 1.56, 2.4, True), (39, 60, float("nan"), 2.4, True)])
+def test_truncation_rule(decoded, declared, seconds, declared_seconds, short):
+    # short: below 98 % of the declared count, at least 2 frames missing, and below 98 % of a known duration
+    assert (truncation_warning(decoded, declared, seconds, declared_seconds) is not None) == short

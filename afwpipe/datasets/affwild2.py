@@ -1,6 +1,6 @@
 """Aff-Wild2 annotation reader for every ABAW edition (ABAW3 2022 .. ABAW8 2025).
 
-Layout (DESIGN.md, "Aff-Wild2 as users have it"):
+Layout (docs/affwild2.md, "Annotation folders"):
 ``<annotations>/[edition folder/]{AU_*,EXPR_*,VA_*}/{Train_Set|Training_Set|Validation_Set}/<name>.txt``.
 Challenge folders are matched by prefix (``AU_Detection_Challenge``, ``EXPR_Classification_Challenge``,
 ``EXPR_Recognition_Challenge``, ``VA_Estimation_Challenge`` ...), at any depth up to three below the root.
@@ -11,19 +11,27 @@ File format: line 1 is a header naming the columns; line i+1 labels decoded fram
 - VA: 2 columns ``valence,arousal`` in [-1, 1], ``-5`` = invalid.
 
 Annotation names ``X_left`` / ``X_right`` label the left / right person of video ``X``.
+
+Editions (``find_editions``, ``choose_edition``): teams keep several ABAW annotation trees side by
+side (``annotations/Third ABAW Annotations``, ``annotations/6th_ABAW_Annotations`` ...). An edition is
+a folder that directly holds AU_*/EXPR_*/VA_* challenge folders; exactly one is read.
+
+Test lists (``find_test_lists``): the organisers release, per track, the names of its test set in
+``names_of_videos_in_each_test_set/<Track>_Challenge_test_set_release.txt`` (one name per line).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import AnnotationError, DatasetError
-from ..labels import AU_NAMES, TASKS, valid_mask  # noqa: F401  (valid_mask: re-exported)
+from ..labels import AU_NAMES, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +179,11 @@ def _check_range(path: Path, arr: np.ndarray, task: str, invalid: float) -> None
         raise AnnotationError(f"{path}: line {r + 2} value {arr[r, c]:g} is outside the {task.upper()} range")
 
 
-def scan_annotations(root: str | Path) -> dict[str, AnnotationEntry]:
+def scan_annotations(root: str | Path, max_depth: int = 3) -> dict[str, AnnotationEntry]:
     """Index every annotation file under ``root`` by annotation name.
+
+    ``max_depth``: how deep challenge folders are looked for (1: only children of ``root``, as for
+    one edition folder of ``find_editions``).
 
     Returns:
         name -> AnnotationEntry, sorted by name. Files are not read here (see ``read_annotation``).
@@ -181,7 +192,7 @@ def scan_annotations(root: str | Path) -> dict[str, AnnotationEntry]:
         DatasetError: ``root`` does not exist, or the same name is in both the train and val split.
     """
     entries: dict[str, AnnotationEntry] = {}
-    for task, dirs in find_challenge_dirs(Path(root)).items():
+    for task, dirs in find_challenge_dirs(Path(root), max_depth).items():
         for cdir in dirs:
             for sdir in sorted(p for p in cdir.iterdir() if p.is_dir()):
                 split = SPLIT_FOLDERS.get(sdir.name.lower())
@@ -225,11 +236,186 @@ def find_videos(video_dirs: list[Path] | tuple[Path, ...]) -> dict[str, Path]:
     return videos
 
 
+def find_video_dirs(root: Path, configured: list[Path] | tuple[Path, ...], max_depth: int = 3,
+                    skip: tuple[str, ...] = ("annotations", "cropped_aligned")) -> list[Path]:
+    """The folders to read videos from.
+
+    The ``configured`` folders that exist (missing ones are skipped by ``find_videos`` with a
+    warning). When none exists, every folder at most ``max_depth`` levels below ``root`` (``root``
+    itself included) that directly holds a video file (``VIDEO_EXTENSIONS``) is used, skipping folders
+    named in ``skip`` (case-insensitive) and hidden ones; the choice is logged. Real copies keep their
+    videos in ``batch1/``, ``videos/batch1/`` or flat under the root.
+
+    Raises:
+        DatasetError: no configured folder exists and no video file is found below ``root``.
+    """
+    configured = [Path(d) for d in configured]
+    if any(d.is_dir() for d in configured):
+        return configured
+    found = []
+    skip_l = {s.lower() for s in skip}
+    base = len(Path(root).parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        depth = len(Path(dirpath).parts) - base
+        dirnames[:] = sorted(d for d in dirnames if d.lower() not in skip_l and not d.startswith("."))
+        if depth >= max_depth:
+            dirnames[:] = []
+        if any(Path(f).suffix.lower() in VIDEO_EXTENSIONS for f in filenames):
+            found.append(Path(dirpath))
+    if not found:
+        raise DatasetError(f"no video folder exists ({', '.join(str(d) for d in configured)}) and no video file "
+                           f"({'/'.join(VIDEO_EXTENSIONS)}) is within {max_depth} levels below {root} "
+                           f"(skipping {', '.join(skip)})")
+    log.warning("no configured video folder exists (%s); using the folders below %s that hold videos: %s",
+                ", ".join(str(d) for d in configured), root, ", ".join(str(d) for d in found))
+    return sorted(found)
+
+
+# Edition number of an annotation folder name. Rules, tried in order on the folder's name, then its
+# parents' (case-insensitive): an English ordinal word ("Third" -> 3), a numeric ordinal ("5th",
+# "6th_ABAW" -> 5, 6), "ABAW" followed by a number ("ABAW8", "abaw_8" -> 8). Otherwise unknown.
+_ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+                  "eighth": 8, "ninth": 9, "tenth": 10}
+_EDITION_PATTERNS = (
+    re.compile(r"(?<![a-z])(" + "|".join(_ORDINAL_WORDS) + r")(?![a-z])"),
+    re.compile(r"(?<!\d)(\d+)(?:st|nd|rd|th)(?![a-z])"),
+    re.compile(r"abaw[\s_-]*(\d+)(?!\d)"),
+)
+ROOT_EDITION = "."  # name of the edition held directly by the annotations root
+
+
+def edition_number(name: str) -> int | None:
+    """ABAW edition number of an annotation folder (path) name, by the rules above, or None."""
+    for part in reversed(Path(name).parts):
+        low = part.lower()
+        for pat in _EDITION_PATTERNS:
+            m = pat.search(low)
+            if m:
+                g = m.group(1)
+                return _ORDINAL_WORDS.get(g) or int(g)
+    return None
+
+
+def find_editions(root: str | Path, max_depth: int = 3) -> dict[str, Path]:
+    """Edition name -> folder, for every folder at most ``max_depth`` levels below ``root`` that directly
+    holds AU_*/EXPR_*/VA_* challenge folders. The name is the folder's path relative to ``root`` (``"."``,
+    ``ROOT_EDITION``, when ``root`` itself holds them). Sorted by name.
+
+    Raises:
+        DatasetError: ``root`` does not exist.
+    """
+    root = Path(root)
+    eds = {}
+    for dirs in find_challenge_dirs(root, max_depth).values():
+        for d in dirs:
+            rel = d.parent.relative_to(root).as_posix()
+            eds[rel] = d.parent
+    return dict(sorted(eds.items()))
+
+
+def choose_edition(editions: dict[str, Path], wanted: str | int | None = None) -> str | None:
+    """The edition to read (a key of ``editions``), or None when there is none.
+
+    ``wanted`` (params.yaml ``dataset.edition``): an edition's folder name or relative path (exact), or
+    its number (``6``, ``"6"``; see ``edition_number``). Without it: the only edition, else the one
+    with the highest edition number. Filesystem order never decides.
+
+    Raises:
+        DatasetError: ``wanted`` matches no edition or several; or, without ``wanted``, several
+            editions where one has no number or the highest number is shared (set ``dataset.edition``).
+    """
+    found = ", ".join(f"{n!r} ({edition_number(n) or '?'})" for n in editions) or "none"
+    if wanted is not None:
+        w = str(wanted)
+        hits = [n for n in editions if w in (n, Path(n).name)]
+        if not hits and w.isdigit():
+            hits = [n for n in editions if edition_number(n) == int(w)]
+        if len(hits) != 1:
+            raise DatasetError(f"dataset.edition {wanted!r} matches {'no' if not hits else 'several'} annotation "
+                               f"edition(s) ({', '.join(hits) or '-'}); found: {found}")
+        return hits[0]
+    if len(editions) <= 1:
+        return next(iter(editions), None)
+    nums = {n: edition_number(n) for n in editions}
+    unknown = [n for n, k in nums.items() if k is None]
+    top = max((k for k in nums.values() if k is not None), default=None)
+    newest = [n for n, k in nums.items() if k == top]
+    if unknown or len(newest) > 1:
+        why = (f"no edition number in {', '.join(repr(n) for n in unknown)}" if unknown
+               else f"edition {top} is held by {', '.join(repr(n) for n in newest)}")
+        raise DatasetError(f"several annotation editions ({found}) and {why}: set dataset.edition in "
+                           f"params.yaml to a folder name or edition number")
+    return newest[0]
+
+
+TEST_LIST_FOLDER = "names_of_videos_in_each_test_set"
+_TRACK_KEYWORDS = {"au": ("action_unit", "au"), "expr": ("expression", "expr"), "va": ("valence_arousal", "va")}
+
+
+def track_of_test_list(filename: str) -> str | None:
+    """Track of an organisers' test-list file name, by keyword (case-insensitive): ``Action_Unit`` or a
+    word ``AU`` -> au; ``Expression`` or ``EXPR`` -> expr; ``Valence_Arousal`` or ``VA`` -> va; words are
+    separated by ``_``, ``-``, ``.`` or spaces. None when no or several tracks match."""
+    low = Path(filename).stem.lower().replace("-", "_").replace(" ", "_")
+    words = set(re.split(r"[_.]", low))
+    hits = [t for t, (phrase, word) in _TRACK_KEYWORDS.items() if phrase in low or word in words]
+    return hits[0] if len(hits) == 1 else None
+
+
+def find_test_lists(folders: list[Path]) -> dict[str, Path]:
+    """Track -> test-list file, from the first of ``folders`` whose ``names_of_videos_in_each_test_set/``
+    subfolder (or which itself is one) holds ``.txt`` lists (typically the chosen edition, then the
+    annotations root). Files whose track is unknown (``track_of_test_list``) are skipped with a warning.
+
+    Raises:
+        DatasetError: two files of that folder name the same track.
+    """
+    for folder in folders:
+        lists_dir = folder if folder.name == TEST_LIST_FOLDER else folder / TEST_LIST_FOLDER
+        if not lists_dir.is_dir():
+            continue
+        out: dict[str, Path] = {}
+        for f in sorted(lists_dir.glob("*.txt")):
+            track = track_of_test_list(f.name)
+            if track is None:
+                log.warning("%s: no single track (Action_Unit/AU, Expression/EXPR, Valence_Arousal/VA) in the "
+                            "name; not read as a test list", f)
+            elif track in out:
+                raise DatasetError(f"{f}: a second {track.upper()} test list beside {out[track]}")
+            else:
+                out[track] = f
+        if out:
+            return out
+    return {}
+
+
+def read_test_list(path: str | Path) -> list[str]:
+    """Names of an organisers' test list: one per line, blank lines skipped, a video extension
+    (``VIDEO_EXTENSIONS``) dropped; duplicates kept once, in file order.
+
+    Raises:
+        DatasetError: the file is missing or not text.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read the test list ({e})") from e
+    names = []
+    for line in lines:
+        n = line.strip()
+        if Path(n).suffix.lower() in VIDEO_EXTENSIONS:
+            n = Path(n).stem
+        if n and n not in names:
+            names.append(n)
+    return names
+
+
 def align_length(labels: np.ndarray, n_frames: int, task: str, source: str = "") -> np.ndarray:
     """Pad (with the task's invalid marker) or truncate ``labels`` along axis 0 to ``n_frames``.
 
     A warning naming ``source`` is logged when the lengths differ (Aff-Wild2 annotation and decoded
-    lengths often differ by a few frames; DESIGN.md).
+    lengths often differ by a few frames; docs/affwild2.md, "Frame alignment").
     """
     t = labels.shape[0]
     if t == n_frames:
@@ -243,5 +429,7 @@ def align_length(labels: np.ndarray, n_frames: int, task: str, source: str = "")
     return np.concatenate([labels, pad])
 
 
-__all__ = ["AU_NAMES", "AnnotationEntry", "align_length", "find_challenge_dirs", "find_videos",
-           "read_annotation", "scan_annotations", "split_side", "valid_mask"]
+__all__ = ["AU_NAMES", "AnnotationEntry", "ROOT_EDITION", "TEST_LIST_FOLDER", "align_length", "choose_edition",
+           "edition_number", "find_challenge_dirs", "find_editions", "find_test_lists", "find_video_dirs",
+           "find_videos", "read_annotation", "read_test_list", "scan_annotations", "split_side",
+           "track_of_test_list"]

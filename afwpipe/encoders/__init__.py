@@ -9,11 +9,11 @@ Importing this package registers every encoder below.
 from . import hf_audio, logmel, mini_xception, timm_encoders, whisper_encoder  # noqa: F401  (register)
 from .align import average_per_frame, frame_spans
 from .base import AUDIO_SAMPLE_RATE, AudioEncoder, Encoder, EncoderConfig, VisualEncoder
-from .registry import create_encoder, is_encoder, list_encoders, register_encoder
+from .registry import ENCODERS, create_encoder, describe_encoders, is_encoder, list_encoders, register_encoder
 from .weights import ResolvedWeights, resolve_weights
 
 __all__ = [
-    "AUDIO_SAMPLE_RATE", "AudioEncoder", "Encoder", "EncoderConfig", "ResolvedWeights", "VisualEncoder",
-    "average_per_frame", "create_encoder", "frame_spans", "is_encoder", "list_encoders",
+    "ENCODERS", "AUDIO_SAMPLE_RATE", "AudioEncoder", "Encoder", "EncoderConfig", "ResolvedWeights", "VisualEncoder",
+    "average_per_frame", "create_encoder", "describe_encoders", "frame_spans", "is_encoder", "list_encoders",
     "register_encoder", "resolve_weights",
 ]

@@ -121,5 +121,5 @@ def create_hf_audio(name: str, weights=None, device: str = "cpu", layer: int = -
     return HfAudioEncoder(cfg, model, device)
 
 
-for _name in default_cfgs:
-    register_encoder(_name)(partial(create_hf_audio, _name))
+for _name, _cfg in default_cfgs.items():
+    register_encoder(_name, default_cfg=_cfg, source=HubRepo(_cfg.extra["repo_id"]))(partial(create_hf_audio, _name))

@@ -31,7 +31,7 @@ class LogMelEncoder(AudioEncoder):
         return mel[:, :max(1, n // HOP_LENGTH)].T
 
 
-@register_encoder("logmel")
+@register_encoder("logmel", default_cfg=default_cfgs["logmel"])
 def logmel(weights=None, device: str = "cpu") -> LogMelEncoder:
     """80-bin log-Mel features; ``weights`` must be None or ``"random"`` (both mean none)."""
     resolved = resolve_weights("logmel", None, None if weights == "random" else weights)

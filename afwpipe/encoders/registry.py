@@ -1,52 +1,34 @@
-"""Encoder registry (timm ``_registry.py`` style): names to factories, and the one door to build them.
+"""Encoder registry: :data:`ENCODERS`, an :class:`afwpipe.registry.Registry`, and the one door to build.
 
-A factory is ``fn(weights=None, device="cpu", **kwargs) -> Encoder``; ``@register_encoder("name")``
-adds it. A prefix family (``timm:<model_id>``) registers ``fn(model_id, weights, device, **kwargs)``
-with ``@register_encoder("timm:", prefix=True)``.
+A factory is ``fn(weights=None, device="cpu", **kwargs) -> Encoder``, registered with its default
+:class:`~afwpipe.encoders.base.EncoderConfig` and the source of its default weights:
+``@register_encoder("name", default_cfg=cfg, source=HubRepo(...))``. The family ``timm:<model_id>`` is
+``ENCODERS.register_family("timm:", fn, ...)`` with ``fn(model_id, weights, device, **kwargs)``.
+``afwpipe encoders`` prints :func:`describe_encoders`, read from the registry without building a model.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import EncoderError
+from ..registry import Registry
+from .weights import HubFile, HubRepo, UrlFile, WheelAsset
 
-_factories: dict[str, Callable[..., Any]] = {}
-_prefixes: dict[str, Callable[..., Any]] = {}
-
-
-def register_encoder(name: str, prefix: bool = False) -> Callable[[Callable], Callable]:
-    """Decorator registering an encoder factory under ``name`` (or every ``name<id>`` when ``prefix``)."""
-
-    def deco(fn: Callable) -> Callable:
-        table = _prefixes if prefix else _factories
-        if name in table:
-            raise ValueError(f"encoder {name!r} is already registered")
-        table[name] = fn
-        return fn
-
-    return deco
+ENCODERS = Registry("encoder", EncoderError)
+register_encoder = ENCODERS.register
 
 
 def list_encoders(filter: str = "") -> list[str]:
     """Registered names, sorted; ``filter`` is a shell pattern (``"whisper*"``). Prefix families
     appear as ``"timm:<model_id>"``."""
-    names = sorted(_factories) + [f"{p}<model_id>" for p in sorted(_prefixes)]
-    return [n for n in names if not filter or fnmatch.fnmatch(n, filter)]
-
-
-def _split_prefix(name: str) -> tuple[str, str] | None:
-    for p in _prefixes:
-        if name.startswith(p) and len(name) > len(p):
-            return p, name[len(p):]
-    return None
+    return ENCODERS.list(filter)
 
 
 def is_encoder(name: str) -> bool:
     """True when ``name`` is registered or belongs to a prefix family (``timm:<id>``; the id itself
     is checked when the encoder is created)."""
-    return name in _factories or _split_prefix(name) is not None
+    return ENCODERS.is_registered(name)
 
 
 def create_encoder(name: str, weights: str | None = None, device: str = "cpu", **kwargs: Any):
@@ -63,10 +45,37 @@ def create_encoder(name: str, weights: str | None = None, device: str = "cpu", *
         EncoderError: ``name`` is not registered; the message lists what is.
         WeightsError: weights missing and not downloadable (the message says how to get them).
     """
-    if name in _factories:
-        return _factories[name](weights=weights, device=device, **kwargs)
-    split = _split_prefix(name)
-    if split is not None:
-        prefix, ident = split
-        return _prefixes[prefix](ident, weights=weights, device=device, **kwargs)
-    raise EncoderError(f"unknown encoder {name!r}; registered: {', '.join(list_encoders())}")
+    return ENCODERS.create(name, weights=weights, device=device, **kwargs)
+
+
+def _describe_source(src) -> str:
+    if src is None:
+        return "none (no weights)"
+    if isinstance(src, str):  # a family's description
+        return src
+    if isinstance(src, (HubFile, HubRepo)):
+        return f"hf:{src.repo_id}"
+    if isinstance(src, UrlFile):
+        return f"download {src.url.rsplit('/', 1)[-1]}"
+    if isinstance(src, WheelAsset):
+        return f"PyPI wheel asset {src.asset}"
+    return type(src).__name__
+
+
+def _offline(src) -> bool:
+    try:
+        return src is None or src.find_cached() is not None
+    except Exception:  # a broken cache entry is "not available", never a crash of the listing
+        return False
+
+
+def describe_encoders() -> list[dict]:
+    """One dict per registry entry: name, modality, dim, weights (source), offline (bool: usable here
+    without a download). A family (``timm:<model_id>``) is one row: dim ``"model's"``, offline ``"if cached"``."""
+    rows = []
+    for e in ENCODERS.entries():
+        family = e.prefix is not None
+        rows.append({"name": e.name, "modality": e.default_cfg.modality,
+                     "dim": "model's" if family else e.default_cfg.dim, "weights": _describe_source(e.source),
+                     "offline": "if cached" if family else _offline(e.source)})
+    return rows

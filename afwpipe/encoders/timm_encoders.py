@@ -19,7 +19,7 @@ import torch
 
 from ..errors import EncoderError, WeightsError
 from .base import EncoderConfig, VisualEncoder
-from .registry import register_encoder
+from .registry import ENCODERS, register_encoder
 from .weights import HubFile, ResolvedWeights, UrlFile, load_checkpoint, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ default_cfgs = {
         mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
         extra={"model_id": "convnextv2_base.fcmae_ft_in22k_in1k", "pooling": "timm pre-logits (avg pool + norm)"}),
 }
+# What every ``timm:<model_id>`` shares; dim, input size, mean/std and interpolation come from the model.
+timm_family_cfg = EncoderConfig(name="timm:<model_id>", modality="visual", dim=0, extra={"pooling": "timm pre-logits"})
 
 # Checkpoint keys that belong to MAE's pixel decoder or masking, not to the encoder.
 MAE_IGNORED_PREFIXES = ("decoder", "mask_token")
@@ -68,6 +70,12 @@ def timm_weights_source(model_id: str):
     if pc.url:
         return UrlFile(pc.url, folder=lambda: torch.hub.get_dir() + "/checkpoints")
     return None
+
+
+def _register(name: str):
+    """``register_encoder`` with ``default_cfgs[name]`` and timm's source of its model's weights."""
+    cfg = default_cfgs[name]
+    return register_encoder(name, default_cfg=cfg, source=timm_weights_source(cfg.extra["model_id"]))
 
 
 def _resolve(name: str, model_id: str, weights) -> ResolvedWeights:
@@ -112,7 +120,7 @@ def load_mae_checkpoint(name: str, model: torch.nn.Module, path) -> None:
         log.warning("%s: ignoring %d keys of %s not in the encoder, e.g. %s", name, len(unexpected), path, unexpected[:5])
 
 
-@register_encoder("mae")
+@_register("mae")
 def mae(weights=None, device: str = "cpu") -> MaeEncoder:
     """ViT-B/16 MAE, mean-pooled patch tokens, 768-d. ``weights``: None (timm hub cache), an MAE
     checkpoint file (key ``model``), or ``"random"``."""
@@ -125,7 +133,7 @@ def mae(weights=None, device: str = "cpu") -> MaeEncoder:
     return MaeEncoder(cfg.with_(weights=resolved.identity), model, device)
 
 
-@register_encoder("convnext")
+@_register("convnext")
 def convnext(weights=None, device: str = "cpu") -> TimmEncoder:
     """ConvNeXt V2 base (fcmae, ft in22k->in1k), pooled pre-logits, 1024-d."""
     cfg = default_cfgs["convnext"]
@@ -134,7 +142,6 @@ def convnext(weights=None, device: str = "cpu") -> TimmEncoder:
     return TimmEncoder(cfg.with_(weights=resolved.identity), model, device)
 
 
-@register_encoder("timm:", prefix=True)
 def timm_model(model_id: str, weights=None, device: str = "cpu") -> TimmEncoder:
     """Any timm model (``timm:resnet18``, ``timm:vit_small_patch16_224.augreg_in21k``), ``num_classes=0``;
     dim, input size, mean/std and interpolation come from the model's timm pretrained config.
@@ -148,9 +155,13 @@ def timm_model(model_id: str, weights=None, device: str = "cpu") -> TimmEncoder:
     resolved = _resolve(name, model_id, weights)
     model = _create(name, model_id, resolved, timm_loads=True)
     pc = model.pretrained_cfg
-    cfg = EncoderConfig(
-        name=name, modality="visual", dim=int(model.num_features), weights=resolved.identity,
+    cfg = timm_family_cfg.with_(
+        name=name, dim=int(model.num_features), weights=resolved.identity,
         input_size=int(pc["input_size"][-1]), interpolation=pc.get("interpolation") or "bicubic",
         mean=tuple(float(m) for m in pc["mean"]), std=tuple(float(s) for s in pc["std"]),
-        extra={"model_id": model_id, "pooling": "timm pre-logits"})
+        extra={"model_id": model_id, **timm_family_cfg.extra})
     return TimmEncoder(cfg, model, device)
+
+
+ENCODERS.register_family("timm:", timm_model, describe="<model_id>", default_cfg=timm_family_cfg,
+                         source="timm / HF hub cache")

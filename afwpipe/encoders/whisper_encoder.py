@@ -118,4 +118,5 @@ def create_whisper(size: str, name: str, weights=None, device: str = "cpu", batc
 
 
 for _name, _cfg in default_cfgs.items():
-    register_encoder(_name)(partial(create_whisper, _cfg.extra["size"], _name))
+    register_encoder(_name, default_cfg=_cfg, source=whisper_weights_source(_cfg.extra["size"]))(
+        partial(create_whisper, _cfg.extra["size"], _name))

@@ -12,6 +12,7 @@ from afwpipe.faces.detections import LANDMARK_NAMES, Detections
 from afwpipe.faces.detector import DetectorConfig, FaceDetector, check_frames
 from afwpipe.faces.mtcnn import MTCNNDetector
 from afwpipe.faces.registry import (
+    DETECTORS,
     UnknownDetectorError,
     create_detector,
     is_detector,
@@ -23,6 +24,7 @@ from afwpipe.faces.select import FaceSelector, select_faces
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
+    "DETECTORS",
     "LANDMARK_NAMES",
     "Detections",
     "DetectorConfig",

@@ -28,7 +28,7 @@ default_cfgs = {
 }
 
 
-@register_detector("mtcnn")
+@register_detector("mtcnn", default_cfg=default_cfgs["mtcnn"])
 class MTCNNDetector(FaceDetector):
     """MTCNN on a whole batch at once (``facenet_pytorch.MTCNN.detect`` on ``[B, H, W, 3]``).
 

@@ -1,51 +1,36 @@
-"""Face-detector registry (timm ``_registry`` style): name -> factory, nothing else.
+"""Face-detector registry: :data:`DETECTORS`, an :class:`afwpipe.registry.Registry` of factories.
 
-A factory is any callable ``factory(weights=None, device="cpu", **kw) -> FaceDetector``, usually the class.
+A factory is any callable ``factory(weights=None, device="cpu", **kw) -> FaceDetector``, usually the class,
+registered with ``@register_detector("name", default_cfg=DetectorConfig(...))``.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from afwpipe.errors import AfwpipeError
+from afwpipe.registry import Registry
 
 if TYPE_CHECKING:
     from afwpipe.faces.detector import FaceDetector
-
-_DETECTORS: dict[str, Callable[..., FaceDetector]] = {}
 
 
 class UnknownDetectorError(AfwpipeError, ValueError):
     """A detector name that no module registered; the message lists the registered names."""
 
 
-def register_detector(name: str) -> Callable[[Callable[..., FaceDetector]], Callable[..., FaceDetector]]:
-    """Decorator: register ``factory`` under ``name``.
-
-    Raises:
-        ValueError: ``name`` is already registered to another factory.
-    """
-
-    def decorate(factory: Callable[..., FaceDetector]) -> Callable[..., FaceDetector]:
-        if _DETECTORS.get(name, factory) is not factory:
-            raise ValueError(f"face detector {name!r} is already registered to {_DETECTORS[name]!r}")
-        _DETECTORS[name] = factory
-        return factory
-
-    return decorate
+DETECTORS = Registry("face detector", UnknownDetectorError)
+register_detector = DETECTORS.register
 
 
 def list_detectors(filter: str = "") -> list[str]:
     """Sorted registered names, optionally those matching the shell-style pattern ``filter``."""
-    names = sorted(_DETECTORS)
-    return fnmatch.filter(names, filter) if filter else names
+    return DETECTORS.list(filter)
 
 
 def is_detector(name: str) -> bool:
     """Whether ``name`` is registered."""
-    return name in _DETECTORS
+    return DETECTORS.is_registered(name)
 
 
 def create_detector(name: str, weights: str | None = None, device: str = "cpu", **kw: Any) -> FaceDetector:
@@ -59,10 +44,7 @@ def create_detector(name: str, weights: str | None = None, device: str = "cpu", 
 
     Raises:
         UnknownDetectorError: ``name`` is not registered (the message lists those that are).
+        afwpipe.registry.DuplicateNameError: (at import) two detectors registered under one name.
         afwpipe.errors.WeightsError: the weights are missing and cannot be downloaded.
     """
-    if name not in _DETECTORS:
-        raise UnknownDetectorError(
-            f"unknown face detector {name!r}; registered detectors: {', '.join(list_detectors()) or '(none)'}"
-        )
-    return _DETECTORS[name](weights=weights, device=device, **kw)
+    return DETECTORS.create(name, weights=weights, device=device, **kw)

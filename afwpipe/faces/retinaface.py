@@ -143,7 +143,7 @@ def load_weights(weights: str | os.PathLike | None) -> tuple[dict[str, torch.Ten
     return state, f"sha256:{sha256_file(path)}"
 
 
-@register_detector("retinaface")
+@register_detector("retinaface", default_cfg=default_cfgs["retinaface"])
 class RetinaFaceDetector(FaceDetector):
     """RetinaFace (ResNet-50) on a whole batch.
 

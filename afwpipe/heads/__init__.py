@@ -6,7 +6,7 @@ Use ``create_head(name, in_dims, tasks, **kw)``; ``list_heads()`` names them.
 """
 
 from . import msf, tcn, tmf  # noqa: F401  (registration)
-from ._registry import create_head, is_head, list_heads, register_head
+from ._registry import HEADS, create_head, is_head, list_heads, register_head
 from .common import TASK_DIMS, FusionHead
 
-__all__ = ["FusionHead", "TASK_DIMS", "create_head", "is_head", "list_heads", "register_head"]
+__all__ = ["HEADS", "FusionHead", "TASK_DIMS", "create_head", "is_head", "list_heads", "register_head"]

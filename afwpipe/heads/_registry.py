@@ -1,4 +1,5 @@
-"""Head registry, timm-style: ``@register_head("name")`` on a builder, ``create_head(name, …)`` to build.
+"""Head registry: :data:`HEADS`, an :class:`afwpipe.registry.Registry`; ``@register_head("name")`` on a
+builder, ``create_head(name, …)`` to build.
 
 A builder is called as ``builder(in_dims, tasks, **kw)`` and returns an ``nn.Module`` whose forward takes
 ``(x: dict[str, Tensor [B, K, D_i]], mask: Tensor [B, K] bool | None)`` and returns
@@ -7,36 +8,25 @@ A builder is called as ``builder(in_dims, tasks, **kw)`` and returns an ``nn.Mod
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from fnmatch import fnmatch
+from collections.abc import Sequence
 
 from torch import nn
 
 from ..errors import AfwpipeError
+from ..registry import Registry
 
-_HEADS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a head builder under ``name``; a second registration of a name is an error."""
-
-    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _HEADS:
-            raise AfwpipeError(f"head {name!r} is already registered")
-        _HEADS[name] = fn
-        return fn
-
-    return wrap
+HEADS = Registry("head", AfwpipeError)
+register_head = HEADS.register
 
 
 def list_heads(filter: str = "") -> list[str]:
     """Sorted registered head names, optionally matching a shell-style ``filter`` (``"t*"``)."""
-    return sorted(n for n in _HEADS if not filter or fnmatch(n, filter))
+    return HEADS.list(filter)
 
 
 def is_head(name: str) -> bool:
     """True when ``name`` is a registered head."""
-    return name in _HEADS
+    return HEADS.is_registered(name)
 
 
 def create_head(name: str, in_dims: dict[str, int], tasks: Sequence[str], **kw) -> nn.Module:
@@ -47,7 +37,6 @@ def create_head(name: str, in_dims: dict[str, int], tasks: Sequence[str], **kw) 
     Raises:
         AfwpipeError: unknown head name (the message lists the registered ones), empty ``in_dims``,
             or a task outside ``au``/``expr``/``va``.
+        afwpipe.registry.DuplicateNameError: (at import) two heads registered under one name.
     """
-    if name not in _HEADS:
-        raise AfwpipeError(f"unknown head {name!r}; registered heads: {', '.join(list_heads()) or '(none)'}")
-    return _HEADS[name](dict(in_dims), list(tasks), **kw)
+    return HEADS.create(name, dict(in_dims), list(tasks), **kw)
