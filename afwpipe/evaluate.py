@@ -47,11 +47,13 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .readers import load_labels
+from .decisions import THRESHOLDS_SCORED
 from .errors import PredictError
-from .labels import EXPR_NAMES, VA_NAMES, valid_mask
-from .postprocess import (CLASSES, ENSEMBLE, THRESHOLDS_SCORED, TRACKS, headline, read_post, read_systems, score,
-                          settings, system_notes)
+from .labels import EXPR_NAMES, TRACKS, VA_NAMES, valid_mask
+from .postprocess import settings
+from .readers import load_labels, read_post, read_systems
+from .scores import CLASSES, headline, score, system_notes
+from .store import ENSEMBLE
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ A checkpoint (``models/<task>-<head>-<fold>[-<scene>]/model.pt``, ``torch.save``
 ``afwpipe_version``. It loads with ``torch.load(weights_only=True)``.
 
 Per-frame predictions: a video's overlapping clips are run through the head and averaged per frame
-(:func:`afwpipe.post.window_average`); sigmoid for AU, softmax for EXPR, raw values for VA.
+(:func:`afwpipe.temporal.window_average`); sigmoid for AU, softmax for EXPR, raw values for VA.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from . import __version__
 from .clips import ClipDataset
 from .device import autocast
 from .heads import create_head
-from .post import window_average
+from .temporal import window_average
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

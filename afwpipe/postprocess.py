@@ -1,5 +1,5 @@
 """Post-processing of the heads' raw per-frame outputs into per-track decisions, per fold and for the fold
-ensemble (composes :mod:`afwpipe.post`; the order of the ABAW seeds, Netease Fuxi ABAW5/6 and USTC ABAW8).
+ensemble (composes :mod:`afwpipe.temporal` and :mod:`afwpipe.decisions`; the order of the ABAW seeds, Netease Fuxi ABAW5/6 and USTC ABAW8).
 
 A *system* is one track (``au``, ``expr``, ``va``) of one fold (``official``, ``0``, …) or of the ``ensemble``
 of those folds. The heads that feed a track are the trained heads of task ``sources[track]`` (default the
@@ -8,11 +8,11 @@ track itself; ``mtl`` heads serve all three). For a fold system, per video:
 1. *scene override*: when a scene head of the same task and fold predicted the video (the video belongs to
    its scene), its output replaces the general head's;
 2. *nearest-frame fill*: frames without a face take the output of the nearest frame with one
-   (:func:`post.fill_nearest`; ``present`` of the predictions, i.e. faces.zarr);
-3. *smoothing* along time per track (:func:`post.smooth`: ``gaussian`` σ, ``median`` / ``mean`` window;
-   defaults AU σ 5 / window 10, EXPR 25 / 25, VA 25 / 50, :data:`post.SMOOTH_SIGMA`; ``none`` skips it);
+   (:func:`temporal.fill_nearest`; ``present`` of the predictions, i.e. faces.zarr);
+3. *smoothing* along time per track (:func:`temporal.smooth`: ``gaussian`` σ, ``median`` / ``mean`` window;
+   defaults AU σ 5 / window 10, EXPR 25 / 25, VA 25 / 50, :data:`temporal.SMOOTH_SIGMA`; ``none`` skips it);
 4. *decisions*: AU ``prob ≥ threshold`` with a fixed threshold or per-AU thresholds tuned on a grid
-   (:func:`post.tune_au_thresholds`) on out-of-fold frames the system is never scored on
+   (:func:`tune_au_thresholds`) on out-of-fold frames the system is never scored on
    (:func:`tune_thresholds`), EXPR argmax, VA values clipped to [-1, 1].
 
 A fold system is scored on its own validation videos (the head early-stopped on them but never trained on
@@ -59,19 +59,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, post, store
-from .readers import load_labels
+from . import __version__, store, temporal
+from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED, THRESHOLDS_OOF, THRESHOLDS_SCORED,
+                        binarize_au, soft_average, tune_au_thresholds, vote_au, vote_expr)
 from .errors import PredictError, TrainError
-from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, VA_NAMES, valid_mask
-from .metrics import au_f1, expr_f1, va_ccc
-from .predict import read_prediction, read_predictions_index
 from .folds import split_videos
+from .labels import HEAD_TASKS, TRACKS, valid_mask
+from .readers import load_labels, read_prediction, read_predictions_index
+from .scores import headline, score, system_notes
+from .store import ENSEMBLE
 
 log = logging.getLogger(__name__)
 
-TRACKS = ("au", "expr", "va")
-ENSEMBLE = "ensemble"
-SMOOTH_CHOICES = post.SMOOTH_METHODS + ("none",)
+SMOOTH_CHOICES = temporal.SMOOTH_METHODS + ("none",)
 ENSEMBLE_METHODS = ("vote", "soft")
 TUNED = ("tuned", "tuned_on_scored")
 
@@ -93,7 +93,7 @@ def settings(cls, name: str, section: Mapping | None, overrides: Mapping) -> dic
 
 
 def _default_smooth() -> dict:
-    return {t: {"method": "gaussian", "sigma": post.SMOOTH_SIGMA[t], "window": post.SMOOTH_WINDOW[t]} for t in TRACKS}
+    return {t: {"method": "gaussian", "sigma": temporal.SMOOTH_SIGMA[t], "window": temporal.SMOOTH_WINDOW[t]} for t in TRACKS}
 
 
 @dataclass
@@ -104,11 +104,11 @@ class PostConfig:
         sources: track -> trained task whose heads predict it (``au``/``expr``/``va`` or ``mtl``).
         fill: nearest-frame fill of frames without a face.
         smooth: track -> ``{method: gaussian|median|mean|none, sigma: frames, window: frames}``; a missing or
-            null σ / window takes :data:`post.SMOOTH_SIGMA` / :data:`post.SMOOTH_WINDOW`.
+            null σ / window takes :data:`temporal.SMOOTH_SIGMA` / :data:`temporal.SMOOTH_WINDOW`.
         au_thresholds: ``"tuned"`` (per AU on out-of-fold frames the system is not scored on, on
             ``threshold_grid``; :func:`tune_thresholds`), ``"tuned_on_scored"`` (on the scored frames
             themselves: optimistic, flagged in metrics.json) or a number.
-        threshold_grid: candidate thresholds; None: :data:`post.AU_THRESHOLD_GRID` (0.10 … 0.90 by 0.05).
+        threshold_grid: candidate thresholds; None: :data:`decisions.AU_THRESHOLD_GRID` (0.10 … 0.90 by 0.05).
         ensemble: ``vote`` (hard voting of the fold decisions) or ``soft`` (mean of probabilities).
         au_vote_tie: AU vote when exactly half the folds say 1 (1 or 0).
         scenes: scene heads replace the general head for their videos.
@@ -157,7 +157,7 @@ class PostConfig:
 
     @property
     def grid(self) -> np.ndarray:
-        return post.AU_THRESHOLD_GRID if self.threshold_grid is None else np.asarray(self.threshold_grid)
+        return AU_THRESHOLD_GRID if self.threshold_grid is None else np.asarray(self.threshold_grid)
 
 
 # -- per-video steps -----------------------------------------------------------------------------------
@@ -173,18 +173,18 @@ def smooth_track(values: np.ndarray, present: np.ndarray | None, track: str, cfg
     """
     out = np.asarray(values, dtype=np.float64)
     if cfg.fill and present is not None:
-        out = post.fill_nearest(out, present)
+        out = temporal.fill_nearest(out, present)
     spec = cfg.smooth[track]
     if spec["method"] == "none":
         return out.copy()
-    return post.smooth(out, spec["method"], sigma=spec["sigma"], window=spec["window"])
+    return temporal.smooth(out, spec["method"], sigma=spec["sigma"], window=spec["window"])
 
 
 def decide(track: str, values: np.ndarray, thresholds: float | np.ndarray = 0.5) -> np.ndarray:
     """Decisions from probabilities / values: AU ``[T, 12]`` int8 (``prob ≥ threshold``), EXPR ``[T]`` int8
     (argmax), VA ``[T, 2]`` float32 clipped to [-1, 1]."""
     if track == "au":
-        return post.binarize_au(values, thresholds).astype(np.int8)
+        return binarize_au(values, thresholds).astype(np.int8)
     if track == "expr":
         return np.argmax(values, axis=1).astype(np.int8)
     return np.clip(values, -1.0, 1.0).astype(np.float32)
@@ -204,19 +204,12 @@ def combine(track: str, values: Sequence[np.ndarray], decisions: Sequence[np.nda
     Returns:
         ``(mean values [T, C] float64, decisions)``.
     """
-    mean = post.soft_average(values)
+    mean = soft_average(values)
     if method == "soft" or track == "va":
         return mean, decide(track, mean, thresholds)
     if track == "au":
-        return mean, post.vote_au(decisions, tie=tie).astype(np.int8)
-    return mean, post.vote_expr(decisions, probs=values, n_classes=mean.shape[1]).astype(np.int8)
-
-
-#: ``thresholds_from`` values of an AU system (systems.json, metrics.json).
-THRESHOLDS_FIXED = "fixed"
-THRESHOLDS_OOF = "out-of-fold frames"
-THRESHOLDS_DEFAULT = "0.5 fallback (no out-of-fold frame)"
-THRESHOLDS_SCORED = "scored frames (optimistic)"
+        return mean, vote_au(decisions, tie=tie).astype(np.int8)
+    return mean, vote_expr(decisions, probs=values, n_classes=mean.shape[1]).astype(np.int8)
 
 
 def out_of_fold_frames(track: str, folds: Sequence["System"], exclude, labels: Mapping) -> list[tuple[str, str]]:
@@ -237,7 +230,7 @@ def tune_thresholds(sys_: "System", folds: Sequence["System"], labels: Mapping, 
     ``threshold_videos`` of an AU system from ``cfg.au_thresholds``:
 
     - a number: that threshold for every AU (``fixed``);
-    - ``tuned``: per AU on ``cfg.grid`` (:func:`post.tune_au_thresholds`) over the pooled out-of-fold
+    - ``tuned``: per AU on ``cfg.grid`` (:func:`tune_au_thresholds`) over the pooled out-of-fold
       frames of the numbered folds (:func:`out_of_fold_frames`), never the frames ``sys_`` is scored on.
       Each frame keeps the processed output of its own fold's system, so the thresholds of fold ``i`` come
       from the other folds' heads on their held-out videos, and those of ``official`` and of the ensemble
@@ -268,7 +261,7 @@ def tune_thresholds(sys_: "System", folds: Sequence["System"], labels: Mapping, 
         return
     prob = np.concatenate([source[f].prob[v] for f, v in pairs])
     true = np.concatenate([labels[v]["au"] for _, v in pairs])
-    sys_.thresholds = post.tune_au_thresholds(prob, true, cfg.grid)
+    sys_.thresholds = tune_au_thresholds(prob, true, cfg.grid)
     sys_.thresholds_from = THRESHOLDS_OOF
     if cfg.au_thresholds == "tuned_on_scored":
         sys_.thresholds_from = THRESHOLDS_SCORED
@@ -414,7 +407,7 @@ def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: 
         _flag(ens, f"members trained or early-stopped on every labelled video; scored on the {len(val)} "
                    f"{track.upper()} val video(s)")
     for v in common:
-        ens.prob[v] = post.soft_average([f.prob[v] for f in folds])
+        ens.prob[v] = soft_average([f.prob[v] for f in folds])
     if cfg.ensemble == "soft":
         tune_thresholds(ens, folds, labels, cfg)
     elif track == "au":
@@ -450,68 +443,6 @@ def _write(ws: store.Workspace, s: System) -> None:
         arrays.update({f"{v}/prob": s.prob[v].astype(np.float32), f"{v}/before": s.before[v],
                        f"{v}/after": s.after[v]})
     np.savez(ws.post(s.name), **arrays)
-
-
-CLASSES = {"au": AU_NAMES, "expr": EXPR_NAMES, "va": VA_NAMES}
-#: headline metric per track
-KEY = {"au": "f1", "expr": "f1", "va": "ccc"}
-
-
-def score(track: str, pred: np.ndarray, true: np.ndarray) -> dict:
-    """Score one track on concatenated frames (:mod:`afwpipe.metrics`; invalid frames left out).
-
-    Args:
-        pred: AU ``[T, 12]`` {0,1}, EXPR ``[T]`` classes, VA ``[T, 2]`` values.
-        true: labels of the same shape (invalid markers masked by the metric functions).
-
-    Returns:
-        AU / EXPR ``{"f1": mean, "per_class": {name: F1}}``; VA ``{"ccc": mean, "valence": c, "arousal": c,
-        "per_class": {"valence": c, "arousal": c}}``.
-
-    Raises:
-        ValueError: nothing to score (see :mod:`afwpipe.metrics`).
-    """
-    if track == "au":
-        mean, per = au_f1(pred, true)
-    elif track == "expr":
-        mean, per = expr_f1(pred, true)
-    else:
-        mean, v, a = va_ccc(pred, true)
-        return {"ccc": mean, "valence": v, "arousal": a, "per_class": {"valence": v, "arousal": a}}
-    return {"f1": mean, "per_class": dict(zip(CLASSES[track], map(float, per)))}
-
-
-def headline(scores: Mapping[str, Mapping[str, dict]], notes: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """``au ensemble F1 0.4000 -> 0.5500, va official CCC 0.2860 -> 0.2250 (lower after), …``: per track
-    the ensemble's before -> after (else the first scored fold's), with ``notes[track][fold]`` appended.
-
-    Args:
-        scores: track -> fold -> ``{"before": score, "after": score}`` (:func:`score` results).
-    """
-    parts = []
-    for track in TRACKS:
-        by_fold = scores.get(track) or {}
-        fold = ENSEMBLE if ENSEMBLE in by_fold else next(iter(by_fold), None)
-        if fold is None:
-            continue
-        r, key = by_fold[fold], KEY[track]
-        before, after = r["before"][key], r["after"][key]
-        note = ((notes or {}).get(track) or {}).get(fold)
-        extra = (["lower after"] if after < before else []) + ([note] if note else [])
-        parts.append(f"{track} {fold} {key.upper()} {before:.4f} -> {after:.4f}"
-                     + (f" ({'; '.join(extra)})" if extra else ""))
-    return ", ".join(parts) or "(nothing scored)"
-
-
-def system_notes(meta: Mapping) -> str | None:
-    """Short caveats of a system for summary lines: ``optimistic: <reason>`` and the AU threshold fallback
-    (``meta``: a systems.json or metrics.json entry)."""
-    notes = []
-    if meta.get("optimistic"):
-        notes.append(f"optimistic: {meta.get('optimistic_reason') or 'see metrics.json'}")
-    if meta.get("thresholds_from") == THRESHOLDS_DEFAULT:
-        notes.append(f"AU thresholds {THRESHOLDS_DEFAULT}")
-    return "; ".join(notes) or None
 
 
 def scored_frames(s: System, labels: Mapping) -> dict | None:
@@ -600,31 +531,5 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
     return PostSummary(systems, cfg, time.perf_counter() - t0, scores)
 
 
-def read_systems(ws: store.Workspace) -> dict:
-    """``post/systems.json`` (``config`` and ``systems``).
-
-    Raises:
-        PredictError: there is none (run ``afwpipe postprocess``).
-    """
-    if not ws.post_systems.is_file():
-        raise PredictError(f"{ws.post_systems}: no post-processed predictions; run `afwpipe postprocess`")
-    return json.loads(ws.post_systems.read_text())
-
-
-def read_post(ws: store.Workspace, system: str, name: str) -> dict[str, np.ndarray]:
-    """``prob``, ``before`` and ``after`` of one video of one system.
-
-    Raises:
-        PredictError: the system or the video has no post-processed output.
-    """
-    path = ws.post(system)
-    if not path.is_file():
-        raise PredictError(f"{path}: no post-processed system {system!r}; run `afwpipe postprocess`")
-    with np.load(path) as z:
-        if f"{name}/after" not in z.files:
-            raise PredictError(f"{path}: no post-processed predictions of video {name!r}")
-        return {k: z[f"{name}/{k}"] for k in ("prob", "before", "after")}
-
-
-__all__ = ["ENSEMBLE", "PostConfig", "PostSummary", "System", "TRACKS", "combine", "decide", "ensemble_system",
-           "fold_system", "read_post", "read_systems", "run_postprocess", "smooth_track", "tune_thresholds"]
+__all__ = ["PostConfig", "PostSummary", "System", "combine", "decide", "ensemble_system",
+           "fold_system", "run_postprocess", "smooth_track", "tune_thresholds"]

@@ -258,29 +258,5 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
     return summary
 
 
-def read_predictions_index(ws: store.Workspace) -> list[dict]:
-    """The model records of ``predictions/index.json``.
-
-    Raises:
-        PredictError: there is no prediction index (run ``afwpipe predict``).
-    """
-    if not ws.predictions_index.is_file():
-        raise PredictError(f"{ws.predictions_index}: no predictions; run `afwpipe predict` (or `dvc repro predict`)")
-    return json.loads(ws.predictions_index.read_text())["models"]
-
-
-def read_prediction(ws: store.Workspace, model: str, name: str) -> dict[str, np.ndarray]:
-    """Arrays of one video of one head: task -> ``[T, C]`` float32 and ``present [T]`` bool.
-
-    Raises:
-        PredictError: the video has no complete predictions of this head.
-    """
-    path = ws.predictions(model)
-    if not store.is_complete(path, name):
-        raise PredictError(f"{path}: no complete predictions of video {name!r}; rerun `afwpipe predict`")
-    g = store.open_store(path, "r")[name]
-    return {k: g[k][...] for k in g.array_keys()}
-
-
 __all__ = ["ModelRef", "PredictConfig", "PredictSummary", "evaluation_videos", "face_present", "find_models",
-           "parse_model_name", "predict_model", "read_prediction", "read_predictions_index", "run_predict"]
+           "parse_model_name", "predict_model", "run_predict"]

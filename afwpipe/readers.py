@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import json
+
 import numpy as np
 
 from . import store
-from .errors import TrainError
+from .errors import PredictError, TrainError
 from .labels import TASKS
 
 #: feature-group attributes that describe one video, not the encoder (left out of the identity)
@@ -142,4 +144,55 @@ def load_labels(ws: store.Workspace, names: Sequence[str], tasks: Sequence[str] 
     return out
 
 
-__all__ = ["ArrayFeatures", "ZarrFeatures", "available_encoders", "load_labels"]
+def read_predictions_index(ws: store.Workspace) -> list[dict]:
+    """The model records of ``predictions/index.json``.
+
+    Raises:
+        PredictError: there is no prediction index (run ``afwpipe predict``).
+    """
+    if not ws.predictions_index.is_file():
+        raise PredictError(f"{ws.predictions_index}: no predictions; run `afwpipe predict` (or `dvc repro predict`)")
+    return json.loads(ws.predictions_index.read_text())["models"]
+
+
+def read_prediction(ws: store.Workspace, model: str, name: str) -> dict[str, np.ndarray]:
+    """Arrays of one video of one head: task -> ``[T, C]`` float32 and ``present [T]`` bool.
+
+    Raises:
+        PredictError: the video has no complete predictions of this head.
+    """
+    path = ws.predictions(model)
+    if not store.is_complete(path, name):
+        raise PredictError(f"{path}: no complete predictions of video {name!r}; rerun `afwpipe predict`")
+    g = store.open_store(path, "r")[name]
+    return {k: g[k][...] for k in g.array_keys()}
+
+
+def read_systems(ws: store.Workspace) -> dict:
+    """``post/systems.json`` (``config`` and ``systems``).
+
+    Raises:
+        PredictError: there is none (run ``afwpipe postprocess``).
+    """
+    if not ws.post_systems.is_file():
+        raise PredictError(f"{ws.post_systems}: no post-processed predictions; run `afwpipe postprocess`")
+    return json.loads(ws.post_systems.read_text())
+
+
+def read_post(ws: store.Workspace, system: str, name: str) -> dict[str, np.ndarray]:
+    """``prob``, ``before`` and ``after`` of one video of one system.
+
+    Raises:
+        PredictError: the system or the video has no post-processed output.
+    """
+    path = ws.post(system)
+    if not path.is_file():
+        raise PredictError(f"{path}: no post-processed system {system!r}; run `afwpipe postprocess`")
+    with np.load(path) as z:
+        if f"{name}/after" not in z.files:
+            raise PredictError(f"{path}: no post-processed predictions of video {name!r}")
+        return {k: z[f"{name}/{k}"] for k in ("prob", "before", "after")}
+
+
+__all__ = ["ArrayFeatures", "ZarrFeatures", "available_encoders", "load_labels", "read_post", "read_prediction",
+           "read_predictions_index", "read_systems"]

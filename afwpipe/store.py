@@ -47,6 +47,8 @@ from . import __version__
 MIN_CHUNK_BYTES = 1 << 20
 MAX_SHARD_BYTES = 16 << 20
 COMPLETE = "complete"
+#: the fold name of the fold ensemble's systems (``post/<track>-ensemble.npz``)
+ENSEMBLE = "ensemble"
 
 
 @dataclass(frozen=True)

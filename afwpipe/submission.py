@@ -29,7 +29,8 @@ import numpy as np
 from . import store
 from .errors import SubmissionError
 from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
-from .postprocess import ENSEMBLE, read_post, read_systems
+from .readers import read_post, read_systems
+from .store import ENSEMBLE
 
 log = logging.getLogger(__name__)
 

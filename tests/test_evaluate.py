@@ -13,7 +13,8 @@ import pytest
 from afwpipe.errors import PredictError
 from afwpipe.evaluate import EvalConfig, run_evaluate
 from afwpipe.metrics import au_f1, expr_f1, va_ccc
-from afwpipe.postprocess import PostConfig, read_post, run_postprocess
+from afwpipe.postprocess import PostConfig, run_postprocess
+from afwpipe.readers import read_post
 from test_postprocess import T, labels_of, make_post_workspace
 
 

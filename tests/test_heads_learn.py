@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter1d
 from afwpipe.heads import create_head
 from afwpipe.losses import au_pos_weights, expr_class_weights, mtl_loss
 from afwpipe.metrics import au_f1, expr_f1, va_ccc
-from afwpipe.post import window_average
+from afwpipe.temporal import window_average
 
 LATENT, T, K, STEPS = 4, 240, 32, 300
 SMALL = {

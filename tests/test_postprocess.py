@@ -15,8 +15,8 @@ from sklearn.metrics import f1_score
 
 from afwpipe import store
 from afwpipe.errors import PredictError
-from afwpipe.postprocess import PostConfig, read_post, read_systems, run_postprocess
-from afwpipe.predict import read_prediction
+from afwpipe.postprocess import PostConfig, run_postprocess
+from afwpipe.readers import read_post, read_prediction, read_systems
 
 T = 40
 FOLDS = ("official", "0", "1")

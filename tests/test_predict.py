@@ -15,8 +15,8 @@ from afwpipe import store
 from afwpipe.clips import ClipDataset
 from afwpipe.readers import ZarrFeatures, load_labels
 from afwpipe.errors import PredictError
-from afwpipe.predict import PredictConfig, evaluation_videos, find_models, read_prediction, read_predictions_index, \
-    run_predict
+from afwpipe.predict import PredictConfig, evaluation_videos, find_models, run_predict
+from afwpipe.readers import read_prediction, read_predictions_index
 from afwpipe.inference import checkpoint_stats, load_model
 from afwpipe.inference import predict_frames as predict
 from afwpipe.train import TrainConfig, score, train

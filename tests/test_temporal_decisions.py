@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from afwpipe.post import (SMOOTH_SIGMA, SMOOTH_WINDOW, binarize_au, fill_nearest, smooth, soft_average,
-                          tune_au_thresholds, vote_au, vote_expr, vote_va, window_average)
+from afwpipe.decisions import binarize_au, soft_average, tune_au_thresholds, vote_au, vote_expr, vote_va
+from afwpipe.temporal import SMOOTH_SIGMA, SMOOTH_WINDOW, fill_nearest, smooth, window_average
 
 
 def test_fill_nearest_takes_closest_face_and_earlier_on_ties():
