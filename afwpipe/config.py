@@ -1,9 +1,18 @@
-"""``params.yaml`` loading: one place that knows the defaults and where a dataset's workspace lives."""
+"""``params.yaml``: loading it, building each step's config from its section, and where a dataset's
+workspace lives.
+
+Defaults live in one place, the config dataclasses (``DetectConfig``, ``ExtractConfig``, ``TrainConfig``,
+``PredictConfig``, ``PostConfig``, ``EvalConfig``, ``SubmitConfig``, ``DatasetConfig``); ``params.yaml``
+repeats every one of them so DVC tracks each key, and ``tests/test_config.py`` holds the two equal. A
+section or key missing from ``params.yaml`` takes the dataclass default.
+"""
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -12,39 +21,86 @@ from .manifest import DEFAULT_MANIFEST, DatasetSpec, dataset_spec
 from .store import Workspace
 
 DEFAULT_PARAMS = Path("params.yaml")
-
-DEFAULTS: dict = {
-    "dataset": {"name": "sample", "root": None},
-    "workdir": "work",
-    "detect": {"detector": "mtcnn", "size": 224, "batch_size": 16, "device": "auto", "use_cropped": False},
-    "extract": {"encoders": ["mini_xception", "logmel"], "batch_size": 32, "device": "auto", "weights": {}},
-}
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+#: derived data of dataset ``d`` lives in ``<workdir>/<d>`` (params ``workdir``)
+DEFAULT_WORKDIR = "work"
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict:
-    """Return ``DEFAULTS`` updated with ``path`` (if it exists).
+    """The parameters of ``path``; ``{}`` (every default) when the file does not exist.
 
     Raises:
         AfwpipeError: the file exists but is not a YAML mapping.
     """
     path = Path(path)
     if not path.is_file():
-        return copy.deepcopy(DEFAULTS)
+        return {}
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise AfwpipeError(f"{path}: expected a YAML mapping of parameters")
-    return _merge(DEFAULTS, data)
+    return data
 
 
-def dataset_and_workspace(params: dict, manifest: str | Path = DEFAULT_MANIFEST) -> tuple[DatasetSpec, Workspace]:
-    """The dataset named in ``params`` and its workspace ``<workdir>/<dataset.name>``."""
-    ds = params["dataset"]
-    spec = dataset_spec(ds["name"], manifest, root=ds.get("root"), edition=ds.get("edition"))
-    return spec, Workspace(Path(params["workdir"]) / spec.name)
+class FromParams:
+    """Mixin of the config dataclasses: :meth:`from_params` builds one from its ``params.yaml`` section.
+
+    Class attributes:
+        params_section: the section's name (for error messages).
+        params_ignored: keys of the section that are not settings of one run (a DVC matrix's lists).
+        params_error: the error class raised for an unknown key.
+    """
+
+    params_section: ClassVar[str] = ""
+    params_ignored: ClassVar[tuple[str, ...]] = ()
+    params_error: ClassVar[type[AfwpipeError]] = AfwpipeError
+
+    @classmethod
+    def params_kwargs(cls, section: Mapping | None, overrides: Mapping) -> dict:
+        """Keyword arguments from ``section`` with the non-None ``overrides`` laid over it.
+
+        Raises:
+            params_error: a key that is not a field (the message lists the known ones).
+        """
+        kw = {k: v for k, v in (section or {}).items() if k not in cls.params_ignored}
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        fields = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+        bad = sorted(set(kw) - fields)
+        if bad:
+            raise cls.params_error(f"params {cls.params_section}: unknown key(s) {', '.join(bad)}; "
+                                   f"known: {', '.join(sorted(fields))}")
+        return kw
+
+    @classmethod
+    def from_params(cls, section: Mapping | None, **overrides):
+        """The config of params.yaml section ``section`` (None: all defaults), then ``overrides`` (the
+        command line's options; None values are skipped)."""
+        return cls(**cls.params_kwargs(section, overrides))
+
+
+@dataclass
+class DatasetConfig(FromParams):
+    """Which dataset (params.yaml ``dataset``).
+
+    Attributes:
+        name: a dataset of ``data_manifest.yaml`` (``sample``, ``affwild2``).
+        root: overrides the manifest's root folder (e.g. ``/data/Aff-Wild2``); None: the manifest's.
+        edition: annotation edition folder name or number (e.g. ``6``); None: the newest
+            (docs/affwild2.md, "Editions").
+    """
+
+    params_section: ClassVar[str] = "dataset"
+
+    name: str = "sample"
+    root: str | None = None
+    edition: str | int | None = None
+
+
+def dataset_and_workspace(params: Mapping, manifest: str | Path = DEFAULT_MANIFEST) -> tuple[DatasetSpec, Workspace]:
+    """The dataset named in ``params`` and its workspace ``<workdir>/<dataset.name>``.
+
+    Raises:
+        DatasetError: the dataset is not in the manifest (lists the known ones).
+        AfwpipeError: an unknown key in params ``dataset``.
+    """
+    ds = DatasetConfig.from_params(params.get("dataset"))
+    spec = dataset_spec(ds.name, manifest, root=ds.root, edition=ds.edition)
+    return spec, Workspace(Path(params.get("workdir") or DEFAULT_WORKDIR) / spec.name)

@@ -14,16 +14,19 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .errors import VideoError
+from .config import FromParams
+from .device import resolve_device
+from .errors import AfwpipeError, ConfigError, VideoError
 from .labels import AUDIO_SAMPLE_RATE
 from .faces import align_faces, create_detector
 from .faces.select import FaceSelector
@@ -36,23 +39,26 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class DetectConfig:
-    """Options of the face stage (``params.yaml`` section ``detect``).
+class DetectConfig(FromParams):
+    """Options of the face step (``params.yaml`` section ``detect``; every default here equals params.yaml).
 
     Attributes:
         detector: registry name (``mtcnn``, ``retinaface``).
         size: side S of the aligned crops, pixels.
         batch_size: frames per detector call.
-        device: torch device for the detector.
+        device: ``auto`` (CUDA when torch sees a GPU), ``cpu``, ``cuda``, ``cuda:N``.
         weights: detector weights file (None: the detector's default / cache).
         use_cropped: read ``cropped_aligned/<name>/<00001>.jpg`` instead of detecting.
         queue_batches: decoded batches held ahead of the detector (bounds memory).
     """
 
+    params_section: ClassVar[str] = "detect"
+    params_error: ClassVar[type[AfwpipeError]] = ConfigError
+
     detector: str = "mtcnn"
     size: int = 224
     batch_size: int = 16
-    device: str = "cpu"
+    device: str = "auto"
     weights: str | None = None
     use_cropped: bool = False
     queue_batches: int = 4
@@ -139,7 +145,8 @@ class FaceWorker:
 
     def __init__(self, ws: store.Workspace, cfg: DetectConfig, progress: bool = True,
                  cropped_root: Path | None = None):
-        self.ws, self.cfg, self.progress, self.cropped_root = ws, cfg, progress, cropped_root
+        self.ws, self.progress, self.cropped_root = ws, progress, cropped_root
+        self.cfg = replace(cfg, device=resolve_device(cfg.device))
         self._detector = None
 
     @property
@@ -297,8 +304,18 @@ def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None =
     if scheduler_address(scheduler):
         for path in (ws.faces, ws.audio):
             store.open_store(path, "a")  # create the roots once, before concurrent writers
+    cfg = replace(cfg, device=resolve_device(cfg.device), size=int(cfg.size), batch_size=int(cfg.batch_size))
     factory = partial(FaceWorker, ws, cfg, progress and scheduler is None, cropped)
     summary = RunSummary()
     summary.results = run_videos(factory, recs, "detect", progress, scheduler, gpu=cfg.device.startswith("cuda"))
     summary.write_failures(ws.root / "detect_failures.json")
     return summary
+
+
+def main(ws: store.Workspace, cfg: DetectConfig, *, names: list[str] | None = None, accept_failures: bool = False,
+         scheduler: str | None = None, progress: bool = True) -> int:
+    """The detect step as ``afwpipe detect`` and ``python -m stages.detect`` run it: :func:`run_detect`, then
+    the summary line and the failures printed. Returns the exit code (1 when a video failed, unless
+    ``accept_failures``)."""
+    summary = run_detect(ws, cfg, names=names, progress=progress, scheduler=scheduler)
+    return summary.report(accept_failures)

@@ -34,27 +34,26 @@ class TrainError(AfwpipeError):
     encoders or with the labels, NaN/Inf in features, or a fold/task with no labelled frame."""
 
 
+class ConfigError(AfwpipeError):
+    """A params.yaml key or a command-line setting is unknown or invalid (the message names the key and
+    lists the known ones)."""
+
+
 class PredictError(AfwpipeError):
-    """Prediction, post-processing or evaluation inputs are unusable: no trained head, a head whose feature
-    stores changed since training, predictions missing for a video, or unknown post-processing settings."""
+    """Prediction inputs are unusable: no trained head, a head whose feature stores changed since training,
+    or predictions missing for a video."""
+
+
+class PostprocessError(AfwpipeError):
+    """Post-processing inputs or settings are unusable: no predictions for a track, an unknown smoothing
+    method, ensemble or threshold setting, or a malformed model metrics file."""
+
+
+class EvaluateError(AfwpipeError):
+    """Evaluation inputs or settings are unusable: no post-processed systems, or an unknown plotted system
+    or trace video."""
 
 
 class SubmissionError(AfwpipeError):
     """A submission cannot be written: a malformed example file, or a video of the example file without
     predictions."""
-
-
-def stage_main(run, *args, **kwargs) -> None:
-    """Entry point of a DVC stage script (``python -m stages.<name>``): warnings go to stderr as
-    ``afwpipe: WARNING: ...``, an AfwpipeError becomes one ``afwpipe: error: ...`` line and exit code 2
-    (no traceback), an int returned by ``run`` is the exit code."""
-    import logging
-    import sys
-
-    logging.basicConfig(level=logging.WARNING, format="afwpipe: %(levelname)s: %(message)s")
-    try:
-        code = run(*args, **kwargs)
-    except AfwpipeError as e:
-        print(f"afwpipe: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)

@@ -42,15 +42,16 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 
 from . import store
 from .decisions import THRESHOLDS_SCORED
-from .errors import PredictError
+from .config import FromParams
+from .errors import AfwpipeError, EvaluateError
 from .labels import EXPR_NAMES, TRACKS, VA_NAMES, valid_mask
-from .postprocess import settings
 from .readers import load_labels, read_post, read_systems
 from .scores import CLASSES, headline, score, system_notes
 from .store import ENSEMBLE
@@ -78,8 +79,8 @@ def score_system(ws: store.Workspace, name: str, meta: Mapping, labels: Mapping)
 
 
 @dataclass
-class EvalConfig:
-    """Evaluation settings (params.yaml ``evaluate``).
+class EvalConfig(FromParams):
+    """Evaluation settings (params.yaml ``evaluate``; every default here equals params.yaml).
 
     Attributes:
         plot_system: fold (``official``, ``0``, …) or ``ensemble`` whose per-class scores, confusion and VA trace
@@ -87,15 +88,14 @@ class EvalConfig:
         trace_video: video of the VA trace; None: the plotted system's evaluation video with most valid VA frames.
     """
 
+    params_section: ClassVar[str] = "evaluate"
+    params_error: ClassVar[type[AfwpipeError]] = EvaluateError
+
     plot_system: str = ENSEMBLE
     trace_video: str | None = None
 
-    @classmethod
-    def from_params(cls, section: Mapping | None, **overrides) -> "EvalConfig":
-        """From params.yaml's ``evaluate`` section (unknown keys are an error), then ``overrides``."""
-        kw = settings(cls, "evaluate", section, overrides)
-        kw["plot_system"] = str(kw.get("plot_system", ENSEMBLE))
-        return cls(**kw)
+    def __post_init__(self):
+        self.plot_system = str(self.plot_system)  # YAML reads fold 0 as an int
 
 
 @dataclass
@@ -149,7 +149,7 @@ def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSumm
     """Score every system of ``post/`` and write ``eval/`` (module docstring).
 
     Raises:
-        PredictError: no post-processed predictions, or ``trace_video`` is not an evaluation video.
+        EvaluateError: no post-processed predictions, or ``trace_video`` is not an evaluation video.
     """
     t0 = time.perf_counter()
     cfg = cfg or EvalConfig()
@@ -204,7 +204,7 @@ def _write_plots(ws: store.Workspace, systems: Mapping, results: Mapping, labels
         candidates = [v for v in va_meta["eval_videos"] if v in labels]
         video = cfg.trace_video
         if video is not None and video not in candidates:
-            raise PredictError(f"evaluate trace_video {video!r} is not an evaluation video of {sys_name['va']} "
+            raise EvaluateError(f"evaluate trace_video {video!r} is not an evaluation video of {sys_name['va']} "
                                f"({', '.join(candidates)})")
         if video is None and candidates:
             video = max(candidates, key=lambda v: int(valid_mask(labels[v]["va"], "va").sum()))
@@ -285,4 +285,14 @@ def _report_png(path: Path, results, sys_name, conf, trace, video, cfg) -> Path:
     return path
 
 
-__all__ = ["EvalConfig", "EvalSummary", "run_evaluate", "score", "score_system"]
+def main(ws: store.Workspace, cfg: EvalConfig) -> EvalSummary:
+    """The evaluate step as ``afwpipe evaluate`` and ``python -m stages.evaluate`` run it: :func:`run_evaluate`,
+    then its summary line (before -> after per track, caveats) printed."""
+    summary = run_evaluate(ws, cfg)
+    print(summary.line())
+    print(f"metrics, plots and report in {ws.eval_dir}")
+    return summary
+
+
+__all__ = ["EvalConfig", "EvalSummary", "main", "run_evaluate", "score", "score_system"]
+

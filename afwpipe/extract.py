@@ -17,15 +17,18 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from . import store
 from .encoders import create_encoder, is_encoder
-from .errors import AfwpipeError, VideoError
+from .config import FromParams
+from .device import resolve_device
+from .errors import AfwpipeError, EncoderError, VideoError
 from .labels import AUDIO_SAMPLE_RATE
 from .prefetch import prefetch
 from .results import RunSummary, VideoResult
@@ -35,20 +38,36 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ExtractConfig:
-    """Options of ``afwpipe extract`` (``params.yaml`` section ``extract``).
+class ExtractConfig(FromParams):
+    """Options of one encoder's extract step (``params.yaml`` section ``extract``; every default here equals
+    params.yaml).
 
     Attributes:
         encoder: registry name (``mae``, ``whisper``, ``timm:<id>`` ...).
-        weights: None (default weights: caches, then download), a file, or ``"random"``.
-        device: torch device.
+        weights: None (default weights: caches, then download), a file, or ``"random"``. In params.yaml,
+            ``extract.weights`` maps encoder names to these values.
+        device: ``auto`` (CUDA when torch sees a GPU), ``cpu``, ``cuda``, ``cuda:N``.
         batch_size: crops per forward pass (visual encoders).
     """
 
+    params_section: ClassVar[str] = "extract"
+    params_ignored: ClassVar[tuple[str, ...]] = ("encoders",)  # the DVC foreach list
+    params_error: ClassVar[type[AfwpipeError]] = EncoderError
+
     encoder: str
     weights: str | None = None
-    device: str = "cpu"
+    device: str = "auto"
     batch_size: int = 32
+
+    @classmethod
+    def from_params(cls, section, **overrides) -> "ExtractConfig":
+        """The config of encoder ``overrides["encoder"]`` from params ``extract``: its weights from the
+        ``weights`` mapping unless ``overrides`` give them."""
+        section = dict(section or {})
+        per_encoder = section.pop("weights", None) or {}
+        if overrides.get("weights") is None:
+            overrides["weights"] = per_encoder.get(overrides.get("encoder"))
+        return cls(**cls.params_kwargs(section, overrides))
 
 
 def _check_finite(emb: np.ndarray, encoder: str, name: str, offset: int = 0) -> None:
@@ -61,6 +80,7 @@ class EncoderWorker:
     """Runs one encoder over the videos of a workspace (the model is built once)."""
 
     def __init__(self, ws: store.Workspace, cfg: ExtractConfig, progress: bool = True):
+        cfg = replace(cfg, device=resolve_device(cfg.device), batch_size=int(cfg.batch_size))
         self.ws, self.cfg, self.progress = ws, cfg, progress
         self.encoder = create_encoder(cfg.encoder, weights=cfg.weights, device=cfg.device)
         if hasattr(self.encoder, "batch_size") and self.encoder.cfg.modality == "visual":
@@ -158,8 +178,9 @@ def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None
     recs = [r for r in index["videos"] if names is None or r["name"] in names]
     if scheduler_address(scheduler):
         store.open_store(ws.features(cfg.encoder), "a")  # create the root once, before concurrent writers
+    cfg = replace(cfg, device=resolve_device(cfg.device))
     factory = partial(EncoderWorker, ws, cfg, progress and scheduler is None)
-    summary = RunSummary(stage=f"extract {cfg.encoder}")
+    summary = RunSummary(step=f"extract {cfg.encoder}")
     summary.results = run_videos(factory, recs, f"extract-{cfg.encoder}", progress, scheduler,
                                  gpu=cfg.device.startswith("cuda"))
     done = [r for r in recs if store.is_complete(ws.features(cfg.encoder), r["name"])]
@@ -167,3 +188,13 @@ def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None
         summary.weights = store.open_store(ws.features(cfg.encoder), "r")[done[0]["name"]].attrs["weights"]
     summary.write_failures(ws.root / f"extract_failures_{ws.features(cfg.encoder).stem}.json")
     return summary
+
+
+def main(ws: store.Workspace, cfg: ExtractConfig, *, names: list[str] | None = None, accept_failures: bool = False,
+         scheduler: str | None = None, progress: bool = True) -> int:
+    """One encoder's extract step as ``afwpipe extract`` and ``python -m stages.extract`` run it:
+    :func:`run_extract`, then the summary, the store and weights, and the failures printed. Returns the exit
+    code (1 when a video failed, unless ``accept_failures``)."""
+    summary = run_extract(ws, cfg, names=names, progress=progress, scheduler=scheduler)
+    print(f"features in {ws.features(cfg.encoder)} (weights: {summary.weights})")
+    return summary.report(accept_failures)

@@ -237,3 +237,12 @@ def format_table(index: dict) -> str:
     for w in warnings:
         lines.append(f"WARNING {w['path']}: {w['warning']}")
     return "\n".join(lines)
+
+
+def main(spec: DatasetSpec, ws: store.Workspace, *, progress: bool = True) -> dict:
+    """The index step as ``afwpipe index`` and ``python -m stages.index`` run it: :func:`build_index`, then
+    the table of indexed videos (with the editions, test lists and failures) printed."""
+    index = build_index(spec, ws, progress=progress)
+    print(format_table(index))
+    print(f"wrote {ws.index} and {ws.labels}")
+    return index

@@ -55,6 +55,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -62,7 +63,8 @@ from tqdm import tqdm
 from . import __version__, store, temporal
 from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED, THRESHOLDS_OOF, THRESHOLDS_SCORED,
                         binarize_au, soft_average, tune_au_thresholds, vote_au, vote_expr)
-from .errors import PredictError, TrainError
+from .config import FromParams
+from .errors import AfwpipeError, PostprocessError, TrainError
 from .folds import split_videos
 from .labels import HEAD_TASKS, TRACKS, valid_mask
 from .readers import load_labels, read_prediction, read_predictions_index
@@ -76,29 +78,13 @@ ENSEMBLE_METHODS = ("vote", "soft")
 TUNED = ("tuned", "tuned_on_scored")
 
 
-def settings(cls, name: str, section: Mapping | None, overrides: Mapping) -> dict:
-    """Keyword arguments of dataclass ``cls`` from params section ``name`` updated with the non-None
-    ``overrides``.
-
-    Raises:
-        PredictError: a key that is not a field of ``cls`` (lists the known ones).
-    """
-    kw = dict(section or {})
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    bad = sorted(set(kw) - set(cls.__dataclass_fields__))
-    if bad:
-        raise PredictError(f"params {name}: unknown key(s) {', '.join(bad)}; "
-                           f"known: {', '.join(sorted(cls.__dataclass_fields__))}")
-    return kw
-
-
 def _default_smooth() -> dict:
     return {t: {"method": "gaussian", "sigma": temporal.SMOOTH_SIGMA[t], "window": temporal.SMOOTH_WINDOW[t]} for t in TRACKS}
 
 
 @dataclass
-class PostConfig:
-    """Post-processing settings (params.yaml ``postprocess``).
+class PostConfig(FromParams):
+    """Post-processing settings (params.yaml ``postprocess``; every default here equals params.yaml).
 
     Attributes:
         sources: track -> trained task whose heads predict it (``au``/``expr``/``va`` or ``mtl``).
@@ -113,6 +99,9 @@ class PostConfig:
         au_vote_tie: AU vote when exactly half the folds say 1 (1 or 0).
         scenes: scene heads replace the general head for their videos.
     """
+
+    params_section: ClassVar[str] = "postprocess"
+    params_error: ClassVar[type[AfwpipeError]] = PostprocessError
 
     sources: dict = field(default_factory=lambda: {t: t for t in TRACKS})
     fill: bool = True
@@ -130,30 +119,25 @@ class PostConfig:
         smooth = _default_smooth()
         for track, spec in (self.smooth or {}).items():
             if track not in TRACKS:
-                raise PredictError(f"postprocess smooth: unknown track {track!r}; use {', '.join(TRACKS)}")
+                raise PostprocessError(f"postprocess smooth: unknown track {track!r}; use {', '.join(TRACKS)}")
             smooth[track].update({k: v for k, v in (spec or {}).items() if v is not None})
         self.smooth = smooth
         for track, spec in self.smooth.items():
             if spec["method"] not in SMOOTH_CHOICES:
-                raise PredictError(f"postprocess smooth.{track}.method: {spec['method']!r} is not one of "
+                raise PostprocessError(f"postprocess smooth.{track}.method: {spec['method']!r} is not one of "
                                    f"{', '.join(SMOOTH_CHOICES)}")
             spec["sigma"], spec["window"] = float(spec["sigma"]), int(spec["window"])
         if self.ensemble not in ENSEMBLE_METHODS:
-            raise PredictError(f"postprocess ensemble: {self.ensemble!r} is not one of {', '.join(ENSEMBLE_METHODS)}")
+            raise PostprocessError(f"postprocess ensemble: {self.ensemble!r} is not one of {', '.join(ENSEMBLE_METHODS)}")
         if self.au_thresholds not in TUNED:
             try:
                 self.au_thresholds = float(self.au_thresholds)
             except (TypeError, ValueError):
-                raise PredictError(f"postprocess au_thresholds: {self.au_thresholds!r} is neither "
+                raise PostprocessError(f"postprocess au_thresholds: {self.au_thresholds!r} is neither "
                                    f"{' nor '.join(map(repr, TUNED))} nor a number") from None
         if self.threshold_grid is not None:
             self.threshold_grid = [float(x) for x in self.threshold_grid]
         self.au_vote_tie = int(self.au_vote_tie)
-
-    @classmethod
-    def from_params(cls, section: Mapping | None, **overrides) -> "PostConfig":
-        """From params.yaml's ``postprocess`` section (unknown keys are an error), then ``overrides``."""
-        return cls(**settings(cls, "postprocess", section, overrides))
 
     @property
     def grid(self) -> np.ndarray:
@@ -315,14 +299,14 @@ def _records_by_fold(records: list[dict], task: str, track: str) -> dict[str, di
     """fold -> {"general": record, "scenes": [records]} of the heads of ``task``.
 
     Raises:
-        PredictError: a head of ``task`` has no ``track`` output.
+        PostprocessError: a head of ``task`` has no ``track`` output.
     """
     out: dict[str, dict] = {}
     for r in records:
         if r["task"] != task:
             continue
         if track not in r.get("tasks", [track]):
-            raise PredictError(f"postprocess: head {r['name']} has no {track.upper()} output (outputs: "
+            raise PostprocessError(f"postprocess: head {r['name']} has no {track.upper()} output (outputs: "
                                f"{', '.join(r.get('tasks', []))}); set postprocess.sources.{track}")
         slot = out.setdefault(str(r["fold"]), {"general": None, "scenes": []})
         if r["scene"]:
@@ -370,7 +354,7 @@ def seen_videos(ws: store.Workspace, index: dict, record: dict) -> set[str]:
     the training stage used, given the same index).
 
     Raises:
-        PredictError: metrics.json is unreadable or lacks the lists, or the split cannot be recomputed.
+        PostprocessError: metrics.json is unreadable or lacks the lists, or the split cannot be recomputed.
     """
     path = ws.models / record["name"] / "metrics.json"
     if path.is_file():
@@ -378,11 +362,11 @@ def seen_videos(ws: store.Workspace, index: dict, record: dict) -> set[str]:
             m = json.loads(path.read_text())
             return set(m["train_videos"]) | set(m["val_videos"])
         except (ValueError, KeyError, TypeError) as e:
-            raise PredictError(f"{path}: no train_videos / val_videos lists ({e}); retrain the head") from None
+            raise PostprocessError(f"{path}: no train_videos / val_videos lists ({e}); retrain the head") from None
     try:
         train, val = split_videos(index, HEAD_TASKS[record["task"]], record["fold"], record.get("scene"))
     except (TrainError, KeyError) as e:
-        raise PredictError(f"{path} is missing and the split of head {record['name']} cannot be recomputed "
+        raise PostprocessError(f"{path} is missing and the split of head {record['name']} cannot be recomputed "
                            f"from the index: {e}") from None
     return set(train) | set(val)
 
@@ -483,7 +467,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
     """Post-process every track of every fold and their ensemble; write ``post/`` (module docstring).
 
     Raises:
-        PredictError: no predictions, no head predicts any track, or a head's training videos are unknown
+        PostprocessError: no predictions, no head predicts any track, or a head's training videos are unknown
             (:func:`seen_videos`).
     """
     t0 = time.perf_counter()
@@ -510,7 +494,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         if ens is not None:
             systems.append(ens)
     if not systems:
-        raise PredictError(f"{ws.predictions_index}: no head predicts any of {', '.join(TRACKS)} "
+        raise PostprocessError(f"{ws.predictions_index}: no head predicts any of {', '.join(TRACKS)} "
                            f"(sources {cfg.sources})")
     if ws.post_dir.exists():
         shutil.rmtree(ws.post_dir)
@@ -531,5 +515,14 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
     return PostSummary(systems, cfg, time.perf_counter() - t0, scores)
 
 
+def main(ws: store.Workspace, cfg: PostConfig, *, progress: bool = True) -> PostSummary:
+    """The postprocess step as ``afwpipe postprocess`` and ``python -m stages.postprocess`` run it:
+    :func:`run_postprocess`, then its summary line (before -> after per track) printed."""
+    summary = run_postprocess(ws, cfg, progress=progress)
+    print(summary.line())
+    print(f"post-processed predictions in {ws.post_dir}")
+    return summary
+
+
 __all__ = ["PostConfig", "PostSummary", "System", "combine", "decide", "ensemble_system",
-           "fold_system", "run_postprocess", "smooth_track", "tune_thresholds"]
+           "fold_system", "main", "run_postprocess", "smooth_track", "tune_thresholds"]

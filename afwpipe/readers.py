@@ -11,7 +11,7 @@ import json
 import numpy as np
 
 from . import store
-from .errors import PredictError, TrainError
+from .errors import PostprocessError, PredictError, TrainError
 from .labels import TASKS
 
 #: feature-group attributes that describe one video, not the encoder (left out of the identity)
@@ -172,10 +172,10 @@ def read_systems(ws: store.Workspace) -> dict:
     """``post/systems.json`` (``config`` and ``systems``).
 
     Raises:
-        PredictError: there is none (run ``afwpipe postprocess``).
+        PostprocessError: there is none (run ``afwpipe postprocess``).
     """
     if not ws.post_systems.is_file():
-        raise PredictError(f"{ws.post_systems}: no post-processed predictions; run `afwpipe postprocess`")
+        raise PostprocessError(f"{ws.post_systems}: no post-processed predictions; run `afwpipe postprocess`")
     return json.loads(ws.post_systems.read_text())
 
 
@@ -183,14 +183,14 @@ def read_post(ws: store.Workspace, system: str, name: str) -> dict[str, np.ndarr
     """``prob``, ``before`` and ``after`` of one video of one system.
 
     Raises:
-        PredictError: the system or the video has no post-processed output.
+        PostprocessError: the system or the video has no post-processed output.
     """
     path = ws.post(system)
     if not path.is_file():
-        raise PredictError(f"{path}: no post-processed system {system!r}; run `afwpipe postprocess`")
+        raise PostprocessError(f"{path}: no post-processed system {system!r}; run `afwpipe postprocess`")
     with np.load(path) as z:
         if f"{name}/after" not in z.files:
-            raise PredictError(f"{path}: no post-processed predictions of video {name!r}")
+            raise PostprocessError(f"{path}: no post-processed predictions of video {name!r}")
         return {k: z[f"{name}/{k}"] for k in ("prob", "before", "after")}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 @dataclass
 class VideoResult:
-    """Summary of one video of a per-video stage (detect, extract)."""
+    """Summary of one video of a per-video step (detect, extract)."""
 
     name: str
     frames: int = 0
@@ -25,9 +25,10 @@ class VideoResult:
 class RunSummary:
     """Per-video results of a run over many videos (detect, extract), its one-line summary and its failures file."""
 
-    stage: str = "detect"
+    step: str = "detect"
     results: list[VideoResult] = field(default_factory=list)
     weights: str | None = None  # weights identity of the model that ran (extract)
+    failures_file: Path | None = None
 
     @property
     def failures(self) -> list[VideoResult]:
@@ -39,9 +40,21 @@ class RunSummary:
         secs = sum(r.seconds for r in done)
         present = sum(r.present for r in done)
         rate = f" at {frames / secs:.1f} frames/s" if secs else ""
-        return (f"{self.stage}: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
+        return (f"{self.step}: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
                 f"{len(self.failures)} failed; {frames} frames{rate}, present in {present}/{frames} frames")
 
+    def report(self, accept_failures: bool = False) -> int:
+        """Print the summary line and one ``FAILED <video>: <error>`` line per failure; return the exit
+        code: 1 when a video failed (unless ``accept_failures``), else 0."""
+        print(self.line())
+        for r in self.failures:
+            print(f"FAILED {r.name}: {r.error}")
+        if self.failures and self.failures_file is not None:
+            print(f"failures listed in {self.failures_file}")
+        return 1 if self.failures and not accept_failures else 0
+
     def write_failures(self, path: Path) -> None:
-        """Write ``[{name, error}]`` of the failed videos (an empty list when none failed)."""
+        """Write ``[{name, error}]`` of the failed videos (an empty list when none failed) to ``path``
+        (remembered as ``failures_file``)."""
+        self.failures_file = Path(path)
         path.write_text(json.dumps([{"name": r.name, "error": r.error} for r in self.failures], indent=1) + "\n")

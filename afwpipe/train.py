@@ -25,6 +25,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -33,7 +34,8 @@ from tqdm import tqdm
 from . import store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset
 from .device import autocast, resolve_device
-from .errors import TrainError
+from .config import FromParams
+from .errors import AfwpipeError, TrainError
 from .heads import create_head, is_head, list_heads
 from .inference import predict_frames, save_checkpoint, to_device
 from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRAIN_TASKS, valid_mask
@@ -45,8 +47,9 @@ from .folds import parse_fold, split_videos
 
 
 @dataclass
-class TrainConfig:
-    """Everything that decides a training run; saved verbatim in the checkpoint.
+class TrainConfig(FromParams):
+    """Everything that decides a training run (``params.yaml`` section ``train``; every default here equals
+    params.yaml); saved verbatim in the checkpoint.
 
     Attributes:
         task: ``au``, ``expr``, ``va`` or ``mtl`` (all three heads' outputs, summed masked losses).
@@ -65,6 +68,10 @@ class TrainConfig:
         cache_gb: byte budget (GiB) of the whole-video feature cache.
         task_weights: ``mtl`` loss weights per task (default 1 each).
     """
+
+    params_section: ClassVar[str] = "train"
+    params_ignored: ClassVar[tuple[str, ...]] = ("tasks", "folds")  # the DVC matrix's lists
+    params_error: ClassVar[type[AfwpipeError]] = TrainError
 
     task: str = "au"
     head: str = "tmf"
@@ -109,19 +116,6 @@ class TrainConfig:
         if self.k < 1 or self.batch_size < 1 or self.epochs < 1:
             raise TrainError(f"train: k, batch_size and epochs must be ≥ 1 (k={self.k}, "
                              f"batch_size={self.batch_size}, epochs={self.epochs})")
-
-    @classmethod
-    def from_params(cls, section: dict | None, **overrides) -> "TrainConfig":
-        """From params.yaml's ``train`` section (unknown keys are an error), then ``overrides`` (None skipped)."""
-        kw = dict(section or {})
-        kw.pop("folds", None)  # the DVC matrix's list, not a setting of one run
-        kw.pop("tasks", None)
-        kw.update({k: v for k, v in overrides.items() if v is not None})
-        names = set(cls.__dataclass_fields__)
-        bad = sorted(set(kw) - names)
-        if bad:
-            raise TrainError(f"params train: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(names))}")
-        return cls(**kw)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -315,4 +309,12 @@ def _finite(obj):
     return obj
 
 
-__all__ = ["TrainConfig", "TrainResult", "score", "train", "train_epoch"]
+def main(ws: store.Workspace, cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """The train step as ``afwpipe train`` and ``python -m stages.train`` run it: :func:`train`, then its
+    one-line summary printed."""
+    result = train(ws, cfg, progress=progress)
+    print(result.line())
+    return result
+
+
+__all__ = ["TrainConfig", "TrainResult", "main", "score", "train", "train_epoch"]

@@ -1,35 +1,20 @@
 """Stage ``extract@<encoder>``: run one frozen encoder over every video's crops or audio.
 
-Reads: params.yaml (dataset, workdir, extract), faces.zarr and audio.zarr of the face stage.
+Run as ``python -m stages.extract encoder=<name>`` (DVC's foreach over params ``extract.encoders``).
+Reads: params.yaml (dataset, workdir, extract), faces.zarr and audio.zarr of the detect stage.
 Writes: <workdir>/<dataset>/features/<encoder>.zarr. Complete videos with the same encoder identity
-are skipped. Exit code 1 when a video failed (all others are still processed), unless accept_failures.
-Usage: python -m stages.extract ENCODER
+are skipped. Exit code 1 when a video failed (all others are still processed).
 """
 
-from __future__ import annotations
-
-import sys
-
-from afwpipe.config import dataset_and_workspace, load_params
-from afwpipe.device import resolve_device
-from afwpipe.errors import stage_main
-from afwpipe.extract import ExtractConfig, run_extract
+from afwpipe import extract
+from afwpipe.config import dataset_and_workspace
+from afwpipe.entry import stage_main
 
 
-def run(params: dict, encoder: str, manifest="data_manifest.yaml", weights=None, accept_failures=False,
-        names=None, progress: bool = True, scheduler: str | None = None) -> int:
-    _, ws = dataset_and_workspace(params, manifest)
-    p = params["extract"]
-    weights = weights if weights is not None else (p.get("weights") or {}).get(encoder)
-    cfg = ExtractConfig(encoder=encoder, weights=weights, device=resolve_device(p["device"]),
-                        batch_size=int(p["batch_size"]))
-    summary = run_extract(ws, cfg, names=names, progress=progress, scheduler=scheduler)
-    print(summary.line())
-    print(f"features in {ws.features(encoder)} (weights: {summary.weights})")
-    for r in summary.failures:
-        print(f"FAILED {r.name}: {r.error}")
-    return 1 if summary.failures and not accept_failures else 0
+def run(params: dict, encoder: str):
+    _, ws = dataset_and_workspace(params)
+    return extract.main(ws, extract.ExtractConfig.from_params(params.get("extract"), encoder=encoder))
 
 
 if __name__ == "__main__":
-    stage_main(run, load_params(), sys.argv[1])
+    stage_main(run)

@@ -1,26 +1,19 @@
 """Stage ``postprocess``: fill, smooth, threshold, override with scene heads, and ensemble the folds.
 
-Reads: params.yaml (dataset, workdir, postprocess), index.json, labels.zarr (threshold tuning) and
-predictions/ of the predict stage.
-Writes: <workdir>/<dataset>/post/<track>-<fold|ensemble>.npz (<video>/{prob,before,after}) and
-systems.json (afwpipe/postprocess.py).
+Reads: params.yaml (dataset, workdir, postprocess), index.json, labels.zarr (threshold tuning on
+out-of-fold frames), models/*/metrics.json (which videos each head saw) and predictions/ of the predict stage.
+Writes: <workdir>/<dataset>/post/<track>-<fold|ensemble>.npz (<video>/{prob,before,after}) and systems.json.
 """
 
-from __future__ import annotations
-
-from afwpipe.config import dataset_and_workspace, load_params
-from afwpipe.errors import stage_main
-from afwpipe.postprocess import PostConfig, PostSummary, run_postprocess
+from afwpipe import postprocess
+from afwpipe.config import dataset_and_workspace
+from afwpipe.entry import stage_main
 
 
-def run(params: dict, manifest="data_manifest.yaml", progress: bool = True) -> PostSummary:
-    _, ws = dataset_and_workspace(params, manifest)
-    cfg = PostConfig.from_params(params.get("postprocess"))
-    summary = run_postprocess(ws, cfg, progress=progress)
-    print(summary.line())
-    print(f"post-processed predictions in {ws.post_dir}")
-    return summary
+def run(params: dict):
+    _, ws = dataset_and_workspace(params)
+    return postprocess.main(ws, postprocess.PostConfig.from_params(params.get("postprocess")))
 
 
 if __name__ == "__main__":
-    stage_main(run, load_params())
+    stage_main(run)

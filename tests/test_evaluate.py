@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from afwpipe.errors import PredictError
+from afwpipe.errors import EvaluateError
 from afwpipe.evaluate import EvalConfig, run_evaluate
 from afwpipe.metrics import au_f1, expr_f1, va_ccc
 from afwpipe.postprocess import PostConfig, run_postprocess
@@ -92,9 +92,9 @@ def test_per_class_csv_and_dvc_plot_files(evaluated):
 
 def test_unknown_trace_video_and_settings_are_errors(evaluated):
     ws, _ = evaluated
-    with pytest.raises(PredictError, match=r"trace_video 'c' is not an evaluation video of va-ensemble \(a, b\)"):
+    with pytest.raises(EvaluateError, match=r"trace_video 'c' is not an evaluation video of va-ensemble \(a, b\)"):
         run_evaluate(ws, EvalConfig(trace_video="c"))
-    with pytest.raises(PredictError, match="unknown key.*video"):
+    with pytest.raises(EvaluateError, match="unknown key.*video"):
         EvalConfig.from_params({"video": "a"})
     run_evaluate(ws, EvalConfig.from_params({"plot_system": 0, "trace_video": "c"}))
     assert len(_rows(ws.eval_dir / "plots" / "expr_confusion.csv")) == 1 + 2 * T  # fold 0: a and c

@@ -14,7 +14,7 @@ from scipy import ndimage
 from sklearn.metrics import f1_score
 
 from afwpipe import store
-from afwpipe.errors import PredictError
+from afwpipe.errors import PostprocessError
 from afwpipe.postprocess import PostConfig, run_postprocess
 from afwpipe.readers import read_post, read_prediction, read_systems
 
@@ -310,7 +310,7 @@ def test_seen_videos_are_recomputed_from_the_index_without_metrics_json(tmp_path
     shutil.rmtree(ws.models / "au-tcn-official")
     assert seen_videos(ws, index, rec) == {"a", "b", "c", "u"}  # split_videos: u is an official val video now
     (ws.models / "au-tcn-0").joinpath("metrics.json").write_text("{}")
-    with pytest.raises(PredictError, match="au-tcn-0/metrics.json: no train_videos"):
+    with pytest.raises(PostprocessError, match="au-tcn-0/metrics.json: no train_videos"):
         seen_videos(ws, index, {**rec, "name": "au-tcn-0", "fold": 0})
 
 
@@ -414,18 +414,18 @@ def test_mtl_heads_can_feed_a_track(tmp_path):
     summary = run_postprocess(ws, _cfg(sources={"va": "mtl"}), progress=False)
     assert {s.name for s in summary.systems} >= {"va-official", "va-ensemble"}
     assert "postprocess:" in summary.line()
-    with pytest.raises(PredictError, match="va-tcn-official has no AU output"):
+    with pytest.raises(PostprocessError, match="va-tcn-official has no AU output"):
         run_postprocess(ws, _cfg(sources={"au": "mtl", "va": "mtl"}), progress=False)
 
 
 def test_bad_settings_are_clear_errors():
-    with pytest.raises(PredictError, match="unknown key.*smoothing"):
+    with pytest.raises(PostprocessError, match="unknown key.*smoothing"):
         PostConfig.from_params({"smoothing": {}})
-    with pytest.raises(PredictError, match=r"smooth.au.method: 'box'"):
+    with pytest.raises(PostprocessError, match=r"smooth.au.method: 'box'"):
         PostConfig.from_params({"smooth": {"au": {"method": "box"}}})
-    with pytest.raises(PredictError, match="ensemble: 'mean'"):
+    with pytest.raises(PostprocessError, match="ensemble: 'mean'"):
         PostConfig.from_params({"ensemble": "mean"})
-    with pytest.raises(PredictError, match="neither 'tuned' nor 'tuned_on_scored' nor a number"):
+    with pytest.raises(PostprocessError, match="neither 'tuned' nor 'tuned_on_scored' nor a number"):
         PostConfig.from_params({"au_thresholds": "best"})
     cfg = PostConfig.from_params({"smooth": {"va": {"method": "median", "window": None}}})
     assert cfg.smooth["va"] == {"method": "median", "sigma": 25.0, "window": 50}
