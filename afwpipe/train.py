@@ -8,8 +8,9 @@ every frame: overlapping clips (``eval_stride``, default K/2) averaged per frame
 Validation score: ``au`` mean F1 over 12 AUs (threshold 0.5), ``expr`` macro F1 over 8 classes, ``va``
 mean CCC of valence and arousal, ``mtl`` the mean of the three.
 
-Folds: ``"official"`` trains on split ``train`` and validates on split ``val``; an int ``i`` validates on
-the labelled videos of fold ``i`` of the index and trains on the other labelled videos. ``scene`` keeps
+Folds: ``"official"`` trains on split ``train`` and validates on split ``val`` of the trained task
+(:func:`store.split_of`); an int ``i`` validates on the labelled videos of fold ``i`` of the index and trains
+on the other labelled videos, never on a name that is ``test`` for the task. ``scene`` keeps
 only the videos listed under that scene in the index (from the manifest).
 
 Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, config, encoder identities,
@@ -150,7 +151,11 @@ def parse_fold(fold) -> str | int:
 def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:
     """Training and validation video names for ``fold`` (see the module docstring).
 
-    Only videos with at least one labelled frame of one of ``tasks`` are kept.
+    Only videos with at least one labelled frame of one of ``tasks`` are kept. The split of a name is its
+    split for the trained task (:func:`store.split_of`; ``mtl``, i.e. several ``tasks``, takes the ``mtl``
+    summary): ``official`` trains on that task's ``train`` names and validates on its ``val`` names; a
+    numbered fold never uses a name that is ``test`` for the task (e.g. an EXPR test name that VA annotates
+    stays out of EXPR folds).
 
     Raises:
         TrainError: an unknown scene (lists the known ones), a fold outside ``0..k-1``, or an empty side.
@@ -162,13 +167,16 @@ def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) 
             raise TrainError(f"unknown scene {scene!r}; scenes of the index: {', '.join(sorted(scenes)) or '(none)'}")
         members = set(scenes[scene])
         records = [r for r in records if r["name"] in members or r["video"] in members]
+    task = tasks[0] if len(tasks) == 1 else "mtl"
+    split = {r["name"]: store.split_of(r, task) for r in records}
     if fold == "official":
-        train = [r["name"] for r in records if r["split"] == "train"]
-        val = [r["name"] for r in records if r["split"] == "val"]
+        train = [r["name"] for r in records if split[r["name"]] == "train"]
+        val = [r["name"] for r in records if split[r["name"]] == "val"]
     else:
         k = int((index.get("folds") or {}).get("k", 0))
         if not 0 <= fold < k:
             raise TrainError(f"fold {fold} does not exist: the index has {k} folds (0..{k - 1}) and 'official'")
+        records = [r for r in records if split[r["name"]] != "test"]
         train = [r["name"] for r in records if r["fold"] >= 0 and r["fold"] != fold]
         val = [r["name"] for r in records if r["fold"] == fold]
     where = f"fold {fold}" + (f", scene {scene!r}" if scene else "")
