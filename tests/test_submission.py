@@ -218,3 +218,50 @@ def test_track_fed_by_heads_of_another_task_is_a_uni_task_warning(tmp_path, capl
     assert "submit: WARNING: EXPR track: predictions come from mtl heads" in out
     assert "submit: WARNING: VA track" in out and "submit: WARNING: AU" not in out
     assert caplog.text.count("uni-task") == 2
+
+
+def test_index_of_a_tree_with_test_lists_gives_the_example_files_rows_with_or_without_them(tmp_path, capsys):
+    """Contract with the index builder: on a synthetic Aff-Wild2 tree with per-track test lists and example
+    files (tests/synth.py), the names predict chooses cover every test name, and writing without the example
+    files gives exactly the example files' rows (one per decoded frame of each test name of the track)."""
+    from afwpipe.index import build_index
+    from afwpipe.predict import evaluation_videos
+    from stages import submit as stage
+    from synth import EXAMPLE_FILES, EXAMPLE_FOLDER, TEST_NAMES, make_affwild2_tree
+    from test_index import _spec
+
+    root = make_affwild2_tree(tmp_path / "aw", "abaw8", test_lists=True, examples=True)
+    ws = store.Workspace(tmp_path / "sample")
+    index = build_index(_spec(root), ws, progress=False)
+    predicted = evaluation_videos(index, [])
+    assert {n for names in TEST_NAMES.values() for n in names} - {"lost_test"} <= set(predicted)
+    # post/ by hand: every frame of name i gets EXPR class i % 8, AU all (i % 2), VA (i / 10, 0)
+    ws.post_dir.mkdir()
+    systems = {}
+    for track in ("au", "expr", "va"):
+        arrays = {}
+        for i, v in enumerate(predicted):
+            n = next(r["n_frames"] for r in index["videos"] if r["name"] == v)
+            after = {"au": np.full((n, 12), i % 2, np.int8), "expr": np.full(n, i % 8, np.int8),
+                     "va": np.tile(np.array([i / 10, 0], np.float32), (n, 1))}[track]
+            arrays.update({f"{v}/prob": after, f"{v}/before": after, f"{v}/after": after})
+        np.savez(ws.post(f"{track}-ensemble"), **arrays)
+        systems[f"{track}-ensemble"] = {"track": track, "fold": "ensemble", "videos": predicted}
+    ws.post_systems.write_text(json.dumps({"config": {"sources": {}}, "systems": systems}))
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path), "submit": {}}
+    stage.run(params, out_dir=tmp_path / "plain")
+    plain = {t: (tmp_path / "plain" / f).read_text().splitlines() for t, f in FILE_NAMES.items()}
+    params["submit"]["examples"] = {t: str(root / EXAMPLE_FOLDER / f) for t, f in EXAMPLE_FILES.items()}
+    stage.run(params, out_dir=tmp_path / "given")
+    given = {t: (tmp_path / "given" / f).read_text().splitlines() for t, f in FILE_NAMES.items()}
+    for track, fname in EXAMPLE_FILES.items():
+        example = (root / EXAMPLE_FOLDER / fname).read_text().splitlines()
+        assert [r.split(",")[0] for r in plain[track]] == [r.split(",")[0] for r in example]
+        assert given[track] == plain[track]
+        for row in plain[track][1:]:  # each row carries its own name's predictions
+            name, i = row.split("/")[0], predicted.index(row.split("/")[0])
+            assert row.split(",", 1)[1] == {"au": ",".join([str(i % 2)] * 12), "expr": str(i % 8),
+                                            "va": f"{i / 10:.6f},0.000000"}[track], name
+    out = capsys.readouterr().out
+    assert "submit: EXPR: 48 rows, one per decoded frame of 4 test names (no example file)" in out
+    assert "submit: EXPR: 48 rows from example file" in out
