@@ -313,7 +313,9 @@ def evaluate_cmd(obj, plot_system, trace_video):
 
 @main.command("submit")
 @click.option("--system", default=None, help="ensemble (default), official or a fold number.")
-@click.option("--split", "splits", multiple=True, help="Write the videos of this split (repeatable; default val, test).")
+@click.option("--split", "splits", type=click.Choice(["train", "val", "test"]), multiple=True,
+              help="Without an example file, write the names of this split of each track (repeatable; default "
+                   "test; val writes one row per annotation line, for a local check).")
 @click.option("--example-au", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Organisers' AU example file: exactly its rows are written.")
 @click.option("--example-expr", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -329,8 +331,11 @@ def submit_cmd(obj, system, splits, example_au, example_expr, example_va, out):
     \b
     Header image_location,<classes> (AU1..AU26 | Neutral..Other | valence,arousal), rows
     <video>/<00001>.jpg,<prediction> from the post-processed decisions. With an example file, its rows
-    (and only those) are written; a video short of predictions repeats its last one, a longer one is
-    cut, each with a warning. Without one: one row per annotated frame (decoded frames for test videos).
+    (and only those) are written, and every name in it must be in the index; a name short of predictions
+    repeats its last one, a longer one is cut, each with a warning. Without one: one row per decoded frame
+    of every name in the track's test list (X_left / X_right are separate names). Prints the rule used per
+    track, and warns when postprocess.sources feeds a track from heads trained on other labels (e.g. mtl):
+    the ABAW AU, EXPR and VA tracks are uni-task.
     Files: AU_Detection_Challenge.txt, EXPR_Recognition_Challenge.txt, VA_Estimation_Challenge.txt.
     """
     from stages import submit

@@ -411,12 +411,6 @@ def _fold_key(item) -> tuple:
     return (f != "official", int(f) if f.lstrip("-").isdigit() else 0, f)
 
 
-def _track_split(rec: dict, track: str) -> str | None:
-    """The record's official split for ``track`` (:func:`store.split_of`); a record of an index written
-    before per-track splits has only ``split``, which then holds for every track."""
-    return store.split_of(rec, track) if "splits" in rec else rec.get("split")
-
-
 def _labelled(names, labels: Mapping, track: str) -> list[str]:
     return [v for v in names if v in labels and valid_mask(labels[v][track], track).any()]
 
@@ -488,7 +482,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         for f in folds:
             finish(f, folds, labels, cfg)
         systems += folds
-        split_val = {r["name"] for r in index["videos"] if _track_split(r, track) == "val"}
+        split_val = {r["name"] for r in index["videos"] if store.split_of(r, track) == "val"}
         seen = set().union(*(seen_of[h] for f in folds for h in f.heads))
         ens = ensemble_system(track, folds, seen, split_val, labels, cfg)
         if ens is not None:

@@ -147,9 +147,12 @@ def split_of(rec: dict, task: str) -> str | None:
     annotates the video and the dataset has no test lists), or None (the track neither annotates nor
     tests the name). A name can be VA-train and EXPR-test at once. ``task="mtl"`` (all tracks) gives
     ``"val"`` when any track validates on the name, else ``"train"`` when any trains on it, else
-    ``"test"`` when any tests it, else None.
+    ``"test"`` when any tests it, else None. A record without ``splits`` (an index written before
+    per-track splits) has its one ``split`` for every track.
     """
-    splits = rec.get("splits") or {}
+    if "splits" not in rec:  # an index written before per-track splits: one split for every track
+        return rec.get("split")
+    splits = rec["splits"] or {}
     if task in splits:
         return splits[task]
     values = set(splits.values())

@@ -9,11 +9,22 @@ Format (one comma-separated text file per track, no index column)::
 followed by rows ``<video>/<frame:05d>.jpg,<prediction>``: frame ``i`` (1-based, the image of
 ``cropped_aligned/<video>/``) is prediction row ``i-1``; ``<video>`` is the annotation name (``X_left``).
 
-Which rows: with the organisers' example file of the track, exactly its rows, in its order; a video whose
-example rows run past its predictions repeats its last prediction (padding), one with more predictions
-than rows is cut (truncating), each with a logged warning naming the video and the counts. Without an
-example file, ``n_rows`` per video (the annotation's line count for labelled videos, the decoded frame
-count otherwise) with the same padding / truncating rule.
+Which rows, per track (the rule used is printed per track, :meth:`TrackSummary.line`):
+
+- with the organisers' example file of the track: exactly its rows, in its order. Every name of the file
+  must be in the index (else :class:`SubmissionError` naming the file and the names) and have predictions.
+  A name whose example rows run past its predictions repeats its last prediction (padding), one with more
+  predictions than rows is cut (truncating), each with a logged warning naming the name and the counts.
+- without one: every name whose split for the track (:func:`store.split_of`) is in ``splits`` (default
+  ``test`` only: the track's test list, which includes names another track trains on and each side
+  ``X_left`` / ``X_right`` of a two-person video), in name order. A ``test`` name gets one row per decoded
+  frame (``n_frames`` of the index; the ABAW test frames are the decoded frames, ``00001.jpg`` …). A name
+  the track annotates (``val``, ``train``) gets one row per line of its annotation file, so a ``val`` file
+  lines up with the annotations for a local check; that file is not a challenge submission.
+
+Uni-task rule (ABAW5/6: the AU, EXPR and VA tracks are uni-task, only a track's own labels may train its
+predictions): a track fed by heads of another task (``postprocess.sources``, e.g. ``mtl``) is written with
+a warning naming the track and the task.
 """
 
 from __future__ import annotations
@@ -30,9 +41,12 @@ from . import store
 from .errors import SubmissionError
 from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
 from .readers import read_post, read_systems
-from .store import ENSEMBLE
+from .store import ENSEMBLE, SPLITS
 
 log = logging.getLogger(__name__)
+
+#: splits written without an example file: the test split (val on request, for a local check)
+DEFAULT_SPLITS = ("test",)
 
 HEADERS = {"au": ("image_location",) + AU_NAMES, "expr": ("image_location",) + EXPR_NAMES,
            "va": ("image_location",) + VA_NAMES}
@@ -92,33 +106,40 @@ def read_example(path: Path, track: str | None = None) -> list[tuple[str, int, s
 
 @dataclass
 class TrackSummary:
-    """What :func:`write_track` wrote: the file, its rows and videos, and the videos padded / truncated
-    (video -> (prediction frames, rows))."""
+    """What :func:`write_track` wrote: the file, its rows and names, the names padded / truncated
+    (name -> (prediction frames, rows)), the rule that chose the rows and the warnings to show the user."""
 
     path: Path
     rows: int = 0
     videos: int = 0
     padded: dict = field(default_factory=dict)
     truncated: dict = field(default_factory=dict)
+    track: str = ""
+    rule: str = ""
+    warnings: list = field(default_factory=list)
 
     def line(self) -> str:
+        """E.g. ``AU: 12,345 rows from example file X (2 padded)`` or ``AU: 12,345 rows, one per decoded
+        frame of 105 test names (no example file)``."""
         extra = ", ".join(f"{len(d)} {k}" for k, d in (("padded", self.padded), ("truncated", self.truncated)) if d)
-        return f"{self.path.name}: {self.rows} rows, {self.videos} videos" + (f" ({extra})" if extra else "")
+        return (f"{self.track.upper() or self.path.name}: {self.rows:,} rows{self.rule}"
+                + (f" ({extra})" if extra else ""))
 
 
 def write_track(track: str, preds: Mapping[str, np.ndarray], path: Path, n_rows: Mapping[str, int] | None = None,
-                example: Path | None = None) -> TrackSummary:
+                example: Path | None = None, rows: list | None = None) -> TrackSummary:
     """Write one track's submission file.
 
     Args:
         track: ``au``, ``expr`` or ``va``.
-        preds: video -> decisions (AU ``[T, 12]`` {0,1}, EXPR ``[T]``, VA ``[T, 2]``), frame i = row i.
+        preds: name -> decisions (AU ``[T, 12]`` {0,1}, EXPR ``[T]``, VA ``[T, 2]``), frame i = row i.
         path: output file (parent folders are created).
-        n_rows: video -> rows to write when there is no example file (default: its prediction count).
+        n_rows: name -> rows to write when there is no example file (default: its prediction count).
         example: the organisers' example file of this track; its rows decide what is written.
+        rows: ``example`` already read by :func:`read_example` (else it is read here).
 
     Raises:
-        SubmissionError: a video of the example file has no predictions (names up to five of them), or a
+        SubmissionError: a name of the example file has no predictions (names up to five of them), or a
             malformed example file.
     """
     if track not in HEADERS:
@@ -127,10 +148,11 @@ def write_track(track: str, preds: Mapping[str, np.ndarray], path: Path, n_rows:
     if empty:
         raise SubmissionError(f"{track.upper()} predictions of {', '.join(empty[:5])} have no frame")
     path = Path(path)
-    summary = TrackSummary(path)
+    summary = TrackSummary(path, track=track)
     lines = [",".join(HEADERS[track])]
     if example is not None:
-        rows = read_example(example, track)
+        summary.rule = f" from example file {example}"
+        rows = read_example(example, track) if rows is None else rows
         missing = sorted({v for v, _, _ in rows} - set(preds))
         if missing:
             raise SubmissionError(f"{example}: {len(missing)} video(s) have no {track.upper()} predictions: "
@@ -160,25 +182,32 @@ def write_track(track: str, preds: Mapping[str, np.ndarray], path: Path, n_rows:
     return summary
 
 
-def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=("val", "test"),
+def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=DEFAULT_SPLITS,
                      examples: Mapping[str, Path | None] | None = None, out_dir: Path | None = None
                      ) -> list[TrackSummary]:
-    """One file per track from the post-processed decisions (``after``) of ``<track>-<system>``.
+    """One file per track from the post-processed decisions (``after``) of ``<track>-<system>``; which rows
+    per track: the module docstring.
 
     Args:
         ws: workspace with ``post/`` (``afwpipe postprocess``) and ``index.json``.
         system: ``ensemble`` or a fold (``official``, ``0``, …).
-        splits: videos of these index splits are written (when no example file decides).
+        splits: names whose split for the track is one of these are written (when no example file decides).
         examples: track -> the organisers' example file (or None).
         out_dir: folder of the files (default :attr:`Workspace.submission_dir`).
 
-    Without an example file, a labelled video gets one row per line of its annotation file
-    (``annotation_frames``), another video one row per decoded frame.
+    Returns:
+        one :class:`TrackSummary` per written track, with the rule used and the uni-task warnings (also logged).
 
     Raises:
-        SubmissionError: the system is unknown for every track, or :func:`write_track`'s errors.
+        SubmissionError: the system is unknown for every track; a name of an example file that is not in the
+            index; a name to write without post-processed predictions; or :func:`write_track`'s errors.
     """
-    systems = read_systems(ws)["systems"]
+    bad = sorted(set(splits) - set(SPLITS))
+    if bad or not splits:
+        raise SubmissionError(f"submit splits {list(splits)}: use one or more of {', '.join(SPLITS)}")
+    meta = read_systems(ws)
+    systems = meta["systems"]
+    sources = (meta.get("config") or {}).get("sources") or {}
     index = {r["name"]: r for r in ws.read_index()["videos"]}
     out_dir = Path(out_dir) if out_dir is not None else ws.submission_dir
     examples = examples or {}
@@ -188,16 +217,58 @@ def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=("val",
         if name not in systems:
             continue
         example = examples.get(track)
-        videos = [v for v in systems[name]["videos"]
-                  if example is not None or index.get(v, {}).get("split") in set(splits)]
-        preds = {v: read_post(ws, name, v)["after"] for v in videos}
-        n_rows = {v: int((index[v].get("annotation_frames") or {}).get(track) or index[v]["n_frames"])
-                  for v in videos if v in index}
-        done.append(write_track(track, preds, out_dir / FILE_NAMES[track], n_rows, example))
+        rows, n_rows, rule = None, None, ""
+        if example is not None:
+            rows = read_example(example, track)
+            names = list(dict.fromkeys(v for v, _, _ in rows))
+            unknown = [v for v in names if v not in index]
+            if unknown:
+                raise SubmissionError(f"{example}: {len(unknown)} name(s) are not in the index {ws.index}: "
+                                      f"{', '.join(unknown[:5])}{', …' if len(unknown) > 5 else ''}")
+        else:
+            names = sorted(v for v, r in index.items() if store.split_of(r, track) in set(splits))
+            n_rows = {v: _rows_without_example(index[v], track) for v in names}
+            rule = _rule(track, names, index, splits)
+        have = set(systems[name]["videos"])
+        unpredicted = [v for v in names if v not in have]
+        if unpredicted:
+            raise SubmissionError(
+                f"{ws.post_systems}: system {name} has no predictions of {len(unpredicted)} name(s) to write "
+                f"({', '.join(unpredicted[:5])}{', …' if len(unpredicted) > 5 else ''}); `afwpipe predict` "
+                f"skips names without complete features (see its warnings), then rerun `afwpipe postprocess`")
+        preds = {v: read_post(ws, name, v)["after"] for v in names}
+        summary = write_track(track, preds, out_dir / FILE_NAMES[track], n_rows, example, rows)
+        summary.rule = summary.rule or rule
+        source = sources.get(track, track)
+        if source != track:
+            summary.warnings.append(
+                f"{track.upper()} track: predictions come from {source} heads (postprocess.sources.{track} = "
+                f"{source}), trained on labels other than {track.upper()}; ABAW's {track.upper()} track is "
+                f"uni-task (only {track.upper()} labels may train its predictions)")
+            log.warning("%s", summary.warnings[-1])
+        done.append(summary)
     if not done:
         have = sorted({m["fold"] for m in systems.values()})
         raise SubmissionError(f"no post-processed system {system!r}; systems of {ws.post_systems}: {', '.join(have)}")
     return done
+
+
+def _rows_without_example(rec: dict, track: str) -> int:
+    """Rows of a name without an example file: its annotation's line count when ``track`` annotates it,
+    else (a test name) its decoded frame count."""
+    if store.split_of(rec, track) in ("train", "val"):
+        return int((rec.get("annotation_frames") or {}).get(track) or rec["n_frames"])
+    return int(rec["n_frames"])
+
+
+def _rule(track: str, names, index: Mapping, splits) -> str:
+    """``, one per decoded frame of 105 test names (no example file)`` (and the val / train names)."""
+    parts = []
+    for split in (s for s in SPLITS if s in splits):
+        n = sum(store.split_of(index[v], track) == split for v in names)
+        per = "decoded frame" if split == "test" else "annotation line"
+        parts.append(f"one per {per} of {n} {split} name{'s' if n != 1 else ''}")
+    return ", " + ", ".join(parts) + " (no example file)"
 
 
 def _note(summary: TrackSummary, video: str, have: int, rows: int, example: Path | None) -> None:
@@ -212,5 +283,5 @@ def _note(summary: TrackSummary, video: str, have: int, rows: int, example: Path
                     summary.path.name, video, have, rows, where)
 
 
-__all__ = ["FILE_NAMES", "HEADERS", "TrackSummary", "format_row", "image_location", "read_example", "write_submission",
+__all__ = ["DEFAULT_SPLITS", "FILE_NAMES", "HEADERS", "TrackSummary", "format_row", "image_location", "read_example", "write_submission",
            "write_track"]

@@ -69,8 +69,9 @@ def make_workspace(root, n_videos: int = 10, n_frames=200, n_val: int = 3, k_fol
         g = lab_root.create_group(name)
         for task, lab in (("au", au), ("expr", expr), ("va", va)):
             store.write_time_array(g, task, lab)
-        records.append({"name": name, "video": name, "split": "val" if i >= n_videos - n_val else "train",
-                        "fold": i % k_folds, "n_frames": t,
+        split = "val" if i >= n_videos - n_val else "train"
+        records.append({"name": name, "video": name, "split": split,
+                        "splits": dict.fromkeys(("au", "expr", "va"), split), "fold": i % k_folds, "n_frames": t,
                         "labelled": {"au": t - 10, "expr": t - 10, "va": t - 10}})
     index = {"dataset": "synthetic", "folds": {"k": k_folds, "seed": 0}, "scenes": scenes or {},
              "videos": records, "failures": [], "orphan_annotations": []}

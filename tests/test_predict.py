@@ -1,5 +1,6 @@
 """Predict stage on a synthetic workspace with trained heads: which videos each head predicts (its own
-validation videos, the val and test splits, a scene head's scene), that stored outputs are the training
+validation videos, every name that is val or test in any track, e.g. EXPR-test names VA trains on and
+both sides of a two-person test video, a scene head's scene), that stored outputs are the training
 stage's overlapping-window predictions (its validation score comes back), face masks, and errors; then the
 whole chain predict -> postprocess -> evaluate -> submit on it."""
 
@@ -27,13 +28,30 @@ RUNS = [("au", "official", None), ("au", 0, None), ("au", 1, None), ("mtl", "off
         ("au", "official", "studio")]
 
 
+def _test_record(name: str, n: int, **extra) -> dict:
+    return {"name": name, "video": name, "split": "test", "splits": dict.fromkeys(("au", "expr", "va"), "test"),
+            "fold": -1, "n_frames": n, "labelled": {"au": 0, "expr": 0, "va": 0}, **extra}
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    # v0..v5 train, v6 val, v7 test (no labels); folds: even 0, odd 1; scene "studio": v0, v1, v2, v6, v7
+    # v0..v5 train, v6 val, v7 test (no labels), v5 is EXPR-test (AU/VA-train, no EXPR labels); p_left and
+    # p_right: the two sides of test video p (own features, no labels); folds: even 0, odd 1;
+    # scene "studio": v0, v1, v2, v6, v7
+    from test_clips import DIMS, write_features
+
     ws = make_workspace(tmp_path_factory.mktemp("predict"), n_videos=8, n_frames=[70, 64, 80, 64, 64, 64, 90, 75],
                         n_val=2, scenes={"studio": ["v0", "v1", "v2", "v6", "v7"]})
     index = ws.read_index()
-    index["videos"][7].update(split="test", fold=-1, labelled={"au": 0, "expr": 0, "va": 0})
+    index["videos"][7] = _test_record("v7", 75)
+    index["videos"][5]["splits"]["expr"] = "test"
+    index["videos"][5]["labelled"]["expr"] = 0
+    store.write_time_array(store.open_store(ws.labels)["v5"], "expr", np.full(64, -1, np.int8))
+    rng = np.random.default_rng(5)
+    for side in ("left", "right"):
+        index["videos"].append(_test_record(f"p_{side}", 60, video="p", side=side))
+        for enc, dim in DIMS.items():
+            write_features(ws, enc, f"p_{side}", rng.normal(size=(60, dim)) + 3.0, np.ones(60, bool))
     ws.index.write_text(json.dumps(index))
     for task, fold, scene in RUNS:
         train(ws, TrainConfig(task=task, head="tcn", features=["vis", "aud"], fold=fold, scene=scene, k=32,
@@ -47,15 +65,17 @@ def predicted(ws):
     return run_predict(ws, PredictConfig(head="tcn", folds=["official", 0, 1], device="cpu"), progress=False)
 
 
-def test_each_head_predicts_its_validation_videos_and_the_val_and_test_splits(ws, predicted):
+def test_each_head_predicts_its_validation_videos_and_every_val_and_test_name_of_any_track(ws, predicted):
     models = {m["name"]: m for m in read_predictions_index(ws)}
     assert sorted(models) == ["au-tcn-0", "au-tcn-1", "au-tcn-official", "au-tcn-official-studio",
                               "mtl-tcn-official"]
     assert models["au-tcn-official"]["val_videos"] == ["v6"]
-    assert models["au-tcn-official"]["videos"] == ["v6", "v7"]
+    # v5 is AU-train but EXPR-test: every head predicts it, and each side of test video p
+    assert models["au-tcn-official"]["videos"] == ["v5", "v6", "v7", "p_left", "p_right"]
     assert models["au-tcn-0"]["val_videos"] == ["v0", "v2", "v4", "v6"]  # fold 0: even labelled videos
-    assert models["au-tcn-0"]["videos"] == ["v0", "v2", "v4", "v6", "v7"]
-    assert models["au-tcn-1"]["videos"] == ["v1", "v3", "v5", "v6", "v7"]
+    assert models["au-tcn-0"]["videos"] == ["v0", "v2", "v4", "v5", "v6", "v7", "p_left", "p_right"]
+    assert models["au-tcn-1"]["videos"] == ["v1", "v3", "v5", "v6", "v7", "p_left", "p_right"]
+    assert models["mtl-tcn-official"]["val_videos"] == ["v6"]
     assert models["au-tcn-official-studio"]["videos"] == ["v6", "v7"]
     assert models["au-tcn-official-studio"]["scene"] == "studio"
     assert models["mtl-tcn-official"]["tasks"] == ["au", "expr", "va"]
@@ -63,14 +83,30 @@ def test_each_head_predicts_its_validation_videos_and_the_val_and_test_splits(ws
     assert mtl["au"].shape == (75, 12) and mtl["expr"].shape == (75, 8) and mtl["va"].shape == (75, 2)
     assert mtl["au"].dtype == np.float32 and np.allclose(mtl["expr"].sum(1), 1, atol=1e-5)
     assert set(read_prediction(ws, "au-tcn-0", "v0")) == {"au", "present"}
-    assert predicted.line().startswith("predict: 5 heads on 8 videos")
+    assert predicted.line().startswith("predict: 5 heads on 10 videos")
 
 
 def test_scene_heads_evaluate_only_their_scene():
-    index = {"scenes": {"s": ["x", "y"]}, "videos": [{"name": n, "video": n, "split": sp} for n, sp in
-                                                     (("x", "val"), ("y", "train"), ("z", "val"), ("w", "test"))]}
+    index = {"scenes": {"s": ["x", "y"]},
+             "videos": [{"name": n, "video": n, "split": sp, "splits": dict.fromkeys(("au", "expr", "va"), sp)}
+                        for n, sp in (("x", "val"), ("y", "train"), ("z", "val"), ("w", "test"))]}
     assert evaluation_videos(index, ["y"]) == ["x", "y", "z", "w"]
     assert evaluation_videos(index, ["y"], scene="s") == ["x", "y"]
+
+
+def test_every_name_val_or_test_in_any_track_is_evaluated():
+    """e: EXPR-test and VA-train (its ``split`` summary is train); q_left / q_right: sides of a two-person test
+    video; a: AU-val only; r: train everywhere; n: no track (neither annotated nor tested)."""
+    def rec(name, video=None, **splits):
+        return {"name": name, "video": video or name, "split": store.split_of({"splits": splits}, "mtl"),
+                "splits": {t: splits.get(t) for t in ("au", "expr", "va")}}
+
+    index = {"videos": [rec("r", au="train", expr="train", va="train"), rec("e", expr="test", va="train"),
+                        rec("q_left", "q", au="test", expr="test", va="test"),
+                        rec("q_right", "q", au="test", expr="test", va="test"), rec("a", au="val", va="train"),
+                        rec("n")]}
+    assert evaluation_videos(index, []) == ["e", "q_left", "q_right", "a"]
+    assert evaluation_videos({**index, "scenes": {"s": ["q"]}}, ["r"], scene="s") == ["q_left", "q_right"]
 
 
 def test_stored_outputs_are_overlapping_windows_and_give_back_the_validation_score(ws, predicted):
@@ -135,7 +171,7 @@ def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_pat
               "train": {"head": "tcn", "tasks": ["au", "mtl"], "folds": ["official", 0, 1]},
               "predict": {"batch_size": 16, "device": "cpu"},
               "postprocess": {"sources": {"expr": "mtl", "va": "mtl"}, "au_thresholds": "tuned"},
-              "evaluate": {"plot_system": "official"}, "submit": {"system": "official", "splits": ["val", "test"]}}
+              "evaluate": {"plot_system": "official"}, "submit": {"system": "official"}}
     s_pred.run(params, progress=False)
     post = s_post.run(params, progress=False)
     assert {s.name for s in post.systems} == {"au-official", "au-0", "au-1", "au-ensemble", "expr-official",
@@ -151,9 +187,23 @@ def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_pat
     assert m["expr"]["official"]["before"]["f1"] == pytest.approx(best["expr"]["f1"], abs=1e-6)
     systems = json.loads((tmp_path / "sample" / "post" / "systems.json").read_text())["systems"]
     assert systems["au-official"]["models"]["v6"] == "au-tcn-official-studio"
-    files = s_submit.run(params)
-    au = files[0].path.read_text().splitlines()
-    assert au[0].startswith("image_location,AU1,AU2") and len(au) == 1 + 90 + 75
-    assert au[1].startswith("v6/00001.jpg,") and au[-1].startswith("v7/00075.jpg,")
+    # every test name of every track went through postprocess: v5 (EXPR-test only), p_left, p_right
+    assert {"v5", "p_left", "p_right", "v7"} <= set(systems["expr-official"]["videos"])
+    au, expr, va = s_submit.run(params)
+    rows = {s.track: s.path.read_text().splitlines() for s in (au, expr, va)}
+    assert rows["au"][0].startswith("image_location,AU1,AU2") and len(rows["au"]) == 1 + 60 + 60 + 75
+    assert rows["au"][1].startswith("p_left/00001.jpg,") and rows["au"][-1].startswith("v7/00075.jpg,")
+    assert [r.split(",")[0] for r in rows["expr"][1:]] == [f"{v}/{i:05d}.jpg" for v, n in
+                                                            (("p_left", 60), ("p_right", 60), ("v5", 64), ("v7", 75))
+                                                            for i in range(1, n + 1)]
+    assert len(rows["va"]) == 1 + 60 + 60 + 75  # v5 is VA-train
+    # each side's rows carry its own post-processed predictions
+    for side, start in (("p_left", 1), ("p_right", 61)):
+        after = np.load(tmp_path / "sample" / "post" / "va-official.npz")[f"{side}/after"]
+        got = np.array([[float(x) for x in r.split(",")[1:]] for r in rows["va"][start:start + 60]])
+        np.testing.assert_allclose(got, after, atol=1e-6)
     out = capsys.readouterr().out
-    assert "evaluate: before -> after: au ensemble F1" in out and "submit: AU_Detection_Challenge.txt: 165 rows" in out
+    assert "evaluate: before -> after: au ensemble F1" in out
+    assert "submit: AU: 195 rows, one per decoded frame of 3 test names (no example file)" in out
+    assert "submit: WARNING: EXPR track: predictions come from mtl heads" in out
+    assert "submit: WARNING: VA track: predictions come from mtl heads" in out

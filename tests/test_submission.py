@@ -1,17 +1,20 @@
-"""ABAW5/6 submission files: headers per track, one row per annotated frame (decoded frames for test videos),
+"""ABAW5/6 submission files: headers per track, per-track test sets (one row per decoded frame of each test name,
+X_left / X_right each with its own predictions), annotation rows for val names, the uni-task warning,
 row format, and the organisers' example file deciding the rows with padding / truncating warnings."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 import pytest
 
+from afwpipe import store
 from afwpipe.errors import SubmissionError
 from afwpipe.labels import AU_NAMES
 from afwpipe.postprocess import PostConfig, run_postprocess
-from afwpipe.submission import FILE_NAMES, read_example, write_submission, write_track
+from afwpipe.submission import FILE_NAMES, HEADERS, read_example, write_submission, write_track
 from test_postprocess import T, make_post_workspace
 
 
@@ -94,3 +97,171 @@ def test_workspace_submission_has_one_row_per_annotated_frame(tmp_path, capsys):
     assert capsys.readouterr().out.count("submit: ") == 3
     with pytest.raises(SubmissionError, match="no post-processed system '7'"):
         write_submission(ws, "7")
+
+
+# -- per-track test sets (hand-made index and post/) -----------------------------------------------------
+# a: train everywhere; x: VA-train and EXPR-test; p_left / p_right: the two sides of test video p; v: val
+_SPLITS = {"a": ("train", "train", "train"), "x": (None, "test", "train"), "p_left": ("test",) * 3,
+           "p_right": ("test",) * 3, "v": ("val",) * 3}
+_FRAMES = {"a": 4, "x": 5, "p_left": 3, "p_right": 3, "v": 6}
+_CLASS = {"x": 1, "p_left": 2, "p_right": 3, "v": 4}  # the EXPR class each predicted name gets, every frame
+
+
+def _decisions(track: str, name: str) -> np.ndarray:
+    """Hand-made 'after' decisions that tell the names apart: AU all AUs = (name is p_left), EXPR _CLASS,
+    VA (class / 10, -class / 10)."""
+    t, c = _FRAMES[name], _CLASS[name]
+    if track == "au":
+        return np.full((t, 12), int(name == "p_left"), np.int8)
+    if track == "expr":
+        return np.full(t, c, np.int8)
+    return np.tile(np.array([c / 10, -c / 10], np.float32), (t, 1))
+
+
+def _hand_workspace(root, sources=None, unpredicted=()) -> store.Workspace:
+    """index.json with per-track splits (``_SPLITS`` as au, expr, va) and post/ of system ``official`` for
+    every name that is val or test in a track, except ``unpredicted``; ``v``'s annotation has 7 lines."""
+    ws = store.Workspace(root)
+    records = []
+    for name, splits in _SPLITS.items():
+        splits = dict(zip(("au", "expr", "va"), splits))
+        records.append({"name": name, "video": name.split("_")[0], "side": name.split("_")[1] if "_" in name else None,
+                        "split": store.split_of({"splits": splits}, "mtl"), "splits": splits, "fold": -1,
+                        "n_frames": _FRAMES[name],
+                        "annotation_frames": {t: 7 if name == "v" else _FRAMES[name] for t, s in splits.items()
+                                              if s in ("train", "val")}})
+    ws.root.mkdir(parents=True)
+    ws.index.write_text(json.dumps({"dataset": "hand", "videos": records}))
+    ws.post_dir.mkdir()
+    predicted = [n for n in _CLASS if n not in unpredicted]
+    systems = {}
+    for track in ("au", "expr", "va"):
+        arrays = {}
+        for v in predicted:
+            after = _decisions(track, v)
+            arrays.update({f"{v}/prob": after.astype(np.float32), f"{v}/before": after, f"{v}/after": after})
+        np.savez(ws.post(f"{track}-official"), **arrays)
+        systems[f"{track}-official"] = {"track": track, "fold": "official", "videos": predicted, "eval_videos": ["v"]}
+    config = {"sources": {"au": "au", "expr": "expr", "va": "va", **(sources or {})}}
+    ws.post_systems.write_text(json.dumps({"config": config, "systems": systems}))
+    return ws
+
+
+def _rows(summary) -> list[str]:
+    return summary.path.read_text().splitlines()[1:]
+
+
+def test_without_example_each_track_writes_every_decoded_frame_of_its_own_test_names(tmp_path):
+    ws = _hand_workspace(tmp_path / "ws")
+    au, expr, va = write_submission(ws, "official")
+    # x is VA-train but EXPR-test: only the EXPR file has it; AU does not list x at all
+    assert _rows(expr) == ([f"p_left/{i:05d}.jpg,2" for i in (1, 2, 3)] + [f"p_right/{i:05d}.jpg,3" for i in (1, 2, 3)]
+                           + [f"x/{i:05d}.jpg,1" for i in range(1, 6)])
+    # each side carries its own predictions (p_left: every AU 1, p_right: every AU 0)
+    assert _rows(au) == [f"p_left/{i:05d}.jpg," + ",".join(["1"] * 12) for i in (1, 2, 3)] + \
+        [f"p_right/{i:05d}.jpg," + ",".join(["0"] * 12) for i in (1, 2, 3)]
+    assert _rows(va) == [f"p_left/{i:05d}.jpg,0.200000,-0.200000" for i in (1, 2, 3)] + \
+        [f"p_right/{i:05d}.jpg,0.300000,-0.300000" for i in (1, 2, 3)]
+    assert (au.rows, expr.rows, va.rows) == (6, 11, 6) and expr.videos == 3
+    assert expr.line() == "EXPR: 11 rows, one per decoded frame of 3 test names (no example file)"
+    assert au.warnings == [] and expr.warnings == []
+    # val on request: v gets one row per line of its annotation (7), padding its 6 predictions
+    au = write_submission(ws, "official", splits=("val", "test"))[0]
+    assert [r.split(",")[0] for r in _rows(au)][6:] == [f"v/{i:05d}.jpg" for i in range(1, 8)]
+    assert au.padded == {"v": (6, 7)}
+    assert au.line() == ("AU: 13 rows, one per annotation line of 1 val name, one per decoded frame of 2 test names "
+                         "(no example file) (1 padded)")
+    with pytest.raises(SubmissionError, match=r"submit splits \['tst'\]: use one or more of train, val, test"):
+        write_submission(ws, "official", splits=("tst",))
+
+
+def test_example_file_rows_are_written_with_each_names_own_predictions(tmp_path, capsys):
+    from stages import submit as stage
+
+    ws = _hand_workspace(tmp_path / "sample")
+    example = tmp_path / "EXPR_example.txt"
+    locs = ["p_right/00001.jpg", "p_left/00001.jpg", "p_right/00003.jpg", "x/00005.jpg", "p_left/00002.jpg"]
+    example.write_text(",".join(HEADERS["expr"]) + "\n" + "".join(f"{loc},\n" for loc in locs))
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
+              "submit": {"system": "official", "examples": {"expr": str(example)}}}
+    au, expr, va = stage.run(params)
+    assert _rows(expr) == ["p_right/00001.jpg,3", "p_left/00001.jpg,2", "p_right/00003.jpg,3", "x/00005.jpg,1",
+                           "p_left/00002.jpg,2"]
+    assert expr.rows == 5 and expr.videos == 3 and au.rows == 6
+    out = capsys.readouterr().out
+    assert f"submit: EXPR: 5 rows from example file {example} (1 truncated) -> {expr.path}" in out
+    assert f"submit: AU: 6 rows, one per decoded frame of 2 test names (no example file) -> {au.path}" in out
+
+
+def test_example_name_missing_from_the_index_and_unpredicted_test_names_are_errors(tmp_path):
+    ws = _hand_workspace(tmp_path / "ws")
+    example = tmp_path / "VA_example.txt"
+    example.write_text("image_location,valence,arousal\np_left/00001.jpg,0,0\np/00001.jpg,0,0\n")
+    with pytest.raises(SubmissionError, match=rf"{example}: 1 name\(s\) are not in the index .*index.json: p$"):
+        write_submission(ws, "official", examples={"va": example})
+    ws = _hand_workspace(tmp_path / "ws2", unpredicted=("p_right",))
+    with pytest.raises(SubmissionError, match=r"system au-official has no predictions of 1 name\(s\) to write \(p_right\)"):
+        write_submission(ws, "official")
+
+
+def test_track_fed_by_heads_of_another_task_is_a_uni_task_warning(tmp_path, caplog, capsys):
+    from stages import submit as stage
+
+    ws = _hand_workspace(tmp_path / "sample", sources={"expr": "mtl", "va": "au"})
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path), "submit": {"system": "official"}}
+    with caplog.at_level(logging.WARNING):
+        au, expr, va = stage.run(params)
+    assert au.warnings == []
+    assert "EXPR track: predictions come from mtl heads (postprocess.sources.expr = mtl)" in expr.warnings[0]
+    assert "VA track: predictions come from au heads" in va.warnings[0] and "uni-task" in va.warnings[0]
+    out = capsys.readouterr().out
+    assert "submit: WARNING: EXPR track: predictions come from mtl heads" in out
+    assert "submit: WARNING: VA track" in out and "submit: WARNING: AU" not in out
+    assert caplog.text.count("uni-task") == 2
+
+
+def test_index_of_a_tree_with_test_lists_gives_the_example_files_rows_with_or_without_them(tmp_path, capsys):
+    """Contract with the index builder: on a synthetic Aff-Wild2 tree with per-track test lists and example
+    files (tests/synth.py), the names predict chooses cover every test name, and writing without the example
+    files gives exactly the example files' rows (one per decoded frame of each test name of the track)."""
+    from afwpipe.index import build_index
+    from afwpipe.predict import evaluation_videos
+    from stages import submit as stage
+    from synth import EXAMPLE_FILES, EXAMPLE_FOLDER, TEST_NAMES, make_affwild2_tree
+    from test_index import _spec
+
+    root = make_affwild2_tree(tmp_path / "aw", "abaw8", test_lists=True, examples=True)
+    ws = store.Workspace(tmp_path / "sample")
+    index = build_index(_spec(root), ws, progress=False)
+    predicted = evaluation_videos(index, [])
+    assert {n for names in TEST_NAMES.values() for n in names} - {"lost_test"} <= set(predicted)
+    # post/ by hand: every frame of name i gets EXPR class i % 8, AU all (i % 2), VA (i / 10, 0)
+    ws.post_dir.mkdir()
+    systems = {}
+    for track in ("au", "expr", "va"):
+        arrays = {}
+        for i, v in enumerate(predicted):
+            n = next(r["n_frames"] for r in index["videos"] if r["name"] == v)
+            after = {"au": np.full((n, 12), i % 2, np.int8), "expr": np.full(n, i % 8, np.int8),
+                     "va": np.tile(np.array([i / 10, 0], np.float32), (n, 1))}[track]
+            arrays.update({f"{v}/prob": after, f"{v}/before": after, f"{v}/after": after})
+        np.savez(ws.post(f"{track}-ensemble"), **arrays)
+        systems[f"{track}-ensemble"] = {"track": track, "fold": "ensemble", "videos": predicted}
+    ws.post_systems.write_text(json.dumps({"config": {"sources": {}}, "systems": systems}))
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path), "submit": {}}
+    stage.run(params, out_dir=tmp_path / "plain")
+    plain = {t: (tmp_path / "plain" / f).read_text().splitlines() for t, f in FILE_NAMES.items()}
+    params["submit"]["examples"] = {t: str(root / EXAMPLE_FOLDER / f) for t, f in EXAMPLE_FILES.items()}
+    stage.run(params, out_dir=tmp_path / "given")
+    given = {t: (tmp_path / "given" / f).read_text().splitlines() for t, f in FILE_NAMES.items()}
+    for track, fname in EXAMPLE_FILES.items():
+        example = (root / EXAMPLE_FOLDER / fname).read_text().splitlines()
+        assert [r.split(",")[0] for r in plain[track]] == [r.split(",")[0] for r in example]
+        assert given[track] == plain[track]
+        for row in plain[track][1:]:  # each row carries its own name's predictions
+            name, i = row.split("/")[0], predicted.index(row.split("/")[0])
+            assert row.split(",", 1)[1] == {"au": ",".join([str(i % 2)] * 12), "expr": str(i % 8),
+                                            "va": f"{i / 10:.6f},0.000000"}[track], name
+    out = capsys.readouterr().out
+    assert "submit: EXPR: 48 rows, one per decoded frame of 4 test names (no example file)" in out
+    assert "submit: EXPR: 48 rows from example file" in out

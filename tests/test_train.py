@@ -133,6 +133,27 @@ def test_scene_subset_trains_its_own_head(ws):
     assert r.model_dir.name == "au-tcn-official-studio" and r.n_train == 4 and r.n_val == 1
 
 
+def test_splits_are_per_task():
+    """x is EXPR-val and VA-train (its single ``split`` summary says val); t is in the AU test list although an
+    AU annotation exists; folds: x, y, t fold 0, w, u fold 1."""
+    lab = {"au": 5, "expr": 5, "va": 5}
+
+    def rec(name, fold, **splits):
+        return {"name": name, "video": name, "fold": fold, "labelled": lab,
+                "split": store.split_of({"splits": splits}, "mtl"), "splits": splits}
+
+    index = {"folds": {"k": 2}, "videos": [
+        rec("x", 0, au="train", expr="val", va="train"), rec("y", 0, au="val", expr="train", va="val"),
+        rec("t", 0, au="test", expr="train", va="train"), rec("w", 1, au="train", expr="train", va="train"),
+        rec("u", 1, au="val", expr="val", va="val")]}
+    assert split_videos(index, ("va",), "official") == (["t", "w", "x"], ["u", "y"])
+    assert split_videos(index, ("expr",), "official") == (["t", "w", "y"], ["u", "x"])
+    assert split_videos(index, ("au",), "official") == (["w", "x"], ["u", "y"])
+    assert split_videos(index, ("au", "expr", "va"), "official") == (["t", "w"], ["u", "x", "y"])  # mtl summary
+    assert split_videos(index, ("au",), 0) == (["u", "w"], ["x", "y"])  # t, AU-test, in neither side
+    assert split_videos(index, ("expr",), 0) == (["u", "w"], ["t", "x", "y"])
+
+
 def test_unknown_scene_and_fold_are_errors(ws):
     with pytest.raises(TrainError, match=r"unknown scene 'outdoor'; scenes of the index: studio"):
         split_videos(ws.read_index(), ("au",), "official", "outdoor")
