@@ -1,7 +1,6 @@
-"""The ``afwpipe`` command. Each sub-command runs one pipeline stage (the same code DVC runs).
-
-Options default to ``params.yaml``; a command-line option overrides its key for this run only
-(DVC's own runs always take params.yaml).
+"""The ``afwpipe`` command. Each sub-command builds its step's config with ``Config.from_params`` (its
+``params.yaml`` section with the command's options laid over it, for this run only) and calls the step's
+``main`` -- the same function the DVC stage script ``stages/<name>.py`` calls with params.yaml alone.
 """
 
 from __future__ import annotations
@@ -254,10 +253,13 @@ def predict_cmd(obj, batch_size, device):
     Writes <workdir>/<dataset>/predictions/<model>.zarr/<video>/{au [T,12], expr [T,8] probabilities,
     va [T,2], present [T]} and predictions/index.json.
     """
-    from stages import predict
+    from . import predict
 
-    _override(obj, "predict", batch_size=batch_size, device=device)
-    predict.run(obj["params"], obj["manifest"])
+    train = _section(obj, "train") or {}
+    cfg = predict.PredictConfig.from_params(_section(obj, "predict"), head=train.get("head"), tasks=train.get("tasks"),
+                                            folds=train.get("folds"), batch_size=batch_size, device=device)
+    _, ws = _workspace(obj)
+    predict.main(ws, cfg)
 
 
 @main.command("postprocess")
@@ -338,15 +340,14 @@ def submit_cmd(obj, system, splits, example_au, example_expr, example_va, out):
     the ABAW AU, EXPR and VA tracks are uni-task.
     Files: AU_Detection_Challenge.txt, EXPR_Recognition_Challenge.txt, VA_Estimation_Challenge.txt.
     """
-    from stages import submit
+    from . import submission
 
-    p = _override(obj, "submit", system=system, splits=list(splits) or None)
-    examples = dict(p.get("examples") or {})
-    for track, path in (("au", example_au), ("expr", example_expr), ("va", example_va)):
-        if path is not None:
-            examples[track] = str(path)
-    p["examples"] = examples
-    submit.run(obj["params"], obj["manifest"], out_dir=out)
+    section = dict(_section(obj, "submit") or {})
+    given = {"au": example_au, "expr": example_expr, "va": example_va}
+    examples = {**(section.get("examples") or {}), **{t: str(p) for t, p in given.items() if p is not None}}
+    cfg = submission.SubmitConfig.from_params(section, system=system, splits=list(splits) or None, examples=examples)
+    _, ws = _workspace(obj)
+    submission.main(ws, cfg, out_dir=out)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ section or key missing from ``params.yaml`` takes the dataclass default.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ class FromParams:
         """
         kw = {k: v for k, v in (section or {}).items() if k not in cls.params_ignored}
         kw.update({k: v for k, v in overrides.items() if v is not None})
-        fields = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         bad = sorted(set(kw) - fields)
         if bad:
             raise cls.params_error(f"params {cls.params_section}: unknown key(s) {', '.join(bad)}; "

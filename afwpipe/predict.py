@@ -39,6 +39,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -47,11 +48,12 @@ from tqdm import tqdm
 from . import __version__, store
 from .clips import ClipDataset
 from .device import resolve_device
-from .errors import PredictError
+from .config import FromParams
+from .errors import AfwpipeError, PredictError
 from .inference import checkpoint_stats, load_model, predict_frames
 from .labels import TASKS, TRAIN_TASKS
-from .readers import ZarrFeatures
 from .folds import parse_fold
+from .readers import ZarrFeatures
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +164,9 @@ def _check_encoders(ckpt: dict, features: ZarrFeatures, names, model: str) -> No
 
 
 @dataclass
-class PredictConfig:
-    """Which heads predict and how.
+class PredictConfig(FromParams):
+    """Which heads predict and how (``params.yaml`` section ``predict``, with ``head``, ``tasks`` and ``folds``
+    from section ``train``; every default here equals params.yaml).
 
     Attributes:
         head: head type of the model folders to use (params ``train.head``); None: every head type.
@@ -172,6 +175,9 @@ class PredictConfig:
         batch_size: clips per forward pass.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (bf16 autocast on CUDA).
     """
+
+    params_section: ClassVar[str] = "predict"
+    params_error: ClassVar[type[AfwpipeError]] = PredictError
 
     head: str | None = None
     tasks: list | None = None
@@ -261,5 +267,14 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
     return summary
 
 
+def main(ws: store.Workspace, cfg: PredictConfig, *, progress: bool = True) -> PredictSummary:
+    """The predict step as ``afwpipe predict`` and ``python -m stages.predict`` run it: :func:`run_predict`,
+    then its summary line printed."""
+    summary = run_predict(ws, cfg, progress=progress)
+    print(summary.line())
+    print(f"predictions in {ws.predictions_dir}")
+    return summary
+
+
 __all__ = ["ModelRef", "PredictConfig", "PredictSummary", "evaluation_videos", "face_present", "find_models",
-           "parse_model_name", "predict_model", "run_predict"]
+           "main", "parse_model_name", "predict_model", "run_predict"]

@@ -33,12 +33,14 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 
 from . import store
-from .errors import SubmissionError
+from .config import FromParams
+from .errors import AfwpipeError, SubmissionError
 from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
 from .readers import read_post, read_systems
 from .store import ENSEMBLE, SPLITS
@@ -182,6 +184,29 @@ def write_track(track: str, preds: Mapping[str, np.ndarray], path: Path, n_rows:
     return summary
 
 
+@dataclass
+class SubmitConfig(FromParams):
+    """What ``afwpipe submit`` writes (``params.yaml`` section ``submit``; every default here equals params.yaml).
+
+    Attributes:
+        system: ``ensemble`` or a fold (``official``, ``0``, …) whose post-processed decisions are written.
+        splits: without an example file, the names whose split for the track is one of these.
+        examples: track -> the organisers' example file (its rows are written), or None.
+    """
+
+    params_section: ClassVar[str] = "submit"
+    params_error: ClassVar[type[AfwpipeError]] = SubmissionError
+
+    system: str = ENSEMBLE
+    splits: list = field(default_factory=lambda: list(DEFAULT_SPLITS))
+    examples: dict = field(default_factory=lambda: {"au": None, "expr": None, "va": None})
+
+    def __post_init__(self):
+        self.system = str(self.system)  # YAML reads fold 0 as an int
+        self.splits = list(self.splits or DEFAULT_SPLITS)
+        self.examples = {"au": None, "expr": None, "va": None, **(self.examples or {})}
+
+
 def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=DEFAULT_SPLITS,
                      examples: Mapping[str, Path | None] | None = None, out_dir: Path | None = None
                      ) -> list[TrackSummary]:
@@ -283,5 +308,17 @@ def _note(summary: TrackSummary, video: str, have: int, rows: int, example: Path
                     summary.path.name, video, have, rows, where)
 
 
-__all__ = ["DEFAULT_SPLITS", "FILE_NAMES", "HEADERS", "TrackSummary", "format_row", "image_location", "read_example", "write_submission",
+def main(ws: store.Workspace, cfg: SubmitConfig, *, out_dir: Path | None = None) -> list[TrackSummary]:
+    """``afwpipe submit``: :func:`write_submission`, then per track the rule that chose its rows, the file
+    and any uni-task warning printed."""
+    examples = {t: Path(f) for t, f in cfg.examples.items() if f}
+    summaries = write_submission(ws, cfg.system, tuple(cfg.splits), examples, out_dir)
+    for s in summaries:
+        print(f"submit: {s.line()} -> {s.path}")
+        for w in s.warnings:
+            print(f"submit: WARNING: {w}")
+    return summaries
+
+
+__all__ = ["DEFAULT_SPLITS", "FILE_NAMES", "HEADERS", "SubmitConfig", "TrackSummary", "main", "format_row", "image_location", "read_example", "write_submission",
            "write_track"]

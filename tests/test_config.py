@@ -13,13 +13,14 @@ from afwpipe.evaluate import EvalConfig
 from afwpipe.extract import ExtractConfig
 from afwpipe.postprocess import PostConfig
 from afwpipe.predict import PredictConfig
+from afwpipe.submission import SubmitConfig
 from afwpipe.train import TrainConfig
 
 from conftest import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 SECTIONS = {"dataset": DatasetConfig, "detect": DetectConfig, "extract": ExtractConfig, "train": TrainConfig,
-            "predict": PredictConfig, "postprocess": PostConfig, "evaluate": EvalConfig}
+            "predict": PredictConfig, "postprocess": PostConfig, "evaluate": EvalConfig, "submit": SubmitConfig}
 #: fields chosen per run (a command-line option or a DVC matrix item), not params.yaml keys
 PER_RUN = {ExtractConfig: {"encoder"}, TrainConfig: {"scene"}, PredictConfig: {"head", "tasks", "folds"}}
 
@@ -52,7 +53,7 @@ def test_params_yaml_equals_the_dataclass_defaults(name):
 
 def test_workdir_default_and_every_section_has_a_config():
     assert PARAMS["workdir"] == DEFAULT_WORKDIR
-    assert set(PARAMS) - {"workdir", "submit"} == set(SECTIONS), "a params.yaml section without a config"
+    assert set(PARAMS) - {"workdir"} == set(SECTIONS), "a params.yaml section without a config"
 
 
 def test_missing_params_file_gives_the_same_configs_as_params_yaml(tmp_path):

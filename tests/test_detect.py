@@ -13,6 +13,7 @@ import pytest
 import yaml
 import zarr
 
+from afwpipe import detect
 from afwpipe.contact_sheet import contact_sheet, save_png
 from afwpipe.detect import DetectConfig, fill_runs, run_detect
 from afwpipe.index import build_index
@@ -21,7 +22,6 @@ from afwpipe.store import Workspace, is_complete
 from afwpipe.video import iter_frames
 
 from conftest import REPO
-from stages import detect as stage
 from synth import make_video, write_annotation
 
 ARTIFACTS = REPO / "artifacts"
@@ -139,8 +139,9 @@ def test_corrupt_video_is_reported_and_others_processed(tmp_path):
     bad.write_bytes(bad.read_bytes()[:900])  # truncated after indexing
     params = {"dataset": {"name": "t"}, "workdir": str(tmp_path / "work"), "detect": {
         "detector": "mtcnn", "size": 32, "batch_size": 4, "device": "cpu"}}
-    assert stage.run(params, tmp_path / "manifest.yaml", progress=False) == 1
-    assert stage.run(params, tmp_path / "manifest.yaml", accept_failures=True, progress=False) == 0
+    cfg = DetectConfig.from_params(params["detect"])
+    assert detect.main(ws, cfg, progress=False) == 1
+    assert detect.main(ws, cfg, accept_failures=True, progress=False) == 0
     failures = json.loads((ws.root / "detect_failures.json").read_text())
     assert [f["name"] for f in failures] == ["bad"] and "bad.mp4" in failures[0]["error"]
     assert is_complete(ws.faces, "good") and not is_complete(ws.faces, "bad")

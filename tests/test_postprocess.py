@@ -439,7 +439,7 @@ def test_stage_reads_params_and_prints_one_line(tmp_path, capsys):
               "postprocess": {"au_thresholds": "tuned", "ensemble": "soft",
                               "smooth": {"au": {"method": "median", "window": 3}}}}
     (tmp_path / "hand").rename(tmp_path / "sample")
-    summary = stage.run(params, progress=False)
+    summary = stage.run(params)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("postprocess: 4 systems") and "au median w3" in out[0] and "soft" in out[0]
     assert "before -> after: au ensemble F1 0.0000 -> 1.0000 (optimistic: " in out[0]

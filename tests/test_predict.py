@@ -12,6 +12,8 @@ import shutil
 import numpy as np
 import pytest
 
+from afwpipe import submission
+from afwpipe.config import dataset_and_workspace
 from afwpipe import store
 from afwpipe.clips import ClipDataset
 from afwpipe.readers import ZarrFeatures, load_labels
@@ -164,7 +166,6 @@ def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_pat
     from stages import evaluate as s_eval
     from stages import postprocess as s_post
     from stages import predict as s_pred
-    from stages import submit as s_submit
 
     shutil.copytree(ws.root, tmp_path / "sample", ignore=shutil.ignore_patterns("predictions"))
     params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
@@ -172,8 +173,8 @@ def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_pat
               "predict": {"batch_size": 16, "device": "cpu"},
               "postprocess": {"sources": {"expr": "mtl", "va": "mtl"}, "au_thresholds": "tuned"},
               "evaluate": {"plot_system": "official"}, "submit": {"system": "official"}}
-    s_pred.run(params, progress=False)
-    post = s_post.run(params, progress=False)
+    s_pred.run(params)
+    post = s_post.run(params)
     assert {s.name for s in post.systems} == {"au-official", "au-0", "au-1", "au-ensemble", "expr-official",
                                               "expr-ensemble", "va-official", "va-ensemble"}
     result = s_eval.run(params)
@@ -189,7 +190,7 @@ def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_pat
     assert systems["au-official"]["models"]["v6"] == "au-tcn-official-studio"
     # every test name of every track went through postprocess: v5 (EXPR-test only), p_left, p_right
     assert {"v5", "p_left", "p_right", "v7"} <= set(systems["expr-official"]["videos"])
-    au, expr, va = s_submit.run(params)
+    au, expr, va = submission.main(dataset_and_workspace(params)[1], submission.SubmitConfig.from_params(params["submit"]))
     rows = {s.track: s.path.read_text().splitlines() for s in (au, expr, va)}
     assert rows["au"][0].startswith("image_location,AU1,AU2") and len(rows["au"]) == 1 + 60 + 60 + 75
     assert rows["au"][1].startswith("p_left/00001.jpg,") and rows["au"][-1].startswith("v7/00075.jpg,")

@@ -14,7 +14,8 @@ from afwpipe import store
 from afwpipe.errors import SubmissionError
 from afwpipe.labels import AU_NAMES
 from afwpipe.postprocess import PostConfig, run_postprocess
-from afwpipe.submission import FILE_NAMES, HEADERS, read_example, write_submission, write_track
+from afwpipe.store import Workspace
+from afwpipe.submission import FILE_NAMES, HEADERS, SubmitConfig, main, read_example, write_submission, write_track
 from test_postprocess import T, make_post_workspace
 
 
@@ -80,8 +81,6 @@ def test_bad_example_files_are_clear_errors(tmp_path, caplog):
 
 
 def test_workspace_submission_has_one_row_per_annotated_frame(tmp_path, capsys):
-    from stages import submit as stage
-
     ws = make_post_workspace(tmp_path / "sample")
     run_postprocess(ws, PostConfig(), progress=False)
     files = write_submission(ws, "ensemble", splits=("val",))
@@ -92,7 +91,7 @@ def test_workspace_submission_has_one_row_per_annotated_frame(tmp_path, capsys):
         assert rows[1].startswith("a/00001.jpg,") and rows[-1].startswith(f"b/{T:05d}.jpg,")
     params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
               "submit": {"system": "official", "splits": ["test"]}}
-    files = stage.run(params, out_dir=tmp_path / "out")
+    files = main(Workspace(tmp_path / "sample"), SubmitConfig.from_params(params["submit"]), out_dir=tmp_path / "out")
     assert files[0].rows == T and (tmp_path / "out" / FILE_NAMES["va"]).is_file()  # test video t: decoded frames
     assert capsys.readouterr().out.count("submit: ") == 3
     with pytest.raises(SubmissionError, match="no post-processed system '7'"):
@@ -176,8 +175,6 @@ def test_without_example_each_track_writes_every_decoded_frame_of_its_own_test_n
 
 
 def test_example_file_rows_are_written_with_each_names_own_predictions(tmp_path, capsys):
-    from stages import submit as stage
-
     ws = _hand_workspace(tmp_path / "sample")
     example = tmp_path / "EXPR_example.txt"
     locs = ["p_right/00001.jpg", "p_left/00001.jpg", "p_right/00003.jpg", "x/00005.jpg", "p_left/00002.jpg"]
@@ -205,8 +202,6 @@ def test_example_name_missing_from_the_index_and_unpredicted_test_names_are_erro
 
 
 def test_track_fed_by_heads_of_another_task_is_a_uni_task_warning(tmp_path, caplog, capsys):
-    from stages import submit as stage
-
     ws = _hand_workspace(tmp_path / "sample", sources={"expr": "mtl", "va": "au"})
     params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path), "submit": {"system": "official"}}
     with caplog.at_level(logging.WARNING):

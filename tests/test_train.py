@@ -207,14 +207,14 @@ def test_stage_reads_params_and_prints_one_line(ws, tmp_path, capsys):
               "train": {"task": "au", "head": "tcn", "features": ["vis", "aud"], "fold": "official", "k": 32,
                         "epochs": 1, "patience": 0, "lr": "3e-3", "batch_size": 8, "device": "cpu", "seed": 0,
                         "head_kwargs": TCN, "folds": ["official", 0, 1]}}
-    r = stage.run(params, task="expr", fold="1", progress=False)
+    r = stage.run(params, task="expr", fold="1")
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("train expr-tcn-1:")
     assert r.model_dir == tmp_path / "sample" / "models" / "expr-tcn-1"
     assert r.config.lr == 3e-3  # YAML reads 3e-3 without a dot as a string
     params["train"]["batchsize"] = 4
     with pytest.raises(TrainError, match="unknown key.*batchsize"):
-        stage.run(params, progress=False)
+        stage.run(params, task="au", fold="official")
 
 
 @pytest.mark.sample
