@@ -15,7 +15,7 @@ from .errors import PostprocessError, PredictError, TrainError
 from .labels import TASKS
 
 #: feature-group attributes that describe one video, not the encoder (left out of the identity)
-PER_VIDEO_ATTRS = {store.COMPLETE, "video", "n_frames", "present_frames"}
+PER_VIDEO_ATTRS = {store.COMPLETE, "layout", "video", "n_frames", "present_frames"}
 
 
 def available_encoders(ws: store.Workspace) -> list[str]:

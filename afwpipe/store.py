@@ -47,6 +47,11 @@ from . import __version__
 MIN_CHUNK_BYTES = 1 << 20
 MAX_SHARD_BYTES = 16 << 20
 COMPLETE = "complete"
+#: Version of the layout of a video group (array names, chunking, shards, codecs). Bump it with any change
+#: that writes a video differently: a group of another layout is not complete, so detect and extract redo it
+#: (their DVC outputs persist between runs, so without this a rerun would keep old-layout videos).
+#: 1: first layout (64 MiB shards, zstd floats); 2: 16 MiB shards, uncompressed floats, rows split evenly.
+LAYOUT = 2
 #: the fold name of the fold ensemble's systems (``post/<track>-ensemble.npz``)
 ENSEMBLE = "ensemble"
 
@@ -257,11 +262,13 @@ def open_store(path: Path, mode: str = "a") -> zarr.Group:
 
 
 def is_complete(path: Path, name: str) -> bool:
-    """True when ``<path>/<name>`` exists and its ``complete`` attribute is True."""
+    """True when ``<path>/<name>`` exists, its ``complete`` attribute is True and it was written in the
+    current :data:`LAYOUT`."""
     group_json = Path(path) / name / "zarr.json"
     if not group_json.is_file():
         return False
-    return bool(json.loads(group_json.read_text()).get("attributes", {}).get(COMPLETE, False))
+    attrs = json.loads(group_json.read_text()).get("attributes", {})
+    return attrs.get(COMPLETE) is True and attrs.get("layout") == LAYOUT
 
 
 def complete_names(path: Path) -> list[str]:
@@ -287,9 +294,9 @@ def begin_video(path: Path, name: str, attrs: dict | None = None) -> zarr.Group:
 
 
 def mark_complete(group: zarr.Group, **attrs) -> None:
-    """Write final attributes, then ``complete=True`` (last, so a killed run never looks complete)."""
-    if attrs:
-        group.attrs.update(attrs)
+    """Write final attributes and the :data:`LAYOUT`, then ``complete=True`` (last, so a killed run never
+    looks complete)."""
+    group.attrs.update({**attrs, "layout": LAYOUT})
     group.attrs[COMPLETE] = True
 
 
