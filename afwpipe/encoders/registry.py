@@ -17,18 +17,8 @@ from .weights import HubFile, HubRepo, UrlFile, WheelAsset
 
 ENCODERS = Registry("encoder", EncoderError)
 register_encoder = ENCODERS.register
-
-
-def list_encoders(filter: str = "") -> list[str]:
-    """Registered names, sorted; ``filter`` is a shell pattern (``"whisper*"``). Prefix families
-    appear as ``"timm:<model_id>"``."""
-    return ENCODERS.list(filter)
-
-
-def is_encoder(name: str) -> bool:
-    """True when ``name`` is registered or belongs to a prefix family (``timm:<id>``; the id itself
-    is checked when the encoder is created)."""
-    return ENCODERS.is_registered(name)
+list_encoders = ENCODERS.list  #: sorted names (then families), optionally matching a shell-style pattern
+is_encoder = ENCODERS.is_registered  #: whether a name is registered or belongs to a family
 
 
 def create_encoder(name: str, weights: str | None = None, device: str = "cpu", **kwargs: Any):

@@ -21,16 +21,8 @@ class UnknownDetectorError(AfwpipeError, ValueError):
 
 DETECTORS = Registry("face detector", UnknownDetectorError)
 register_detector = DETECTORS.register
-
-
-def list_detectors(filter: str = "") -> list[str]:
-    """Sorted registered names, optionally those matching the shell-style pattern ``filter``."""
-    return DETECTORS.list(filter)
-
-
-def is_detector(name: str) -> bool:
-    """Whether ``name`` is registered."""
-    return DETECTORS.is_registered(name)
+list_detectors = DETECTORS.list  #: sorted names (then families), optionally matching a shell-style pattern
+is_detector = DETECTORS.is_registered  #: whether a name is registered or belongs to a family
 
 
 def create_detector(name: str, weights: str | None = None, device: str = "cpu", **kw: Any) -> FaceDetector:

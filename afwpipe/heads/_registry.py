@@ -17,16 +17,8 @@ from ..registry import Registry
 
 HEADS = Registry("head", AfwpipeError)
 register_head = HEADS.register
-
-
-def list_heads(filter: str = "") -> list[str]:
-    """Sorted registered head names, optionally matching a shell-style ``filter`` (``"t*"``)."""
-    return HEADS.list(filter)
-
-
-def is_head(name: str) -> bool:
-    """True when ``name`` is a registered head."""
-    return HEADS.is_registered(name)
+list_heads = HEADS.list  #: sorted names (then families), optionally matching a shell-style pattern
+is_head = HEADS.is_registered  #: whether a name is registered or belongs to a family
 
 
 def create_head(name: str, in_dims: dict[str, int], tasks: Sequence[str], **kw) -> nn.Module:
