@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,12 @@ from afwpipe.store import Workspace
 from afwpipe.submission import FILE_NAMES, HEADERS, SubmitConfig, main, read_example, write_submission, write_track
 from test_postprocess import T, make_post_workspace
 
+
+
+def _submit(params: dict, out_dir=None):
+    """``afwpipe submit`` with ``params`` (what the command does after reading params.yaml)."""
+    ws = Workspace(Path(params["workdir"]) / params["dataset"]["name"])
+    return main(ws, SubmitConfig.from_params(params["submit"]), out_dir=out_dir)
 
 def test_headers_and_rows_per_track(tmp_path):
     au = np.zeros((3, 12), np.int8)
@@ -91,7 +99,7 @@ def test_workspace_submission_has_one_row_per_annotated_frame(tmp_path, capsys):
         assert rows[1].startswith("a/00001.jpg,") and rows[-1].startswith(f"b/{T:05d}.jpg,")
     params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
               "submit": {"system": "official", "splits": ["test"]}}
-    files = main(Workspace(tmp_path / "sample"), SubmitConfig.from_params(params["submit"]), out_dir=tmp_path / "out")
+    files = _submit(params, out_dir=tmp_path / "out")
     assert files[0].rows == T and (tmp_path / "out" / FILE_NAMES["va"]).is_file()  # test video t: decoded frames
     assert capsys.readouterr().out.count("submit: ") == 3
     with pytest.raises(SubmissionError, match="no post-processed system '7'"):
@@ -181,7 +189,7 @@ def test_example_file_rows_are_written_with_each_names_own_predictions(tmp_path,
     example.write_text(",".join(HEADERS["expr"]) + "\n" + "".join(f"{loc},\n" for loc in locs))
     params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
               "submit": {"system": "official", "examples": {"expr": str(example)}}}
-    au, expr, va = stage.run(params)
+    au, expr, va = _submit(params)
     assert _rows(expr) == ["p_right/00001.jpg,3", "p_left/00001.jpg,2", "p_right/00003.jpg,3", "x/00005.jpg,1",
                            "p_left/00002.jpg,2"]
     assert expr.rows == 5 and expr.videos == 3 and au.rows == 6
@@ -205,7 +213,7 @@ def test_track_fed_by_heads_of_another_task_is_a_uni_task_warning(tmp_path, capl
     ws = _hand_workspace(tmp_path / "sample", sources={"expr": "mtl", "va": "au"})
     params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path), "submit": {"system": "official"}}
     with caplog.at_level(logging.WARNING):
-        au, expr, va = stage.run(params)
+        au, expr, va = _submit(params)
     assert au.warnings == []
     assert "EXPR track: predictions come from mtl heads (postprocess.sources.expr = mtl)" in expr.warnings[0]
     assert "VA track: predictions come from au heads" in va.warnings[0] and "uni-task" in va.warnings[0]
@@ -221,7 +229,6 @@ def test_index_of_a_tree_with_test_lists_gives_the_example_files_rows_with_or_wi
     files gives exactly the example files' rows (one per decoded frame of each test name of the track)."""
     from afwpipe.index import build_index
     from afwpipe.predict import evaluation_videos
-    from stages import submit as stage
     from synth import EXAMPLE_FILES, EXAMPLE_FOLDER, TEST_NAMES, make_affwild2_tree
     from test_index import _spec
 
@@ -244,10 +251,10 @@ def test_index_of_a_tree_with_test_lists_gives_the_example_files_rows_with_or_wi
         systems[f"{track}-ensemble"] = {"track": track, "fold": "ensemble", "videos": predicted}
     ws.post_systems.write_text(json.dumps({"config": {"sources": {}}, "systems": systems}))
     params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path), "submit": {}}
-    stage.run(params, out_dir=tmp_path / "plain")
+    _submit(params, out_dir=tmp_path / "plain")
     plain = {t: (tmp_path / "plain" / f).read_text().splitlines() for t, f in FILE_NAMES.items()}
     params["submit"]["examples"] = {t: str(root / EXAMPLE_FOLDER / f) for t, f in EXAMPLE_FILES.items()}
-    stage.run(params, out_dir=tmp_path / "given")
+    _submit(params, out_dir=tmp_path / "given")
     given = {t: (tmp_path / "given" / f).read_text().splitlines() for t, f in FILE_NAMES.items()}
     for track, fname in EXAMPLE_FILES.items():
         example = (root / EXAMPLE_FOLDER / fname).read_text().splitlines()
