@@ -1,4 +1,4 @@
-"""Contact sheets: a grid of crops as one PNG, to look at what a stage wrote."""
+"""Contact sheets: a grid of crops as one PNG, to look at what a step wrote."""
 
 from __future__ import annotations
 

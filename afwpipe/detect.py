@@ -1,4 +1,4 @@
-"""The face stage: stream each video once, detect faces in batches, align crops, keep the audio.
+"""The detect step: stream each video once, detect faces in batches, align crops, keep the audio.
 
 Per video (``detect_video``), three things overlap: a decoding thread fills a bounded queue with
 batches of frames (PyAV, never the whole video in memory), the calling thread runs the detector and
@@ -288,7 +288,7 @@ class FaceWorker:
 
 def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None = None,
                progress: bool = True, scheduler: str | None = None) -> RunSummary:
-    """Run the face stage on every indexed video (or ``names``) of ``ws``; one failure never stops the others.
+    """Run the detect step on every indexed video (or ``names``) of ``ws``; one failure never stops the others.
 
     With ``scheduler`` (a Dask scheduler address) each video is one task on the cluster
     (``afwpipe.runner``); ``ws`` must then be on storage every worker sees.

@@ -106,7 +106,7 @@ class EvalSummary:
 
     def line(self) -> str:
         """``evaluate: before -> after: au ensemble F1 0.4 -> 0.5 (optimistic: …), …`` (per track the ensemble,
-        else the first scored fold; caveats from :func:`afwpipe.postprocess.system_notes`)."""
+        else the first scored fold; caveats from :func:`afwpipe.scores.system_notes`)."""
         scores, notes = {}, {}
         for track, by_fold in self.metrics.items():
             for fold, r in by_fold.items():

@@ -1,4 +1,4 @@
-"""The encoder stage: read crops / audio from the face stage's stores, write per-frame embeddings.
+"""The extract step: read crops / audio from the detect step's stores, write per-frame embeddings.
 
 For each video: ``features/<encoder>.zarr/<name>/emb [T, D] float16`` aligned to the video's decoded
 frames, ``present [T] bool`` (visual: a face was found in that frame, the crop is otherwise the
@@ -102,7 +102,7 @@ class EncoderWorker:
             res.skipped = True
             return res
         if not store.is_complete(self.ws.faces, name):
-            raise VideoError(f"{self.ws.faces}/{name}: no complete face-stage output; run `afwpipe detect` first")
+            raise VideoError(f"{self.ws.faces}/{name}: no complete detect output; run `afwpipe detect` first")
         t0 = time.perf_counter()
         faces = store.open_store(self.ws.faces, "r")[name]
         n = faces["present"].shape[0]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .labels import AU_INVALID, EXPR_INVALID, EXPR_NAMES, VA_INVALID
+from .labels import AU_INVALID, EXPR_INVALID, EXPR_NAMES, TRACKS, VA_INVALID
 
 #: denominator guard of the differentiable CCC; relative effect ~1e-8 on real label variances (~0.1)
 CCC_EPS = 1e-8
@@ -186,7 +186,7 @@ def mtl_loss(outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], mask:
     Returns:
         ``(total, {task: loss})``, scalars. No shared task gives a ValueError.
     """
-    tasks = [t for t in ("au", "expr", "va") if t in outputs and t in targets]
+    tasks = [t for t in TRACKS if t in outputs and t in targets]
     if not tasks:
         raise ValueError(f"mtl_loss: no task in both outputs {sorted(outputs)} and targets {sorted(targets)}")
     parts: dict[str, Tensor] = {}

@@ -17,6 +17,7 @@ import yaml
 
 from .errors import DatasetError
 from .fetch import WheelSource
+from .labels import TRACKS
 
 DEFAULT_MANIFEST = Path("data_manifest.yaml")
 _VAR = re.compile(r"\$\{(\w+)\}")
@@ -112,7 +113,7 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
     crops = d.get("cropped_aligned")
     folds = d.get("folds") or {}
     lists = d.get("test_lists") or {}
-    bad = sorted(set(lists) - {"au", "expr", "va"})
+    bad = sorted(set(lists) - set(TRACKS))
     if bad:
         raise DatasetError(f"{manifest}: datasets.{name}.test_lists: unknown track(s) {', '.join(bad)}; "
                            "expected au, expr, va")

@@ -24,12 +24,12 @@ metrics.json, summary lines). ``vote`` takes the fold decisions (AU majority per
 tie, EXPR majority class with ties to the highest summed probability, VA mean), ``soft`` averages the
 processed probabilities / values and then thresholds (fixed or tuned as above) or takes the argmax.
 
-Smoothing can lower a score (it did for VA on the sample videos): both stage summary lines give, per
+Smoothing can lower a score (it did for VA on the sample videos): both steps' summary lines (postprocess, evaluate) give, per
 track, the score before and after post-processing and say ``lower after`` when it dropped.
 
 *Before* decisions (written beside the *after* ones for :mod:`afwpipe.evaluate`) are the general heads' raw
 outputs with threshold 0.5 / argmax / raw VA (the ensemble's: the same combination rule over them) -- the
-numbers the training stage reports as its validation score.
+numbers the train step reports as its validation score.
 
 Output (:attr:`Workspace.post_dir`)::
 
@@ -349,9 +349,9 @@ def finish(sys_: System, folds: Sequence[System], labels: Mapping, cfg: PostConf
 def seen_videos(ws: store.Workspace, index: dict, record: dict) -> set[str]:
     """Videos head ``record`` (a predictions/index.json record) trained or early-stopped on.
 
-    Read from ``train_videos`` and ``val_videos`` of ``models/<name>/metrics.json`` (the training stage's);
+    Read from ``train_videos`` and ``val_videos`` of ``models/<name>/metrics.json`` (the train step's);
     without that file, recomputed from the index with :func:`afwpipe.folds.split_videos` (the same split
-    the training stage used, given the same index).
+    the train step used, given the same index).
 
     Raises:
         PostprocessError: metrics.json is unreadable or lacks the lists, or the split cannot be recomputed.

@@ -38,7 +38,7 @@ from .config import FromParams
 from .errors import AfwpipeError, TrainError
 from .heads import create_head, is_head, list_heads
 from .inference import predict_frames, save_checkpoint, to_device
-from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRAIN_TASKS, valid_mask
+from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRACKS, TRAIN_TASKS, valid_mask
 from .losses import au_pos_weights, expr_class_weights, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
 from .readers import ZarrFeatures, load_labels
@@ -207,8 +207,8 @@ class TrainResult:
     seconds: float
 
     def line(self) -> str:
-        """One-line summary for the stage's output."""
-        parts = [f"{t} {self.best[t].get('f1', self.best[t].get('ccc')):.4f}" for t in ("au", "expr", "va")
+        """One-line summary for the step's output."""
+        parts = [f"{t} {self.best[t].get('f1', self.best[t].get('ccc')):.4f}" for t in TRACKS
                  if t in self.best]
         return (f"train {self.config.run_name}: {self.n_train} train / {self.n_val} val videos, "
                 f"{self.epochs_run} epochs, best epoch {self.best_epoch}: score {self.best['score']:.4f} "

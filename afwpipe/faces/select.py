@@ -25,7 +25,7 @@ class FaceSelector:
     """Streaming form of :func:`select_faces`: feed batches of frames in order, keep the tracking state.
 
     ``FaceSelector(side, frame_width).update(dets)`` on consecutive batches gives the same indices as
-    one :func:`select_faces` call on all frames (the face stage streams a video batch by batch).
+    one :func:`select_faces` call on all frames (the detect step streams a video batch by batch).
 
     Raises:
         ValueError: ``side`` is not ``None``, ``"left"`` or ``"right"``.
