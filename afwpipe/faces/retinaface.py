@@ -1,16 +1,17 @@
 """RetinaFace face detector (Deng et al., "RetinaFace: Single-Shot Multi-Level Face Localisation in the Wild",
 CVPR 2020), ResNet-50 weights of ``retinaface-pytorch`` (github.com/ternaus/retinaface), batched here.
 
-``retinaface.predict_single.Model`` handles one image at a time; :class:`RetinaFaceDetector` runs the same
-network (``retinaface.network.RetinaFace``) on a whole batch: one resized, normalised, padded tensor, the
-package's prior boxes (``retinaface.prior_box.priorbox``) and box/landmark decoding
-(``retinaface.box_utils``), then score threshold and NMS (``torchvision.ops.nms``) per frame.
+``retinaface.predict_single.Model.predict_jsons`` handles one image at a time; :class:`RetinaFaceDetector`
+runs the same network (``retinaface.network.RetinaFace``) on a whole batch of same-size frames with the
+predictor's rules: longest side resized to ``max_size`` (``cv2.INTER_LINEAR``, as albumentations
+``LongestMaxSize``), ImageNet normalisation, zero padding centred to a ``max_size`` square
+(``iglovikov_helper_functions`` ``pad_to_size``), the package's prior boxes and box/landmark decoding, then per
+frame the score threshold and NMS (``torchvision.ops.nms``) before mapping back to frame pixels.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 import urllib.error
 import warnings
@@ -18,6 +19,7 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,8 +37,9 @@ WEIGHTS_URL = (
 )
 
 default_cfgs = {
-    # Preprocessing and thresholds of retinaface.predict_single.Model: longest side resized to max_size,
-    # albumentations Normalize (ImageNet mean/std), confidence 0.7, NMS IoU 0.4.
+    # Preprocessing and thresholds of retinaface.predict_single.Model.predict_jsons: longest side resized to
+    # max_size, albumentations Normalize (ImageNet mean/std), centred padding to a max_size square,
+    # confidence 0.7, NMS IoU 0.4.
     "retinaface": DetectorConfig(
         name="retinaface",
         weights="retinaface_resnet50_2020-07-20",
@@ -147,9 +150,14 @@ def load_weights(weights: str | os.PathLike | None) -> tuple[dict[str, torch.Ten
 class RetinaFaceDetector(FaceDetector):
     """RetinaFace (ResNet-50) on a whole batch.
 
-    Frames are resized (bilinear) so their longest side is ``cfg.max_size``, normalised with ``cfg.mean``/
-    ``cfg.std``, zero-padded bottom/right to a multiple of 32 (the package pads to a ``max_size`` square;
-    anchors are laid out from the top-left, so the boxes are the same up to border effects).
+    Reproduces ``retinaface.predict_single.Model(max_size).predict_jsons(frame, score_threshold,
+    nms_threshold)`` on each frame of the batch, in one forward pass: each frame is resized with
+    ``cv2.INTER_LINEAR`` so its longest side is ``cfg.max_size`` (sides ``round(side * scale)``, as
+    albumentations ``LongestMaxSize``), normalised with ``cfg.mean``/``cfg.std``, and zero-padded centred
+    (``pad // 2`` top/left) to ``max_size x max_size``: the anchor grid then sits where the package puts it.
+    Boxes and landmarks come back as floats in frame pixels (the package truncates them to ints), via the
+    package's uniform factor ``max(H, W) / max_size``; boxes are clipped to the frame and a box lying wholly
+    outside the frame (in the padding) is dropped (the package drops those right of/below the frame only).
 
     Args:
         weights: a weights file, ``None`` (cache, then download), or ``"random"`` (untrained network for
@@ -191,37 +199,41 @@ class RetinaFaceDetector(FaceDetector):
         self._mean = torch.tensor(cfg.mean, device=device).view(shape) * 255
         self._std = torch.tensor(cfg.std, device=device).view(shape) * 255
 
-    def _input(self, frames: np.ndarray) -> tuple[torch.Tensor, float, float]:
-        """Network input ``[B, 3, Hp, Wp] float32`` and the resized size ``(h, w)`` before padding."""
+    def _input(self, frames: np.ndarray) -> tuple[torch.Tensor, int, int]:
+        """Network input ``[B, 3, M, M] float32`` (``M = cfg.max_size``) and the top/left padding, pixels."""
         _, height, width, _ = frames.shape
-        scale = self.cfg.max_size / max(height, width)
-        h, w = round(height * scale), round(width * scale)
-        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float()
+        size = self.cfg.max_size
+        scale = size / max(height, width)
+        h, w = max(1, round(height * scale)), max(1, round(width * scale))
         if (h, w) != (height, width):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+            frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames])
+        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float()
         x = (x - self._mean) / self._std
-        pad_h, pad_w = math.ceil(h / 32) * 32 - h, math.ceil(w / 32) * 32 - w
-        return F.pad(x, (0, pad_w, 0, pad_h)), h, w
+        top, left = (size - h) // 2, (size - w) // 2
+        return F.pad(x, (left, size - w - left, top, size - h - top)), top, left
 
     @torch.inference_mode()
     def _detect(self, frames: np.ndarray) -> list[Detections]:
         _, height, width, _ = frames.shape
-        x, h, w = self._input(frames)
-        in_h, in_w = x.shape[2:]
+        x, top, left = self._input(frames)
+        size = self.cfg.max_size
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
             loc, conf, landm = self.net(x)
         scores = F.softmax(conf.float(), dim=-1)[..., 1]
-        boxes, landmarks = decode(loc.float(), landm.float(), prior_boxes(in_h, in_w).to(x.device))
-        # fractions of the padded input -> pixels of the original frame
-        to_px = torch.tensor([in_w * width / w, in_h * height / h], device=x.device)
-        boxes = boxes * to_px.repeat(2)
-        landmarks = landmarks * to_px
+        boxes, landmarks = decode(loc.float(), landm.float(), prior_boxes(size, size).to(x.device))
+        # fractions of the padded square -> its pixels -> unpadded -> pixels of the original frame
+        shift = torch.tensor([left, top], dtype=torch.float32, device=x.device)
+        coeff = max(height, width) / size
+        boxes = (boxes * size - shift.repeat(2)) * coeff
+        landmarks = (landmarks * size - shift) * coeff
         limit = torch.tensor([width, height], dtype=torch.float32, device=x.device).repeat(2)
         out = []
         for i in range(len(frames)):
             keep = torch.where(scores[i] > self.cfg.score_threshold)[0]
-            b, s = boxes[i, keep], scores[i, keep]
-            keep = keep[nms(b, s, self.cfg.nms_threshold)]
+            keep = keep[nms(boxes[i, keep], scores[i, keep], self.cfg.nms_threshold)]
+            b = boxes[i, keep]
+            inside = (b[:, 0] < width) & (b[:, 1] < height) & (b[:, 2] > 0) & (b[:, 3] > 0)
+            keep = keep[inside]
             b = torch.minimum(boxes[i, keep].clamp(min=0), limit)
             out.append(Detections(b.cpu().numpy(), landmarks[i, keep].cpu().numpy(), scores[i, keep].cpu().numpy()))
         return out
