@@ -64,7 +64,8 @@ def test_hubert_chunks_keep_the_20ms_grid():
     with torch.inference_mode():
         states = enc.states(torch.from_numpy(wave))
     assert states.shape == (int(np.ceil(wave.size / 320)), 768)
-    assert enc.config["layer"] == 6 and enc.config["chunk_s"] == 1.0
+    assert enc.config["layer"] == 6 and enc.config["chunk_s"] == 1.0 and enc.config["chunk_context_states"] == 64
+    # chunked values against one whole-wave pass: tests/test_audio_encoders_reference.py
     from afwpipe.errors import EncoderError
     with pytest.raises(EncoderError, match="layer=13"):
         create_encoder("hubert", weights="random", layer=13)
