@@ -5,12 +5,23 @@
   ``facebook/wav2vec2-base-960h``.
 
 Both: a conv feature extractor with a 400-sample receptive field and a 320-sample stride (20 ms at
-16 kHz), then 12 Transformer layers. ``layer`` picks the hidden state (``-1``, the default, is the
-last; ``0`` the input of the first Transformer layer). Long audio runs in chunks of ``chunk_s``
-seconds that overlap by 80 samples so that state j always covers samples [320 j, 320 j + 400): the
-20 ms grid stays exact across chunks (attention does not cross chunk borders). The waveform is
-normalised to zero mean / unit variance when the model's ``preprocessor_config.json`` says
-``do_normalize`` (transformers' ``Wav2Vec2FeatureExtractor``).
+16 kHz), a positional convolution over the states (128 taps), then 12 Transformer layers. ``layer``
+picks the hidden state (``-1``, the default, is the last; ``0`` the input of the first Transformer
+layer). Long audio runs in chunks of ``chunk_s`` seconds; state j always covers samples
+[320 j, 320 j + 400), so the 20 ms grid stays exact across chunks.
+
+Chunk borders (measured in tests/test_audio_encoders_reference.py on small random models against one
+pass over the whole wave). The positional convolution lets a state see 64 states each side, so a bare
+border changes the 64 states each side of it and only those (hidden state 0 with a layer-normalised
+conv extractor: exact beyond them, differences up to 20-30 % of the states' scale within). Each chunk
+is therefore run with ``chunk_context_states`` = 64 extra states (1.28 s) each side, which are
+dropped: that hidden state then equals the whole-wave one everywhere. What no context can remove:
+attention spans the chunk, and the base checkpoints' GroupNorm (``feat_extract_norm="group"``)
+normalises the first conv over the chunk, so every state of a chunked run differs a little from a
+whole-wave run (measured, random weights, after the context: about 1e-3 of the scale through two
+attention layers, 2-3 % with GroupNorm, 20-60 % at a bare border).
+The waveform is normalised to zero mean / unit variance when the model's
+``preprocessor_config.json`` says ``do_normalize`` (transformers' ``Wav2Vec2FeatureExtractor``).
 """
 
 from __future__ import annotations
@@ -35,11 +46,11 @@ default_cfgs = {
     "hubert": EncoderConfig(
         name="hubert", modality="audio", dim=768, sample_rate=AUDIO_SAMPLE_RATE, hop_s=HOP / AUDIO_SAMPLE_RATE,
         extra={"repo_id": "facebook/hubert-base-ls960", "architecture": "hubert", "layer": -1, "chunk_s": 30.0,
-               "normalize": False}),
+               "chunk_context_states": 64, "normalize": False}),
     "wav2vec2": EncoderConfig(
         name="wav2vec2", modality="audio", dim=768, sample_rate=AUDIO_SAMPLE_RATE, hop_s=HOP / AUDIO_SAMPLE_RATE,
         extra={"repo_id": "facebook/wav2vec2-base-960h", "architecture": "wav2vec2", "layer": -1, "chunk_s": 30.0,
-               "normalize": True}),
+               "chunk_context_states": 64, "normalize": True}),
 }
 
 
@@ -55,21 +66,31 @@ class HfAudioEncoder(AudioEncoder):
         super().__init__(cfg, device)
         self.model = model.eval().to(self.device)
         self.layer = cfg.extra["layer"]
-        self.chunk = max(1, round(cfg.extra["chunk_s"] * AUDIO_SAMPLE_RATE / HOP)) * HOP
+        self.chunk = max(1, round(cfg.extra["chunk_s"] * AUDIO_SAMPLE_RATE / HOP))  # kept states per chunk
+        # extra states computed each side of a chunk and dropped (default: the positional conv's reach)
+        self.context = int(cfg.extra.get("chunk_context_states", pos_conv_reach(model)))
 
     def states(self, wave: torch.Tensor) -> torch.Tensor:
+        """(ceil(N / 320), dim) float32 hidden states of ``wave`` (N float32 samples at 16 kHz)."""
         if self.cfg.extra["normalize"]:
             wave = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
         n_states = max(1, math.ceil(wave.numel() / HOP))
         out = []
-        for start in range(0, n_states * HOP, self.chunk):
-            want = min(self.chunk, n_states * HOP - start) // HOP
-            length = (want - 1) * HOP + RECEPTIVE_FIELD
-            seg = wave[start:start + length]
+        for first in range(0, n_states, self.chunk):
+            last = min(first + self.chunk, n_states)  # states kept from this chunk
+            lo, hi = max(0, first - self.context), min(n_states, last + self.context)  # states computed
+            length = (hi - lo - 1) * HOP + RECEPTIVE_FIELD
+            seg = wave[lo * HOP:lo * HOP + length]
             seg = F.pad(seg, (0, length - seg.numel()))
             hidden = self.model(seg[None], output_hidden_states=True).hidden_states[self.layer]
-            out.append(hidden[0, :want])
+            out.append(hidden[0, first - lo:last - lo])
         return torch.cat(out)
+
+
+def pos_conv_reach(model: torch.nn.Module) -> int:
+    """States on each side of a chunk border that the positional convolution (``num_conv_pos_embeddings``
+    taps, 128 in the base models) lets see across it: half its kernel."""
+    return int(model.config.num_conv_pos_embeddings) // 2
 
 
 def _load(name: str, architecture: str, path: Path) -> tuple[torch.nn.Module, bool | None]:
@@ -116,7 +137,8 @@ def create_hf_audio(name: str, weights=None, device: str = "cpu", layer: int = -
         raise EncoderError(f"{name}: layer={layer} out of range; the model has hidden states 0..{n} (or -1..-{n + 1})")
     if not chunk_s > 0:
         raise EncoderError(f"{name}: chunk_s must be positive, got {chunk_s}")
-    extra = {**cfg.extra, "layer": layer, "chunk_s": float(chunk_s), "normalize": normalize}
+    extra = {**cfg.extra, "layer": layer, "chunk_s": float(chunk_s), "normalize": normalize,
+             "chunk_context_states": pos_conv_reach(model)}
     cfg = cfg.with_(weights=resolved.identity, dim=int(model.config.hidden_size), extra=extra)
     return HfAudioEncoder(cfg, model, device)
 

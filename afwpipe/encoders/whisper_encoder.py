@@ -1,10 +1,25 @@
 """``whisper`` (= base), ``whisper-tiny`` ... ``whisper-large-v3``, ``whisper-turbo``: the audio encoder
 of OpenAI Whisper (Radford et al. 2022, https://github.com/openai/whisper), as in USTC's ABAW8 entry.
 
-The whole waveform becomes one log-Mel spectrogram exactly as ``whisper.transcribe`` makes it
-(``log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)``: 25 ms window, 10 ms hop, one max-8 dB
-floor over the file), cut into 30 s windows (3000 Mel frames -> 1500 states, 20 ms hop). The last
-window is padded as whisper pads it and its states are cut to the real length, ceil(frames / 2).
+The whole waveform becomes one log-Mel spectrogram as ``whisper.transcribe`` makes it
+(``log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)``: 25 ms window, 10 ms hop, the audio
+followed by 30 s of zero samples, one floor 8 log10 units below the file's maximum), cut into 30 s
+windows (3000 Mel frames -> 1500 states, 20 ms hop). The last window's states are cut to the real
+length, ceil(frames / 2).
+
+Padding of the last window: the Mel of the zero samples, i.e. the log of silence (the floor,
+``(max - 4) / 4`` after whisper's ``(x + 4) / 4`` scaling, about -1 for speech), not
+``whisper.transcribe``'s. transcribe (openai-whisper 20250625, ``transcribe.py``) cuts the last
+segment at the audio's end and ``pad_or_trim``s the *Mel* with 0, a flat spectrum at 1e-4 power,
+louder than silence. The encoder was trained on 30 s windows of audio (the training code is not
+public); whisper's own single-window path, ``model.embed_audio(log_mel_spectrogram(pad_or_trim(audio)))``
+(its README; transformers' ``WhisperFeatureExtractor`` does the same), pads the *audio* with zeros,
+so we take that as the reference. openai/whisper discussion #838 (and whisper.cpp issue #579) reported
+fewer hallucinations with audio padding than with Mel padding. Because attention mixes every
+position, the padding changes every kept state of the last window, so the choice matters for
+features. With one maximum per file (as transcribe) rather than per window, each window equals
+``embed_audio(log_mel_spectrogram(pad_or_trim(window audio)))`` exactly whenever the window holds the
+file's Mel maximum and its borders cut no STFT frame (tests/test_audio_encoders_reference.py).
 Only the encoder is built and loaded; the decoder weights of the checkpoint are ignored.
 """
 
