@@ -1,4 +1,8 @@
-"""One task per video on a Dask LocalCluster (two worker processes on loopback) gives the same stores."""
+"""One task per video on a Dask LocalCluster (two worker processes on loopback) gives the same stores, and
+the scheduler's task stream shows each video's task (``detect-<name>``, ``extract-<encoder>-<name>``) ran
+on one of the cluster's workers."""
+
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -20,6 +24,23 @@ def cluster():
         yield c
 
 
+@contextmanager
+def _task_workers(cluster):
+    """Yields a dict filled, when the block ends, with task key -> address of the worker that ran it, for
+    every task the scheduler's task stream recorded during the block (whichever client submitted it)."""
+    from distributed import Client, get_task_stream
+
+    ran = {}
+    with Client(cluster) as client:
+        workers = set(client.scheduler_info()["workers"])
+        assert len(workers) == 2
+        with get_task_stream(client) as ts:
+            yield ran
+        for rec in ts.data:
+            assert rec["worker"] in workers, rec
+            ran[str(rec["key"])] = rec["worker"]
+
+
 def _stores_equal(a_ws, b_ws, stores, names):
     for path_of in stores:
         a, b = zarr.open_group(str(path_of(a_ws)), mode="r"), zarr.open_group(str(path_of(b_ws)), mode="r")
@@ -38,14 +59,19 @@ def test_local_cluster_run_equals_single_process(cluster, sample_videos, tmp_pat
             "v3": make_video(tmp_path / "v3.avi", 4, size=(96, 64), audio=False)}
     single, dist = _dataset(tmp_path / "single", vids), _dataset(tmp_path / "dist", vids)
     cfg = DetectConfig(size=64, batch_size=4)
-    run_detect(single, cfg, progress=False)
-    summary = run_detect(dist, cfg, progress=False, scheduler=cluster.scheduler_address)
+    with _task_workers(cluster) as ran:
+        run_detect(single, cfg, progress=False)
+    assert ran == {}  # without a scheduler nothing goes to the cluster
+    with _task_workers(cluster) as ran:
+        summary = run_detect(dist, cfg, progress=False, scheduler=cluster.scheduler_address)
+    assert sorted(ran) == ["detect-v1", "detect-v2", "detect-v3"]
     assert [r.name for r in summary.results] == ["v1", "v2", "v3"] and not summary.failures
-    assert len(cluster.workers) == 2
     _stores_equal(single, dist, [lambda w: w.faces, lambda w: w.audio], vids)
     for enc in ("mini_xception", "logmel"):
         run_extract(single, ExtractConfig(enc), progress=False)
-        s = run_extract(dist, ExtractConfig(enc), progress=False, scheduler=cluster.scheduler_address)
+        with _task_workers(cluster) as ran:
+            s = run_extract(dist, ExtractConfig(enc), progress=False, scheduler=cluster.scheduler_address)
+        assert sorted(ran) == [f"extract-{enc}-{v}" for v in ("v1", "v2", "v3")]
         assert s.weights and not s.failures
         _stores_equal(single, dist, [lambda w, e=enc: w.features(e)], vids)
 
@@ -56,6 +82,8 @@ def test_cluster_reports_bad_video_and_keeps_the_rest(cluster, tmp_path):
     ws = _dataset(tmp_path, vids)
     bad = tmp_path / "ds" / "videos" / "bad.mp4"
     bad.write_bytes(bad.read_bytes()[:900])
-    s = run_detect(ws, DetectConfig(size=32, batch_size=4), progress=False, scheduler=cluster.scheduler_address)
+    with _task_workers(cluster) as ran:
+        s = run_detect(ws, DetectConfig(size=32, batch_size=4), progress=False, scheduler=cluster.scheduler_address)
+    assert sorted(ran) == ["detect-bad", "detect-good"]
     assert [r.name for r in s.failures] == ["bad"] and "bad.mp4" in s.failures[0].error
     assert zarr.open_group(str(ws.faces), mode="r")["good"].attrs["complete"]

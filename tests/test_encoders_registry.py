@@ -86,6 +86,8 @@ def test_mae_checkpoint_file_round_trip_is_identified_by_sha256(tmp_path):
 def test_timm_weights_are_found_in_the_hf_cache_without_network(offline):
     from safetensors.torch import save_file
     import timm
+    import timm.data
+    from PIL import Image
 
     torch.manual_seed(0)
     model = timm.create_model("resnet18", pretrained=False)  # with its 1000-class head, as on the hub
@@ -97,11 +99,34 @@ def test_timm_weights_are_found_in_the_hf_cache_without_network(offline):
 
     enc = create_encoder("timm:resnet18")
     assert enc.config["weights"] == "timm/resnet18.a1_in1k@0123abcd" and enc.dim == 512
+    # the model input as timm's own eval transform makes it from the model's pretrained_cfg (PIL resize of
+    # the whole crop: crop_pct 1, as a face crop is not centre-cropped), not from the encoder's preprocess
+    data_cfg = timm.data.resolve_data_config({}, model=model)
+    assert (enc.cfg.input_size, enc.cfg.interpolation) == (data_cfg["input_size"][-1], data_cfg["interpolation"])
+    transform = timm.data.create_transform(**{**data_cfg, "crop_pct": 1.0})
     model.reset_classifier(0)
     x = _crops(size=224)
+    timm_input = torch.stack([transform(Image.fromarray(crop)) for crop in x])
     with torch.no_grad():
-        want = model.eval()(enc.preprocess(torch.as_tensor(x).permute(0, 3, 1, 2).float() / 255))
+        want = model.eval()(timm_input)
     np.testing.assert_allclose(enc.encode_crops(x), want.numpy(), atol=1e-4)
+    # 112-px crops are upsampled to 224 (bicubic): PIL rounds to uint8, so up to ~1.25 grey levels apart
+    small = _smooth_crops(112)
+    got = enc.preprocess(torch.as_tensor(small).permute(0, 3, 1, 2).float() / 255)
+    timm_small = torch.stack([transform(Image.fromarray(crop)) for crop in small])
+    np.testing.assert_allclose(got.numpy(), timm_small.numpy(), atol=1.25 / 255 / min(data_cfg["std"]))
+
+
+def _smooth_crops(size: int, n: int = 2, seed: int = 0) -> np.ndarray:
+    """uint8 [n,size,size,3] sinusoids in 38..218: resizing them overshoots nowhere near 0 or 255 (no clipping)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = np.empty((n, size, size, 3))
+    for i in range(n):
+        for ch in range(3):
+            fx, fy, phase = rng.uniform(0.5, 3, 3)
+            out[i, :, :, ch] = 128 + 90 * np.sin(2 * np.pi * (fx * xx + fy * yy) + 2 * phase)
+    return np.round(out).astype(np.uint8)
 
 
 def test_configs_are_plain_data_with_the_store_keys():

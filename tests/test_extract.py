@@ -112,34 +112,79 @@ def test_rerun_skips_complete_and_redoes_other_weights(ws):
     assert not any(r.skipped for r in other.results)  # a different weights identity is redone
 
 
+#: Small layout for the kill test: inner chunks of >= 1 KiB, shards of <= 4 KiB, so a 60-frame video's ``emb``
+#: has several shards (mini_xception 270 B/row: 5 shards of 12 rows; logmel 160 B/row: 3 shards of 24 rows).
+#: ``store.MAX_SHARD_BYTES`` is bound as a default argument, so the defaults themselves are replaced.
+SMALL_CHUNK_BYTES, SMALL_SHARD_BYTES = 1024, 4096
+
 KILL_SCRIPT = textwrap.dedent("""
-    import os, signal, sys
+    import asyncio, os, signal, sys
+    from zarr.storage import LocalStore
     from afwpipe import extract, store
-    orig = store.mark_complete
-    def killing(group, **attrs):
-        if group.path.endswith("faceless") and "encoder" in dict(group.attrs):
-            os.kill(os.getpid(), signal.SIGKILL)
-        orig(group, **attrs)
-    extract.store.mark_complete = killing
-    extract.run_extract(store.Workspace(sys.argv[1]), extract.ExtractConfig("mini_xception"), progress=False)
+    root, encoder, video = sys.argv[1:4]
+    k, chunk_bytes, shard_bytes = map(int, sys.argv[4:7])
+    store.chunk_rows.__defaults__ = (chunk_bytes,)
+    store.shard_rows.__defaults__ = (shard_bytes,)
+    orig_set = LocalStore.set
+    started = done = 0
+    async def set_then_kill(self, key, value, *args, **kwargs):
+        # shard writes of one array may run concurrently: the (k+1)-th waits until the first k are on disk,
+        # then the process dies, so exactly k shards of the video's embeddings exist
+        global started, done
+        ours = key.startswith(video + "/emb/c/")
+        if ours:
+            started += 1
+            if started > k:
+                while done < k:
+                    await asyncio.sleep(0.001)
+                os.kill(os.getpid(), signal.SIGKILL)
+        await orig_set(self, key, value, *args, **kwargs)
+        done += ours
+    LocalStore.set = set_then_kill
+    extract.run_extract(store.Workspace(root), extract.ExtractConfig(encoder, batch_size=8), progress=False)
 """)
 
+KILL_VIDEOS = {"first": (20, None, 0.8), "long": (60, np.arange(60) % 7 != 3, 2.0), "last": (6, np.zeros(6, bool), None)}
 
-def test_killed_extract_resumes_identically(ws, tmp_path, one_torch_thread):
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(ws.root)], cwd=REPO, capture_output=True,
+
+def _assert_stores_identical(a_path, b_path, names):
+    """Every array (dtype, shape, chunking, each value) and every attribute of every video group is the same."""
+    a, b = zarr.open_group(str(a_path), mode="r"), zarr.open_group(str(b_path), mode="r")
+    assert sorted(a.group_keys()) == sorted(b.group_keys()) == sorted(names)
+    for name in names:
+        assert dict(a[name].attrs) == dict(b[name].attrs), name
+        assert sorted(a[name].array_keys()) == sorted(b[name].array_keys()), name
+        for arr in a[name].array_keys():
+            x, y = a[name][arr], b[name][arr]
+            assert (x.dtype, x.shape, x.chunks, x.shards) == (y.dtype, y.shape, y.chunks, y.shards), f"{name}/{arr}"
+            np.testing.assert_array_equal(x[...], y[...], err_msg=f"{name}/{arr}")
+
+
+@pytest.mark.parametrize("encoder", ["mini_xception", "logmel"])  # the visual and the audio write path
+def test_extract_killed_after_the_kth_shard_write_resumes_bit_identical(tmp_path, encoder, monkeypatch,
+                                                                       one_torch_thread):
+    monkeypatch.setattr(store.chunk_rows, "__defaults__", (SMALL_CHUNK_BYTES,))
+    monkeypatch.setattr(store.shard_rows, "__defaults__", (SMALL_SHARD_BYTES,))
+    ws = _fake_face_stage(tmp_path / "w", KILL_VIDEOS)
+    k = 2
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(ws.root), encoder, "long", str(k),
+                           str(SMALL_CHUNK_BYTES), str(SMALL_SHARD_BYTES)], cwd=REPO, capture_output=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    path = ws.features("mini_xception")
-    assert store.is_complete(path, "talk") and not store.is_complete(path, "faceless")
-    resumed = run_extract(ws, ExtractConfig("mini_xception"), progress=False)
-    assert [(r.name, r.skipped) for r in resumed.results] == [("talk", True), ("faceless", False)]
-    ref = _fake_face_stage(tmp_path / "ref", {"talk": (10, None, 0.4), "faceless": (6, np.zeros(6, bool), None)})
-    run_extract(ref, ExtractConfig("mini_xception"), progress=False)
-    a = zarr.open_group(str(path), mode="r")
-    b = zarr.open_group(str(ref.features("mini_xception")), mode="r")
-    for name in ("talk", "faceless"):
-        for arr in ("emb", "present"):
-            np.testing.assert_array_equal(a[f"{name}/{arr}"][...], b[f"{name}/{arr}"][...])
+    path = ws.features(encoder)
+    emb = zarr.open_group(str(path), mode="r")["long/emb"]
+    n_shards = -(-60 // emb.shards[0])
+    assert n_shards >= 3 > k  # killed mid-video: k shards written, the rest not
+    written = [p for p in (path / "long" / "emb" / "c").rglob("*") if p.is_file()]
+    assert len(written) == k
+    assert store.is_complete(path, "first") and not store.is_complete(path, "long")
+    assert not (path / "last").exists()
+
+    resumed = run_extract(ws, ExtractConfig(encoder, batch_size=8), progress=False)
+    ref = _fake_face_stage(tmp_path / "ref", KILL_VIDEOS)
+    run_extract(ref, ExtractConfig(encoder, batch_size=8), progress=False)
+    _assert_stores_identical(path, ref.features(encoder), KILL_VIDEOS)
+    assert [(r.name, r.skipped) for r in resumed.results] == [("first", True), ("long", False), ("last", False)]
 
 
 @pytest.mark.parametrize("layout", ["video", "frames"])
