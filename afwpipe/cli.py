@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .config import DEFAULT_PARAMS, dataset_and_workspace, load_params
-from .errors import AfwpipeError
+from .errors import AfwpipeError, ConfigError
 from .labels import TRACKS, TRAIN_TASKS
 from .manifest import DEFAULT_MANIFEST
 
@@ -172,8 +172,11 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
 
     section = _section(obj, "extract") or {}
     _, ws = _workspace(obj)
+    encoders = encoders or section.get("encoders")
+    if not encoders:
+        raise ConfigError("extract: no encoder given: use --encoder NAME or list params extract.encoders")
     code = 0
-    for enc in encoders or section.get("encoders") or ():
+    for enc in encoders:
         cfg = extract.ExtractConfig.from_params(section, encoder=enc, weights=weights, batch_size=batch_size,
                                                 device=device)
         code |= extract.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures,

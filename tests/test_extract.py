@@ -7,6 +7,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 import zarr
 from click.testing import CliRunner
 
@@ -220,3 +221,11 @@ def test_sample_mini_xception_logits_read_crying_as_sad_and_laughing_as_happy(sa
     votes = {span: np.bincount(logits[slice(*span)].argmax(1), minlength=7) for span in ((0, 140), (300, 470))}
     assert classes[votes[(0, 140)].argmax()] == "sad" and votes[(0, 140)].max() > 0.8 * 140
     assert classes[votes[(300, 470)].argmax()] == "happy" and votes[(300, 470)].max() > 0.8 * 170
+
+
+def test_cli_extract_without_any_encoder_is_a_clear_error(tmp_path):
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"workdir": str(tmp_path / "work"), "extract": {"batch_size": 4}}))
+    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(REPO / "data_manifest.yaml"),
+                                    "extract"])
+    assert res.exit_code == 2
+    assert "no encoder given: use --encoder NAME or list params extract.encoders" in res.output
