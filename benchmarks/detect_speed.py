@@ -90,8 +90,9 @@ def measure_speed(src: Path, work: Path, detector: str = "mtcnn", batch_size: in
 
 
 def measure(src: Path, work: Path, detector: str = "mtcnn", batch_size: int = 16, device: str = "cpu",
-            loops: int = 10, max_frames: int | None = None) -> dict:
-    """Detect stage vs detector forward on ``src`` (first ``max_frames`` frames), and peak RSS x1 / x``loops``.
+            loops: int = 10, max_frames: int | None = None, more_loops: int = 0) -> dict:
+    """Detect stage vs detector forward on ``src`` (first ``max_frames`` frames), and peak RSS x1 / x``loops``
+    (and x``more_loops`` when > 0: ``rss_more_mib``, ``frames_more``, to see whether the growth levels off).
 
     Each length runs in a fresh process; videos and workspaces are written under ``work``: ``w1`` and
     ``w<loops>`` hold complete face stores afterwards (``extract_speed.measure_rss`` reuses them).
@@ -114,7 +115,12 @@ def measure(src: Path, work: Path, detector: str = "mtcnn", batch_size: int = 16
     del frames, det
 
     stage10, rss10 = run_child(STAGE, str(many), str(work / f"w{loops}"), *child)
-    return {"detector": detector, "batch_size": batch_size, "device": device, "loops": loops,
+    more = {}
+    if more_loops:
+        video = loop_video(src, work / f"x{more_loops}" / f"{stem}_x{more_loops}.mp4", more_loops, max_frames)
+        r, rss = run_child(STAGE, str(video), str(work / f"w{more_loops}"), *child)
+        more = {"frames_more": r["frames"], "rss_more_mib": rss}
+    return {**more, "detector": detector, "batch_size": batch_size, "device": device, "loops": loops,
             "frames": stage1["frames"], "stage_s": stage1["seconds"], "stage_fps": stage1["frames"] / stage1["seconds"],
             "forward_s": fwd_s, "forward_fps": stage1["frames"] / fwd_s,
             "frames_long": stage10["frames"], "stage_long_fps": stage10["frames"] / stage10["seconds"],
