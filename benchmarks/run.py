@@ -50,7 +50,8 @@ import train_speed  # noqa: E402
 from common import loop_video_to, machine, sample_video, sequential_read_rate  # noqa: E402
 
 QUICK = {"frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
-         "video_frames": 200, "disk_mib": 16, "batch_size": 2, "rss_frames": 4, "detect_frames": 4, "e2e_frames": 4, "repeats": 2}
+         "video_frames": 200, "disk_mib": 16, "batch_size": 2, "rss_frames": 4, "detect_frames": 4, "e2e_frames": 4,
+         "repeats": 2}
 
 MB = 1e6
 GOALS = {">=": (lambda x, g: x >= g, "≥"), "<=": (lambda x, g: x <= g, "≤")}
@@ -184,7 +185,8 @@ def train_and_read_rows(t: Table, tmp: Path, args) -> None:
         t.add(rid, f"{what} from Zarr ÷ from RAM ({key[-6:]})", res[part][key], res[part]["memory"],
               f"Zarr {_rate(runs[key])}", f"RAM {_rate(runs['memory'])}",
               f"{size}; CPU, batch 32, K=100; "
-              + ("epoch 1: whole-video Zarr reads inside the timing" if key.endswith("1") else "epoch 2: videos in the loader's cache")
+              + ("epoch 1: whole-video Zarr reads inside the timing" if key.endswith("1")
+                 else "epoch 2: videos in the loader's cache")
               + ("; what a GPU head waits for" if part == "loader" else ""),
               ratios=_paired(runs[key], runs["memory"]), goal=goal)
 

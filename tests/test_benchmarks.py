@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = {"1a", "1b", "2", "3a", "3b", "3c", "3d", "4a", "4b", "4c", "4d", "5a", "5b", "5c", "5d", "5e", "5f", "5g", "5h", "6"}
+ROWS = {"1a", "1b", "2", "3a", "3b", "3c", "3d", "4a", "4b", "4c", "4d",
+        "5a", "5b", "5c", "5d", "5e", "5f", "5g", "5h", "6"}
 REPEATED = {"1a", "1b", "2", "4a", "4b", "4c", "4d", "5a", "5b", "5g", "5h", "6"}  # timed: a spread of repeats
 
 
