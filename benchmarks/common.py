@@ -52,6 +52,14 @@ def loop_video(src: Path, dst: Path, times: int, max_frames: int | None = None) 
     return dst
 
 
+def loop_video_to(src: Path, dst: Path, n_frames: int) -> Path:
+    """``loop_video`` sized to about ``n_frames`` frames: the fewest loops of ``src``'s first frames that
+    reach it (exactly ``n_frames`` when it divides evenly)."""
+    n_src = len(frames_of(src))
+    times = max(1, -(-n_frames // n_src))
+    return loop_video(src, dst, times, max(1, n_frames // times))
+
+
 def index_video(video: Path, work: Path):
     """A workspace under ``work`` indexing the one video ``video`` (alone in its folder), unlabelled."""
     from afwpipe.index import build_index

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import fmt_ratio, frames_of, loop_video, run_child, sample_video
+from common import fmt_ratio, frames_of, index_video, loop_video, loop_video_to, run_child, sample_video
 
 STAGE = """
 import json, sys, time
@@ -37,9 +37,62 @@ print(json.dumps({"frames": sum(r.frames for r in s.results), "seconds": dt}))
 """
 
 
+def measure_speed(src: Path, work: Path, detector: str = "mtcnn", batch_size: int = 16, device: str = "cpu",
+                  n_frames: int = 320, repeats: int = 2) -> dict:
+    """Detect stage vs bare detector forward, both warm, in this process, on ``src`` looped to about
+    ``n_frames`` frames (``n_frames // batch_size`` batches; 20+ to average over batches).
+
+    One detector instance serves both sides (built and warmed up on one batch, its build time reported
+    apart); the stage (``FaceWorker.run_video``: decode, detect, align, Zarr writes, audio) is warmed up on
+    a first run, then stage and forward alternate ``repeats`` times (stage first on even repeats, forward
+    first on odd ones), each stage run into a fresh workspace under ``work``.
+
+    Returns frames, batches, ``build_s``, and per repeat ``stage_fps`` / ``forward_fps`` (lists).
+    """
+    from afwpipe.detect import DetectConfig, FaceWorker
+    from afwpipe.faces import create_detector
+
+    video = loop_video_to(src, work / "speed" / f"{src.stem}_{n_frames}.mp4", n_frames)
+    t = time.perf_counter()
+    det = create_detector(detector, device=device)
+    build_s = time.perf_counter() - t
+    frames = frames_of(video)
+    det.detect(frames[:batch_size])  # warm-up: first-call costs belong to neither side
+    cfg = DetectConfig(detector=detector, batch_size=batch_size, device=device)
+
+    def stage(i: int) -> float:
+        ws = index_video(video, work / f"speed_ws{i}")
+        worker = FaceWorker(ws, cfg, progress=False)
+        worker._detector = det  # the same warm instance as the forward side
+        t = time.perf_counter()
+        res = worker.run_video(ws.read_index()["videos"][0])
+        dt = time.perf_counter() - t
+        if res.frames != len(frames):
+            raise RuntimeError(f"stage saw {res.frames} frames, forward {len(frames)}")
+        return len(frames) / dt
+
+    def forward() -> float:
+        t = time.perf_counter()
+        for i in range(0, len(frames), batch_size):
+            det.detect(frames[i:i + batch_size])
+        return len(frames) / (time.perf_counter() - t)
+
+    stage("warmup")
+    stage_fps, forward_fps = [], []
+    for i in range(repeats):
+        for side in (("stage", "forward") if i % 2 == 0 else ("forward", "stage")):
+            if side == "stage":
+                stage_fps.append(stage(i))
+            else:
+                forward_fps.append(forward())
+    return {"frames": len(frames), "batches": -(-len(frames) // batch_size), "build_s": build_s,
+            "stage_fps": stage_fps, "forward_fps": forward_fps}
+
+
 def measure(src: Path, work: Path, detector: str = "mtcnn", batch_size: int = 16, device: str = "cpu",
-            loops: int = 10, max_frames: int | None = None) -> dict:
-    """Detect stage vs detector forward on ``src`` (first ``max_frames`` frames), and peak RSS x1 / x``loops``.
+            loops: int = 10, max_frames: int | None = None, more_loops: int = 0) -> dict:
+    """Detect stage vs detector forward on ``src`` (first ``max_frames`` frames), and peak RSS x1 / x``loops``
+    (and x``more_loops`` when > 0: ``rss_more_mib``, ``frames_more``, to see whether the growth levels off).
 
     Each length runs in a fresh process; videos and workspaces are written under ``work``: ``w1`` and
     ``w<loops>`` hold complete face stores afterwards (``extract_speed.measure_rss`` reuses them).
@@ -62,7 +115,12 @@ def measure(src: Path, work: Path, detector: str = "mtcnn", batch_size: int = 16
     del frames, det
 
     stage10, rss10 = run_child(STAGE, str(many), str(work / f"w{loops}"), *child)
-    return {"detector": detector, "batch_size": batch_size, "device": device, "loops": loops,
+    more = {}
+    if more_loops:
+        video = loop_video(src, work / f"x{more_loops}" / f"{stem}_x{more_loops}.mp4", more_loops, max_frames)
+        r, rss = run_child(STAGE, str(video), str(work / f"w{more_loops}"), *child)
+        more = {"frames_more": r["frames"], "rss_more_mib": rss}
+    return {**more, "detector": detector, "batch_size": batch_size, "device": device, "loops": loops,
             "frames": stage1["frames"], "stage_s": stage1["seconds"], "stage_fps": stage1["frames"] / stage1["seconds"],
             "forward_s": fwd_s, "forward_fps": stage1["frames"] / fwd_s,
             "frames_long": stage10["frames"], "stage_long_fps": stage10["frames"] / stage10["seconds"],

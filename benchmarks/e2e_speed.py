@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import disk_bytes, files_under, index_video, loop_video, sample_video
+from common import disk_bytes, files_under, index_video, loop_video, run_child, sample_video
 
 
 def run_afwpipe(video: Path, work: Path, detector: str, encoder: str, weights: str | None, batch_size: int,
@@ -106,6 +106,36 @@ def measure(video: Path, work: Path, detector: str = "mtcnn", encoder: str = "mi
     j = run_jpeg(video, work / "jpeg", detector, encoder, weights, batch_size, device)
     return {"detector": detector, "encoder": encoder, "weights": weights or "default",
             "afwpipe": a, "jpeg": j, "afwpipe_fps": a["frames"] / a["seconds"], "jpeg_fps": j["frames"] / j["seconds"]}
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, "benchmarks")
+import e2e_speed
+side, video, work, det, enc, weights, bs, dev = sys.argv[1:9]
+fn = e2e_speed.run_afwpipe if side == "afwpipe" else e2e_speed.run_jpeg
+r = fn(Path(video), Path(work), det, enc, None if weights == "default" else weights, int(bs), dev)
+print(json.dumps(r))
+"""
+
+
+def measure_repeated(video: Path, work: Path, detector: str = "mtcnn", encoder: str = "mini_xception",
+                     weights: str | None = None, batch_size: int = 16, device: str = "cpu",
+                     repeats: int = 2) -> dict:
+    """Both workflows ``repeats`` times, each run in its own fresh process (models built inside the
+    timing, as in ``measure``), the order alternating (afwpipe first on even repeats, JPEG first on odd
+    ones). Returns ``afwpipe`` / ``jpeg``: the last run's details, and ``afwpipe_all`` / ``jpeg_all``:
+    frames/s per repeat."""
+    out: dict = {"afwpipe_all": [], "jpeg_all": []}
+    for i in range(repeats):
+        for side in (("afwpipe", "jpeg") if i % 2 == 0 else ("jpeg", "afwpipe")):
+            video.read_bytes()  # the file in the page cache for both
+            r, _ = run_child(CHILD, side, str(video), str(work / f"{side}{i}"), detector, encoder,
+                             weights or "default", str(batch_size), device)
+            out[side] = r
+            out[side + "_all"].append(r["frames"] / r["seconds"])
+    return out
 
 
 def main():

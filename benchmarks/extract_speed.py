@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -56,43 +57,88 @@ def fake_face_stage(root: Path, frames: int, seconds: float, fps: float = 25.0) 
     return ws
 
 
-def measure(encoder: str, ws: store.Workspace, weights, device: str, batch_size: int) -> dict:
+def long_face_stage(root: Path, frames: int, fps: float = 25.0, block: int = 512) -> store.Workspace:
+    """A workspace with one video of ``frames`` synthetic 224x224 crops (a smooth gradient, the same in
+    every frame, so the store stays small on disk while the crops decode to ``frames`` x 147 KiB), written
+    ``block`` frames at a time so this process never holds them all. For peak-RSS runs of the extract
+    stage on videos whose crops are many times the process's base memory."""
+    ws = store.Workspace(root)
+    y, x = np.mgrid[:224, :224]
+    crop = np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)
+    g = store.begin_video(ws.faces, "v")
+    arr = store.create_time_array(g, "crops", (frames, 224, 224, 3), np.uint8)
+    writer = store.TimeWriter(arr)
+    for i in range(0, frames, block):
+        writer.append(np.broadcast_to(crop, (min(block, frames - i), 224, 224, 3)))
+    writer.close()
+    store.write_time_array(g, "present", np.ones(frames, bool))
+    store.write_time_array(g, "times", np.arange(frames) / fps)
+    store.mark_complete(g)
+    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4", "n_frames": frames}]}))
+    return ws
+
+
+def measure(encoder: str, ws: store.Workspace, weights, device: str, batch_size: int, repeats: int = 1) -> dict:
+    """Stage vs bare forward of ``encoder`` on the one video of ``ws`` (``fake_face_stage``), both warm.
+
+    The model is built once (``model_build_s``, apart) and warmed up on one batch; the stage
+    (``EncoderWorker.run_video``: read crops / wave from Zarr, encode, write) and the forward (the same
+    data already in memory, the same encoder batch size) then alternate ``repeats`` times (stage first
+    on even repeats), the stage's output removed before each run. ``stage_fps`` / ``forward_fps`` are
+    the medians, ``stage_all`` / ``forward_all`` the lists.
+    """
     t = time.perf_counter()
     stage = EncoderWorker(ws, ExtractConfig(encoder, weights=weights, device=device, batch_size=batch_size),
                          progress=False)
     build_s = time.perf_counter() - t
     enc = stage.encoder
     faces = store.open_store(ws.faces, "r")["v"]
-    if enc.cfg.modality == "visual":  # warm-up: first-call costs belong to neither timing
+    visual = enc.cfg.modality == "visual"
+    if visual:  # warm-up: first-call costs belong to neither timing
         enc.encode_crops(faces["crops"][:batch_size])
+        data = (faces["crops"][...],)
     else:
         enc.encode_audio(store.open_store(ws.audio, "r")["v/wave"][:16000], faces["times"][:25])
-    t = time.perf_counter()
-    frames = stage.run_video(ws.read_index()["videos"][0]).frames
-    stage_s = time.perf_counter() - t
-    if enc.cfg.modality == "visual":
-        crops = faces["crops"][...]
+        data = (store.open_store(ws.audio, "r")["v/wave"][...], faces["times"][...])
+    rec = ws.read_index()["videos"][0]
+    frames = faces["times"].shape[0]
+
+    def run_stage() -> float:
+        shutil.rmtree(stage.out, ignore_errors=True)
         t = time.perf_counter()
-        enc.encode_crops(crops)
-    else:
-        wave, times = store.open_store(ws.audio, "r")["v/wave"][...], faces["times"][...]
+        stage.run_video(rec)
+        return frames / (time.perf_counter() - t)
+
+    def run_forward() -> float:
         t = time.perf_counter()
-        enc.encode_audio(wave, times)
-    fwd_s = time.perf_counter() - t
-    return {"encoder": encoder, "frames": frames, "model_build_s": build_s, "stage_fps": frames / stage_s, "forward_fps": frames / fwd_s,
-            "ratio": (frames / stage_s) / (frames / fwd_s)}
+        (enc.encode_crops if visual else enc.encode_audio)(*data)
+        return frames / (time.perf_counter() - t)
+
+    st, fw = [], []
+    for i in range(repeats):
+        if i % 2 == 0:
+            st.append(run_stage())
+            fw.append(run_forward())
+        else:
+            fw.append(run_forward())
+            st.append(run_stage())
+    return {"encoder": encoder, "frames": frames, "batch_size": batch_size, "model_build_s": build_s,
+            "stage_fps": float(np.median(st)), "forward_fps": float(np.median(fw)),
+            "stage_all": st, "forward_all": fw, "ratio": float(np.median(st) / np.median(fw))}
 
 
-def measure_rss(work1: Path, work_long: Path, encoder: str, weights: str | None, device: str,
-                batch_size: int) -> dict:
-    """Peak RSS (MiB) of the extract stage, each in a fresh process, on two workspaces with complete
-    face stores (``detect_speed.measure``'s ``work1`` / ``work_long``). ``weights`` None = default."""
+def measure_rss(works: list[Path], encoder: str, weights: str | None, device: str, batch_size: int) -> list[dict]:
+    """Peak RSS of the extract stage, each in a fresh process, on workspaces with complete face stores
+    (e.g. ``long_face_stage`` of growing lengths). ``weights`` None = default.
+
+    Returns per workspace ``{"frames", "rss_mib", "stage_fps"}``.
+    """
     args = (encoder, weights or "default", str(batch_size), device)
-    one, rss1 = run_child(STAGE, str(work1), *args)
-    long, rss_long = run_child(STAGE, str(work_long), *args)
-    return {"encoder": encoder, "frames": one["frames"], "frames_long": long["frames"],
-            "stage_fps": one["frames"] / one["seconds"], "stage_long_fps": long["frames"] / long["seconds"],
-            "rss1_mib": rss1, "rss_long_mib": rss_long}
+    out = []
+    for work in works:
+        r, rss = run_child(STAGE, str(work), *args)
+        out.append({"frames": r["frames"], "rss_mib": rss, "stage_fps": r["frames"] / r["seconds"]})
+    return out
 
 
 def main():

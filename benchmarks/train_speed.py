@@ -65,6 +65,15 @@ def write_npy_cache(ws: store.Workspace, names: list[str], out: Path) -> None:
                 np.save(d / f"{i + 1:05d}.npy", row)
 
 
+def write_npy_video_cache(ws: store.Workspace, names: list[str], out: Path) -> None:
+    """One ``.npy`` per video and encoder (``out/<encoder>/<video>.npy``, float16 [T, D]): the simple
+    cache a team writes when it does not split frames into files."""
+    for enc in DIMS:
+        (out / enc).mkdir(parents=True)
+        for name in names:
+            np.save(out / enc / f"{name}.npy", store.read_array(ws.features(enc), name, "emb"))
+
+
 def timed(fn) -> tuple[float, object]:
     t = time.perf_counter()
     result = fn()
@@ -87,11 +96,13 @@ def train_pass(ds: ClipDataset, labels: dict, device: str = "cpu") -> int:
     return sum(ds.n_frames) * 2  # stride K/2: every frame is in two clips
 
 
-def measure_training(ws: store.Workspace, names: list[str], device: str = "cpu") -> dict:
+def measure_training(ws: store.Workspace, names: list[str], device: str = "cpu", repeats: int = 1) -> dict:
     """Frames/s of the loader alone and of a ``tcn`` training epoch, from in-memory arrays and from the
-    Zarr-backed loader (epoch 1: whole-video reads inside the timing; epoch 2: all cached).
+    Zarr-backed loader (epoch 1: whole-video reads inside the timing; epoch 2: all cached). Each
+    measurement is repeated ``repeats`` times (a fresh Zarr-backed dataset, empty cache, each time).
 
-    Returns ``{"loader" | "train": {"memory", "zarr_epoch1", "zarr_epoch2"}}`` in frames/s.
+    Returns ``{"loader" | "train": {"memory", "zarr_epoch1", "zarr_epoch2"}}`` in frames/s (the median
+    of the repeats) and the same keys under ``"loader_all"`` / ``"train_all"``: lists, one per repeat.
     """
     labels = load_labels(ws, names)
 
@@ -106,20 +117,28 @@ def measure_training(ws: store.Workspace, names: list[str], device: str = "cpu")
     train_pass(mem_ds(), labels, device)  # warm-up: torch's first forward/backward costs are not the loader's
     out = {}
     for what, run in (("loader", loader_pass), ("train", lambda d: train_pass(d, labels, device))):
-        dz, dm = zarr_ds(), mem_ds()
-        tz, fz = timed(lambda: run(dz))  # first epoch: whole-video reads are inside the timing
-        tz2, fz2 = timed(lambda: run(dz))  # second epoch: everything cached
-        tm, fm = timed(lambda: run(dm))
-        out[what] = {"memory": fm / tm, "zarr_epoch1": fz / tz, "zarr_epoch2": fz2 / tz2}
+        run(mem_ds())  # warm-up of this pass (allocator, first-call costs)
+        runs = {"memory": [], "zarr_epoch1": [], "zarr_epoch2": []}
+        for _ in range(repeats):
+            dz, dm = zarr_ds(), mem_ds()
+            tz, fz = timed(lambda: run(dz))  # first epoch: whole-video reads are inside the timing
+            tz2, fz2 = timed(lambda: run(dz))  # second epoch: everything cached
+            tm, fm = timed(lambda: run(dm))
+            for k, v in (("memory", fm / tm), ("zarr_epoch1", fz / tz), ("zarr_epoch2", fz2 / tz2)):
+                runs[k].append(v)
+        out[what] = {k: float(np.median(v)) for k, v in runs.items()}
+        out[what + "_all"] = runs
     return out
 
 
-READ_LAYOUTS = ("zarr whole-video", "zarr per-clip (100 frames)", "per-frame .npy files")
+READ_LAYOUTS = ("zarr whole-video", "zarr per-clip (100 frames)", "per-frame .npy files", "per-video .npy files")
 
 
-def measure_reads(ws: store.Workspace, names: list[str], npy: Path, cold: bool = False) -> dict:
-    """Read every video's features in each layout of ``READ_LAYOUTS`` (the .npy cache in ``npy``, see
-    ``write_npy_cache``); warm: after one untimed read; cold: after evicting that layout's files from the
+def measure_reads(ws: store.Workspace, names: list[str], npy: Path, cold: bool = False,
+                  npy_video: Path | None = None) -> dict:
+    """Read every video's features in each layout of ``READ_LAYOUTS`` (the per-frame .npy cache in ``npy``,
+    see ``write_npy_cache``; the per-video one in ``npy_video``, see ``write_npy_video_cache``, skipped
+    when None); warm: after one untimed read; cold: after evicting that layout's files from the
     page cache. Returns per layout: frames/s (frames counted once, all encoders read), seconds, frames,
     ``raw_bytes`` (float16 features), ``disk_bytes`` (file sizes) and ``cache`` ('cold' / 'warm' / ...).
     """
@@ -142,11 +161,17 @@ def measure_reads(ws: store.Workspace, names: list[str], npy: Path, cold: bool =
                 n += len(np.stack([np.load(f) for f in files]))
         return n // len(DIMS)
 
+    def npy_videos():
+        return sum(len(np.load(npy_video / e / f"{n}.npy")) for e in DIMS for n in names) // len(DIMS)
+
     stores = [ws.features(e) for e in DIMS]
     embs = [ws.features(e) / n / "emb" for e in DIMS for n in names]  # what is read (not `present`)
     out = {}
     for label, fn, paths, read in ((READ_LAYOUTS[0], zarr_whole, stores, embs), (READ_LAYOUTS[1], zarr_clips, stores, embs),
-                                   (READ_LAYOUTS[2], npy_frames, [npy], [npy])):
+                                   (READ_LAYOUTS[2], npy_frames, [npy], [npy]),
+                                   (READ_LAYOUTS[3], npy_videos, [npy_video], [npy_video])):
+        if label == READ_LAYOUTS[3] and npy_video is None:
+            continue
         if cold:
             drop_page_cache(*paths)
         else:
@@ -173,7 +198,7 @@ def main() -> None:
               f"torch threads {torch.get_num_threads()}")
 
         print("\n1. training (tcn head, CPU); datasets built before timing, the Zarr cache starts empty")
-        for what, r in measure_training(ws, names).items():
+        for what, r in ((k, v) for k, v in measure_training(ws, names).items() if not k.endswith("_all")):
             m = r["memory"]
             print(f"   {what + (' only' if what == 'loader' else ' epoch'):12s} in-memory {m:9,.0f} frames/s | "
                   f"zarr-backed epoch 1 {r['zarr_epoch1']:9,.0f} frames/s (ratio {r['zarr_epoch1'] / m:.2f}), "

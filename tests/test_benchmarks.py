@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = {"1a", "1b", "2", "3a", "3b", "4a", "4b", "5a", "5b", "5c", "5d", "5e", "5f", "6"}
+ROWS = {"1a", "1b", "2", "3a", "3b", "3c", "3d", "4a", "4b", "4c", "4d",
+        "5a", "5b", "5c", "5d", "5e", "5f", "5g", "5h", "6"}
+REPEATED = {"1a", "1b", "2", "4a", "4b", "4c", "4d", "5a", "5b", "5g", "5h", "6"}  # timed: a spread of repeats
 
 
 @pytest.mark.slow
@@ -31,6 +33,10 @@ def test_quick_benchmark_prints_every_ratio_with_finite_numbers(tmp_path, sample
         for key in ("ratio", "numerator", "denominator"):
             assert math.isfinite(r[key]) and r[key] > 0, (r["id"], key, r[key])
         assert f"| {r['id']} | {r['what']} |" in proc.stdout  # in the printed table
+    for rid in REPEATED:
+        lo, hi = rows[rid]["spread"]
+        assert rows[rid]["repeats"] >= 2 and lo <= rows[rid]["ratio"] <= hi, rows[rid]
+    assert {rid for rid, r in rows.items() if r["goal"]} == {"3b", "3c", "3d", "4c", "4d", "5g", "5h"}
     assert result["machine"]["cpu"] and result["machine"]["torch"]
     assert "Machine:" in proc.stdout
     assert list(tmp_path.iterdir()) == [out]  # temporary files removed
