@@ -62,6 +62,9 @@ class DetectConfig(FromParams):
     use_cropped: bool = False
     queue_batches: int = 4
 
+    def __post_init__(self):
+        self.size, self.batch_size, self.queue_batches = int(self.size), int(self.batch_size), int(self.queue_batches)
+
     def identity(self, detector_cfg: dict | None) -> dict:
         """What makes two runs' outputs comparable; stored on every video group."""
         return {"detector": "cropped_aligned" if self.use_cropped else self.detector, "size": self.size,
@@ -303,10 +306,10 @@ def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None =
     if scheduler_address(scheduler):
         for path in (ws.faces, ws.audio):
             store.open_store(path, "a")  # create the roots once, before concurrent writers
-    cfg = replace(cfg, device=resolve_device(cfg.device), size=int(cfg.size), batch_size=int(cfg.batch_size))
     factory = partial(FaceWorker, ws, cfg, progress and scheduler is None, cropped)
     summary = RunSummary()
-    summary.results = run_videos(factory, recs, "detect", progress, scheduler, gpu=cfg.device.startswith("cuda"))
+    summary.results = run_videos(factory, recs, "detect", progress, scheduler,
+                                 gpu=resolve_device(cfg.device).startswith("cuda"))
     summary.write_failures(ws.root / "detect_failures.json")
     return summary
 

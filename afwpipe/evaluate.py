@@ -53,7 +53,7 @@ from .config import FromParams
 from .errors import AfwpipeError, EvaluateError
 from .labels import EXPR_NAMES, TRACKS, VA_NAMES, valid_mask
 from .readers import load_labels, read_post, read_systems
-from .scores import CLASSES, headline, score, system_notes
+from .scores import CLASSES, before_after, headline, labelled, score, system_notes
 from .store import ENSEMBLE
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,11 @@ def score_system(ws: store.Workspace, name: str, meta: Mapping, labels: Mapping)
     """``{"before", "after", "videos", "frames"}`` of system ``name`` on its evaluation videos, or None
     when none of them has a valid label of its track."""
     track = meta["track"]
-    names = [v for v in meta["eval_videos"] if v in labels and valid_mask(labels[v][track], track).any()]
+    names = labelled(meta["eval_videos"], labels, track)
     if not names:
         log.warning("evaluate %s: no labelled %s frame in its evaluation videos; skipped", name, track.upper())
         return None
-    outs = {v: read_post(ws, name, v) for v in names}
-    true = np.concatenate([labels[v][track] for v in names])
-    result = {}
-    for stage in ("before", "after"):
-        pred = np.concatenate([outs[v][stage] for v in names])
-        result[stage] = score(track, pred, true)
+    result = before_after(track, {v: read_post(ws, name, v) for v in names}, labels, names)
     result["videos"] = len(names)
     result["frames"] = int(sum(valid_mask(labels[v][track], track).sum() for v in names))
     return result

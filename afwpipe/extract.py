@@ -59,6 +59,9 @@ class ExtractConfig(FromParams):
     device: str = "auto"
     batch_size: int = 32
 
+    def __post_init__(self):
+        self.batch_size = int(self.batch_size)
+
     @classmethod
     def from_params(cls, section, **overrides) -> "ExtractConfig":
         """The config of encoder ``overrides["encoder"]`` from params ``extract``: its weights from the
@@ -80,7 +83,7 @@ class EncoderWorker:
     """Runs one encoder over the videos of a workspace (the model is built once)."""
 
     def __init__(self, ws: store.Workspace, cfg: ExtractConfig, progress: bool = True):
-        cfg = replace(cfg, device=resolve_device(cfg.device), batch_size=int(cfg.batch_size))
+        cfg = replace(cfg, device=resolve_device(cfg.device))
         self.ws, self.cfg, self.progress = ws, cfg, progress
         self.encoder = create_encoder(cfg.encoder, weights=cfg.weights, device=cfg.device)
         if hasattr(self.encoder, "batch_size") and self.encoder.cfg.modality == "visual":
@@ -178,11 +181,10 @@ def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None
     recs = [r for r in index["videos"] if names is None or r["name"] in names]
     if scheduler_address(scheduler):
         store.open_store(ws.features(cfg.encoder), "a")  # create the root once, before concurrent writers
-    cfg = replace(cfg, device=resolve_device(cfg.device))
     factory = partial(EncoderWorker, ws, cfg, progress and scheduler is None)
     summary = RunSummary(step=f"extract {cfg.encoder}")
     summary.results = run_videos(factory, recs, f"extract-{cfg.encoder}", progress, scheduler,
-                                 gpu=cfg.device.startswith("cuda"))
+                                 gpu=resolve_device(cfg.device).startswith("cuda"))
     done = [r for r in recs if store.is_complete(ws.features(cfg.encoder), r["name"])]
     if done:
         summary.weights = store.open_store(ws.features(cfg.encoder), "r")[done[0]["name"]].attrs["weights"]

@@ -24,8 +24,8 @@ metrics.json, summary lines). ``vote`` takes the fold decisions (AU majority per
 tie, EXPR majority class with ties to the highest summed probability, VA mean), ``soft`` averages the
 processed probabilities / values and then thresholds (fixed or tuned as above) or takes the argmax.
 
-Smoothing can lower a score (it did for VA on the sample videos): both steps' summary lines (postprocess, evaluate) give, per
-track, the score before and after post-processing and say ``lower after`` when it dropped.
+Smoothing can lower a score (it did for VA on the sample videos): the summary lines of postprocess and
+evaluate give, per track, the score before and after post-processing and say ``lower after`` when it dropped.
 
 *Before* decisions (written beside the *after* ones for :mod:`afwpipe.evaluate`) are the general heads' raw
 outputs with threshold 0.5 / argmax / raw VA (the ensemble's: the same combination rule over them) -- the
@@ -66,9 +66,9 @@ from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED,
 from .config import FromParams
 from .errors import AfwpipeError, PostprocessError, TrainError
 from .folds import split_videos
-from .labels import HEAD_TASKS, TRACKS, valid_mask
+from .labels import HEAD_TASKS, TRACKS
 from .readers import load_labels, read_prediction, read_predictions_index
-from .scores import headline, score, system_notes
+from .scores import before_after, headline, labelled, system_notes
 from .store import ENSEMBLE
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def out_of_fold_frames(track: str, folds: Sequence["System"], exclude, labels: M
     """
     exclude = set(exclude)
     return [(f.fold, v) for f in folds if f.fold not in ("official", ENSEMBLE)
-            for v in _labelled(f.eval_videos, labels, track) if v not in exclude]
+            for v in labelled(f.eval_videos, labels, track) if v not in exclude]
 
 
 def tune_thresholds(sys_: "System", folds: Sequence["System"], labels: Mapping, cfg: PostConfig) -> None:
@@ -230,7 +230,7 @@ def tune_thresholds(sys_: "System", folds: Sequence["System"], labels: Mapping, 
         sys_.thresholds, sys_.thresholds_from = np.full(n, float(cfg.au_thresholds)), THRESHOLDS_FIXED
         return
     if cfg.au_thresholds == "tuned_on_scored":
-        pairs = [(sys_.fold, v) for v in _labelled(sys_.eval_videos, labels, "au")]
+        pairs = [(sys_.fold, v) for v in labelled(sys_.eval_videos, labels, "au")]
         source = {sys_.fold: sys_}
     else:
         pairs = out_of_fold_frames("au", folds, sys_.eval_videos, labels)
@@ -382,11 +382,11 @@ def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: 
     common = [v for v in folds[0].videos if all(v in f.prob for f in folds[1:])]
     if not common:
         return None
-    unseen = _labelled([v for v in common if v not in seen], labels, track)
+    unseen = labelled([v for v in common if v not in seen], labels, track)
     ens = System(track, ENSEMBLE, common, unseen, {v: "+".join(f.models[v] for f in folds) for v in common},
                  heads=[h for f in folds for h in f.heads], seen_videos=sorted(seen & set(common)))
     if not unseen:
-        val = _labelled([v for v in common if v in split_val], labels, track)
+        val = labelled([v for v in common if v in split_val], labels, track)
         ens.eval_videos = val
         _flag(ens, f"members trained or early-stopped on every labelled video; scored on the {len(val)} "
                    f"{track.upper()} val video(s)")
@@ -411,10 +411,6 @@ def _fold_key(item) -> tuple:
     return (f != "official", int(f) if f.lstrip("-").isdigit() else 0, f)
 
 
-def _labelled(names, labels: Mapping, track: str) -> list[str]:
-    return [v for v in names if v in labels and valid_mask(labels[v][track], track).any()]
-
-
 def _write(ws: store.Workspace, s: System) -> None:
     arrays = {}
     for v in s.videos:
@@ -426,12 +422,10 @@ def _write(ws: store.Workspace, s: System) -> None:
 def scored_frames(s: System, labels: Mapping) -> dict | None:
     """``{"before": score, "after": score}`` of system ``s`` on its labelled evaluation videos (in memory),
     or None when none has a valid label of its track."""
-    names = _labelled(s.eval_videos, labels, s.track)
+    names = labelled(s.eval_videos, labels, s.track)
     if not names:
         return None
-    true = np.concatenate([labels[v][s.track] for v in names])
-    return {stage: score(s.track, np.concatenate([getattr(s, stage)[v] for v in names]), true)
-            for stage in ("before", "after")}
+    return before_after(s.track, {v: {"before": s.before[v], "after": s.after[v]} for v in names}, labels, names)
 
 
 @dataclass

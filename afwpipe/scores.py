@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .decisions import THRESHOLDS_DEFAULT
-from .labels import AU_NAMES, EXPR_NAMES, TRACKS, VA_NAMES
+from .labels import AU_NAMES, EXPR_NAMES, TRACKS, VA_NAMES, valid_mask
 from .metrics import au_f1, expr_f1, va_ccc
 from .store import ENSEMBLE
 
@@ -41,6 +41,19 @@ def score(track: str, pred: np.ndarray, true: np.ndarray) -> dict:
         mean, v, a = va_ccc(pred, true)
         return {"ccc": mean, "valence": v, "arousal": a, "per_class": {"valence": v, "arousal": a}}
     return {"f1": mean, "per_class": dict(zip(CLASSES[track], map(float, per)))}
+
+
+def labelled(names, labels: Mapping, track: str) -> list[str]:
+    """The names of ``names`` that have labels and at least one valid ``track`` label, in order."""
+    return [v for v in names if v in labels and valid_mask(labels[v][track], track).any()]
+
+
+def before_after(track: str, outs: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping, names) -> dict:
+    """``{"before": score, "after": score}`` of one track on the concatenated frames of ``names`` (labelled
+    videos); ``outs``: video -> ``{"before": decisions, "after": decisions}``."""
+    true = np.concatenate([labels[v][track] for v in names])
+    return {stage: score(track, np.concatenate([outs[v][stage] for v in names]), true)
+            for stage in ("before", "after")}
 
 
 def headline(scores: Mapping[str, Mapping[str, dict]], notes: Mapping[str, Mapping[str, str]] | None = None) -> str:
