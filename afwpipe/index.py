@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,16 @@ def _rel(p: Path) -> str:
         return os.path.relpath(p)
     except ValueError:
         return str(p)
+
+
+@dataclass
+class _Name:
+    """One name to index: its video, side, annotation files (task -> path) and per-track splits."""
+
+    video: str
+    side: str | None
+    files: dict
+    splits: dict
 
 
 def _annotations(spec: DatasetSpec) -> tuple[dict, dict, dict[str, Path]]:
@@ -103,9 +114,8 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
                             "error": f"no video named {e.video}"})
             del entries[name]
 
-    # name -> [video, side, folder split, files, splits]
-    items: dict[str, list] = {n: [e.video, e.side, e.split, e.files, {t: (e.split if t in e.files else None)
-                                                                       for t in TASKS}] for n, e in entries.items()}
+    items = {n: _Name(e.video, e.side, e.files, {t: (e.split if t in e.files else None) for t in TASKS})
+             for n, e in entries.items()}
     warnings, lost = [], {}
     for track, names in test_names.items():
         for name in names:
@@ -117,25 +127,25 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
                     orphans.append(lost[name])
                 lost[name]["files"].append(_rel(list_files[track]))
                 continue
-            it = items.setdefault(name, [video, side, None, {}, dict.fromkeys(TASKS)])
-            if it[4][track] not in (None, "test"):
+            it = items.setdefault(name, _Name(video, side, {}, dict.fromkeys(TASKS)))
+            if it.splits[track] not in (None, "test"):
                 msg = (f"in the {track.upper()} test list {_rel(list_files[track])} but annotated for "
-                       f"{track.upper()} ({it[4][track]}); kept as {it[4][track]}")
+                       f"{track.upper()} ({it.splits[track]}); kept as {it.splits[track]}")
                 log.warning("%s: %s", name, msg)
                 warnings.append({"video": name, "path": _rel(list_files[track]), "warning": msg})
                 continue
-            it[4][track] = UNLABELLED
-    covered = {it[0] for it in items.values()}
+            it.splits[track] = UNLABELLED
+    covered = {it.video for it in items.values()}
     other = dict.fromkeys(TASKS, None if test_names else UNLABELLED)
     for v in sorted(set(videos) - covered):
-        items[v] = [v, None, None, {}, dict(other)]
+        items[v] = _Name(v, None, {}, dict(other))
 
     labelled_videos = sorted({e.video for e in entries.values()})
     folds = assign_folds(labelled_videos, spec.folds_k, spec.folds_seed)
 
     infos: dict[str, VideoInfo] = {}
     failures = []
-    for v in tqdm(sorted({it[0] for it in items.values()}), desc="probe", unit="video", disable=not progress):
+    for v in tqdm(sorted({it.video for it in items.values()}), desc="probe", unit="video", disable=not progress):
         try:
             infos[v] = probe_video(videos[v])
         except AfwpipeError as err:
@@ -148,7 +158,8 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     records = []
     ws.root.mkdir(parents=True, exist_ok=True)
     lab_root = store.open_store(ws.labels, "w")
-    for name, (video, side, _, files, splits) in sorted(items.items()):
+    for name, it in sorted(items.items()):
+        video, files = it.video, it.files
         if video not in infos:
             continue
         info = infos[video]
@@ -168,7 +179,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
                 lab = _empty_labels(task, info.n_frames)
             store.write_time_array(g, task, lab)
             labelled[task] = int(valid_mask(lab, task).sum())
-        rec = {"name": name, "video": video, "path": _rel(Path(info.path)), "side": side, "splits": splits}
+        rec = {"name": name, "video": video, "path": _rel(Path(info.path)), "side": it.side, "splits": it.splits}
         rec["split"] = store.split_of(rec, "mtl")
         rec.update({
             "fold": folds.get(video, -1), **{k: v for k, v in info.to_dict().items() if k != "path"},
