@@ -115,10 +115,22 @@ def test_hf_random_reads_the_architecture_from_the_cached_config(monkeypatch, tm
     snap = tmp_path / "hf" / "models--org--wavlm-tiny"
     (snap / "refs").mkdir(parents=True)
     (snap / "refs" / "main").write_text("abc123")
-    _tiny("wavlm").config.save_pretrained(snap / "snapshots" / "abc123")
+    model = _tiny("wavlm")
+    model.config.save_pretrained(snap / "snapshots" / "abc123")
     enc = create_encoder("hf:org/wavlm-tiny", weights="random", layer="1-2")
     assert isinstance(enc.model, tf.WavLMModel) and enc.config["weights"] == "random"
     assert enc.config["layer"] == "1-2" and enc.dim == 32
+    # a bare state-dict file (keys as a *ForCTC checkpoint prefixes them) gets the cached config's architecture
+    from safetensors.torch import save_file
+    save_file({f"wavlm.{k}": v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    enc = create_encoder("hf:org/wavlm-tiny", weights=tmp_path / "w.safetensors")
+    assert enc.config["normalize"] is True  # no preprocessor config: Wav2Vec2FeatureExtractor's default
+    wave = _wave()
+    normed = tf.Wav2Vec2FeatureExtractor(do_normalize=True)(wave, sampling_rate=SR, return_tensors="pt").input_values[0]
+    with torch.inference_mode():
+        want = model(torch.nn.functional.pad(normed, (0, 74 * 320 + 400 - wave.size))[None]).last_hidden_state[0]
+        got = enc.states(torch.from_numpy(wave)).numpy()
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4 * float(want.abs().max()))
 
 
 def test_hf_rejects_bad_layers_ids_and_non_speech_models(saved, tmp_path):
