@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import ClassVar
 
@@ -48,6 +48,11 @@ class ExtractConfig(FromParams):
             ``extract.weights`` maps encoder names to these values.
         device: ``auto`` (CUDA when torch sees a GPU), ``cpu``, ``cuda``, ``cuda:N``.
         batch_size: crops per forward pass (visual encoders).
+        options: how to build this feature store's encoder. In params.yaml, ``extract.options`` maps a name of
+            ``extract.encoders`` (the store ``features/<name>.zarr`` and the stage ``extract@<name>``) to
+            ``{encoder: <registry name>, <option>: <value>, ...}``: ``encoder`` (default: the name itself) is
+            built with the other keys as keyword options, e.g. ``{wavlm_l12: {encoder: "hf:microsoft/wavlm-large",
+            layer: 12}}`` or ``{hubert: {layer: 9}}``. The options are recorded in the store's encoder config.
     """
 
     params_section: ClassVar[str] = "extract"
@@ -58,9 +63,18 @@ class ExtractConfig(FromParams):
     weights: str | None = None
     device: str = "auto"
     batch_size: int = 32
+    options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.batch_size = int(self.batch_size)
+        if not isinstance(self.options, dict):
+            raise EncoderError(f"params extract.options.{self.encoder}: expected a mapping of options "
+                               f"(e.g. {{encoder: 'hf:microsoft/wavlm-large', layer: 12}}), got {self.options!r}")
+
+    def build_args(self) -> tuple[str, dict]:
+        """(registry name, keyword options) of this store's encoder, from ``options``."""
+        opts = dict(self.options)
+        return str(opts.pop("encoder", self.encoder)), opts
 
     @classmethod
     def from_params(cls, section, **overrides) -> "ExtractConfig":
@@ -70,6 +84,9 @@ class ExtractConfig(FromParams):
         per_encoder = section.pop("weights", None) or {}
         if overrides.get("weights") is None:
             overrides["weights"] = per_encoder.get(overrides.get("encoder"))
+        if overrides.get("options") is None:
+            overrides["options"] = (section.pop("options", None) or {}).get(overrides.get("encoder"))
+        section.pop("options", None)
         return cls(**cls.params_kwargs(section, overrides))
 
 
@@ -85,7 +102,14 @@ class EncoderWorker:
     def __init__(self, ws: store.Workspace, cfg: ExtractConfig, progress: bool = True):
         cfg = replace(cfg, device=resolve_device(cfg.device))
         self.ws, self.cfg, self.progress = ws, cfg, progress
-        self.encoder = create_encoder(cfg.encoder, weights=cfg.weights, device=cfg.device)
+        name, options = cfg.build_args()
+        try:
+            self.encoder = create_encoder(name, weights=cfg.weights, device=cfg.device, **options)
+        except TypeError as e:  # an option the encoder does not take
+            if "unexpected keyword" not in str(e):
+                raise
+            raise EncoderError(f"params extract.options.{cfg.encoder}: {name} does not take option(s) "
+                               f"{sorted(options)}: {e}") from e
         if hasattr(self.encoder, "batch_size") and self.encoder.cfg.modality == "visual":
             self.encoder.batch_size = cfg.batch_size
         self.out = ws.features(cfg.encoder)
@@ -180,8 +204,8 @@ def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None
         EncoderError: unknown encoder (the message lists the registry).
         WeightsError: weights missing and not downloadable (the message says how to get them).
     """
-    if not is_encoder(cfg.encoder):
-        create_encoder(cfg.encoder)  # raises EncoderError listing the registry
+    if not is_encoder(cfg.build_args()[0]):
+        create_encoder(cfg.build_args()[0])  # raises EncoderError listing the registry
     index = ws.read_index()
     recs = [r for r in index["videos"] if names is None or r["name"] in names]
     if scheduler_address(scheduler):
