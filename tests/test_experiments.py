@@ -38,10 +38,10 @@ def _seed(repo: Path, ws, sample_videos: dict, fer_hdf5: Path) -> None:
     """The fixture's workspace and the fetched assets where the pipeline puts them, committed to DVC."""
     shutil.copytree(ws.root, repo / "work" / "sample")
     videos = repo / "data" / "sample" / "videos"
-    videos.mkdir(parents=True)
+    videos.mkdir(parents=True, exist_ok=True)
     for path in sample_videos.values():
         shutil.copy(path, videos / path.name)
-    (repo / "data" / "weights").mkdir()
+    (repo / "data" / "weights").mkdir(exist_ok=True)
     shutil.copy(fer_hdf5, repo / "data" / "weights" / fer_hdf5.name)
 
 
