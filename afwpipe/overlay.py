@@ -83,7 +83,7 @@ def _encode(video_path: Path, draw: _Drawer, out_path: Path) -> int:
             raise VideoError(f"{video_path}: no frame could be decoded (corrupt or truncated video)")
         with av.open(str(out_path), "w", format="mp4") as out:
             vout = _video_stream(out, first[2], rate, time_base)
-            audio = _Audio(src, out, video_path) if src.streams.audio else None
+            audio = _Audio(src, out) if src.streams.audio else None  # src: only its audio is read
             step = max(1, round(1 / (rate * time_base)))  # ticks per frame at the average rate
             pts, n, held = None, 0, None  # a frame is encoded when the next one arrives (see below)
             for i, t, rgb in _chain(first, frames):
@@ -145,10 +145,11 @@ def _even(rgb: np.ndarray) -> np.ndarray:
 
 
 class _Audio:
-    """The source's first audio stream, copied (or re-encoded to AAC) into ``out`` in time order."""
+    """The source's first audio stream, copied (or re-encoded to AAC) into ``out`` in time order; ``src`` is
+    a container of the source apart from the one whose video frames are decoded."""
 
-    def __init__(self, src, out, path: Path):
-        self.ain, self.path = src.streams.audio[0], path
+    def __init__(self, src, out):
+        self.ain = src.streams.audio[0]
         self.copy = self.ain.codec_context.name in AUDIO_COPY
         if self.copy:
             self.aout = out.add_stream_from_template(self.ain)
@@ -157,8 +158,7 @@ class _Audio:
             self.aout.layout = "stereo" if self.ain.channels >= 2 else "mono"
             self.resampler = av.AudioResampler(format="fltp", layout=self.aout.layout, rate=self.ain.rate)
         self.out = out
-        self.reader = av.open(str(path))  # a second reader: audio packets follow the video frames by time
-        self.packets = self.reader.demux(self.reader.streams.audio[0])
+        self.packets = src.demux(self.ain)
         self.pending = None
 
     def mux_until(self, seconds) -> None:
@@ -190,7 +190,6 @@ class _Audio:
             for f in self.resampler.resample(None):
                 self.out.mux(self.aout.encode(f))
             self.out.mux(self.aout.encode(None))
-        self.reader.close()
 
 
 class _Drawer:
@@ -204,19 +203,25 @@ class _Drawer:
         self.present = present_mask(table)
         self.boxes = (np.stack([column(table, c) for c in ("x1", "y1", "x2", "y2")], axis=1)
                       if {"x1", "y1", "x2", "y2"} <= set(table.columns) else None)
-        self.expr = (np.asarray(table["expr"], dtype=object) if "expr" in table.columns else
-                     np.array([EXPR_NAMES[k] if 0 <= k < len(EXPR_NAMES) else "" for k in column(table, "expr_index", np.int64)],
-                              dtype=object) if "expr_index" in table.columns else None)
-        self.expr_prob = None
+        self.expr = None
+        if "expr" in table.columns:
+            self.expr = np.asarray(table["expr"], dtype=object)
+        elif "expr_index" in table.columns:
+            self.expr = np.array([EXPR_NAMES[k] if 0 <= k < len(EXPR_NAMES) else ""
+                                  for k in column(table, "expr_index", np.int64)], dtype=object)
+        self.expr_prob = None  # the probability of the class shown
         if self.expr is not None and all(f"{c}_prob" in table.columns for c in EXPR_NAMES):
-            self.expr_prob = np.stack([column(table, f"{c}_prob") for c in EXPR_NAMES], axis=1).max(axis=1)
+            probs = np.stack([column(table, f"{c}_prob") for c in EXPR_NAMES], axis=1)
+            shown = np.array([EXPR_NAMES.index(e) if e in EXPR_NAMES else -1 for e in self.expr])
+            self.expr_prob = np.where(shown >= 0, probs[np.arange(self.n), shown], np.nan)
         self.va = {v: column(table, v) for v in tracks.va}
         self.aus = [(a, column(table, a, np.int8)) for a in tracks.au_decisions]
 
     def lines(self, i: int) -> list[str]:
         out = []
-        if self.expr is not None and self.expr[i]:
-            out.append(f"{self.expr[i]}" + (f" {self.expr_prob[i]:.2f}" if self.expr_prob is not None else ""))
+        if self.expr is not None and isinstance(self.expr[i], str) and self.expr[i]:
+            known = self.expr_prob is not None and np.isfinite(self.expr_prob[i])
+            out.append(self.expr[i] + (f" {self.expr_prob[i]:.2f}" if known else ""))
         if self.va:
             out.append("  ".join(f"{v[0].upper()} {x[i]:+.2f}" for v, x in self.va.items()))
         if self.aus:
@@ -233,7 +238,7 @@ class _Drawer:
             _text_panel(img, ["no face"], (4, 4), scale, thick)
             return img
         x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(img, (x1, y1), (x2, y2), BOX_COLOUR, thick + 1, cv2.LINE_AA)
+        cv2.rectangle(img, (x1, y1), (x2, y2), BOX_COLOUR, max(2, round(h / 180)), cv2.LINE_AA)
         lines = self.lines(i)
         if not lines:
             return img

@@ -133,14 +133,16 @@ def plot_timeline(table, path: str | Path, title: str | None = None) -> Path:
     return path
 
 
-def _strip(fig, ax, values: np.ndarray, edges: np.ndarray, labels, cmap: str, label: str, **kw):
-    """``values [rows, T]`` as a heat strip with a colour bar."""
+def _strip(fig, ax, values: np.ndarray, edges: np.ndarray, labels, cmap: str, label: str, ticks=None):
+    """``values [rows, T]`` in [0, 1] as a heat strip with a colour bar (``ticks``: its ticks)."""
     mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1) - 0.5, values, cmap=cmap, vmin=0, vmax=1,
-                         shading="flat", **kw)
+                         shading="flat")
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.invert_yaxis()
     cbar = fig.colorbar(mesh, cax=ax.inset_axes([1.005, 0.0, 0.012, 1.0]))  # a child axes: panels keep one width
     cbar.set_label(label, fontsize=7)
+    if ticks is not None:
+        cbar.set_ticks(ticks)
     cbar.ax.tick_params(labelsize=6)
 
 
@@ -152,7 +154,7 @@ def _au_panel(fig, ax, table, tracks, edges):
 
 def _au_decision_panel(fig, ax, table, tracks, edges):
     on = np.stack([column(table, a) for a in tracks.au_decisions])
-    _strip(fig, ax, on, edges, tracks.au_decisions, "Greys", "active")
+    _strip(fig, ax, on, edges, tracks.au_decisions, "Greys", "active", ticks=[0, 1])
     ax.set_title("AU decisions (black: active)", fontsize=9, loc="left")
 
 

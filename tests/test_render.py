@@ -135,13 +135,12 @@ def test_timeline_of_an_empty_or_prediction_free_table_raises():
 # ---------------------------------------------------------------- overlay
 
 
-def box_border_and_far(box, shape, margin=4):
-    """Pixel masks of a frame of ``shape``: on the left, right and bottom edges of ``box`` (within
-    ``margin/2`` px), and far from it (outside the box grown by a third of the frame: room for the label)."""
+def box_border_and_far(box, shape, m=1):
+    """Pixel masks of a frame of ``shape``: on the left, right and bottom edges of ``box`` (within ``m``
+    px), and far from it (outside the box grown by a third of the frame: room for the label)."""
     h, w = shape[:2]
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     border = np.zeros((h, w), bool)
-    m = margin // 2
     border[y1 + 10:y2 - 10, x1 - m:x1 + m + 1] = True
     border[y1 + 10:y2 - 10, x2 - m:x2 + m + 1] = True
     border[y2 - m:y2 + m + 1, x1 + 10:x2 - 10] = True
