@@ -117,11 +117,12 @@ def test_timeline_panels_and_no_face_spans(sample_workspace, tmp_path):
                                             (("expr",), ["EXPR"]), (("va",), ["valence"]),
                                             (("expr", "va"), ["EXPR", "valence"])])
 def test_timeline_draws_only_the_tracks_present(sample_workspace, tmp_path, tracks, titles):
-    table = sample_table(sample_workspace, "noface_face", tracks)  # face from frame 96 on
+    table = sample_table(sample_workspace, "noface_face", tracks)  # face in frames 96..167
     fig = timeline_figure(table)
     got = [ax.get_title(loc="left") for ax in fig.axes]
     assert len(got) == len(titles) and all(g.startswith(w) for g, w in zip(got, titles)), got
-    assert all(len(shaded_spans(ax)) == 1 for ax in fig.axes)
+    runs = runs_of_false(table["present"].to_numpy())
+    assert runs[0] == (0, 96) and all(len(shaded_spans(ax)) == len(runs) for ax in fig.axes)
     assert plot_timeline(table, tmp_path / "t.png").is_file()
 
 
