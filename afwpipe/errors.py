@@ -57,3 +57,8 @@ class EvaluateError(AfwpipeError):
 class SubmissionError(AfwpipeError):
     """A submission cannot be written: a malformed example file, or a video of the example file without
     predictions."""
+
+
+class RenderError(AfwpipeError):
+    """A per-frame table cannot be drawn: no rows, or a row count that differs from the video's decoded
+    frames (the message names the video and both counts)."""
