@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -33,10 +35,19 @@ class ZarrFeatures:
 
     Attributes:
         reads: number of array reads done so far (one per video, encoder and array).
+        on_disk: True: :class:`~afwpipe.clips.ClipDataset` reads these features ahead of use.
+
+    Where a read's time goes (zarr 3.1, 2 CPU cores; the README's benchmark rows 5c and 7): opening a video
+    group and its arrays costs ~0.7 ms per metadata document and a whole-array read ~1.6 ms beyond its
+    bytes, so the array handles are opened once per video and kept (``shape`` opens them); a cold read of
+    one file at a time waits on the disk's latency, so :meth:`will_need` lets the OS read the next videos'
+    files while this one is decoded.
 
     Raises:
         TrainError: an encoder has no store (the message lists the stores that exist).
     """
+
+    on_disk = True
 
     def __init__(self, ws: store.Workspace, encoders: Sequence[str]):
         if not encoders:
@@ -52,18 +63,43 @@ class ZarrFeatures:
                 f"in {ws.features_dir}; stores that exist: {', '.join(have) or '(none)'} "
                 f"(run `afwpipe extract --encoder {missing[0]}`)")
         self._groups = {e: store.open_store(p, "r") for e, p in self.paths.items()}
+        self._arrays: dict[tuple[str, str], tuple] = {}
         self.reads = 0
 
-    def _check(self, enc: str, name: str) -> None:
-        if not store.is_complete(self.paths[enc], name):
-            raise TrainError(f"{self.paths[enc]}: no complete features of video {name!r} "
-                             f"(run `afwpipe extract --encoder {enc}`)")
+    def _handles(self, enc: str, name: str) -> tuple:
+        """``(emb, present or None)`` zarr arrays of a complete video, opened once and kept."""
+        key = (enc, name)
+        if key not in self._arrays:
+            if not store.is_complete(self.paths[enc], name):
+                raise TrainError(f"{self.paths[enc]}: no complete features of video {name!r} "
+                                 f"(run `afwpipe extract --encoder {enc}`)")
+            g = self._groups[enc][name]
+            self._arrays[key] = (g["emb"], g["present"] if "present" in g else None)
+        return self._arrays[key]
 
     def shape(self, enc: str, name: str) -> tuple[int, int]:
         """``(T, D)`` of ``emb`` of video ``name`` (metadata only, no data read)."""
-        self._check(enc, name)
-        t, d = self._groups[enc][f"{name}/emb"].shape
+        t, d = self._handles(enc, name)[0].shape
         return int(t), int(d)
+
+    def will_need(self, names: Sequence[str]) -> None:
+        """Tell the OS that the feature files of videos ``names`` (every encoder) will be read soon
+        (``posix_fadvise(POSIX_FADV_WILLNEED)``: the kernel starts reading them into the page cache in the
+        background). A hint only: nothing happens where the call does not exist, and a file that cannot be
+        opened is left to :meth:`load` to report."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        for enc in self.encoders:
+            for name in names:
+                for path in _files_under(self.paths[enc] / name):
+                    try:
+                        fd = os.open(path, os.O_RDONLY)
+                    except OSError:
+                        continue
+                    try:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                    finally:
+                        os.close(fd)
 
     def identity(self, enc: str, names: Sequence[str]) -> dict:
         """Provenance of the encoder's features (``encoder``, ``modality``, ``dim``, ``weights``,
@@ -85,16 +121,23 @@ class ZarrFeatures:
 
     def load(self, enc: str, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Whole ``emb [T, D]`` (stored dtype, float16) and ``present [T]`` bool of video ``name``."""
-        self._check(enc, name)
-        g = self._groups[enc][name]
-        emb = g["emb"][...]
+        emb_array, present_array = self._handles(enc, name)
+        emb = emb_array[...]
         self.reads += 1
-        if "present" in g:
-            present = np.asarray(g["present"][...], dtype=bool)
+        if present_array is not None:
+            present = np.asarray(present_array[...], dtype=bool)
             self.reads += 1
         else:
             present = np.ones(len(emb), dtype=bool)
         return emb, present
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Data files below ``folder`` (not the ``zarr.json`` metadata)."""
+    out = []
+    for root, _, files in os.walk(folder):
+        out.extend(Path(root) / f for f in files if f != "zarr.json")
+    return out
 
 
 class ArrayFeatures:
@@ -104,6 +147,8 @@ class ArrayFeatures:
         arrays: encoder -> video name -> ``(emb [T, D], present [T] bool)``.
         identities: encoder -> provenance attributes (default ``{"encoder": name, "dim": D}``).
     """
+
+    on_disk = False
 
     def __init__(self, arrays: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
                  identities: Mapping[str, dict] | None = None):

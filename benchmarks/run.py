@@ -11,6 +11,10 @@ Rows (issue 8):
   5. feature cache reads: Zarr whole videos / per-frame ``.npy`` files and / one ``.npy`` per video (page
      cache dropped, and warm);
      Zarr / the disk's raw sequential read rate measured in the same run; Zarr bytes on disk / raw bytes;
+  4e-4g, 5i. training beyond the cache (issue 14): a synthetic store ``--big-videos`` x ``--big-frames`` of
+     two encoders, several times a ``--big-cache-gb`` whole-video cache: a shuffled epoch from Zarr (page
+     cache dropped) / from RAM, the loader's peak RSS against the cache budget, and whole-video reads through
+     ZarrFeatures / the disk's sequential read rate;
   6. end to end, video -> one encoder's features (index + detect + extract) / the frames-to-JPEG-files
      workflow of the ABAW seeds, same detector and encoder, same video; each run its own process.
 
@@ -33,6 +37,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -47,9 +52,9 @@ import detect_speed  # noqa: E402
 import e2e_speed  # noqa: E402
 import extract_speed  # noqa: E402
 import train_speed  # noqa: E402
-from common import loop_video_to, machine, sample_video, sequential_read_rate  # noqa: E402
+from common import disk_bytes, loop_video_to, machine, sample_video, sequential_read_rate  # noqa: E402
 
-QUICK = {"frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
+QUICK = {"big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
          "video_frames": 200, "disk_mib": 16, "batch_size": 2, "rss_frames": 4, "detect_frames": 4, "e2e_frames": 4,
          "repeats": 2}
 
@@ -224,6 +229,51 @@ def train_and_read_rows(t: Table, tmp: Path, args) -> None:
           "Gaussian noise, near-incompressible: codec + shard-index overhead only")
 
 
+def beyond_cache_rows(t: Table, tmp: Path, args) -> None:
+    cache = int(args.big_cache_gb * (1 << 30))
+    ws, names = train_speed.build(tmp / "big" / "ws", args.big_videos, args.big_frames, dims=train_speed.BIG_DIMS)
+    stored = disk_bytes(*[ws.features(e) for e in train_speed.BIG_DIMS])
+    dims = " + ".join(f"{e} {d}" for e, d in train_speed.BIG_DIMS.items())
+    size = (f"{args.big_videos} videos × {args.big_frames:,} frames, {dims} float16: {stored / 2**30:.2f} GiB, "
+            f"{stored / cache:.1f}× the {_gib(cache)} cache")
+    load = os.getloadavg()[0]
+    res = train_speed.measure_beyond_cache(ws, names, cache, repeats=max(args.repeats, 3))
+    for rid, what, part, goal in (("4e", "tcn head training beyond the cache", "train", (">=", 0.9)),
+                                  ("4f", "clip loader alone (no model) beyond the cache", "loader", None)):
+        z, m = res[part]["zarr"], res[part]["memory"]
+        t.add(rid, f"{what}, from Zarr ÷ from RAM (per epoch)", float(np.median(z)), float(np.median(m)),
+              f"Zarr {_rate(z)}", f"RAM {_rate(m)}",
+              f"{size}; one shuffled epoch (block-shuffled: blocks of half the cache), K=100, stride 100, batch 32, "
+              f"CPU; Zarr: page cache dropped and whole-video cache empty before each epoch, next videos read "
+              f"ahead in a thread; RAM: the same clips in the same order from `ArrayFeatures`; load average "
+              f"{load:.1f} at the start", ratios=_paired(z, m), goal=goal)
+    rss = train_speed.measure_beyond_cache_rss(ws, cache, "loader")
+    over = (rss["peak_mib"] - rss["base_mib"]) * 2**20
+    t.add("4g", "clip loader peak RSS above its base ÷ whole-video cache budget", over, cache,
+          f"{over / 2**20:,.0f} MiB (peak {rss['peak_mib']:,.0f} − base {rss['base_mib']:,.0f} MiB)",
+          f"{_gib(cache)} cache (largest filling seen {rss['cache_max_mib']:,.0f} MiB)",
+          f"{size}; one shuffled loader epoch from Zarr (read-ahead on) in a fresh process; base: RSS after "
+          f"building the dataset and importing torch; VmHWM; ≤ 1 + a few batches and the video being read = the "
+          f"read-ahead stays inside the cache budget")
+    disk = sequential_read_rate(tmp / "big" / "raw.bin", args.disk_mib)
+    reads = [train_speed.read_rates(ws, names) for _ in range(args.repeats)]
+    ahead = [r["ahead_2"]["bytes_per_s"] for r in reads]
+    plain = [r["ahead_0"]["bytes_per_s"] for r in reads]
+    warm = [r["warm"]["bytes_per_s"] for r in reads]
+    t.add("5i", f"Zarr whole-video reads, as the loader reads ahead ÷ disk sequential read "
+          f"({reads[0]['ahead_2']['cache']} / {disk['cache']})", float(np.median(ahead)), disk["bytes_per_s"],
+          f"{_rate([a / MB for a in ahead], 'MB/s')}", f"{disk['bytes_per_s'] / MB:,.0f} MB/s ({args.disk_mib} MiB file, "
+          f"8 MiB reads)", f"{size}; every video through `ZarrFeatures.load`, the next 2 announced with `will_need`; "
+          f"without announcing {_rate([p / MB for p in plain], 'MB/s')}; page cache warm (Zarr's own cost) "
+          f"{_rate([w / MB for w in warm], 'MB/s')}; disk measured once, load average {os.getloadavg()[0]:.1f}",
+          ratios=[a / disk["bytes_per_s"] for a in ahead], goal=(">=", 0.5))
+    shutil.rmtree(tmp / "big", ignore_errors=True)
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**28 else f"{nbytes / 2**20:,.1f} MiB"
+
+
 def e2e_rows(t: Table, tmp: Path, args) -> None:
     src = sample_video(args.video)
     video = loop_video_to(src, tmp / "e2e" / "video" / f"{args.video}.mp4", args.e2e_frames)
@@ -265,7 +315,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--whisper-seconds", type=float, default=60.0)
     ap.add_argument("--videos", type=int, default=12, help="rows 4-5: synthetic feature store, videos")
     ap.add_argument("--video-frames", type=int, default=1200, help="rows 4-5: frames per video")
-    ap.add_argument("--disk-mib", type=int, default=256, help="row 5c: size of the raw sequential-read file")
+    ap.add_argument("--disk-mib", type=int, default=256, help="rows 5c, 5i: size of the raw sequential-read file")
+    ap.add_argument("--big-videos", type=int, default=420, help="rows 4e-4g, 5i: videos of the store beyond the cache")
+    ap.add_argument("--big-frames", type=int, default=3000, help="rows 4e-4g, 5i: frames per video")
+    ap.add_argument("--big-cache-gb", type=float, default=1.0, help="rows 4e-4g, 5i: whole-video cache (GiB)")
     ap.add_argument("--workdir", type=Path, default=None, help="folder for the temporary files (the disk measured)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
     args = ap.parse_args(argv)
@@ -282,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = Table()
     tmp = Path(tempfile.mkdtemp(prefix="afwpipe-bench-", dir=args.workdir))
     try:
-        for part in (extract_rows, detect_rows, train_and_read_rows, e2e_rows):
+        for part in (extract_rows, detect_rows, train_and_read_rows, beyond_cache_rows, e2e_rows):
             t = time.perf_counter()
             part(table, tmp, args)
             print(f"   ({part.__name__}: {time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)

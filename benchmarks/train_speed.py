@@ -31,19 +31,22 @@ from afwpipe.readers import ArrayFeatures, ZarrFeatures, load_labels
 from afwpipe.heads import create_head
 from afwpipe.losses import au_pos_weights
 from afwpipe.train import train_epoch
-from common import cache_state, disk_bytes, drop_page_cache, resident_fraction
+from common import cache_state, disk_bytes, drop_page_cache, resident_fraction, run_child
 
 DIMS = {"mae": 768, "logmel": 80}  # a visual and an audio encoder of docs/encoders.md
 K = 100
 
 
-def build(root: Path, n_videos: int, n_frames: int, seed: int = 0) -> tuple[store.Workspace, list[str]]:
+def build(root: Path, n_videos: int, n_frames: int, seed: int = 0, dims: dict[str, int] = DIMS
+          ) -> tuple[store.Workspace, list[str]]:
+    """A workspace of ``n_videos`` x ``n_frames`` float16 features of ``dims`` (Gaussian noise) and random
+    labels, written through :mod:`afwpipe.store` like extract does."""
     rng = np.random.default_rng(seed)
     ws = store.Workspace(root)
     labels = store.open_store(ws.labels, "w")
     names = [f"video{i:03d}" for i in range(n_videos)]
     for name in names:
-        for enc, d in DIMS.items():
+        for enc, d in dims.items():
             g = store.begin_video(ws.features(enc), name, {"encoder": enc, "dim": d, "weights": "random"})
             store.write_time_array(g, "emb", rng.normal(size=(n_frames, d)).astype(np.float16))
             store.write_time_array(g, "present", np.ones(n_frames, bool))
@@ -128,6 +131,113 @@ def measure_training(ws: store.Workspace, names: list[str], device: str = "cpu",
                 runs[k].append(v)
         out[what] = {k: float(np.median(v)) for k, v in runs.items()}
         out[what + "_all"] = runs
+    return out
+
+
+# --- training beyond the cache (issue 14): a store several times the whole-video cache ---------------------
+
+BIG_DIMS = {"mae": 768, "whisper": 512}  # a visual and an audio encoder of docs/encoders.md
+
+
+def big_dataset(features, labels: dict, names: list[str], cache_bytes: int) -> ClipDataset:
+    """The training clips of the beyond-the-cache rows: K=100, stride K (every frame once: the reads are a
+    larger share of an epoch than with the default stride K/2)."""
+    return ClipDataset(features, labels, names, K, stride=K, cache_bytes=cache_bytes)
+
+
+def measure_beyond_cache(ws: store.Workspace, names: list[str], cache_bytes: int, repeats: int = 3,
+                         device: str = "cpu") -> dict:
+    """Frames/s of one shuffled epoch (loader alone, and a ``tcn`` head) from the Zarr stores, page cache
+    dropped and the whole-video cache empty before each, vs the same clips in the same order from
+    in-memory arrays (``ArrayFeatures``, same cache budget, so the same block-shuffled order). Repeats
+    alternate which side runs first. Returns per part ``{"zarr": [...], "memory": [...]}`` frames/s."""
+    labels = load_labels(ws, names)
+    zf = ZarrFeatures(ws, list(BIG_DIMS))
+    memory = ArrayFeatures({e: {n: zf.load(e, n) for n in names} for e in BIG_DIMS})
+    stores = [ws.features(e) for e in BIG_DIMS]
+    frames = sum(big_dataset(memory, labels, names[:1], cache_bytes).n_frames) * len(names)
+
+    def run(part: str, feats) -> float:
+        ds = big_dataset(feats, labels, names, cache_bytes)
+        if feats is not memory:
+            drop_page_cache(*stores)
+        t = time.perf_counter()
+        if part == "loader":
+            loader_pass(ds)
+        else:
+            train_pass(ds, labels, device)
+        return frames / (time.perf_counter() - t)
+
+    train_pass(big_dataset(memory, labels, names[:4], cache_bytes), labels, device)  # torch's first-call costs
+    out = {}
+    for part in ("loader", "train"):
+        runs = {"zarr": [], "memory": []}
+        for r in range(repeats):
+            for side in (("zarr", "memory") if r % 2 == 0 else ("memory", "zarr")):
+                runs[side].append(run(part, memory if side == "memory" else ZarrFeatures(ws, list(BIG_DIMS))))
+        out[part] = runs
+    out["frames"] = frames
+    return out
+
+
+_RSS_CHILD = """
+import json, re, sys
+from pathlib import Path
+sys.path.insert(0, "benchmarks")
+import numpy as np
+import train_speed as ts
+from afwpipe import store
+from afwpipe.readers import ZarrFeatures, load_labels
+from common import drop_page_cache
+ws, cache, part = store.Workspace(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+names = sorted(p.name for p in ws.features("mae").iterdir() if p.is_dir())
+labels = load_labels(ws, names)
+ds = ts.big_dataset(ZarrFeatures(ws, list(ts.BIG_DIMS)), labels, names, cache)
+drop_page_cache(*[ws.features(e) for e in ts.BIG_DIMS])
+import torch
+torch.zeros(1)
+if part == "train":  # the model, optimiser and torch's first-call buffers before the base is taken
+    ts.train_pass(ts.big_dataset(ds.features, labels, names[:2], cache), labels)
+rss = lambda key: int(re.search(key + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+base = rss("VmRSS")
+ts.loader_pass(ds) if part == "loader" else ts.train_pass(ds, labels)
+print(json.dumps({"base_mib": base, "cache_max_mib": ds.cache.nbytes / 2**20, "misses": ds.cache.misses}))
+"""
+
+
+def measure_beyond_cache_rss(ws: store.Workspace, cache_bytes: int, part: str = "train") -> dict:
+    """Peak RSS (``VmHWM``, MiB) of a fresh process running one shuffled Zarr epoch (``part``: ``loader``
+    or ``train``) on ``ws`` with a ``cache_bytes`` cache, and its RSS just before the epoch (``base_mib``,
+    the dataset built, torch loaded and, for ``train``, one warm-up step on one video done)."""
+    out, peak = run_child(_RSS_CHILD, str(ws.root), str(cache_bytes), part)
+    return {**out, "peak_mib": peak}
+
+
+def read_rates(ws: store.Workspace, names: list[str], ahead: tuple[int, ...] = (0, 2, 8)) -> dict:
+    """Bytes/s of reading every video's features (``BIG_DIMS``, emb + present) through ``ZarrFeatures``,
+    one video after the other, the page cache dropped before each way: ``ahead_0`` plain, ``ahead_<n>``
+    with the next ``n`` videos announced (``will_need``) before each video is read (the loader announces 2),
+    and ``warm`` (plain, every file already in the page cache: Zarr's own cost)."""
+    stores = [ws.features(e) for e in BIG_DIMS]
+    out = {}
+    for way in [f"ahead_{n}" for n in ahead] + ["warm"]:
+        zf = ZarrFeatures(ws, list(BIG_DIMS))
+        for e in BIG_DIMS:  # metadata opened before timing, as the loader's dataset does
+            for n in names:
+                zf.shape(e, n)
+        if way != "warm":
+            drop_page_cache(*stores)
+        state = cache_state(resident_fraction(*stores))
+        n_ahead = int(way.split("_")[1]) if way != "warm" else 0
+        t, nbytes = time.perf_counter(), 0
+        for i, n in enumerate(names):
+            if n_ahead:
+                zf.will_need(names[i:i + 1 + n_ahead])
+            for e in BIG_DIMS:
+                emb, present = zf.load(e, n)
+                nbytes += emb.nbytes + present.nbytes
+        dt = time.perf_counter() - t
+        out[way] = {"bytes_per_s": nbytes / dt, "bytes": nbytes, "seconds": dt, "cache": state}
     return out
 
 

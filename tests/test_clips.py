@@ -166,6 +166,51 @@ def test_bounded_cache_evicts_least_recently_used():
     assert c.get("big", lambda: np.zeros(1000, np.uint8)).size == 1000 and "big" not in c
 
 
+def test_pinned_entries_stay_until_unpinned_and_fits_counts_only_pins():
+    c = LRUCache(max_bytes=250)
+    arr = lambda: np.zeros(100, np.uint8)  # noqa: E731
+    c.put("a", arr(), pin=True)
+    c.get("b", arr)
+    assert c.fits(150) and not c.fits(151)  # b can be evicted, a cannot
+    c.put("c", arr(), pin=True)  # evicts b, the least recent unpinned entry
+    assert "b" not in c and c.nbytes == 200 and not c.fits(51)
+    c.put("d", arr(), pin=True)  # over budget: pinned entries are never evicted
+    assert c.nbytes == 300 and len(c) == 3
+    c.unpin("a")
+    assert "a" not in c and c.nbytes == 200  # unpinned and over budget: evicted at once
+    c.unpin_all()
+    c.get("e", arr)
+    assert "c" not in c and c.nbytes == 200
+
+
+def test_read_ahead_gives_the_plain_batches_within_the_cache_budget(ws):
+    budget = 7000  # about two of the four videos' features: blocks of half of it, read ahead into the rest
+    names = [r["name"] for r in ws.read_index()["videos"]]
+    arrays = {e: {n: (store.read_array(ws.features(e), n, "emb"), store.read_array(ws.features(e), n, "present"))
+                  for n in names} for e in ("vis", "aud")}
+    plain = ClipDataset(ArrayFeatures(arrays), load_labels(ws, names), names, k=10, stride=5, cache_bytes=budget)
+    ds = _dataset(ws, k=10, stride=5, cache_bytes=budget)
+    assert ds.features.on_disk and not plain.features.on_disk
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    for epoch in range(2):
+        reads = ds.features.reads
+        n = 0
+        for a, b in zip(plain.batches(4, shuffle=True, rng=rng_a), ds.batches(4, shuffle=True, rng=rng_b), strict=True):
+            assert ds.cache.nbytes <= budget
+            for e in ("vis", "aud"):
+                assert torch.equal(a["x"][e], b["x"][e])
+            assert torch.equal(a["video"], b["video"]) and torch.equal(a["start"], b["start"])
+            n += len(b["video"])
+        assert n == len(ds)
+        assert ds.features.reads - reads <= 4 * 2 * 2  # each video (2 encoders x emb + present) at most once
+
+
+def test_read_ahead_finishes_when_one_video_exceeds_the_cache(ws):
+    ds = _dataset(ws, k=10, stride=5, cache_bytes=100)  # smaller than any video: each is loaded when needed
+    assert sum(len(b["video"]) for b in ds.batches(4, shuffle=True, rng=np.random.default_rng(0))) == len(ds)
+    assert ds.cache.nbytes == 0  # nothing stays pinned after the epoch
+
+
 def test_block_shuffle_reads_each_video_once_per_epoch_when_the_cache_is_small(ws):
     budget = 7000  # about two of the four videos' features (130 frames x (8 + 4) x 2 B + present)
     ds = _dataset(ws, k=10, stride=5, cache_bytes=budget)

@@ -6,11 +6,14 @@ and evaluating fusion heads. Like timm's data package, its jobs live in their ow
 
 Reading: Zarr costs ~3.5 ms of per-call overhead for a small read (about 28k frames/s for 100-frame
 clips, against ~200k frames/s for whole-video reads; docs/stores.md), so a video's arrays are read
-whole, once, into a bounded LRU cache (bytes) and every clip is cut from memory.
+whole, once, into a bounded LRU cache (bytes) and every clip is cut from memory. When the features are
+on disk (``features.on_disk``), :meth:`ClipDataset.batches` reads the videos the next batches need in a
+background thread (:class:`ReadAhead`), inside the cache budget, so reading overlaps training.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -45,9 +48,12 @@ class ClipDataset(torch.utils.data.Dataset):
         stride: frames between clip starts; default ``K // 2`` when ``training`` else ``K``.
         training: only picks the default stride.
         stats: encoder -> ``(mean [D], std [D])`` for standardisation, or None (raw features).
-        cache_bytes: byte budget of the whole-video cache (None: unbounded).
+        cache_bytes: byte budget of the whole-video cache (None: unbounded); the read-ahead loads into it.
         tasks: label tasks carried in batches.
         gate: a :class:`~afwpipe.clips.gate.SpeechGate` zeroing audio features outside speech, or None.
+        read_ahead: fraction of ``cache_bytes`` kept for reading the next videos while the current ones
+            train, when the videos do not all fit: shuffled epochs then use blocks of ``1 - read_ahead``
+            of the cache (:func:`.sampler.epoch_order`).
 
     Raises:
         TrainError: an encoder's features and the labels (or two encoders) differ in length for a video
@@ -59,7 +65,10 @@ class ClipDataset(torch.utils.data.Dataset):
                  k: int = DEFAULT_K, stride: int | None = None, training: bool = True,
                  stats: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
                  cache_bytes: int | None = DEFAULT_CACHE_BYTES, tasks: Sequence[str] = tuple(TASKS),
-                 gate=None):
+                 gate=None, read_ahead: float = 0.5):
+        if not 0 <= read_ahead < 1:
+            raise ValueError(f"ClipDataset: read_ahead must be in [0, 1), got {read_ahead}")
+        self.read_ahead = float(read_ahead)
         self.features = features
         self.encoders = list(features.encoders)
         self.labels = labels
@@ -111,17 +120,18 @@ class ClipDataset(torch.utils.data.Dataset):
     # -- whole-video arrays -------------------------------------------------------------------------
     def video(self, i: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Encoder -> ``(emb [T, D], present [T])`` of video ``i``, whole, through the cache."""
+        return self.cache.get(self.names[i], lambda: self.load(i))
+
+    def load(self, i: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Encoder -> ``(emb [T, D], present [T])`` of video ``i`` read from the features (not the cache),
+        checked for NaN/Inf."""
         name = self.names[i]
-
-        def load():
-            out = {}
-            for enc in self.encoders:
-                emb, present = self.features.load(enc, name)
-                _check_finite(emb, enc, name)
-                out[enc] = (emb, present)
-            return out
-
-        return self.cache.get(name, load)
+        out = {}
+        for enc in self.encoders:
+            emb, present = self.features.load(enc, name)
+            _check_finite(emb, enc, name)
+            out[enc] = (emb, present)
+        return out
 
     def feature_stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per-encoder mean and std ``[D]`` float32 over this dataset's videos (:func:`.stats.feature_stats`).
@@ -148,10 +158,108 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def order(self, shuffle: bool = False, rng: np.random.Generator | None = None) -> np.ndarray:
         """Clip indices of one epoch (:func:`.sampler.epoch_order` with this dataset's cache budget)."""
-        return epoch_order(self.clips, self.video_bytes, self.cache.max_bytes, shuffle, rng)
+        budget = self.cache.max_bytes
+        block = None if budget is None else int(budget * (1 - self.read_ahead))
+        return epoch_order(self.clips, self.video_bytes, budget, shuffle, rng, block=block)
 
     def batches(self, batch_size: int, shuffle: bool = False, rng: np.random.Generator | None = None):
-        """Iterate over batches of ``batch_size`` clips (the last one may be smaller)."""
+        """Iterate over batches of ``batch_size`` clips (the last one may be smaller). Features on disk are
+        read ahead in a background thread (:class:`ReadAhead`)."""
         order = self.order(shuffle, rng)
-        for i in range(0, len(order), batch_size):
-            yield self.batch(order[i:i + batch_size])
+        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        if not getattr(self.features, "on_disk", False):
+            for idx in chunks:
+                yield self.batch(idx)
+            return
+        with ReadAhead(self, [self.clips[idx, 0] for idx in chunks]) as ahead:
+            for j, idx in enumerate(chunks):
+                ahead.wait(j)
+                yield self.batch(idx)
+                ahead.done(j)
+
+
+class ReadAhead:
+    """Read the videos of an epoch's batches, in order of first use, in a background thread, into the
+    dataset's cache, pinned from their load until the batch of their last clip is done.
+
+    Memory: the thread loads a video only when the pinned bytes plus it fit the cache budget, so the cache
+    (read-ahead included) holds at most ``cache_bytes``, plus one video being read. A video needed by the
+    batch the consumer waits for is loaded even when it does not fit (else a batch whose videos exceed the
+    budget would wait forever); the bound is then the videos of one batch. Before a video is read, the
+    next ones are announced to the OS (``features.will_need``) so the disk works while Zarr decodes.
+
+    Args:
+        ds: the dataset (its ``cache``, ``names``, ``video_bytes`` and ``load``).
+        batch_videos: per batch, the video index of each of its clips.
+    """
+
+    def __init__(self, ds: ClipDataset, batch_videos: Sequence[np.ndarray], announce: int = 2):
+        self.ds, self.cache = ds, ds.cache
+        self.batch_names = [sorted({ds.names[v] for v in vs.tolist()}) for vs in batch_videos]
+        self.first: dict[int, int] = {}
+        self.last: dict[int, list[str]] = {}
+        last_of: dict[str, int] = {}
+        for j, vs in enumerate(batch_videos):
+            for v in vs.tolist():
+                self.first.setdefault(v, j)
+                last_of[ds.names[v]] = j
+        for name, j in last_of.items():
+            self.last.setdefault(j, []).append(name)
+        self.sequence = list(self.first)  # videos in order of first use
+        self.announce = announce
+        self.at = -1  # the batch the consumer waits for
+        self.error: BaseException | None = None
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, name="afwpipe-read-ahead", daemon=True)
+
+    def __enter__(self) -> ReadAhead:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self.cache.cond:
+            self.stop = True
+            self.cache.cond.notify_all()
+        self.thread.join()
+        self.cache.unpin_all()
+
+    def _run(self) -> None:
+        ds, cache = self.ds, self.cache
+        will_need = getattr(ds.features, "will_need", None)
+        try:
+            for pos, v in enumerate(self.sequence):
+                name = ds.names[v]
+                with cache.cond:
+                    if self.stop:
+                        return
+                    if cache.pin(name):
+                        continue
+                    while not (self.stop or cache.fits(ds.video_bytes[v]) or self.first[v] <= self.at):
+                        cache.cond.wait()
+                    if self.stop:
+                        return
+                if will_need is not None:
+                    will_need([ds.names[u] for u in self.sequence[pos:pos + 1 + self.announce]])
+                cache.put(name, ds.load(v), pin=True)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            with cache.cond:
+                self.error = e
+                cache.cond.notify_all()
+
+    def wait(self, j: int) -> None:
+        """Block until every video of batch ``j`` is cached (re-raises the reader's error)."""
+        with self.cache.cond:
+            self.at = j
+            self.cache.cond.notify_all()
+            while not all(n in self.cache for n in self.batch_names[j]):
+                if self.error is not None:
+                    raise self.error
+                self.cache.cond.wait(0.5)
+                if not self.thread.is_alive() and self.error is None and not all(
+                        n in self.cache for n in self.batch_names[j]):
+                    raise RuntimeError("read-ahead thread ended before batch " + str(j) + " was read")
+
+    def done(self, j: int) -> None:
+        """Batch ``j`` is cut: unpin the videos whose last clip it held."""
+        for name in self.last.get(j, []):
+            self.cache.unpin(name)

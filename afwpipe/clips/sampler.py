@@ -5,8 +5,12 @@ A clip of video ``v`` starting at frame ``s`` covers frames ``s … s+K−1``; s
 end (a video shorter than K is one padded clip). Every frame is covered.
 
 When the videos do not fit in the whole-video cache, an epoch is block-shuffled: videos are shuffled,
-dealt into blocks that fit the cache, and clips are shuffled within a block, so each video is read once
-per epoch.
+dealt into blocks of at most ``block`` bytes, and clips are shuffled within a block, so each video is read once
+per epoch. The dataset makes a block half the cache, so the next block is read while the current one trains
+(:class:`afwpipe.clips.dataset.ReadAhead`). What this costs in randomness: the clips of one batch come from
+one block (a random set of videos holding half the cache's bytes; two at a block boundary) instead of from
+every video, and the blocks of an epoch are visited one after the other. Which videos share a block changes
+every epoch (the video permutation is redrawn), and the order is fixed by the seeded ``rng``.
 """
 
 from __future__ import annotations
@@ -42,22 +46,24 @@ def clip_table(n_frames: Sequence[int], k: int, stride: int) -> np.ndarray:
 
 
 def epoch_order(clips: np.ndarray, video_bytes: Sequence[int], budget: int | None, shuffle: bool = False,
-                rng: np.random.Generator | None = None) -> np.ndarray:
+                rng: np.random.Generator | None = None, block: int | None = None) -> np.ndarray:
     """Clip indices (rows of ``clips``) of one epoch: in order, shuffled, or block-shuffled when the videos
-    (``video_bytes`` each) do not fit in ``budget`` bytes (None: unbounded)."""
+    (``video_bytes`` each) do not fit in ``budget`` bytes (None: unbounded), in blocks of at most ``block``
+    bytes (default ``budget``; a video larger than ``block`` is a block of its own)."""
     if not shuffle:
         return np.arange(len(clips))
     rng = rng or np.random.default_rng()
     if budget is None or sum(video_bytes) <= budget:
         return rng.permutation(len(clips))
+    block = budget if block is None else block
     by_video = [np.flatnonzero(clips[:, 0] == v) for v in range(len(video_bytes))]
-    out, block, used = [], [], 0
+    out, current, used = [], [], 0
     for v in rng.permutation(len(video_bytes)):
-        if block and used + video_bytes[v] > budget:
-            out.append(rng.permutation(np.concatenate(block)))
-            block, used = [], 0
-        block.append(by_video[v])
+        if current and used + video_bytes[v] > block:
+            out.append(rng.permutation(np.concatenate(current)))
+            current, used = [], 0
+        current.append(by_video[v])
         used += video_bytes[v]
-    if block:
-        out.append(rng.permutation(np.concatenate(block)))
+    if current:
+        out.append(rng.permutation(np.concatenate(current)))
     return np.concatenate(out)
