@@ -1,0 +1,211 @@
+"""``afwpipe analyze`` on the real sample: tiny mtl heads trained on the session's sample workspace, then
+analyze on sample clips, a video that is not in the sample (single_face re-encoded twice over with PyAV) and
+an unreadable file. Checked against independent references: PyAV's decoded frame count and timestamps,
+faces.zarr, and the post-processed outputs of the training workspace (postprocess on the same video)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from afwpipe import store
+from afwpipe.analyze import AnalyzeConfig, encoder_workers, read_table, resolve_model, run_analyze
+from afwpipe.errors import ConfigError, EncoderError, WeightsError
+from afwpipe.labels import AU_NAMES, EXPR_NAMES
+from afwpipe.postprocess import PostConfig, run_postprocess
+from afwpipe.predict import PredictConfig, run_predict
+from afwpipe.readers import read_post
+from afwpipe.train import TrainConfig, train
+
+pytestmark = pytest.mark.sample
+
+#: the documented columns, written out by hand (README "afwpipe analyze", module docstring)
+COLUMNS = (["frame", "time", "present", "x1", "y1", "x2", "y2"]
+           + [c for au in AU_NAMES for c in (f"{au}_prob", au)]
+           + [f"{c}_prob" for c in EXPR_NAMES] + ["expr", "expr_index", "valence", "arousal"])
+SOURCES = {"au": "mtl", "expr": "mtl", "va": "mtl"}
+
+
+def decoded(path: Path) -> np.ndarray:
+    """PyAV's decoded frame times (s, from the first frame): the independent reference of ``time`` and rows."""
+    with av.open(str(path)) as c:
+        t = np.array([f.time for f in c.decode(video=0)], np.float64)
+    return t - t[0]
+
+
+@pytest.fixture(scope="module")
+def trained(sample_workspace, tmp_path_factory):
+    """A training workspace sharing the session's stores (symlinks), with mtl tmf heads of 1 epoch on the
+    official split and folds 0 and 1, predicted and post-processed."""
+    ws = store.Workspace(tmp_path_factory.mktemp("trained") / "sample")
+    ws.root.mkdir(parents=True)
+    for p in ("index.json", "labels.zarr", "faces.zarr", "audio.zarr", "features"):
+        os.symlink(sample_workspace.root / p, ws.root / p)
+    for fold in ("official", 0, 1):
+        train(ws, TrainConfig(task="mtl", head="tmf", fold=fold, epochs=1, patience=0, device="cpu",
+                              head_kwargs={"d_model": 32, "n_layers": 1}), progress=False)
+    run_predict(ws, PredictConfig(head="tmf", tasks=["mtl"], folds=["official", 0, 1], device="cpu"), progress=False)
+    run_postprocess(ws, PostConfig(sources=SOURCES), progress=False)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def new_video(sample_videos, tmp_path_factory) -> Path:
+    """single_face decoded and re-encoded twice in a row (H.264 at 25 fps): a video that is not in the sample."""
+    out = tmp_path_factory.mktemp("new") / "twice_single.mp4"
+    with av.open(str(out), "w") as dst:
+        vs = dst.add_stream("libx264", rate=25)
+        vs.pix_fmt = "yuv420p"
+        for _ in range(2):
+            with av.open(str(sample_videos["single_face"])) as src:
+                for frame in src.decode(video=0):
+                    vs.width, vs.height = frame.width, frame.height
+                    img = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                    for pkt in vs.encode(img):
+                        dst.mux(pkt)
+        for pkt in vs.encode():
+            dst.mux(pkt)
+    return out
+
+
+@pytest.fixture(scope="module")
+def inputs(sample_videos, new_video, tmp_path_factory) -> list[Path]:
+    bad = tmp_path_factory.mktemp("bad") / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    return [sample_videos["single_face"], sample_videos["no_face"], new_video, bad]
+
+
+@pytest.fixture(scope="module")
+def analyzed(trained, inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analyze")
+    plan = resolve_model("ensemble", trained)
+    summary = run_analyze(inputs, plan, AnalyzeConfig(device="cpu"), out, progress=False)
+    return out, summary
+
+
+def test_one_table_per_video_one_row_per_decoded_frame_with_the_documented_columns(analyzed, inputs):
+    out, summary = analyzed
+    for path in inputs[:3]:
+        table = read_table(out / f"{path.stem}.csv")
+        assert list(table.columns) == COLUMNS
+        assert len(table) == len(decoded(path))
+        assert (table["frame"].to_numpy() == np.arange(len(table))).all()
+        assert table["expr"].tolist() == [EXPR_NAMES[i] for i in table["expr_index"]]
+        assert table[[f"{c}_prob" for c in EXPR_NAMES]].sum(axis=1).between(0.99, 1.01).all()
+        assert table[["valence", "arousal"]].abs().max().max() <= 1.0
+        assert set(np.unique(table[list(AU_NAMES)])) <= {0, 1}
+    assert len(read_table(out / "twice_single.csv")) == 2 * len(decoded(inputs[0]))
+
+
+def test_times_are_monotonic_and_equal_to_the_face_store_and_pyav(analyzed, inputs):
+    out, _ = analyzed
+    faces = store.open_store(out / ".work" / "faces.zarr", "r")
+    for path in inputs[:3]:
+        t = read_table(out / f"{path.stem}.csv")["time"].to_numpy()
+        assert (np.diff(t) > 0).all()
+        np.testing.assert_array_equal(t, faces[f"{path.stem}/times"][...])
+        np.testing.assert_allclose(t, decoded(path), atol=1e-9)
+
+
+def test_a_video_without_faces_gives_present_false_rows_and_a_note(analyzed):
+    out, summary = analyzed
+    table = read_table(out / "no_face.csv")
+    assert len(table) == 95 and not table["present"].any()
+    assert table[["x1", "y1", "x2", "y2"]].isna().all().all()
+    (v,) = [v for v in summary.videos if v.name == "no_face"]
+    assert not v.error and any("no face" in n for n in v.notes)
+    face = read_table(out / "single_face.csv")
+    assert face["present"].all() and np.isfinite(face[["x1", "y1", "x2", "y2"]].to_numpy()).all()
+    assert (face["x2"] > face["x1"]).all() and (face["y2"] > face["y1"]).all()
+
+
+def test_an_unreadable_file_is_reported_by_name_and_the_others_are_done(analyzed):
+    out, summary = analyzed
+    assert [v.name for v in summary.failures] == ["broken"]
+    assert "broken.mp4" in summary.failures[0].error
+    assert not (out / "broken.csv").exists()
+    assert sorted(v.name for v in summary.videos if not v.error) == ["no_face", "single_face", "twice_single"]
+
+
+def test_tables_equal_the_training_workspaces_postprocessed_outputs(analyzed, trained):
+    """single_face and no_face were predicted and post-processed in the training workspace: analyze, from
+    the video, must give the ensemble's processed probabilities and decisions of post/<track>-ensemble.npz."""
+    out, _ = analyzed
+    for name in ("single_face", "no_face"):
+        table = read_table(out / f"{name}.csv")
+        au, expr, va = (read_post(trained, f"{t}-ensemble", name) for t in ("au", "expr", "va"))
+        np.testing.assert_allclose(table[[f"{a}_prob" for a in AU_NAMES]], au["prob"], atol=1e-3)
+        assert (table[list(AU_NAMES)].to_numpy() == au["after"]).mean() > 0.99
+        np.testing.assert_allclose(table[[f"{c}_prob" for c in EXPR_NAMES]], expr["prob"], atol=1e-3)
+        assert (table["expr_index"].to_numpy() == expr["after"]).mean() > 0.99
+        np.testing.assert_allclose(table[["valence", "arousal"]], va["after"], atol=1e-3)
+
+
+def test_a_rerun_does_nothing(analyzed, trained, inputs):
+    out, _ = analyzed
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "index.json"}
+    summary = run_analyze(inputs, resolve_model("ensemble", trained), AnalyzeConfig(device="cpu"), out,
+                          progress=False)
+    assert sorted(v.name for v in summary.videos if v.skipped) == ["no_face", "single_face", "twice_single"]
+    assert [v.name for v in summary.failures] == ["broken"]
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "index.json"}
+    assert after == before
+
+
+def test_a_model_folder_gives_its_tracks_as_parquet_with_the_documented_dtypes(trained, sample_videos, tmp_path):
+    model = trained.models / "mtl-tmf-0"
+    plan = resolve_model(str(model), trained)
+    assert [m.model for p in plan.tracks.values() for m in p.members] == [model] * 3
+    np.testing.assert_array_equal(plan.tracks["au"].members[0].thresholds,
+                                  read_post_thresholds(trained, "au-0"))
+    run_analyze([sample_videos["single_face"]], plan, AnalyzeConfig(format="parquet", timeline=False,
+                                                                    device="cpu"), tmp_path, progress=False)
+    table = pd.read_parquet(tmp_path / "single_face.parquet")
+    assert list(table.columns) == COLUMNS
+    want = {"frame": "int64", "time": "float64", "present": "bool", "x1": "float32", "AU1_prob": "float32",
+            "AU1": "int8", "Neutral_prob": "float32", "expr": "object", "expr_index": "int8", "valence": "float32"}
+    assert {c: str(table[c].dtype) for c in want} == want
+    post = read_post(trained, "va-0", "single_face")
+    np.testing.assert_allclose(table[["valence", "arousal"]], post["after"], atol=1e-3)
+
+
+def read_post_thresholds(ws, system):
+    import json
+
+    return np.asarray(json.loads(ws.post_systems.read_text())["systems"][system]["thresholds"])
+
+
+def test_render_outputs_when_the_render_modules_are_there(analyzed):
+    pytest.importorskip("afwpipe.timeline")
+    out, _ = analyzed
+    png = out / "single_face.timeline.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_encoders_must_match_the_checkpoint_and_missing_weights_say_which(trained, tmp_path, monkeypatch):
+    src = trained.models / "mtl-tmf-official"
+    ws = store.Workspace(tmp_path / "t")
+    ckpt = torch.load(src / "model.pt", weights_only=True)
+    for name, edit in (("mtl-tmf-0", lambda e: e["encoder_config"].update(weights="sha256:other")),
+                       ("mtl-tmf-1", lambda e: e.update(name="mae", encoder_config={"name": "mae"}))):
+        (ws.models / name).mkdir(parents=True)
+        c = {**ckpt, "encoders": [dict(e, encoder_config=dict(e["encoder_config"])) for e in ckpt["encoders"]]}
+        edit(c["encoders"][0])
+        torch.save(c, ws.models / name / "model.pt")
+    with pytest.raises(EncoderError, match="mtl-tmf-0 was trained on mini_xception with weights='sha256:other'"):
+        encoder_workers(ws, resolve_model(str(ws.models / "mtl-tmf-0"), ws), {}, "cpu", False)
+    monkeypatch.setenv("AFWPIPE_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf"))
+    with pytest.raises(WeightsError, match="model mtl-tmf-1 needs encoder mae"):
+        encoder_workers(ws, resolve_model(str(ws.models / "mtl-tmf-1"), ws), {}, "cpu", False)
+
+
+def test_an_unknown_system_lists_the_known_ones(trained):
+    with pytest.raises(ConfigError, match="systems: 0, 1, ensemble, official"):
+        resolve_model("7", trained)
