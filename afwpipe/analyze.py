@@ -45,6 +45,7 @@ placeholder crops and the audio) and a note. Beside each table: ``<stem>.timelin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import time
@@ -344,9 +345,10 @@ def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], li
         records.append({"name": name, "video": name, "path": str(path), "side": None,
                         "splits": dict.fromkeys(TRACKS), "split": None, "fold": -1,
                         **{k: v for k, v in info.to_dict().items() if k != "path"}, "stamp": stamp})
-    ws.root.mkdir(parents=True, exist_ok=True)
     merged = {**old, **{r["name"]: r for r in records}}
-    ws.index.write_text(json.dumps({"dataset": "analyze", "videos": list(merged.values())}, indent=1) + "\n")
+    if merged != old:  # a rerun on the same files rewrites nothing
+        ws.root.mkdir(parents=True, exist_ok=True)
+        ws.index.write_text(json.dumps({"dataset": "analyze", "videos": list(merged.values())}, indent=1) + "\n")
     return records, failures
 
 
@@ -465,10 +467,9 @@ def _render(name: str, table: pd.DataFrame, rec: dict, out: Path, cfg: AnalyzeCo
             res.files.append(path)
 
 
-def _outputs_of(name: str, out: Path, cfg: AnalyzeConfig) -> list[Path]:
-    files = [out / f"{name}.{'parquet' if cfg.format == 'parquet' else 'csv'}"]
-    files += [out / f"{name}.timeline.png"] if cfg.timeline else []
-    return files + ([out / f"{name}.overlay.mp4"] if cfg.overlay else [])
+def _renderers() -> list[str]:
+    """The render modules present (``timeline``, ``overlay``): a table written without one is redone with it."""
+    return [m for m in ("timeline", "overlay") if importlib.util.find_spec(f"{__package__}.{m}") is not None]
 
 
 def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: dict | None = None,
@@ -490,10 +491,13 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
     summary.videos += [VideoOutput(f.name, error=f.error) for f in failed]
     done_path = ws.root / "done.json"
     done = json.loads(done_path.read_text()) if done_path.is_file() else {}
-    key = {"model": plan.fingerprint(), "format": cfg.format, "timeline": cfg.timeline, "overlay": cfg.overlay}
+    key = {"model": plan.fingerprint(), "format": cfg.format, "timeline": cfg.timeline, "overlay": cfg.overlay,
+           "renderers": _renderers()}
     todo = []
     for r in recs:
-        if done.get(r["name"]) == {**key, "stamp": r["stamp"]} and all(p.is_file() for p in _outputs_of(r["name"], out, cfg)):
+        last = dict(done.get(r["name"]) or {})
+        files = last.pop("files", [])
+        if last == {**key, "stamp": r["stamp"]} and files and all((out / f).is_file() for f in files):
             summary.videos.append(VideoOutput(r["name"], r["n_frames"], skipped=True))
         else:
             todo.append(r)
@@ -536,9 +540,9 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
         if not present.any():
             res.notes.append("no face found in any frame: present=False everywhere, outputs from the "
                              "placeholder crops and the audio")
-        res.files.append(write_table(table, _outputs_of(name, out, cfg)[0]))
+        res.files.append(write_table(table, out / f"{name}.{cfg.format}"))
         _render(name, table, r, out, cfg, res)
-        done[name] = {**key, "stamp": r["stamp"]}
+        done[name] = {**key, "stamp": r["stamp"], "files": [p.name for p in res.files]}
         done_path.write_text(json.dumps(done, indent=1) + "\n")
         summary.videos.append(res)
     summary.seconds = time.perf_counter() - t0
