@@ -48,6 +48,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -321,7 +322,8 @@ def _stamp(path: Path) -> dict:
 
 def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], list[VideoResult]]:
     """Probe ``paths`` into ``ws/index.json`` records (the index's format, no labels, split None); a video
-    probed before with the same path, size and mtime keeps its record. Names are file stems.
+    probed before with the same path, size and mtime keeps its record, another file under a known name has
+    that name's stored faces, audio and features removed. Names are file stems.
 
     Returns:
         ``(records, failures)``: an unreadable video or a second file of an existing stem is a failure.
@@ -336,6 +338,9 @@ def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], li
         if name in old and old[name].get("stamp") == stamp:
             records.append(old[name])
             continue
+        if name in old:  # another file under this name (or the file changed): its stored video groups are stale
+            for root in [ws.faces, ws.audio, *sorted(ws.features_dir.glob("*.zarr"))]:
+                shutil.rmtree(Path(root) / name, ignore_errors=True)
         try:
             info = probe_video(path)
         except AfwpipeError as e:
@@ -461,10 +466,14 @@ def _render(name: str, table: pd.DataFrame, rec: dict, out: Path, cfg: AnalyzeCo
             from .overlay import write_overlay
         except ImportError:
             res.notes.append("no overlay: afwpipe.overlay is not installed")
-        else:
-            path = out / f"{name}.overlay.mp4"
+            return
+        path = out / f"{name}.overlay.mp4"
+        try:
             write_overlay(rec["path"], table, path)
-            res.files.append(path)
+        except (AfwpipeError, OSError) as e:  # the table is written; the video is reported, the others go on
+            res.error = f"{path.name}: {e}"
+            return
+        res.files.append(path)
 
 
 def _renderers() -> list[str]:
@@ -542,9 +551,11 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
                              "placeholder crops and the audio")
         res.files.append(write_table(table, out / f"{name}.{cfg.format}"))
         _render(name, table, r, out, cfg, res)
+        summary.videos.append(res)
+        if res.error:
+            continue
         done[name] = {**key, "stamp": r["stamp"], "files": [p.name for p in res.files]}
         done_path.write_text(json.dumps(done, indent=1) + "\n")
-        summary.videos.append(res)
     summary.seconds = time.perf_counter() - t0
     return summary
 

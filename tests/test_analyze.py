@@ -256,3 +256,28 @@ def test_ensemble_votes_the_folds_decisions_with_each_folds_thresholds():
     members = [Member(Path(f"m{i}"), str(i)) for i in range(3)]
     _, dec = track_outputs(TrackPlan("expr", "expr-ensemble", members, ensemble=True), expr, present, post)
     assert (dec == 2).all()
+
+
+def test_another_file_under_a_known_name_drops_that_names_stored_groups(tmp_path):
+    from afwpipe.analyze import index_videos
+
+    ws = store.Workspace(tmp_path / "work")
+    clip = Path(__file__).parent / "data" / "rotated_90.mp4"
+    a = tmp_path / "a" / "clip.mp4"
+    a.parent.mkdir()
+    a.write_bytes(clip.read_bytes())
+    (rec,), failed = index_videos(ws, [a])
+    assert not failed and rec["n_frames"] == len(decoded(a)) and rec["name"] == "clip"
+    for path in (ws.faces / "clip", ws.features("logmel") / "clip", ws.faces / "other"):
+        path.mkdir(parents=True)
+    mtime = ws.index.stat().st_mtime_ns
+    assert index_videos(ws, [a])[0] == [rec] and ws.index.stat().st_mtime_ns == mtime  # same file: nothing
+    assert (ws.faces / "clip").is_dir()
+    b = tmp_path / "b" / "clip.mp4"
+    b.parent.mkdir()
+    b.write_bytes(clip.read_bytes())
+    index_videos(ws, [b])
+    assert not (ws.faces / "clip").exists() and not (ws.features("logmel") / "clip").exists()
+    assert (ws.faces / "other").is_dir()
+    recs, failed = index_videos(ws, [b, a])
+    assert len(recs) == 1 and [f.name for f in failed] == ["clip"] and "a second video named clip" in failed[0].error
