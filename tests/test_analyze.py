@@ -6,6 +6,7 @@ faces.zarr, and the post-processed outputs of the training workspace (postproces
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -59,16 +60,17 @@ def trained(sample_workspace, tmp_path_factory):
 def new_video(sample_videos, tmp_path_factory) -> Path:
     """single_face decoded and re-encoded twice in a row (H.264 at 25 fps): a video that is not in the sample."""
     out = tmp_path_factory.mktemp("new") / "twice_single.mp4"
+    with av.open(str(sample_videos["single_face"])) as src:
+        frames = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
     with av.open(str(out), "w") as dst:
         vs = dst.add_stream("libx264", rate=25)
         vs.pix_fmt = "yuv420p"
-        for _ in range(2):
-            with av.open(str(sample_videos["single_face"])) as src:
-                for frame in src.decode(video=0):
-                    vs.width, vs.height = frame.width, frame.height
-                    img = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-                    for pkt in vs.encode(img):
-                        dst.mux(pkt)
+        vs.height, vs.width = frames[0].shape[:2]
+        for i, rgb in enumerate(frames + frames):
+            img = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            img.pts, img.time_base = i, Fraction(1, 25)
+            for pkt in vs.encode(img):
+                dst.mux(pkt)
         for pkt in vs.encode():
             dst.mux(pkt)
     return out
