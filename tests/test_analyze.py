@@ -24,8 +24,6 @@ from afwpipe.predict import PredictConfig, run_predict
 from afwpipe.readers import read_post
 from afwpipe.train import TrainConfig, train
 
-pytestmark = pytest.mark.sample
-
 #: the documented columns, written out by hand (README "afwpipe analyze", module docstring)
 COLUMNS = (["frame", "time", "present", "x1", "y1", "x2", "y2"]
            + [c for au in AU_NAMES for c in (f"{au}_prob", au)]
@@ -91,6 +89,7 @@ def analyzed(trained, inputs, tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.sample
 def test_one_table_per_video_one_row_per_decoded_frame_with_the_documented_columns(analyzed, inputs):
     out, summary = analyzed
     for path in inputs[:3]:
@@ -105,6 +104,7 @@ def test_one_table_per_video_one_row_per_decoded_frame_with_the_documented_colum
     assert len(read_table(out / "twice_single.csv")) == 2 * len(decoded(inputs[0]))
 
 
+@pytest.mark.sample
 def test_times_are_monotonic_and_equal_to_the_face_store_and_pyav(analyzed, inputs):
     out, _ = analyzed
     faces = store.open_store(out / ".work" / "faces.zarr", "r")
@@ -115,6 +115,7 @@ def test_times_are_monotonic_and_equal_to_the_face_store_and_pyav(analyzed, inpu
         np.testing.assert_allclose(t, decoded(path), atol=1e-9)
 
 
+@pytest.mark.sample
 def test_a_video_without_faces_gives_present_false_rows_and_a_note(analyzed):
     out, summary = analyzed
     table = read_table(out / "no_face.csv")
@@ -127,6 +128,7 @@ def test_a_video_without_faces_gives_present_false_rows_and_a_note(analyzed):
     assert (face["x2"] > face["x1"]).all() and (face["y2"] > face["y1"]).all()
 
 
+@pytest.mark.sample
 def test_an_unreadable_file_is_reported_by_name_and_the_others_are_done(analyzed):
     out, summary = analyzed
     assert [v.name for v in summary.failures] == ["broken"]
@@ -135,6 +137,7 @@ def test_an_unreadable_file_is_reported_by_name_and_the_others_are_done(analyzed
     assert sorted(v.name for v in summary.videos if not v.error) == ["no_face", "single_face", "twice_single"]
 
 
+@pytest.mark.sample
 def test_tables_equal_the_training_workspaces_postprocessed_outputs(analyzed, trained):
     """single_face and no_face were predicted and post-processed in the training workspace: analyze, from
     the video, must give the ensemble's processed probabilities and decisions of post/<track>-ensemble.npz."""
@@ -149,6 +152,7 @@ def test_tables_equal_the_training_workspaces_postprocessed_outputs(analyzed, tr
         np.testing.assert_allclose(table[["valence", "arousal"]], va["after"], atol=1e-3)
 
 
+@pytest.mark.sample
 def test_a_rerun_does_nothing(analyzed, trained, inputs):
     out, _ = analyzed
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
@@ -160,6 +164,7 @@ def test_a_rerun_does_nothing(analyzed, trained, inputs):
     assert after == before
 
 
+@pytest.mark.sample
 def test_a_model_folder_gives_its_tracks_as_parquet_with_the_documented_dtypes(trained, sample_videos, tmp_path):
     model = trained.models / "mtl-tmf-0"
     plan = resolve_model(str(model), trained)
@@ -183,6 +188,7 @@ def read_post_thresholds(ws, system):
     return np.asarray(json.loads(ws.post_systems.read_text())["systems"][system]["thresholds"])
 
 
+@pytest.mark.sample
 def test_render_outputs_when_the_render_modules_are_there(analyzed):
     pytest.importorskip("afwpipe.timeline")
     out, _ = analyzed
@@ -190,6 +196,7 @@ def test_render_outputs_when_the_render_modules_are_there(analyzed):
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.sample
 def test_encoders_must_match_the_checkpoint_and_missing_weights_say_which(trained, tmp_path, monkeypatch):
     src = trained.models / "mtl-tmf-official"
     ws = store.Workspace(tmp_path / "t")
@@ -209,6 +216,7 @@ def test_encoders_must_match_the_checkpoint_and_missing_weights_say_which(traine
         encoder_workers(ws, resolve_model(str(ws.models / "mtl-tmf-1"), ws), {}, "cpu", False)
 
 
+@pytest.mark.sample
 def test_an_unknown_system_lists_the_known_ones(trained):
     with pytest.raises(ConfigError, match="systems: 0, 1, ensemble, official"):
         resolve_model("7", trained)
