@@ -53,6 +53,7 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       postprocess   fill, smooth, AU thresholds, scene heads, fold ensemble -> post/
       evaluate      before/after scores per fold and ensemble -> eval/metrics.json, plots, report.png
       submit        ABAW5/6 submission files, one per track -> submission/
+      analyze       a trained model on new videos -> one table (AU, EXPR, VA per frame) per video
       encoders      list the encoder registry
       export        feature store -> HDF5 for older loaders
     """
@@ -352,6 +353,45 @@ def submit_cmd(obj, system, splits, example_au, example_expr, example_va, out):
     cfg = submission.SubmitConfig.from_params(section, system=system, splits=list(splits) or None, examples=examples)
     _, ws = _workspace(obj)
     submission.main(ws, cfg, out_dir=out)
+
+
+@main.command("analyze")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", default=None,
+              help="A model folder (e.g. work/sample/models/au-tmf-official) or a post-processed system of the "
+                   "dataset's workspace: ensemble, official or a fold number (params analyze.model, default ensemble).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default <workdir>/<dataset>/analyze); its .work/ is reused on a rerun.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Table format (params analyze.format, default csv).")
+@click.option("--timeline/--no-timeline", default=None, help="Write <stem>.timeline.png (default: yes).")
+@click.option("--overlay/--no-overlay", default=None,
+              help="Write <stem>.overlay.mp4: box, EXPR and VA drawn on the video, audio kept (default: no).")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N.")
+@click.pass_obj
+def analyze_cmd(obj, inputs, model, out, fmt, timeline, overlay, device):
+    """Run a trained model on new videos (files or folders); no annotations needed.
+
+    \b
+    Per video: faces with the detector the model's training workspace used, the encoders its heads were
+    trained on (each checked against the checkpoint), the heads, and the same post-processing (fill,
+    smoothing, AU thresholds, fold vote for the ensemble) as post/systems.json of that workspace.
+    Writes <out>/<stem>.csv (or .parquet), one row per decoded frame:
+      frame, time (s), present, x1 y1 x2 y2 (px), AU1_prob AU1 ... AU26_prob AU26,
+      Neutral_prob ... Other_prob, expr, expr_index, valence, arousal
+    (columns of a track the model does not predict are absent), and <stem>.timeline.png.
+    A rerun skips complete videos. A video without a face gives present=False rows and a note; an
+    unreadable file is reported by name (exit code 1) and the others are done.
+
+    \b
+    Example: afwpipe analyze data/sample/videos --model work/sample/models/au-tmf-official
+    """
+    from . import analyze
+
+    cfg = analyze.AnalyzeConfig.from_params(_section(obj, "analyze"), model=model, out=str(out) if out else None,
+                                            format=fmt, timeline=timeline, overlay=overlay, device=device)
+    _, ws = _workspace(obj)
+    sys.exit(analyze.main(list(inputs), cfg, ws, obj["params"]))
 
 
 if __name__ == "__main__":

@@ -100,6 +100,20 @@ def run_child(code: str, *args: str) -> tuple[dict, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1]), float(peak[-1])
 
 
+def alternating_children(code: str, sides: tuple[str, str], video: Path, work: Path, repeats: int, *args: str) -> dict:
+    """Run ``code`` with ``side, video, work/<side><i>, *args`` in a fresh process per side and repeat, the
+    order alternating (``sides[0]`` first on even repeats). The child prints ``{"frames", "seconds", ...}``.
+    Returns per side its last run's dict and ``<side>_all``: frames/s per repeat."""
+    out: dict = {f"{s}_all": [] for s in sides}
+    for i in range(repeats):
+        for side in (sides if i % 2 == 0 else sides[::-1]):
+            video.read_bytes()  # the file in the page cache for both
+            r, _ = run_child(code, side, str(video), str(work / f"{side}{i}"), *args)
+            out[side] = r
+            out[side + "_all"].append(r["frames"] / r["seconds"])
+    return out
+
+
 def fmt_ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "n/a"
 

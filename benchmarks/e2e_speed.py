@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import disk_bytes, files_under, index_video, loop_video, run_child, sample_video
+from common import alternating_children, disk_bytes, files_under, index_video, loop_video, sample_video
 
 
 def run_afwpipe(video: Path, work: Path, detector: str, encoder: str, weights: str | None, batch_size: int,
@@ -127,15 +127,8 @@ def measure_repeated(video: Path, work: Path, detector: str = "mtcnn", encoder: 
     timing, as in ``measure``), the order alternating (afwpipe first on even repeats, JPEG first on odd
     ones). Returns ``afwpipe`` / ``jpeg``: the last run's details, and ``afwpipe_all`` / ``jpeg_all``:
     frames/s per repeat."""
-    out: dict = {"afwpipe_all": [], "jpeg_all": []}
-    for i in range(repeats):
-        for side in (("afwpipe", "jpeg") if i % 2 == 0 else ("jpeg", "afwpipe")):
-            video.read_bytes()  # the file in the page cache for both
-            r, _ = run_child(CHILD, side, str(video), str(work / f"{side}{i}"), detector, encoder,
-                             weights or "default", str(batch_size), device)
-            out[side] = r
-            out[side + "_all"].append(r["frames"] / r["seconds"])
-    return out
+    return alternating_children(CHILD, ("afwpipe", "jpeg"), video, work, repeats, detector, encoder,
+                                weights or "default", str(batch_size), device)
 
 
 def main():

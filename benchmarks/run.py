@@ -16,12 +16,14 @@ Rows (issue 8):
      cache dropped) / from RAM, the loader's peak RSS against the cache budget, and whole-video reads through
      ZarrFeatures / the disk's sequential read rate;
   6. end to end, video -> one encoder's features (index + detect + extract) / the frames-to-JPEG-files
-     workflow of the ABAW seeds, same detector and encoder, same video; each run its own process.
+     workflow of the ABAW seeds, same detector and encoder, same video; each run its own process;
+  7. ``afwpipe analyze`` frames/s / the stages index + detect + extract + predict run separately (same video,
+     same head); each run its own process.
 
 Timed ratios are measured ``--repeats`` times with the two sides' order alternating; the table gives the
 median of the per-repeat ratios and their spread (min-max), and for rows with a goal whether it is met.
 
-Pieces come from detect_speed.py, extract_speed.py, train_speed.py and e2e_speed.py (each still runs
+Pieces come from detect_speed.py, extract_speed.py, train_speed.py, e2e_speed.py and analyze_speed.py (each still runs
 alone). Everything is written under one temporary folder (``--workdir``), so the disk rows measure that
 disk. No number is asserted anywhere: these are measurements, not tests.
 
@@ -48,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import analyze_speed  # noqa: E402
 import detect_speed  # noqa: E402
 import e2e_speed  # noqa: E402
 import extract_speed  # noqa: E402
@@ -295,6 +298,19 @@ def e2e_rows(t: Table, tmp: Path, args) -> None:
           ratios=_paired(r["afwpipe_all"], r["jpeg_all"]))
 
 
+def analyze_rows(t: Table, tmp: Path, args) -> None:
+    video = loop_video_to(sample_video(args.video), tmp / "analyze" / "video" / f"{args.video}.mp4", args.e2e_frames)
+    r = analyze_speed.measure_repeated(video, tmp / "analyze", args.device, args.repeats)
+    t.add("7", "`afwpipe analyze` ÷ index + detect + extract + predict run separately",
+          float(np.median(r["analyze_all"])), float(np.median(r["stages_all"])),
+          f"analyze {_rate(r['analyze_all'])}, {r['analyze']['frames']} frames",
+          f"stages {_rate(r['stages_all'])}",
+          f"{args.video} looped to {r['analyze']['frames']} frames, `mtcnn`, {' + '.join(analyze_speed.ENCODERS)}, one "
+          f"mtl tmf head; each run a fresh process building its models inside the timing, order alternating; "
+          f"analyze adds post-processing and the CSV, no timeline PNG", ratios=_paired(r["analyze_all"], r["stages_all"]),
+          goal=(">=", 0.9))
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny inputs (the smoke test): every row, no meaning")
@@ -310,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mae-frames", type=int, default=40)
     ap.add_argument("--mae-batch-size", type=int, default=2, help="row 1a: encoder batch (frames / it = batches)")
     ap.add_argument("--detect-frames", type=int, default=320, help="row 2: the video looped to N frames")
-    ap.add_argument("--e2e-frames", type=int, default=300, help="row 6: the video looped to N frames")
+    ap.add_argument("--e2e-frames", type=int, default=300, help="rows 6 and 7: the video looped to N frames")
     ap.add_argument("--repeats", type=int, default=2, help="repeats of each timed ratio (order alternating)")
     ap.add_argument("--whisper-seconds", type=float, default=60.0)
     ap.add_argument("--videos", type=int, default=12, help="rows 4-5: synthetic feature store, videos")
@@ -335,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = Table()
     tmp = Path(tempfile.mkdtemp(prefix="afwpipe-bench-", dir=args.workdir))
     try:
-        for part in (extract_rows, detect_rows, train_and_read_rows, beyond_cache_rows, e2e_rows):
+        for part in (extract_rows, detect_rows, train_and_read_rows, beyond_cache_rows, e2e_rows, analyze_rows):
             t = time.perf_counter()
             part(table, tmp, args)
             print(f"   ({part.__name__}: {time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)

@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import yaml
 
+from afwpipe.analyze import AnalyzeConfig
 from afwpipe.config import DEFAULT_WORKDIR, DatasetConfig, FromParams, load_params
 from afwpipe.detect import DetectConfig
 from afwpipe.errors import ConfigError, EncoderError, TrainError
@@ -20,7 +21,8 @@ from conftest import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 SECTIONS = {"dataset": DatasetConfig, "detect": DetectConfig, "extract": ExtractConfig, "train": TrainConfig,
-            "predict": PredictConfig, "postprocess": PostConfig, "evaluate": EvalConfig, "submit": SubmitConfig}
+            "predict": PredictConfig, "postprocess": PostConfig, "evaluate": EvalConfig, "submit": SubmitConfig,
+            "analyze": AnalyzeConfig}
 #: fields chosen per run (a command-line option or a DVC matrix item), not params.yaml keys
 PER_RUN = {ExtractConfig: {"encoder"}, TrainConfig: {"scene"}, PredictConfig: {"head", "tasks", "folds"}}
 
