@@ -193,8 +193,15 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
 @click.option("--scene", default=None, help="Train on one scene subset of the manifest (its own head).")
 @click.option("--epochs", type=int, default=None, help="Maximum epochs; early stopping on the validation score.")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
+@click.option("--focal-gamma", type=float, default=None,
+              help="Focal loss γ for AU and EXPR (Lin et al. 2017), class weights kept as α; 0 = weighted BCE/CE.")
+@click.option("--logit-adjust-tau", type=float, default=None,
+              help="EXPR loss on logits + τ·log(class prior of the training labels) (Menon et al. 2021); 0 = off.")
+@click.option("--modality-dropout", type=float, default=None,
+              help="Probability that a training clip loses one encoder's features (never all); 0 = off.")
 @click.pass_obj
-def train_cmd(obj, task, head, fold, features, scene, epochs, device):
+def train_cmd(obj, task, head, fold, features, scene, epochs, device, focal_gamma, logit_adjust_tau,
+              modality_dropout):
     """Train a fusion head on cached features (never reads video).
 
     \b
@@ -207,7 +214,8 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device):
     from . import train
 
     cfg = train.TrainConfig.from_params(_section(obj, "train"), task=task, head=head, fold=fold, features=features,
-                                        scene=scene, epochs=epochs, device=device)
+                                        scene=scene, epochs=epochs, device=device, focal_gamma=focal_gamma,
+                                        logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout)
     _, ws = _workspace(obj)
     train.main(ws, cfg)
 
