@@ -281,15 +281,22 @@ def predict_cmd(obj, batch_size, device):
 @click.option("--ensemble", type=click.Choice(["vote", "soft"]), default=None,
               help="Fold ensemble: vote (AU/EXPR majority, VA mean) or soft (mean probabilities).")
 @click.option("--no-scenes", is_flag=True, default=False, help="Do not let scene heads replace the general heads.")
+@click.option("--tune-smoothing", is_flag=True, default=False,
+              help="Choose every track's smoothing σ / window per fold on out-of-fold frames never scored "
+                   "(params postprocess.smooth.<track>.sigma|window: tuned).")
+@click.option("--smooth-grid", default=None,
+              help="Comma-separated candidate σ / window (frames) of a tuned smoothing, e.g. 0,2,5,10,25 "
+                   "(params postprocess.smooth_grid).")
 @click.pass_obj
-def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes):
+def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes, tune_smoothing, smooth_grid):
     """Fill, smooth, threshold and ensemble the raw predictions.
 
     \b
     Per track (AU, EXPR, VA) and fold: scene heads replace the general head for their videos, frames
     without a face take the nearest face frame's output, outputs are smoothed along time (gaussian σ /
     median / mean window, per-track defaults AU 5/10, EXPR 25/25, VA 25/50 frames), AU thresholds are
-    0.5 or tuned per AU on out-of-fold frames never scored. The folds are then combined (vote or soft).
+    0.5 or tuned per AU on out-of-fold frames never scored; --tune-smoothing chooses each track's σ /
+    window on the same frames. The folds are then combined (vote or soft).
     Writes <workdir>/<dataset>/post/<track>-<fold|ensemble>.npz (<video>/{prob, before, after}) and
     post/systems.json.
     """
@@ -298,8 +305,13 @@ def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes):
     section = dict(_section(obj, "postprocess") or {})
     if smooth_method is not None:  # the same method for every track, each keeping its σ / window
         section["smooth"] = {t: {**(section.get("smooth") or {}).get(t, {}), "method": smooth_method} for t in TRACKS}
+    if tune_smoothing:  # each track's method keeps its own parameter name (gaussian: sigma, median/mean: window)
+        smooth = {t: dict((section.get("smooth") or {}).get(t) or {}) for t in TRACKS}
+        section["smooth"] = {t: {**s, ("window" if s.get("method") in ("median", "mean") else "sigma"): "tuned"}
+                             for t, s in smooth.items()}
     cfg = postprocess.PostConfig.from_params(section, au_thresholds=thresholds, ensemble=ensemble,
-                                             scenes=False if no_scenes else None)
+                                             scenes=False if no_scenes else None,
+                                             smooth_grid=smooth_grid.split(",") if smooth_grid else None)
     _, ws = _workspace(obj)
     postprocess.main(ws, cfg)
 

@@ -126,6 +126,8 @@ def _strip(result: dict, meta: Mapping) -> dict:
         out["optimistic_reason"] = meta["optimistic_reason"]
     if meta.get("thresholds_from"):
         out["thresholds_from"] = meta["thresholds_from"]
+    if meta.get("smoothing"):  # what postprocess used / chose (its candidates' scores stay in systems.json)
+        out["smoothing"] = {k: v for k, v in meta["smoothing"].items() if k not in ("videos", "scores")}
     if meta.get("warnings"):
         out["warnings"] = list(meta["warnings"])
     return out

@@ -465,3 +465,77 @@ def test_summary_line_gives_before_and_after_per_track_and_says_when_smoothing_l
     ws = make_post_workspace(tmp_path / "2", tasks=("va",))
     line = run_postprocess(ws, cfg, progress=False).line()
     assert "va ensemble CCC" in line and "lower after; optimistic: members trained or early-stopped" in line
+
+
+# -- smoothing chosen on out-of-fold frames (issue 14) ------------------------------------------------------
+SIGMAS = [0.0, 1.0, 2.0, 4.0, 8.0]
+
+
+def _noisy_va(seed_of):
+    """VA outputs: the labels plus white noise of a different spread per (fold, video), so the best σ differs."""
+    def edit(model, video, arrays):
+        task, _, fold = model.split("-")[:3]
+        if task == "va":
+            rng = np.random.default_rng(seed_of(fold, video))
+            arrays["va"] = (labels_of(video)["va"] + rng.normal(0, rng.uniform(0.02, 0.4), (T, 2))).astype(np.float32)
+    return edit
+
+
+def _ccc_np(x, y):
+    return 2 * np.mean((x - x.mean()) * (y - y.mean())) / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+
+
+def brute_force_sigma(ws, pairs, labels) -> tuple[float, list[float]]:
+    """σ of SIGMAS with the best mean CCC (scipy smoothing, numpy CCC) on the pooled frames of ``pairs``."""
+    raw = [store.read_array(ws.predictions(f"va-tcn-{f}"), v, "va").astype(np.float64) for f, v in pairs]
+    true = np.concatenate([labels[v] for _, v in pairs])
+    scores = []
+    for s in SIGMAS:
+        pred = np.clip(np.concatenate([r if s == 0 else ndimage.gaussian_filter1d(r, s, axis=0, mode="nearest")
+                                       for r in raw]), -1, 1)
+        scores.append(np.mean([_ccc_np(pred[:, j], true[:, j]) for j in range(2)]))
+    return SIGMAS[int(np.argmax(scores))], scores
+
+
+def _tuned_va_cfg():
+    return _cfg(smooth={**NO_SMOOTH, "va": {"method": "gaussian", "sigma": "tuned"}}, smooth_grid=SIGMAS)
+
+
+def test_tuned_smoothing_is_the_brute_force_best_sigma_on_out_of_fold_frames(tmp_path):
+    seeds = {(f, v): 11 * i + 3 for i, (f, v) in enumerate((f, v) for f in FOLDS for v in ("a", "b", "c", "t"))}
+    ws = make_post_workspace(tmp_path, _noisy_va(lambda f, v: seeds[(f, v)]), tasks=("va",))
+    summary = run_postprocess(ws, _tuned_va_cfg(), progress=False)
+    systems = read_systems(ws)["systems"]
+    labels = {v: labels_of(v)["va"] for v in VIDEOS}
+    chosen = {}
+    for fold, pairs in OOF.items():
+        s = systems[f"va-{fold}"]
+        best, scores = brute_force_sigma(ws, pairs, labels)
+        chosen[fold] = best
+        assert s["smoothing"]["sigma"] == best and s["smoothing"]["from"] == "out-of-fold frames", fold
+        assert s["smoothing"]["videos"] == [f"{f}/{v}" for f, v in pairs]
+        np.testing.assert_allclose(list(s["smoothing"]["scores"].values()), scores, rtol=1e-6)
+        raw = store.read_array(ws.predictions(f"va-tcn-{fold}"), s["eval_videos"][0], "va").astype(np.float64)
+        expected = raw if best == 0 else ndimage.gaussian_filter1d(raw, best, axis=0, mode="nearest")
+        np.testing.assert_allclose(read_post(ws, f"va-{fold}", s["eval_videos"][0])["prob"], expected, rtol=1e-5)
+    assert len(set(chosen.values())) > 1, chosen  # the folds' tuning frames lead to different choices
+    assert systems["va-ensemble"]["smoothing"]["sigma"] == chosen
+    assert "va gaussian σ tuned (official {official:g}, 0 {0:g}, 1 {1:g})".format(
+        official=chosen["official"], *[chosen["0"], chosen["1"]]) in summary.line()
+    # the scored video's labels never move the choice: rewrite b's VA labels (fold 1 scores b; fold 0 tunes on it)
+    ws2 = make_post_workspace(tmp_path / "2", _noisy_va(lambda f, v: seeds[(f, v)]), tasks=("va",))
+    g = store.open_store(ws2.labels)["b"]
+    store.write_time_array(g, "va", (-labels_of("b")["va"][::-1]).copy())
+    run_postprocess(ws2, _tuned_va_cfg(), progress=False)
+    systems2 = read_systems(ws2)["systems"]
+    assert systems2["va-1"]["smoothing"] == systems["va-1"]["smoothing"]
+    assert systems2["va-0"]["smoothing"]["scores"] != systems["va-0"]["smoothing"]["scores"]
+
+
+def test_tuned_smoothing_settings_are_checked():
+    with pytest.raises(PostprocessError, match="window: tuned"):
+        PostConfig(smooth={"va": {"method": "gaussian", "window": "tuned"}})
+    with pytest.raises(PostprocessError, match="smooth_grid"):
+        PostConfig(smooth_grid=[-1])
+    cfg = PostConfig(smooth={"au": {"method": "median", "window": "tuned"}})
+    assert cfg.tuned_smoothing("au") == "window" and cfg.tuned_smoothing("va") is None
