@@ -183,7 +183,13 @@ class PostConfig(FromParams):
     def smooth_candidates(self, track: str) -> list[float]:
         """The tuned parameter's candidates of ``track`` (``smooth_grid`` or :data:`SMOOTH_GRID`)."""
         method = self.smooth[track]["method"]
-        return list(SMOOTH_GRID[method] if self.smooth_grid is None else self.smooth_grid)
+        grid = SMOOTH_GRID[method] if self.smooth_grid is None else self.smooth_grid
+        if method == "gaussian":
+            return [float(c) for c in grid]
+        if min(grid) < 1 or any(c != int(c) for c in grid):
+            raise PostprocessError(f"postprocess smooth_grid: {list(grid)} are not {method} windows (whole frames ≥ 1) "
+                                   f"for track {track}")
+        return [int(c) for c in grid]
 
 
 # -- per-video steps -----------------------------------------------------------------------------------

@@ -539,3 +539,52 @@ def test_tuned_smoothing_settings_are_checked():
         PostConfig(smooth_grid=[-1])
     cfg = PostConfig(smooth={"au": {"method": "median", "window": "tuned"}})
     assert cfg.tuned_smoothing("au") == "window" and cfg.tuned_smoothing("va") is None
+    with pytest.raises(PostprocessError, match="whole frames"):
+        PostConfig(smooth={"au": {"method": "median", "window": "tuned"}}, smooth_grid=[0, 2.5]).smooth_candidates("au")
+
+
+def _noisy_expr(seed_of):
+    """EXPR probabilities: the true class raised by 0.15 over noise of a different spread per (fold, video)."""
+    def edit(model, video, arrays):
+        task, _, fold = model.split("-")[:3]
+        if task == "expr":
+            rng = np.random.default_rng(seed_of(fold, video))
+            p = rng.uniform(0, rng.uniform(0.3, 1.5), (T, 8))
+            p[np.arange(T), labels_of(video)["expr"]] += 0.15
+            arrays["expr"] = (p / p.sum(1, keepdims=True)).astype(np.float32)
+    return edit
+
+
+def test_tuned_window_is_the_brute_force_best_sklearn_macro_f1_on_out_of_fold_frames(tmp_path):
+    windows = [1, 3, 5, 9, 15]
+    seeds = {(f, v): 7 * i + 1 for i, (f, v) in enumerate((f, v) for f in FOLDS for v in ("a", "b", "c", "t"))}
+    ws = make_post_workspace(tmp_path, _noisy_expr(lambda f, v: seeds[(f, v)]), tasks=("expr",))
+    cfg = _cfg(smooth={**NO_SMOOTH, "expr": {"method": "mean", "window": "tuned"}}, smooth_grid=windows)
+    run_postprocess(ws, cfg, progress=False)
+    systems = read_systems(ws)["systems"]
+    for fold, pairs in OOF.items():
+        raw = [store.read_array(ws.predictions(f"expr-tcn-{f}"), v, "expr").astype(np.float64) for f, v in pairs]
+        true = np.concatenate([labels_of(v)["expr"] for _, v in pairs])
+        f1 = [f1_score(true, np.concatenate([ndimage.uniform_filter1d(r, w, axis=0, mode="nearest") for r in raw])
+                       .argmax(1), labels=range(8), average="macro", zero_division=0) for w in windows]
+        best = windows[int(np.argmax(f1))]
+        s = systems[f"expr-{fold}"]
+        assert s["smoothing"]["window"] == best and type(s["smoothing"]["window"]) is int, (fold, f1)
+        np.testing.assert_allclose(list(s["smoothing"]["scores"].values()), f1, rtol=1e-9)
+
+
+def test_without_out_of_fold_frames_smoothing_keeps_the_default_with_a_warning(tmp_path, capsys):
+    from stages import postprocess as stage
+
+    ws = make_post_workspace(tmp_path / "sample", tasks=("va",))
+    index = json.loads(ws.predictions_index.read_text())
+    index["models"] = [m for m in index["models"] if m["fold"] == "official"]  # only official trained
+    ws.predictions_index.write_text(json.dumps(index))
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
+              "postprocess": {"smooth": {"va": {"sigma": "tuned"}}}}
+    stage.run(params)
+    s = read_systems(ws)["systems"]["va-official"]
+    assert s["smoothing"] == {"method": "gaussian", "sigma": 25.0, "from": "default (no out-of-fold frame)",
+                              "videos": [], "scores": {}}
+    assert "smoothing sigma 25 (the default)" in s["warnings"][0]
+    assert "va gaussian σ tuned (official 25)" in capsys.readouterr().out
