@@ -510,11 +510,10 @@ def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: 
                    f"{track.upper()} val video(s)")
     for v in common:
         ens.prob[v] = soft_average([f.prob[v] for f in folds])
-    ens.smoothing = {**{k: x for k, x in folds[0].smoothing.items() if k in ("method", "from")},
-                     "from": "fold systems"}
+    ens.smoothing = {k: x for k, x in folds[0].smoothing.items() if k not in ("videos", "scores")}
     param = cfg.tuned_smoothing(track)
-    if param:
-        ens.smoothing[param] = {f.fold: f.smoothing[param] for f in folds}
+    if param:  # each fold system's own choice
+        ens.smoothing.update({param: {f.fold: f.smoothing[param] for f in folds}, "from": "fold systems"})
     if cfg.ensemble == "soft":
         tune_thresholds(ens, folds, labels, cfg)
     elif track == "au":
