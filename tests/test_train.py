@@ -320,3 +320,23 @@ def test_sweep_options_are_checked_and_saved_in_the_checkpoint(ws, tmp_path):
     assert {k: ckpt["config"][k] for k in opts} == opts
     losses = [[e["loss"] for e in json.loads((x.model_dir / "metrics.json").read_text())["epochs"]] for x in (r, base)]
     assert all(np.isfinite(losses[0])) and losses[0] != losses[1]
+
+
+def test_cli_train_options_reach_the_checkpoint(ws, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from afwpipe.cli import main
+    from conftest import REPO
+
+    shutil.copytree(ws.root, tmp_path / "sample", ignore=shutil.ignore_patterns("models"))
+    params = {"workdir": str(tmp_path), "train": {"head": "tcn", "features": ["vis", "aud"], "k": 32, "patience": 0,
+                                                  "batch_size": 8, "device": "cpu", "head_kwargs": TCN}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(REPO / "data_manifest.yaml"),
+                                    "train", "--task", "expr", "--fold", "1", "--epochs", "1", "--focal-gamma", "2",
+                                    "--logit-adjust-tau", "0.5", "--modality-dropout", "0.2"])
+    assert res.exit_code == 0, res.output
+    _, ckpt = load_model(tmp_path / "sample" / "models" / "expr-tcn-1" / "model.pt")
+    assert (ckpt["config"]["focal_gamma"], ckpt["config"]["logit_adjust_tau"], ckpt["config"]["modality_dropout"]) \
+        == (2.0, 0.5, 0.2)
