@@ -588,3 +588,23 @@ def test_without_out_of_fold_frames_smoothing_keeps_the_default_with_a_warning(t
                               "videos": [], "scores": {}}
     assert "smoothing sigma 25 (the default)" in s["warnings"][0]
     assert "va gaussian σ tuned (official 25)" in capsys.readouterr().out
+
+
+def test_cli_tune_smoothing_tunes_each_tracks_own_parameter_on_the_given_grid(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from afwpipe.cli import main
+    from conftest import REPO
+
+    ws = make_post_workspace(tmp_path / "sample", tasks=("expr", "va"))
+    params = {"workdir": str(tmp_path), "postprocess": {"smooth": {"expr": {"method": "median"}}}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(REPO / "data_manifest.yaml"),
+                                    "postprocess", "--tune-smoothing", "--smooth-grid", "1,3,5"])
+    assert res.exit_code == 0, res.output
+    systems = read_systems(ws)["systems"]
+    assert list(systems["expr-0"]["smoothing"]["scores"]) == ["1", "3", "5"]
+    assert systems["expr-0"]["smoothing"]["method"] == "median" and "window" in systems["expr-0"]["smoothing"]
+    assert list(systems["va-0"]["smoothing"]["scores"]) == ["1", "3", "5"] and "sigma" in systems["va-0"]["smoothing"]
+    assert "expr median w tuned (official " in res.output and "va gaussian σ tuned (official " in res.output
