@@ -608,3 +608,33 @@ def test_cli_tune_smoothing_tunes_each_tracks_own_parameter_on_the_given_grid(tm
     assert systems["expr-0"]["smoothing"]["method"] == "median" and "window" in systems["expr-0"]["smoothing"]
     assert list(systems["va-0"]["smoothing"]["scores"]) == ["1", "3", "5"] and "sigma" in systems["va-0"]["smoothing"]
     assert "expr median w tuned (official " in res.output and "va gaussian σ tuned (official " in res.output
+
+
+def test_tuned_au_smoothing_is_chosen_together_with_thresholds_tuned_on_the_same_frames(tmp_path):
+    sigmas = [0.0, 2.0, 6.0]
+    seeds = {(f, v): 5 * i + 2 for i, (f, v) in enumerate((f, v) for f in FOLDS for v in ("a", "b", "c", "t"))}
+    ws = make_post_workspace(tmp_path, _noisy_au(lambda f, v: seeds[(f, v)]), tasks=("au",))
+    cfg = _cfg(au_thresholds="tuned", smooth={**NO_SMOOTH, "au": {"method": "gaussian", "sigma": "tuned"}},
+               smooth_grid=sigmas)
+    run_postprocess(ws, cfg, progress=False)
+    systems = read_systems(ws)["systems"]
+    for fold, pairs in OOF.items():
+        prob, true = _au_frames(ws, fold, pairs)
+        lengths = np.cumsum([0] + [T] * len(pairs))
+        f1 = []
+        for s in sigmas:  # per video smoothing, then per-AU thresholds by brute force, then sklearn mean F1
+            sm = np.concatenate([prob[a:b] if s == 0 else ndimage.gaussian_filter1d(prob[a:b], s, axis=0, mode="nearest")
+                                 for a, b in zip(lengths[:-1], lengths[1:])])
+            th = brute_force_thresholds(sm, true)
+            f1.append(np.mean([f1_score(true[:, j], (sm[:, j] >= th[j]).astype(int), zero_division=0)
+                               for j in range(12)]))
+        best = sigmas[int(np.argmax(f1))]
+        s = systems[f"au-{fold}"]
+        assert s["smoothing"]["sigma"] == best, (fold, f1)
+        np.testing.assert_allclose(list(s["smoothing"]["scores"].values()), f1, rtol=1e-9)
+        # the thresholds are then tuned on the frames smoothed with the chosen σ (each fold its own choice)
+        chosen = {f: systems[f"au-{f}"]["smoothing"]["sigma"] for f in FOLDS}
+        sm = np.concatenate([prob[a:b] if chosen[f] == 0 else ndimage.gaussian_filter1d(prob[a:b], chosen[f], axis=0,
+                                                                                         mode="nearest")
+                             for (f, _), a, b in zip(pairs, lengths[:-1], lengths[1:])])
+        np.testing.assert_allclose(s["thresholds"], brute_force_thresholds(sm, true))
