@@ -196,7 +196,8 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
 @click.option("--focal-gamma", type=float, default=None,
               help="Focal loss γ for AU and EXPR (Lin et al. 2017), class weights kept as α; 0 = weighted BCE/CE.")
 @click.option("--logit-adjust-tau", type=float, default=None,
-              help="EXPR loss on logits + τ·log(class prior of the training labels) (Menon et al. 2021); 0 = off.")
+              help="EXPR loss on logits + τ·log(class prior of the training labels) instead of class weights "
+                   "(Menon et al. 2021); 0 = off.")
 @click.option("--modality-dropout", type=float, default=None,
               help="Probability that a training clip loses one encoder's features (never all); 0 = off.")
 @click.pass_obj

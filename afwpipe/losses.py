@@ -15,7 +15,8 @@ Options the ABAW teams sweep over (``train.focal_gamma``, ``train.logit_adjust_t
   exactly the weighted BCE / CE.
 - logit adjustment (Menon et al. 2021, "Long-tail learning via logit adjustment", ICLR, arXiv:2007.07314;
   HSEmotion ABAW8): the EXPR loss sees ``logits + τ·log(prior)`` with the class prior of the training labels
-  (:func:`expr_log_prior`); predictions keep the raw logits, which moves them toward rare classes.
+  (:func:`expr_log_prior`); predictions keep the raw logits, which moves them toward rare classes. It
+  replaces the class weights (the paper's loss is the unweighted softmax CE; the train step passes none).
 
 Every loss takes an optional frame mask ``[...]`` bool (False = padded frame) on top of the label's own
 invalid markers (AU ``-1``, EXPR ``-1``, VA ``-5``). A batch with nothing valid returns a scalar zero that

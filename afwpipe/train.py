@@ -70,7 +70,8 @@ class TrainConfig(FromParams):
         focal_gamma: focal γ of the AU and EXPR losses (Lin et al. 2017; 0: weighted BCE / CE as before,
             the positive / class weights stay as α; :mod:`afwpipe.losses`).
         logit_adjust_tau: τ of the logit-adjusted EXPR loss (Menon et al. 2021): the loss sees
-            ``logits + τ·log(prior of the training labels)``, predictions the raw logits (0: off).
+            ``logits + τ·log(prior of the training labels)``, predictions the raw logits, and the class
+            weights are off (the adjustment replaces them, as in the paper; 0: off).
         modality_dropout: probability that a training clip loses one encoder's whole features (zeros after
             standardisation; never all encoders of a clip; :func:`afwpipe.clips.drop_modalities`); never at
             validation or prediction (0: off; needs ≥ 2 features).
@@ -285,9 +286,10 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
 
     train_labels = {t: np.concatenate([labels[n][t] for n in train_names]) for t in tasks}
     pos_w = au_pos_weights(train_labels["au"]) if "au" in tasks else None
-    cls_w = expr_class_weights(train_labels["expr"]) if "expr" in tasks else None
+    # the logit-adjusted loss replaces the class weights (Menon et al. 2021, eq. 10: unweighted softmax CE)
     offset = (cfg.logit_adjust_tau * expr_log_prior(train_labels["expr"])
               if "expr" in tasks and cfg.logit_adjust_tau else None)
+    cls_w = expr_class_weights(train_labels["expr"]) if "expr" in tasks and offset is None else None
 
     device = torch.device(resolve_device(cfg.device))
     with _deterministic():

@@ -318,6 +318,7 @@ def test_sweep_options_are_checked_and_saved_in_the_checkpoint(ws, tmp_path):
     base = train(ws, _cfg(epochs=2), progress=False, out_dir=tmp_path / "base")
     _, ckpt = load_model(r.model_dir / "model.pt")
     assert {k: ckpt["config"][k] for k in opts} == opts
+    assert ckpt["expr_class_weight"] is None and ckpt["au_pos_weight"] is not None  # the adjustment replaces them
     losses = [[e["loss"] for e in json.loads((x.model_dir / "metrics.json").read_text())["epochs"]] for x in (r, base)]
     assert all(np.isfinite(losses[0])) and losses[0] != losses[1]
 
