@@ -117,9 +117,12 @@ class EncoderWorker:
         if cfg["modality"] == "visual":
             present = faces["present"][...]
             self._visual(faces["crops"], emb, name)
+            extra = {}
         else:
-            present = self._audio(faces["times"][...], emb, name)
+            present, extra = self._audio(faces["times"][...], emb, name)
         store.write_time_array(g, "present", present, dims=("frame",))
+        for key, arr in extra.items():  # encoder-specific per-frame arrays (vad: speech)
+            store.write_time_array(g, key, arr, dims=("frame",))
         res.frames, res.present = n, int(present.sum())
         store.mark_complete(g, n_frames=n)
         res.seconds = time.perf_counter() - t0
@@ -146,14 +149,16 @@ class EncoderWorker:
         writer.close()
         bar.close()
 
-    def _audio(self, times: np.ndarray, emb, name: str) -> np.ndarray:
-        """Encode the wave; frames outside the audio track (or all, without audio) get zeros, present False."""
+    def _audio(self, times: np.ndarray, emb, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Encode the wave; frames outside the audio track (or all, without audio) get zeros, present False.
+        Returns ``present [T]`` and the encoder's extra per-frame arrays (``Encoder.frame_arrays``)."""
         audio = store.open_store(self.ws.audio, "r")[name]
         wave = audio["wave"][...]
         n, dim = len(times), emb.shape[1]
         if not audio.attrs.get("present", False) or wave.size == 0:
             log.warning("%s: no audio track; %s features are zeros with present=False", name, self.cfg.encoder)
-            return np.zeros(n, bool)
+            present = np.zeros(n, bool)
+            return present, self.encoder.frame_arrays(np.zeros((n, dim), np.float32), present)
         feats = self.encoder.encode_audio(wave, times)
         _check_finite(feats, self.cfg.encoder, name)
         present = times < wave.size / audio.attrs.get("sample_rate", AUDIO_SAMPLE_RATE)
@@ -161,7 +166,7 @@ class EncoderWorker:
         if feats.shape != (n, dim):
             raise AfwpipeError(f"{self.cfg.encoder} on {name}: got features {feats.shape}, expected {(n, dim)}")
         emb[...] = feats.astype(np.float16)
-        return present
+        return present, self.encoder.frame_arrays(feats, present)
 
 
 def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None = None,

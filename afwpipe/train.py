@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from . import store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
+from .clips.gate import SpeechGate, parse_speech_gate
 from .device import autocast, resolve_device
 from .config import FromParams
 from .errors import AfwpipeError, TrainError
@@ -75,6 +76,9 @@ class TrainConfig(FromParams):
         modality_dropout: probability that a training clip loses one encoder's whole features (zeros after
             standardisation; never all encoders of a clip; :func:`afwpipe.clips.drop_modalities`); never at
             validation or prediction (0: off; needs ≥ 2 features).
+        speech_gate: ``{encoders: [logmel], threshold: 0.5}`` zeroes those audio encoders' features on
+            frames whose ``vad`` probability is below ``threshold`` (training, validation and prediction;
+            :mod:`afwpipe.clips.gate`), or None (off).
     """
 
     params_section: ClassVar[str] = "train"
@@ -104,6 +108,7 @@ class TrainConfig(FromParams):
     focal_gamma: float = 0.0
     logit_adjust_tau: float = 0.0
     modality_dropout: float = 0.0
+    speech_gate: dict | None = None  # speech gate (afwpipe.clips.gate); parsed in __post_init__
 
     def __post_init__(self):
         if isinstance(self.features, str):
@@ -137,6 +142,7 @@ class TrainConfig(FromParams):
         if self.modality_dropout and len(self.features) < 2:
             raise TrainError(f"train: modality_dropout={self.modality_dropout} needs at least two features "
                              f"(one clip never loses every encoder); features: {', '.join(self.features)}")
+        self.speech_gate = parse_speech_gate(self.speech_gate, self.features)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -277,12 +283,14 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
 
     features = ZarrFeatures(ws, cfg.features)
     cache = int(cfg.cache_gb * (1 << 30))
-    train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, cache_bytes=cache)
-    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache)
+    identities = {e: features.identity(e, train_names + val_names) for e in cfg.features}
+    gate = SpeechGate.from_config(ws, cfg.speech_gate, identities)
+    train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, cache_bytes=cache, gate=gate)
+    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache,
+                         gate=gate)
     stats = train_ds.feature_stats() if cfg.standardize else None
     train_ds.set_stats(stats)
     val_ds.set_stats(stats)
-    identities = {e: features.identity(e, train_names + val_names) for e in cfg.features}
 
     train_labels = {t: np.concatenate([labels[n][t] for n in train_names]) for t in tasks}
     pos_w = au_pos_weights(train_labels["au"]) if "au" in tasks else None
