@@ -195,8 +195,16 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
 @click.option("--scene", default=None, help="Train on one scene subset of the manifest (its own head).")
 @click.option("--epochs", type=int, default=None, help="Maximum epochs; early stopping on the validation score.")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
+@click.option("--focal-gamma", type=float, default=None,
+              help="Focal loss γ for AU and EXPR (Lin et al. 2017), class weights kept as α; 0 = weighted BCE/CE.")
+@click.option("--logit-adjust-tau", type=float, default=None,
+              help="EXPR loss on logits + τ·log(class prior of the training labels) instead of class weights "
+                   "(Menon et al. 2021); 0 = off.")
+@click.option("--modality-dropout", type=float, default=None,
+              help="Probability that a training clip loses one encoder's features (never all); 0 = off.")
 @click.pass_obj
-def train_cmd(obj, task, head, fold, features, scene, epochs, device):
+def train_cmd(obj, task, head, fold, features, scene, epochs, device, focal_gamma, logit_adjust_tau,
+              modality_dropout):
     """Train a fusion head on cached features (never reads video).
 
     \b
@@ -209,7 +217,8 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device):
     from . import train
 
     cfg = train.TrainConfig.from_params(_section(obj, "train"), task=task, head=head, fold=fold, features=features,
-                                        scene=scene, epochs=epochs, device=device)
+                                        scene=scene, epochs=epochs, device=device, focal_gamma=focal_gamma,
+                                        logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout)
     _, ws = _workspace(obj)
     train.main(ws, cfg)
 
@@ -275,15 +284,22 @@ def predict_cmd(obj, batch_size, device):
 @click.option("--ensemble", type=click.Choice(["vote", "soft"]), default=None,
               help="Fold ensemble: vote (AU/EXPR majority, VA mean) or soft (mean probabilities).")
 @click.option("--no-scenes", is_flag=True, default=False, help="Do not let scene heads replace the general heads.")
+@click.option("--tune-smoothing", is_flag=True, default=False,
+              help="Choose every track's smoothing σ / window per fold on out-of-fold frames never scored "
+                   "(params postprocess.smooth.<track>.sigma|window: tuned).")
+@click.option("--smooth-grid", default=None,
+              help="Comma-separated candidate σ / window (frames) of a tuned smoothing, e.g. 0,2,5,10,25 "
+                   "(params postprocess.smooth_grid).")
 @click.pass_obj
-def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes):
+def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes, tune_smoothing, smooth_grid):
     """Fill, smooth, threshold and ensemble the raw predictions.
 
     \b
     Per track (AU, EXPR, VA) and fold: scene heads replace the general head for their videos, frames
     without a face take the nearest face frame's output, outputs are smoothed along time (gaussian σ /
     median / mean window, per-track defaults AU 5/10, EXPR 25/25, VA 25/50 frames), AU thresholds are
-    0.5 or tuned per AU on out-of-fold frames never scored. The folds are then combined (vote or soft).
+    0.5 or tuned per AU on out-of-fold frames never scored; --tune-smoothing chooses each track's σ /
+    window on the same frames. The folds are then combined (vote or soft).
     Writes <workdir>/<dataset>/post/<track>-<fold|ensemble>.npz (<video>/{prob, before, after}) and
     post/systems.json.
     """
@@ -292,8 +308,13 @@ def postprocess_cmd(obj, smooth_method, thresholds, ensemble, no_scenes):
     section = dict(_section(obj, "postprocess") or {})
     if smooth_method is not None:  # the same method for every track, each keeping its σ / window
         section["smooth"] = {t: {**(section.get("smooth") or {}).get(t, {}), "method": smooth_method} for t in TRACKS}
+    if tune_smoothing:  # each track's method keeps its own parameter name (gaussian: sigma, median/mean: window)
+        smooth = {t: dict((section.get("smooth") or {}).get(t) or {}) for t in TRACKS}
+        section["smooth"] = {t: {**s, ("window" if s.get("method") in ("median", "mean") else "sigma"): "tuned"}
+                             for t, s in smooth.items()}
     cfg = postprocess.PostConfig.from_params(section, au_thresholds=thresholds, ensemble=ensemble,
-                                             scenes=False if no_scenes else None)
+                                             scenes=False if no_scenes else None,
+                                             smooth_grid=smooth_grid.split(",") if smooth_grid else None)
     _, ws = _workspace(obj)
     postprocess.main(ws, cfg)
 

@@ -26,7 +26,9 @@ Honesty keys of a metrics.json entry (from post/systems.json):
   scored frames; ``optimistic_reason`` then says which;
 - ``after_tuned_on_scored`` replaces ``after`` when ``postprocess.au_thresholds`` is ``tuned_on_scored``;
 - ``thresholds_from`` (AU): ``fixed``, ``out-of-fold frames``, ``0.5 fallback (no out-of-fold frame)`` or
-  ``scored frames (optimistic)``; ``warnings`` lists the post-processing warnings of the system.
+  ``scored frames (optimistic)``; ``warnings`` lists the post-processing warnings of the system;
+- ``smoothing`` (only when ``postprocess.smooth`` tuned it): the method, the σ / window chosen (the
+  ensemble: per fold) and ``from`` (``out-of-fold frames`` or the default without them).
 
 The summary line gives per track before -> after of the ensemble (else the first scored fold), says
 ``lower after`` when post-processing lowered the score, and repeats the caveats.
@@ -126,6 +128,8 @@ def _strip(result: dict, meta: Mapping) -> dict:
         out["optimistic_reason"] = meta["optimistic_reason"]
     if meta.get("thresholds_from"):
         out["thresholds_from"] = meta["thresholds_from"]
+    if (meta.get("smoothing") or {}).get("from", "fixed") != "fixed":  # what a tuned smoothing chose
+        out["smoothing"] = {k: v for k, v in meta["smoothing"].items() if k not in ("videos", "scores")}
     if meta.get("warnings"):
         out["warnings"] = list(meta["warnings"])
     return out

@@ -7,6 +7,17 @@
   ABAW VA baselines and seeds.
 - ``mtl_loss``: weighted sum over the tasks present in both the outputs and the targets.
 
+Options the ABAW teams sweep over (``train.focal_gamma``, ``train.logit_adjust_tau``; off by default):
+
+- focal loss (Lin et al. 2017, "Focal Loss for Dense Object Detection", arXiv:1708.02002; used for AU and
+  EXPR by USTC, ABAW8): each frame's term is multiplied by ``(1 − p_t)^γ``, ``p_t`` the probability of the
+  true label (sigmoid per AU, softmax for EXPR); the positive / class weights above stay as its α. γ = 0 is
+  exactly the weighted BCE / CE.
+- logit adjustment (Menon et al. 2021, "Long-tail learning via logit adjustment", ICLR, arXiv:2007.07314;
+  HSEmotion ABAW8): the EXPR loss sees ``logits + τ·log(prior)`` with the class prior of the training labels
+  (:func:`expr_log_prior`); predictions keep the raw logits, which moves them toward rare classes. It
+  replaces the class weights (the paper's loss is the unweighted softmax CE; the train step passes none).
+
 Every loss takes an optional frame mask ``[...]`` bool (False = padded frame) on top of the label's own
 invalid markers (AU ``-1``, EXPR ``-1``, VA ``-5``). A batch with nothing valid returns a scalar zero that
 is still attached to the graph (``backward()`` works and gives exactly zero gradients, never NaN).
@@ -71,6 +82,26 @@ def expr_class_weights(labels: np.ndarray, n_classes: int = len(EXPR_NAMES)) -> 
     return w.astype(np.float32)
 
 
+def expr_log_prior(labels: np.ndarray, n_classes: int = len(EXPR_NAMES)) -> np.ndarray:
+    """``log π_c`` of the EXPR class prior over valid training frames, for the logit-adjusted loss
+    (Menon et al. 2021, eq. 10: ``ℓ(y, f(x) + τ·log π)``).
+
+    A class absent from the training labels counts as one frame (add-one on the absent classes only), so
+    its offset is finite and the lowest. All labels invalid: the uniform prior.
+
+    Args:
+        labels: int training labels of any shape, ``-1`` invalid.
+
+    Returns:
+        ``[n_classes]`` float32, every entry ≤ 0.
+    """
+    labels = np.asarray(labels).ravel()
+    labels = labels[labels != EXPR_INVALID]
+    counts = np.bincount(labels, minlength=n_classes)[:n_classes].astype(np.float64)
+    counts = np.where(counts > 0, counts, 1.0)
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
 def _valid(valid: Tensor, mask: Tensor | None) -> Tensor:
     """Label validity ``[..., C]`` or ``[...]`` combined with a frame mask ``[...]`` (broadcast over C)."""
     if mask is None:
@@ -86,7 +117,7 @@ def _masked_mean(values: Tensor, valid: Tensor, weights: Tensor | None = None) -
 
 
 def au_bce_loss(logits: Tensor, labels: Tensor, pos_weight: Tensor | np.ndarray | None = None,
-                mask: Tensor | None = None) -> Tensor:
+                mask: Tensor | None = None, gamma: float = 0.0) -> Tensor:
     """Masked AU binary cross-entropy, mean over valid (frame, AU) entries.
 
     Args:
@@ -94,6 +125,9 @@ def au_bce_loss(logits: Tensor, labels: Tensor, pos_weight: Tensor | np.ndarray 
         labels: ``[..., 12]`` labels in {0, 1}, ``-1`` invalid.
         pos_weight: ``[12]`` positive weights (:func:`au_pos_weights`) or None.
         mask: ``[...]`` bool, False for padded frames, or None.
+        gamma: focal γ ≥ 0 (0: plain BCE): each entry's term times ``(1 − p_t)^γ`` with ``p_t = σ(x)`` for a
+            positive and ``1 − σ(x)`` for a negative; with ``pos_weight`` w it is torchvision's
+            ``sigmoid_focal_loss`` with ``α = w / (1 + w)``, times ``1 + w``.
 
     Returns:
         Scalar tensor.
@@ -103,11 +137,15 @@ def au_bce_loss(logits: Tensor, labels: Tensor, pos_weight: Tensor | np.ndarray 
         pos_weight = torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
     target = torch.where(valid, labels, torch.zeros_like(labels)).to(logits.dtype)
     loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
+    if gamma:
+        p = torch.sigmoid(logits)
+        loss = loss * (1.0 - (p * target + (1.0 - p) * (1.0 - target))).pow(gamma)
     return _masked_mean(loss, valid)
 
 
 def expr_ce_loss(logits: Tensor, labels: Tensor, class_weight: Tensor | np.ndarray | None = None,
-                 mask: Tensor | None = None) -> Tensor:
+                 mask: Tensor | None = None, gamma: float = 0.0,
+                 logit_offset: Tensor | np.ndarray | None = None) -> Tensor:
     """Masked EXPR cross-entropy, weighted mean over valid frames (as ``F.cross_entropy(weight=…)``).
 
     Args:
@@ -115,13 +153,21 @@ def expr_ce_loss(logits: Tensor, labels: Tensor, class_weight: Tensor | np.ndarr
         labels: ``[...]`` int labels in ``0..7``, ``-1`` invalid.
         class_weight: ``[8]`` weights (:func:`expr_class_weights`) or None.
         mask: ``[...]`` bool, False for padded frames, or None.
+        gamma: focal γ ≥ 0 (0: plain CE): each frame's ``−w_y·log p_y`` times ``(1 − p_y)^γ``, ``p_y`` the
+            softmax probability of the true class.
+        logit_offset: ``[8]`` added to the logits inside the loss only (``τ·``:func:`expr_log_prior`: the
+            logit-adjusted loss of Menon et al. 2021), or None.
 
     Returns:
         Scalar tensor.
     """
     valid = _valid(labels != EXPR_INVALID, mask)
     target = torch.where(valid, labels, torch.zeros_like(labels)).long()
+    if logit_offset is not None:
+        logits = logits + torch.as_tensor(logit_offset, dtype=logits.dtype, device=logits.device)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+    if gamma:
+        loss = loss * (1.0 - torch.exp(-loss)).pow(gamma)  # exp(−CE) = p_y
     weights = None
     if class_weight is not None:
         weights = torch.as_tensor(class_weight, dtype=logits.dtype, device=logits.device)[target.reshape(-1)]
@@ -172,7 +218,8 @@ def va_ccc_loss(pred: Tensor, labels: Tensor, mask: Tensor | None = None) -> Ten
 def mtl_loss(outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], mask: Tensor | None = None, *,
              task_weights: Mapping[str, float] | None = None,
              au_pos_weight: Tensor | np.ndarray | None = None,
-             expr_class_weight: Tensor | np.ndarray | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+             expr_class_weight: Tensor | np.ndarray | None = None, focal_gamma: float = 0.0,
+             expr_logit_offset: Tensor | np.ndarray | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Multi-task loss ``Σ_t w_t · L_t`` over the tasks in both ``outputs`` and ``targets``.
 
     Args:
@@ -182,6 +229,8 @@ def mtl_loss(outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], mask:
         mask: ``[B, K]`` bool, False for padded frames.
         task_weights: task -> weight (default 1.0 each).
         au_pos_weight, expr_class_weight: see :func:`au_bce_loss`, :func:`expr_ce_loss`.
+        focal_gamma: focal γ of the AU and EXPR terms (0: BCE / CE); expr_logit_offset: the EXPR loss's logit
+            offset (:func:`expr_ce_loss`).
 
     Returns:
         ``(total, {task: loss})``, scalars. No shared task gives a ValueError.
@@ -191,9 +240,10 @@ def mtl_loss(outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], mask:
         raise ValueError(f"mtl_loss: no task in both outputs {sorted(outputs)} and targets {sorted(targets)}")
     parts: dict[str, Tensor] = {}
     if "au" in tasks:
-        parts["au"] = au_bce_loss(outputs["au"], targets["au"], au_pos_weight, mask)
+        parts["au"] = au_bce_loss(outputs["au"], targets["au"], au_pos_weight, mask, focal_gamma)
     if "expr" in tasks:
-        parts["expr"] = expr_ce_loss(outputs["expr"], targets["expr"], expr_class_weight, mask)
+        parts["expr"] = expr_ce_loss(outputs["expr"], targets["expr"], expr_class_weight, mask, focal_gamma,
+                                     expr_logit_offset)
     if "va" in tasks:
         parts["va"] = va_ccc_loss(outputs["va"], targets["va"], mask)
     weights = task_weights or {}

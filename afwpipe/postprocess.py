@@ -10,7 +10,9 @@ track itself; ``mtl`` heads serve all three). For a fold system, per video:
 2. *nearest-frame fill*: frames without a face take the output of the nearest frame with one
    (:func:`temporal.fill_nearest`; ``present`` of the predictions, i.e. faces.zarr);
 3. *smoothing* along time per track (:func:`temporal.smooth`: ``gaussian`` σ, ``median`` / ``mean`` window;
-   defaults AU σ 5 / window 10, EXPR 25 / 25, VA 25 / 50, :data:`temporal.SMOOTH_SIGMA`; ``none`` skips it);
+   defaults AU σ 5 / window 10, EXPR 25 / 25, VA 25 / 50, :data:`temporal.SMOOTH_SIGMA`; ``none`` skips it).
+   ``sigma: tuned`` / ``window: tuned`` chooses it per system from a grid (:func:`choose_smoothing`) on the
+   same out-of-fold frames as the tuned AU thresholds, never on a video the system is scored on;
 4. *decisions*: AU ``prob ≥ threshold`` with a fixed threshold or per-AU thresholds tuned on a grid
    (:func:`tune_au_thresholds`) on out-of-fold frames the system is never scored on
    (:func:`tune_thresholds`), EXPR argmax, VA values clipped to [-1, 1].
@@ -68,7 +70,8 @@ from .errors import AfwpipeError, PostprocessError, TrainError
 from .folds import split_videos
 from .labels import HEAD_TASKS, TRACKS
 from .readers import load_labels, read_prediction, read_predictions_index
-from .scores import before_after, headline, labelled, system_notes
+from .scores import KEY, before_after, headline, labelled, system_notes
+from .scores import score as score_track
 from .store import ENSEMBLE
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,14 @@ log = logging.getLogger(__name__)
 SMOOTH_CHOICES = temporal.SMOOTH_METHODS + ("none",)
 ENSEMBLE_METHODS = ("vote", "soft")
 TUNED = ("tuned", "tuned_on_scored")
+#: candidate σ (gaussian) / window (median, mean) in frames of ``sigma: tuned`` / ``window: tuned`` when
+#: ``smooth_grid`` is null; σ 0 and window 1 mean no smoothing, so the choice can leave a track unsmoothed.
+SMOOTH_GRID = {"gaussian": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0, 25.0, 35.0, 50.0),
+               "median": (1, 3, 5, 9, 15, 25, 35, 51, 75), "mean": (1, 3, 5, 9, 15, 25, 35, 51, 75)}
+SMOOTH_PARAM = {"gaussian": "sigma", "median": "window", "mean": "window"}
+#: ``smoothing["from"]`` of a system (systems.json, metrics.json)
+SMOOTHING_FIXED, SMOOTHING_OOF = "fixed", "out-of-fold frames"
+SMOOTHING_DEFAULT = "default (no out-of-fold frame)"
 
 
 def _default_smooth() -> dict:
@@ -90,7 +101,10 @@ class PostConfig(FromParams):
         sources: track -> trained task whose heads predict it (``au``/``expr``/``va`` or ``mtl``).
         fill: nearest-frame fill of frames without a face.
         smooth: track -> ``{method: gaussian|median|mean|none, sigma: frames, window: frames}``; a missing or
-            null σ / window takes :data:`temporal.SMOOTH_SIGMA` / :data:`temporal.SMOOTH_WINDOW`.
+            null σ / window takes :data:`temporal.SMOOTH_SIGMA` / :data:`temporal.SMOOTH_WINDOW`; ``tuned``
+            for the method's parameter (σ of ``gaussian``, window of ``median`` / ``mean``) chooses it per
+            system on out-of-fold frames (:func:`choose_smoothing`).
+        smooth_grid: candidate σ / window (frames) of a tuned smoothing; None: :data:`SMOOTH_GRID` of the method.
         au_thresholds: ``"tuned"`` (per AU on out-of-fold frames the system is not scored on, on
             ``threshold_grid``; :func:`tune_thresholds`), ``"tuned_on_scored"`` (on the scored frames
             themselves: optimistic, flagged in metrics.json) or a number.
@@ -111,6 +125,7 @@ class PostConfig(FromParams):
     ensemble: str = "vote"
     au_vote_tie: int = 1
     scenes: bool = True
+    smooth_grid: list | None = None
 
     def __post_init__(self):
         sources = {t: t for t in TRACKS}
@@ -126,7 +141,23 @@ class PostConfig(FromParams):
             if spec["method"] not in SMOOTH_CHOICES:
                 raise PostprocessError(f"postprocess smooth.{track}.method: {spec['method']!r} is not one of "
                                    f"{', '.join(SMOOTH_CHOICES)}")
-            spec["sigma"], spec["window"] = float(spec["sigma"]), int(spec["window"])
+            try:
+                spec["sigma"] = spec["sigma"] if spec["sigma"] == "tuned" else float(spec["sigma"])
+                spec["window"] = spec["window"] if spec["window"] == "tuned" else int(spec["window"])
+            except (TypeError, ValueError):
+                raise PostprocessError(f"postprocess smooth.{track}: sigma {spec['sigma']!r} / window "
+                                       f"{spec['window']!r} must be numbers of frames or 'tuned'") from None
+            other = "window" if spec["method"] == "gaussian" else "sigma"
+            if spec[other] == "tuned" and spec["method"] != "none":
+                raise PostprocessError(f"postprocess smooth.{track}: {other}: tuned, but method {spec['method']} "
+                                       f"has a {SMOOTH_PARAM[spec['method']]}; tune that one")
+            if spec[other] == "tuned":  # unused by the method: keep the track's default
+                spec[other] = float(temporal.SMOOTH_SIGMA[track]) if other == "sigma" else temporal.SMOOTH_WINDOW[track]
+        if self.smooth_grid is not None:
+            self.smooth_grid = [float(x) for x in self.smooth_grid]
+            if not self.smooth_grid or min(self.smooth_grid) < 0:
+                raise PostprocessError(f"postprocess smooth_grid: {self.smooth_grid} must be a non-empty list of "
+                                       f"frames ≥ 0")
         if self.ensemble not in ENSEMBLE_METHODS:
             raise PostprocessError(f"postprocess ensemble: {self.ensemble!r} is not one of {', '.join(ENSEMBLE_METHODS)}")
         if self.au_thresholds not in TUNED:
@@ -143,6 +174,23 @@ class PostConfig(FromParams):
     def grid(self) -> np.ndarray:
         return AU_THRESHOLD_GRID if self.threshold_grid is None else np.asarray(self.threshold_grid)
 
+    def tuned_smoothing(self, track: str) -> str | None:
+        """``sigma`` or ``window`` when ``track``'s smoothing parameter is ``tuned``, else None."""
+        spec = self.smooth[track]
+        param = SMOOTH_PARAM.get(spec["method"])
+        return param if param and spec[param] == "tuned" else None
+
+    def smooth_candidates(self, track: str) -> list[float]:
+        """The tuned parameter's candidates of ``track`` (``smooth_grid`` or :data:`SMOOTH_GRID`)."""
+        method = self.smooth[track]["method"]
+        grid = SMOOTH_GRID[method] if self.smooth_grid is None else self.smooth_grid
+        if method == "gaussian":
+            return [float(c) for c in grid]
+        if min(grid) < 1 or any(c != int(c) for c in grid):
+            raise PostprocessError(f"postprocess smooth_grid: {list(grid)} are not {method} windows (whole frames ≥ 1) "
+                                   f"for track {track}")
+        return [int(c) for c in grid]
+
 
 # -- per-video steps -----------------------------------------------------------------------------------
 def smooth_track(values: np.ndarray, present: np.ndarray | None, track: str, cfg: PostConfig) -> np.ndarray:
@@ -155,13 +203,28 @@ def smooth_track(values: np.ndarray, present: np.ndarray | None, track: str, cfg
     Returns:
         ``[T, C]`` float64.
     """
-    out = np.asarray(values, dtype=np.float64)
-    if cfg.fill and present is not None:
-        out = temporal.fill_nearest(out, present)
+    out = fill_track(values, present, cfg)
     spec = cfg.smooth[track]
-    if spec["method"] == "none":
-        return out.copy()
-    return temporal.smooth(out, spec["method"], sigma=spec["sigma"], window=spec["window"])
+    param = SMOOTH_PARAM.get(spec["method"])
+    size = spec[param] if param else None
+    if size == "tuned":  # provisional until :func:`choose_smoothing`: the track's default
+        size = temporal.SMOOTH_SIGMA[track] if param == "sigma" else temporal.SMOOTH_WINDOW[track]
+    return smooth_with(out, spec["method"], size)
+
+
+def fill_track(values: np.ndarray, present: np.ndarray | None, cfg: PostConfig) -> np.ndarray:
+    """``values [T, C]`` as float64, frames without a face filled from the nearest one when ``cfg.fill`` and
+    ``present [T]`` is given (:func:`temporal.fill_nearest`)."""
+    out = np.asarray(values, dtype=np.float64)
+    return temporal.fill_nearest(out, present) if cfg.fill and present is not None else out
+
+
+def smooth_with(values: np.ndarray, method: str, size: float | None) -> np.ndarray:
+    """``values [T, C]`` smoothed by ``method`` with σ / window ``size`` frames (:func:`temporal.smooth`);
+    ``none``, σ 0 and window 1 return an unsmoothed float64 copy."""
+    if method == "none" or (method == "gaussian" and size == 0) or (method != "gaussian" and int(size) == 1):
+        return np.array(values, dtype=np.float64)
+    return temporal.smooth(values, method, sigma=size, window=None if size is None else int(size))
 
 
 def decide(track: str, values: np.ndarray, thresholds: float | np.ndarray = 0.5) -> np.ndarray:
@@ -252,6 +315,56 @@ def tune_thresholds(sys_: "System", folds: Sequence["System"], labels: Mapping, 
         _flag(sys_, "AU thresholds tuned on the scored frames")
 
 
+def smoothing_score(track: str, values: np.ndarray, true: np.ndarray, cfg: PostConfig) -> float:
+    """Score of processed outputs ``values`` on labels ``true`` with the track's decision rule: AU mean F1 at
+    ``cfg.au_thresholds`` (a number) or at per-AU thresholds tuned on these same frames (``tuned``:
+    smoothing and thresholds chosen together), EXPR macro F1 of the argmax, VA mean CCC."""
+    th = 0.5
+    if track == "au":
+        th = (tune_au_thresholds(values, true, cfg.grid) if cfg.au_thresholds in TUNED
+              else float(cfg.au_thresholds))
+    return float(score_track(track, decide(track, values, th), true)[KEY[track]])
+
+
+def choose_smoothing(sys_: "System", folds: Sequence["System"], labels: Mapping, cfg: PostConfig) -> None:
+    """Set ``sys_.smoothing`` and, for a tuned σ / window, re-smooth ``sys_.prob`` with the chosen value.
+
+    Tuned (``smooth.<track>.sigma: tuned`` or ``window: tuned``): every candidate of
+    :meth:`PostConfig.smooth_candidates` smooths the filled outputs of the out-of-fold frames that also tune
+    the AU thresholds (:func:`out_of_fold_frames`: the numbered folds' own validation videos, never one
+    ``sys_`` is scored on, each with its own fold's head), scored by :func:`smoothing_score` on the pooled
+    frames; the best wins, the earliest candidate on a tie. Without such a frame the track's default
+    (:data:`temporal.SMOOTH_SIGMA` / ``SMOOTH_WINDOW``) is kept with a warning in ``sys_.warnings``.
+
+    ``sys_.smoothing``: ``{"method", "sigma" | "window", "from"}`` (``fixed``, ``out-of-fold frames`` or the
+    default), and when tuned ``"videos"`` (``<fold>/<video>``) and ``"scores"`` (candidate -> score).
+    """
+    spec, param = cfg.smooth[sys_.track], cfg.tuned_smoothing(sys_.track)
+    method = spec["method"]
+    if param is None:
+        sys_.smoothing = {"method": method, **({SMOOTH_PARAM[method]: spec[SMOOTH_PARAM[method]]}
+                                                if method in SMOOTH_PARAM else {}), "from": SMOOTHING_FIXED}
+        return
+    pairs = out_of_fold_frames(sys_.track, folds, sys_.eval_videos, labels)
+    size = temporal.SMOOTH_SIGMA[sys_.track] if param == "sigma" else temporal.SMOOTH_WINDOW[sys_.track]
+    sys_.smoothing = {"method": method, param: size, "from": SMOOTHING_DEFAULT,
+                      "videos": [f"{f}/{v}" for f, v in pairs], "scores": {}}
+    if not pairs:
+        sys_.warnings.append(f"smoothing {param} {size:g} (the default): no labelled {sys_.track.upper()} frame in "
+                             f"a numbered fold's own validation videos outside the ones {sys_.name} is scored on")
+        log.warning("postprocess %s: %s", sys_.name, sys_.warnings[-1])
+    else:
+        source = {f.fold: f for f in folds}
+        true = np.concatenate([labels[v][sys_.track] for _, v in pairs])
+        scores = {c: smoothing_score(sys_.track, np.concatenate(
+            [smooth_with(source[f].filled[v], method, c) for f, v in pairs]), true, cfg)
+            for c in cfg.smooth_candidates(sys_.track)}
+        size = max(scores, key=lambda c: (scores[c], -list(scores).index(c)))
+        sys_.smoothing.update({param: size, "from": SMOOTHING_OOF, "scores": {f"{c:g}": s for c, s in scores.items()}})
+    for v in sys_.videos:
+        sys_.prob[v] = smooth_with(sys_.filled[v], method, size)
+
+
 def _flag(sys_: "System", reason: str) -> None:
     """Mark ``sys_``'s scores optimistic, adding ``reason``."""
     sys_.optimistic = True
@@ -282,6 +395,8 @@ class System:
     before: dict[str, np.ndarray] = field(default_factory=dict)
     after: dict[str, np.ndarray] = field(default_factory=dict)
     raw: dict[str, np.ndarray] = field(default_factory=dict)  # general head's raw outputs (for "before")
+    filled: dict[str, np.ndarray] = field(default_factory=dict)  # chosen head's filled outputs (tuned smoothing)
+    smoothing: dict = field(default_factory=dict)  # :func:`choose_smoothing`
     heads: list[str] = field(default_factory=list)  # every head feeding the system (general and scene)
     thresholds_from: str | None = None
     threshold_videos: list[str] = field(default_factory=list)
@@ -333,7 +448,10 @@ def fold_system(ws: store.Workspace, track: str, fold: str, general: dict, scene
         model = scene_of.get(v, general["name"])
         chosen = raw if model == general["name"] else read_prediction(ws, model, v)
         sys_.models[v] = model
-        sys_.prob[v] = smooth_track(chosen[track], chosen.get("present"), track, cfg)
+        filled = fill_track(chosen[track], chosen.get("present"), cfg)
+        sys_.prob[v] = smooth_track(filled, None, track, cfg)
+        if cfg.tuned_smoothing(track):
+            sys_.filled[v] = filled
         sys_.before[v] = decide(track, sys_.raw[v])
     return sys_
 
@@ -392,6 +510,10 @@ def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: 
                    f"{track.upper()} val video(s)")
     for v in common:
         ens.prob[v] = soft_average([f.prob[v] for f in folds])
+    ens.smoothing = {k: x for k, x in folds[0].smoothing.items() if k not in ("videos", "scores")}
+    param = cfg.tuned_smoothing(track)
+    if param:  # each fold system's own choice
+        ens.smoothing.update({param: {f.fold: f.smoothing[param] for f in folds}, "from": "fold systems"})
     if cfg.ensemble == "soft":
         tune_thresholds(ens, folds, labels, cfg)
     elif track == "au":
@@ -438,9 +560,7 @@ class PostSummary:
     def line(self) -> str:
         tracks = sorted({s.track for s in self.systems}, key=TRACKS.index)
         folds = list(dict.fromkeys(s.fold for s in self.systems if s.fold != ENSEMBLE))  # official first
-        sm = ", ".join(f"{t} {self.cfg.smooth[t]['method']}"
-                       + {"gaussian": f" σ{self.cfg.smooth[t]['sigma']:g}", "none": ""}.get(
-                           self.cfg.smooth[t]["method"], f" w{self.cfg.smooth[t]['window']}") for t in tracks)
+        sm = ", ".join(self._smoothing(t) for t in tracks)
         notes: dict = {}
         for s in self.systems:
             notes.setdefault(s.track, {})[s.fold] = system_notes(
@@ -449,6 +569,20 @@ class PostSummary:
         return (f"postprocess: {len(self.systems)} systems ({', '.join(tracks)} × folds {', '.join(folds)}"
                 f" + {self.cfg.ensemble} ensemble); smoothing {sm}; AU thresholds {self.cfg.au_thresholds};"
                 f" before -> after: {headline(self.scores, notes)} in {self.seconds:.1f} s")
+
+
+    def _smoothing(self, track: str) -> str:
+        """``va gaussian σ25``, ``au median w10``, ``expr none`` or, tuned, ``va gaussian σ tuned (official 3,
+        0 8, 1 5)`` (the value each fold system chose)."""
+        spec, param = self.cfg.smooth[track], SMOOTH_PARAM.get(self.cfg.smooth[track]["method"])
+        if param is None:
+            return f"{track} {spec['method']}"
+        mark = "σ" if param == "sigma" else "w"
+        if spec[param] != "tuned":
+            return f"{track} {spec['method']} {mark}{spec[param]:g}"
+        chosen = ", ".join(f"{s.fold} {s.smoothing[param]:g}" for s in self.systems
+                           if s.track == track and s.fold != ENSEMBLE)
+        return f"{track} {spec['method']} {mark} tuned ({chosen})"
 
 
 def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True) -> PostSummary:
@@ -474,6 +608,8 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         folds = [fold_system(ws, track, f, s["general"], s["scenes"], cfg)
                  for f, s in sorted(by_fold.items(), key=_fold_key)]
         for f in folds:
+            choose_smoothing(f, folds, labels, cfg)
+        for f in folds:
             finish(f, folds, labels, cfg)
         systems += folds
         split_val = {r["name"] for r in index["videos"] if store.split_of(r, track) == "val"}
@@ -494,7 +630,8 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
                         "thresholds": None if s.thresholds is None else [float(x) for x in s.thresholds],
                         "thresholds_from": s.thresholds_from, "threshold_videos": s.threshold_videos,
                         "optimistic": s.optimistic, "optimistic_reason": s.optimistic_reason,
-                        "seen_videos": s.seen_videos, "warnings": s.warnings, "models": s.models}
+                        "seen_videos": s.seen_videos, "warnings": s.warnings, "models": s.models,
+                        "smoothing": s.smoothing}
         r = scored_frames(s, labels)
         if r is not None:
             scores.setdefault(s.track, {})[s.fold] = r

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from . import store
-from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset
+from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
 from .clips.gate import SpeechGate, parse_speech_gate
 from .device import autocast, resolve_device
 from .config import FromParams
@@ -40,7 +40,7 @@ from .errors import AfwpipeError, TrainError
 from .heads import create_head, is_head, list_heads
 from .inference import predict_frames, save_checkpoint, to_device
 from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRACKS, TRAIN_TASKS, valid_mask
-from .losses import au_pos_weights, expr_class_weights, mtl_loss
+from .losses import au_pos_weights, expr_class_weights, expr_log_prior, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
 from .readers import ZarrFeatures, load_labels
 from .folds import parse_fold, split_videos
@@ -68,6 +68,14 @@ class TrainConfig(FromParams):
         standardize: standardise each encoder's features with mean/std of the training videos.
         cache_gb: byte budget (GiB) of the whole-video feature cache.
         task_weights: ``mtl`` loss weights per task (default 1 each).
+        focal_gamma: focal γ of the AU and EXPR losses (Lin et al. 2017; 0: weighted BCE / CE as before,
+            the positive / class weights stay as α; :mod:`afwpipe.losses`).
+        logit_adjust_tau: τ of the logit-adjusted EXPR loss (Menon et al. 2021): the loss sees
+            ``logits + τ·log(prior of the training labels)``, predictions the raw logits, and the class
+            weights are off (the adjustment replaces them, as in the paper; 0: off).
+        modality_dropout: probability that a training clip loses one encoder's whole features (zeros after
+            standardisation; never all encoders of a clip; :func:`afwpipe.clips.drop_modalities`); never at
+            validation or prediction (0: off; needs ≥ 2 features).
         speech_gate: ``{encoders: [logmel], threshold: 0.5}`` zeroes those audio encoders' features on
             frames whose ``vad`` probability is below ``threshold`` (training, validation and prediction;
             :mod:`afwpipe.clips.gate`), or None (off).
@@ -96,6 +104,10 @@ class TrainConfig(FromParams):
     cache_gb: float = DEFAULT_CACHE_BYTES / (1 << 30)
     head_kwargs: dict = field(default_factory=dict)
     task_weights: dict | None = None
+    # loss and augmentation options the ABAW teams sweep over (issue 14); 0 = off
+    focal_gamma: float = 0.0
+    logit_adjust_tau: float = 0.0
+    modality_dropout: float = 0.0
     speech_gate: dict | None = None  # speech gate (afwpipe.clips.gate); parsed in __post_init__
 
     def __post_init__(self):
@@ -107,6 +119,8 @@ class TrainConfig(FromParams):
             self.lr, self.weight_decay, self.cache_gb = float(self.lr), float(self.weight_decay), float(self.cache_gb)
             self.k, self.epochs, self.patience = int(self.k), int(self.epochs), int(self.patience)
             self.batch_size, self.seed = int(self.batch_size), int(self.seed)
+            self.focal_gamma, self.logit_adjust_tau = float(self.focal_gamma), float(self.logit_adjust_tau)
+            self.modality_dropout = float(self.modality_dropout)
         except (TypeError, ValueError) as e:
             raise TrainError(f"train: a numeric setting is not a number: {e}") from None
         self.head_kwargs = dict(self.head_kwargs or {})
@@ -121,6 +135,13 @@ class TrainConfig(FromParams):
         if self.k < 1 or self.batch_size < 1 or self.epochs < 1:
             raise TrainError(f"train: k, batch_size and epochs must be ≥ 1 (k={self.k}, "
                              f"batch_size={self.batch_size}, epochs={self.epochs})")
+        if self.focal_gamma < 0 or self.logit_adjust_tau < 0 or not 0 <= self.modality_dropout < 1:
+            raise TrainError(f"train: focal_gamma and logit_adjust_tau must be ≥ 0 and modality_dropout in [0, 1) "
+                             f"(focal_gamma={self.focal_gamma}, logit_adjust_tau={self.logit_adjust_tau}, "
+                             f"modality_dropout={self.modality_dropout})")
+        if self.modality_dropout and len(self.features) < 2:
+            raise TrainError(f"train: modality_dropout={self.modality_dropout} needs at least two features "
+                             f"(one clip never loses every encoder); features: {', '.join(self.features)}")
         self.speech_gate = parse_speech_gate(self.speech_gate, self.features)
 
     @property
@@ -172,9 +193,13 @@ def score(preds: dict[str, dict[str, np.ndarray]], labels: dict, tasks) -> dict:
 def train_epoch(head: torch.nn.Module, ds: ClipDataset, opt: torch.optim.Optimizer, rng: np.random.Generator,
                 device: torch.device | str = "cpu", batch_size: int = 32, *, task_weights: dict | None = None,
                 au_pos_weight: np.ndarray | None = None, expr_class_weight: np.ndarray | None = None,
-                where: str = "train") -> float:
+                focal_gamma: float = 0.0, expr_logit_offset: np.ndarray | None = None,
+                modality_dropout: float = 0.0, where: str = "train") -> float:
     """One pass over the shuffled clips of ``ds`` (masked :func:`~afwpipe.losses.mtl_loss` on the head's
     tasks, bf16 autocast on CUDA). Returns the mean batch loss.
+
+    ``modality_dropout`` > 0 drops whole encoders from clips (:func:`afwpipe.clips.drop_modalities`, drawn
+    from ``rng``) before the forward pass; ``focal_gamma`` and ``expr_logit_offset`` go to the loss.
 
     Raises:
         TrainError: the loss is not finite (``where`` says which run and epoch).
@@ -183,11 +208,14 @@ def train_epoch(head: torch.nn.Module, ds: ClipDataset, opt: torch.optim.Optimiz
     head.train()
     total, n_batches = 0.0, 0
     for batch in ds.batches(batch_size, shuffle=True, rng=rng):
+        if modality_dropout:
+            drop_modalities(batch, modality_dropout, rng)
         b = to_device(batch, device)
         with autocast(device):
             out = head(b["x"], b["mask"])
         loss, _ = mtl_loss({t: o.float() for t, o in out.items()}, b["labels"], b["mask"], task_weights=task_weights,
-                           au_pos_weight=au_pos_weight, expr_class_weight=expr_class_weight)
+                           au_pos_weight=au_pos_weight, expr_class_weight=expr_class_weight,
+                           focal_gamma=focal_gamma, expr_logit_offset=expr_logit_offset)
         if not torch.isfinite(loss):
             lr = opt.param_groups[0]["lr"]
             raise TrainError(f"train {where}: loss became {loss.item()}; lower lr (now {lr}) or check the features")
@@ -266,7 +294,10 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
 
     train_labels = {t: np.concatenate([labels[n][t] for n in train_names]) for t in tasks}
     pos_w = au_pos_weights(train_labels["au"]) if "au" in tasks else None
-    cls_w = expr_class_weights(train_labels["expr"]) if "expr" in tasks else None
+    # the logit-adjusted loss replaces the class weights (Menon et al. 2021, eq. 10: unweighted softmax CE)
+    offset = (cfg.logit_adjust_tau * expr_log_prior(train_labels["expr"])
+              if "expr" in tasks and cfg.logit_adjust_tau else None)
+    cls_w = expr_class_weights(train_labels["expr"]) if "expr" in tasks and offset is None else None
 
     device = torch.device(resolve_device(cfg.device))
     with _deterministic():
@@ -278,7 +309,9 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.run_name}", unit="epoch", disable=not progress)
         for epoch in bar:
             loss = train_epoch(head, train_ds, opt, rng, device, cfg.batch_size, task_weights=cfg.task_weights,
-                               au_pos_weight=pos_w, expr_class_weight=cls_w, where=f"{cfg.run_name}, epoch {epoch}")
+                               au_pos_weight=pos_w, expr_class_weight=cls_w, focal_gamma=cfg.focal_gamma,
+                               expr_logit_offset=offset, modality_dropout=cfg.modality_dropout,
+                               where=f"{cfg.run_name}, epoch {epoch}")
             val = score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks)
             history.append({"epoch": epoch, "loss": loss, **val})
             if best is None or val["score"] > best["score"]:

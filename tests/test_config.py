@@ -81,3 +81,22 @@ def test_overrides_lay_over_the_section_and_none_keeps_it():
     with pytest.raises(EncoderError, match="unknown key"):
         ExtractConfig.from_params({"bogus": 1}, encoder="mae")
     assert issubclass(ExtractConfig, FromParams)
+
+
+#: dvc.yaml stages that list single keys of their own params section, with the keys that are not settings
+#: of one run (a DVC foreach / matrix list or item)
+KEYED_STAGES = {"train": ("train", {"tasks", "folds", "task", "fold"}), "extract": ("extract", {"encoders"})}
+
+
+@pytest.mark.parametrize("stage", sorted(KEYED_STAGES))
+def test_every_setting_of_a_keyed_stage_is_a_dvc_param(stage):
+    """A stage that lists keys one by one must list every key of its section, else changing that key (e.g.
+    ``dvc exp run -S train.focal_gamma=2``) would not rerun the stage."""
+    section, not_settings = KEYED_STAGES[stage]
+    listed = set((yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage].get("do")
+                  or yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage])["params"])
+    if section in listed:
+        return
+    missing = sorted(f"{section}.{k}" for k in PARAMS[section] if k not in not_settings
+                     and f"{section}.{k}" not in listed)
+    assert not missing, f"dvc.yaml stage {stage} does not track params {missing}"

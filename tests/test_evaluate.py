@@ -14,7 +14,7 @@ from afwpipe.errors import EvaluateError
 from afwpipe.evaluate import EvalConfig, run_evaluate
 from afwpipe.metrics import au_f1, expr_f1, va_ccc
 from afwpipe.postprocess import PostConfig, run_postprocess
-from afwpipe.readers import read_post
+from afwpipe.readers import read_post, read_systems
 from test_postprocess import T, labels_of, make_post_workspace
 
 
@@ -141,3 +141,14 @@ def test_threshold_fallback_warning_reaches_metrics_json(tmp_path):
     r = summary.metrics["au"]["official"]
     assert r["thresholds_from"] == "0.5 fallback (no out-of-fold frame)" and "no labelled AU frame" in r["warnings"][0]
     assert "au ensemble F1 0.0000 -> 0.0000 (optimistic: " in summary.line()
+
+
+def test_tuned_smoothing_choice_reaches_metrics_json(tmp_path):
+    ws = make_post_workspace(tmp_path / "ws", tasks=("va",))
+    run_postprocess(ws, PostConfig(smooth={"va": {"sigma": "tuned"}}, smooth_grid=[0, 2, 4]), progress=False)
+    systems = read_systems(ws)["systems"]
+    m = run_evaluate(ws).metrics["va"]
+    for fold in ("official", "0", "1"):
+        chosen = systems[f"va-{fold}"]["smoothing"]
+        assert m[fold]["smoothing"] == {"method": "gaussian", "sigma": chosen["sigma"], "from": "out-of-fold frames"}
+    assert m["ensemble"]["smoothing"]["sigma"] == {f: systems[f"va-{f}"]["smoothing"]["sigma"] for f in ("official", "0", "1")}

@@ -465,3 +465,176 @@ def test_summary_line_gives_before_and_after_per_track_and_says_when_smoothing_l
     ws = make_post_workspace(tmp_path / "2", tasks=("va",))
     line = run_postprocess(ws, cfg, progress=False).line()
     assert "va ensemble CCC" in line and "lower after; optimistic: members trained or early-stopped" in line
+
+
+# -- smoothing chosen on out-of-fold frames (issue 14) ------------------------------------------------------
+SIGMAS = [0.0, 1.0, 2.0, 4.0, 8.0]
+
+
+def _noisy_va(seed_of):
+    """VA outputs: the labels plus white noise of a different spread per (fold, video), so the best σ differs."""
+    def edit(model, video, arrays):
+        task, _, fold = model.split("-")[:3]
+        if task == "va":
+            rng = np.random.default_rng(seed_of(fold, video))
+            arrays["va"] = (labels_of(video)["va"] + rng.normal(0, rng.uniform(0.02, 0.4), (T, 2))).astype(np.float32)
+    return edit
+
+
+def _ccc_np(x, y):
+    return 2 * np.mean((x - x.mean()) * (y - y.mean())) / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+
+
+def brute_force_sigma(ws, pairs, labels) -> tuple[float, list[float]]:
+    """σ of SIGMAS with the best mean CCC (scipy smoothing, numpy CCC) on the pooled frames of ``pairs``."""
+    raw = [store.read_array(ws.predictions(f"va-tcn-{f}"), v, "va").astype(np.float64) for f, v in pairs]
+    true = np.concatenate([labels[v] for _, v in pairs])
+    scores = []
+    for s in SIGMAS:
+        pred = np.clip(np.concatenate([r if s == 0 else ndimage.gaussian_filter1d(r, s, axis=0, mode="nearest")
+                                       for r in raw]), -1, 1)
+        scores.append(np.mean([_ccc_np(pred[:, j], true[:, j]) for j in range(2)]))
+    return SIGMAS[int(np.argmax(scores))], scores
+
+
+def _tuned_va_cfg():
+    return _cfg(smooth={**NO_SMOOTH, "va": {"method": "gaussian", "sigma": "tuned"}}, smooth_grid=SIGMAS)
+
+
+def test_tuned_smoothing_is_the_brute_force_best_sigma_on_out_of_fold_frames(tmp_path):
+    seeds = {(f, v): 11 * i + 3 for i, (f, v) in enumerate((f, v) for f in FOLDS for v in ("a", "b", "c", "t"))}
+    ws = make_post_workspace(tmp_path, _noisy_va(lambda f, v: seeds[(f, v)]), tasks=("va",))
+    summary = run_postprocess(ws, _tuned_va_cfg(), progress=False)
+    systems = read_systems(ws)["systems"]
+    labels = {v: labels_of(v)["va"] for v in VIDEOS}
+    chosen = {}
+    for fold, pairs in OOF.items():
+        s = systems[f"va-{fold}"]
+        best, scores = brute_force_sigma(ws, pairs, labels)
+        chosen[fold] = best
+        assert s["smoothing"]["sigma"] == best and s["smoothing"]["from"] == "out-of-fold frames", fold
+        assert s["smoothing"]["videos"] == [f"{f}/{v}" for f, v in pairs]
+        np.testing.assert_allclose(list(s["smoothing"]["scores"].values()), scores, rtol=1e-6)
+        raw = store.read_array(ws.predictions(f"va-tcn-{fold}"), s["eval_videos"][0], "va").astype(np.float64)
+        expected = raw if best == 0 else ndimage.gaussian_filter1d(raw, best, axis=0, mode="nearest")
+        np.testing.assert_allclose(read_post(ws, f"va-{fold}", s["eval_videos"][0])["prob"], expected, rtol=1e-5)
+    assert len(set(chosen.values())) > 1, chosen  # the folds' tuning frames lead to different choices
+    assert systems["va-ensemble"]["smoothing"]["sigma"] == chosen
+    assert "va gaussian σ tuned (official {official:g}, 0 {0:g}, 1 {1:g})".format(
+        official=chosen["official"], *[chosen["0"], chosen["1"]]) in summary.line()
+    # the scored video's labels never move the choice: rewrite b's VA labels (fold 1 scores b; fold 0 tunes on it)
+    ws2 = make_post_workspace(tmp_path / "2", _noisy_va(lambda f, v: seeds[(f, v)]), tasks=("va",))
+    g = store.open_store(ws2.labels)["b"]
+    store.write_time_array(g, "va", (-labels_of("b")["va"][::-1]).copy())
+    run_postprocess(ws2, _tuned_va_cfg(), progress=False)
+    systems2 = read_systems(ws2)["systems"]
+    assert systems2["va-1"]["smoothing"] == systems["va-1"]["smoothing"]
+    assert systems2["va-0"]["smoothing"]["scores"] != systems["va-0"]["smoothing"]["scores"]
+
+
+def test_tuned_smoothing_settings_are_checked():
+    with pytest.raises(PostprocessError, match="window: tuned"):
+        PostConfig(smooth={"va": {"method": "gaussian", "window": "tuned"}})
+    with pytest.raises(PostprocessError, match="smooth_grid"):
+        PostConfig(smooth_grid=[-1])
+    cfg = PostConfig(smooth={"au": {"method": "median", "window": "tuned"}})
+    assert cfg.tuned_smoothing("au") == "window" and cfg.tuned_smoothing("va") is None
+    with pytest.raises(PostprocessError, match="whole frames"):
+        PostConfig(smooth={"au": {"method": "median", "window": "tuned"}}, smooth_grid=[0, 2.5]).smooth_candidates("au")
+
+
+def _noisy_expr(seed_of):
+    """EXPR probabilities: the true class raised by 0.15 over noise of a different spread per (fold, video)."""
+    def edit(model, video, arrays):
+        task, _, fold = model.split("-")[:3]
+        if task == "expr":
+            rng = np.random.default_rng(seed_of(fold, video))
+            p = rng.uniform(0, rng.uniform(0.3, 1.5), (T, 8))
+            p[np.arange(T), labels_of(video)["expr"]] += 0.15
+            arrays["expr"] = (p / p.sum(1, keepdims=True)).astype(np.float32)
+    return edit
+
+
+def test_tuned_window_is_the_brute_force_best_sklearn_macro_f1_on_out_of_fold_frames(tmp_path):
+    windows = [1, 3, 5, 9, 15]
+    seeds = {(f, v): 7 * i + 1 for i, (f, v) in enumerate((f, v) for f in FOLDS for v in ("a", "b", "c", "t"))}
+    ws = make_post_workspace(tmp_path, _noisy_expr(lambda f, v: seeds[(f, v)]), tasks=("expr",))
+    cfg = _cfg(smooth={**NO_SMOOTH, "expr": {"method": "mean", "window": "tuned"}}, smooth_grid=windows)
+    run_postprocess(ws, cfg, progress=False)
+    systems = read_systems(ws)["systems"]
+    for fold, pairs in OOF.items():
+        raw = [store.read_array(ws.predictions(f"expr-tcn-{f}"), v, "expr").astype(np.float64) for f, v in pairs]
+        true = np.concatenate([labels_of(v)["expr"] for _, v in pairs])
+        f1 = [f1_score(true, np.concatenate([ndimage.uniform_filter1d(r, w, axis=0, mode="nearest") for r in raw])
+                       .argmax(1), labels=range(8), average="macro", zero_division=0) for w in windows]
+        best = windows[int(np.argmax(f1))]
+        s = systems[f"expr-{fold}"]
+        assert s["smoothing"]["window"] == best and type(s["smoothing"]["window"]) is int, (fold, f1)
+        np.testing.assert_allclose(list(s["smoothing"]["scores"].values()), f1, rtol=1e-9)
+
+
+def test_without_out_of_fold_frames_smoothing_keeps_the_default_with_a_warning(tmp_path, capsys):
+    from stages import postprocess as stage
+
+    ws = make_post_workspace(tmp_path / "sample", tasks=("va",))
+    index = json.loads(ws.predictions_index.read_text())
+    index["models"] = [m for m in index["models"] if m["fold"] == "official"]  # only official trained
+    ws.predictions_index.write_text(json.dumps(index))
+    params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
+              "postprocess": {"smooth": {"va": {"sigma": "tuned"}}}}
+    stage.run(params)
+    s = read_systems(ws)["systems"]["va-official"]
+    assert s["smoothing"] == {"method": "gaussian", "sigma": 25.0, "from": "default (no out-of-fold frame)",
+                              "videos": [], "scores": {}}
+    assert "smoothing sigma 25 (the default)" in s["warnings"][0]
+    assert "va gaussian σ tuned (official 25)" in capsys.readouterr().out
+
+
+def test_cli_tune_smoothing_tunes_each_tracks_own_parameter_on_the_given_grid(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from afwpipe.cli import main
+    from conftest import REPO
+
+    ws = make_post_workspace(tmp_path / "sample", tasks=("expr", "va"))
+    params = {"workdir": str(tmp_path), "postprocess": {"smooth": {"expr": {"method": "median"}}}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(REPO / "data_manifest.yaml"),
+                                    "postprocess", "--tune-smoothing", "--smooth-grid", "1,3,5"])
+    assert res.exit_code == 0, res.output
+    systems = read_systems(ws)["systems"]
+    assert list(systems["expr-0"]["smoothing"]["scores"]) == ["1", "3", "5"]
+    assert systems["expr-0"]["smoothing"]["method"] == "median" and "window" in systems["expr-0"]["smoothing"]
+    assert list(systems["va-0"]["smoothing"]["scores"]) == ["1", "3", "5"] and "sigma" in systems["va-0"]["smoothing"]
+    assert "expr median w tuned (official " in res.output and "va gaussian σ tuned (official " in res.output
+
+
+def test_tuned_au_smoothing_is_chosen_together_with_thresholds_tuned_on_the_same_frames(tmp_path):
+    sigmas = [0.0, 2.0, 6.0]
+    seeds = {(f, v): 5 * i + 2 for i, (f, v) in enumerate((f, v) for f in FOLDS for v in ("a", "b", "c", "t"))}
+    ws = make_post_workspace(tmp_path, _noisy_au(lambda f, v: seeds[(f, v)]), tasks=("au",))
+    cfg = _cfg(au_thresholds="tuned", smooth={**NO_SMOOTH, "au": {"method": "gaussian", "sigma": "tuned"}},
+               smooth_grid=sigmas)
+    run_postprocess(ws, cfg, progress=False)
+    systems = read_systems(ws)["systems"]
+    for fold, pairs in OOF.items():
+        prob, true = _au_frames(ws, fold, pairs)
+        lengths = np.cumsum([0] + [T] * len(pairs))
+        f1 = []
+        for s in sigmas:  # per video smoothing, then per-AU thresholds by brute force, then sklearn mean F1
+            sm = np.concatenate([prob[a:b] if s == 0 else ndimage.gaussian_filter1d(prob[a:b], s, axis=0, mode="nearest")
+                                 for a, b in zip(lengths[:-1], lengths[1:])])
+            th = brute_force_thresholds(sm, true)
+            f1.append(np.mean([f1_score(true[:, j], (sm[:, j] >= th[j]).astype(int), zero_division=0)
+                               for j in range(12)]))
+        best = sigmas[int(np.argmax(f1))]
+        s = systems[f"au-{fold}"]
+        assert s["smoothing"]["sigma"] == best, (fold, f1)
+        np.testing.assert_allclose(list(s["smoothing"]["scores"].values()), f1, rtol=1e-9)
+        # the thresholds are then tuned on the frames smoothed with the chosen σ (each fold its own choice)
+        chosen = {f: systems[f"au-{f}"]["smoothing"]["sigma"] for f in FOLDS}
+        sm = np.concatenate([prob[a:b] if chosen[f] == 0 else ndimage.gaussian_filter1d(prob[a:b], chosen[f], axis=0,
+                                                                                         mode="nearest")
+                             for (f, _), a, b in zip(pairs, lengths[:-1], lengths[1:])])
+        np.testing.assert_allclose(s["thresholds"], brute_force_thresholds(sm, true))

@@ -242,3 +242,102 @@ def test_sample_expr_head_separates_sadness_from_happiness(head, tmp_path, sampl
     pred = np.where(prob[keep, happy] >= prob[keep, sad], happy, sad)
     f1 = np.mean([f1_binary(pred == c, true[keep] == c) for c in (happy, sad)])
     assert f1 > 0.8
+
+
+# -- options the ABAW teams sweep over (issue 14) ----------------------------------------------------------
+def _standardised_train_clips(ws):
+    names = ["v0", "v1", "v2", "v3", "v4"]
+    ds = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), load_labels(ws, names), names, k=32)
+    ds.set_stats(ds.feature_stats())
+    return ds
+
+
+def test_modality_dropout_zeroes_whole_encoders_at_rate_p_and_never_all_of_a_clip(ws):
+    from scipy.stats import binom
+
+    from afwpipe.clips import drop_modalities
+
+    ds = _standardised_train_clips(ws)
+    idx = np.arange(len(ds))
+    rng, p = np.random.default_rng(0), 0.3
+    dropped, draws = np.zeros(2), 0
+    for _ in range(100):
+        batch, ref = ds.batch(idx), ds.batch(idx)
+        drop = drop_modalities(batch, p, rng)
+        assert not drop.all(axis=1).any()
+        for j, enc in enumerate(("vis", "aud")):
+            x, x0, rows = batch["x"][enc].numpy(), ref["x"][enc].numpy(), drop[:, j]
+            assert (x[rows] == 0).all() and not batch["present"][enc][rows].any()
+            assert np.abs(x0[rows]).sum(axis=(1, 2)).min(initial=1) > 0  # the dropped blocks held features
+            np.testing.assert_array_equal(x[~rows], x0[~rows])
+            np.testing.assert_array_equal(batch["present"][enc][~rows], ref["present"][enc][~rows])
+        dropped += drop.sum(axis=0)
+        draws += len(idx)
+    # per-encoder rate with two encoders: p − p²/2 (a clip that drew both keeps one, chosen uniformly)
+    lo, hi = binom.interval(0.9999, draws, p - p * p / 2)
+    assert all(lo <= d <= hi for d in dropped), (dropped, lo, hi, draws)
+
+
+class _Recorder(torch.nn.Module):
+    """A head that records, per clip and encoder, whether its whole feature block was zero."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head, self.zero_blocks, self.clips = head, 0, 0
+
+    def forward(self, x, mask):
+        self.zero_blocks += sum(int((v.abs().sum(dim=(1, 2)) == 0).sum()) for v in x.values())
+        self.clips += len(mask)
+        return self.head(x, mask)
+
+
+def test_modality_dropout_acts_in_training_only(ws):
+    from afwpipe.heads import create_head
+    from afwpipe.train import train_epoch
+
+    ds = _standardised_train_clips(ws)
+    rec = _Recorder(create_head("tcn", ds.dims, ("au",), **TCN))
+    opt = torch.optim.SGD(rec.parameters(), lr=0.0)
+    train_epoch(rec, ds, opt, np.random.default_rng(0), "cpu", 8, modality_dropout=0.5)
+    assert rec.zero_blocks > 0.2 * rec.clips  # rate 0.5 − 0.25/2 per encoder, two encoders
+    for run in (lambda: predict(rec, ds, "cpu", 8),  # evaluation / prediction
+                lambda: train_epoch(rec, ds, opt, np.random.default_rng(0), "cpu", 8)):  # training with p = 0
+        rec.zero_blocks = rec.clips = 0
+        run()
+        assert rec.clips > 0 and rec.zero_blocks == 0
+
+
+def test_sweep_options_are_checked_and_saved_in_the_checkpoint(ws, tmp_path):
+    with pytest.raises(TrainError, match="at least two features"):
+        _cfg(features=["vis"], modality_dropout=0.2)
+    for bad in (dict(focal_gamma=-1), dict(logit_adjust_tau=-0.5), dict(modality_dropout=1.0)):
+        with pytest.raises(TrainError, match="focal_gamma"):
+            _cfg(**bad)
+    opts = dict(focal_gamma=2.0, logit_adjust_tau=1.0, modality_dropout=0.3)
+    r = train(ws, _cfg(epochs=2, **opts), progress=False, out_dir=tmp_path / "opts")
+    base = train(ws, _cfg(epochs=2), progress=False, out_dir=tmp_path / "base")
+    _, ckpt = load_model(r.model_dir / "model.pt")
+    assert {k: ckpt["config"][k] for k in opts} == opts
+    assert ckpt["expr_class_weight"] is None and ckpt["au_pos_weight"] is not None  # the adjustment replaces them
+    losses = [[e["loss"] for e in json.loads((x.model_dir / "metrics.json").read_text())["epochs"]] for x in (r, base)]
+    assert all(np.isfinite(losses[0])) and losses[0] != losses[1]
+
+
+def test_cli_train_options_reach_the_checkpoint(ws, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from afwpipe.cli import main
+    from conftest import REPO
+
+    shutil.copytree(ws.root, tmp_path / "sample", ignore=shutil.ignore_patterns("models"))
+    params = {"workdir": str(tmp_path), "train": {"head": "tcn", "features": ["vis", "aud"], "k": 32, "patience": 0,
+                                                  "batch_size": 8, "device": "cpu", "head_kwargs": TCN}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(REPO / "data_manifest.yaml"),
+                                    "train", "--task", "expr", "--fold", "1", "--epochs", "1", "--focal-gamma", "2",
+                                    "--logit-adjust-tau", "0.5", "--modality-dropout", "0.2"])
+    assert res.exit_code == 0, res.output
+    _, ckpt = load_model(tmp_path / "sample" / "models" / "expr-tcn-1" / "model.pt")
+    assert (ckpt["config"]["focal_gamma"], ckpt["config"]["logit_adjust_tau"], ckpt["config"]["modality_dropout"]) \
+        == (2.0, 0.5, 0.2)

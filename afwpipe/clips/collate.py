@@ -67,6 +67,35 @@ def collate(clips: np.ndarray, k: int, dims: Mapping[str, int], n_frames: Sequen
     }
 
 
+def drop_modalities(batch: dict, p: float, rng: np.random.Generator) -> np.ndarray:
+    """Modality dropout (USTC, ABAW8): each clip loses each encoder's whole features with probability ``p``,
+    never every encoder of a clip; in place, for training batches only.
+
+    A dropped block of ``x`` is set to exactly zero (what a missing modality looks like after
+    standardisation, :func:`.stats.standardize`) and its ``present`` to False. The drops are drawn
+    independently per (clip, encoder); a clip that drew every encoder keeps one of them, chosen uniformly,
+    so the rate per encoder is ``p − p^E / E`` for E encoders.
+
+    Args:
+        batch: a batch of :func:`collate` (``x`` and ``present``: encoder -> ``[B, K, …]`` tensors).
+        p: drop probability in [0, 1).
+        rng: the draws' generator.
+
+    Returns:
+        ``[B, E]`` bool, True where encoder ``e`` (in ``batch["x"]`` order) was dropped from clip ``b``.
+    """
+    encoders = list(batch["x"])
+    b = len(batch["mask"])
+    drop = rng.random((b, len(encoders))) < p
+    full = drop.all(axis=1)
+    drop[full, rng.integers(0, len(encoders), int(full.sum()))] = False
+    for j, enc in enumerate(encoders):
+        rows = torch.from_numpy(np.flatnonzero(drop[:, j]))
+        batch["x"][enc][rows] = 0.0
+        batch["present"][enc][rows] = False
+    return drop
+
+
 def unbatch(batch):
     """The first item of every tensor of a batch (a single clip without the leading B dimension)."""
     if isinstance(batch, dict):
