@@ -57,3 +57,8 @@ class EvaluateError(AfwpipeError):
 class SubmissionError(AfwpipeError):
     """A submission cannot be written: a malformed example file, or a video of the example file without
     predictions."""
+
+
+class ASRError(AfwpipeError):
+    """An unknown speech recogniser (the message lists the registered ones), an invalid ASR option, or a
+    transcript store that is missing or unusable."""
