@@ -104,7 +104,8 @@ class TextWorker:
         self.ws, self.cfg = ws, replace(cfg, device=resolve_device(cfg.device))
         self.encoder = create_encoder(cfg.encoder, weights=cfg.weights, device=self.cfg.device)
         if self.encoder.cfg.modality != "text":
-            raise EncoderError(f"{cfg.encoder} is a {self.encoder.cfg.modality} encoder; use `afwpipe extract`")
+            raise EncoderError(f"{cfg.encoder} is not a text encoder (modality {self.encoder.cfg.modality}); "
+                              f"use `afwpipe extract`")
         self.out = ws.features(cfg.encoder)
         self.transcripts = ws.transcripts(cfg.asr)
 
