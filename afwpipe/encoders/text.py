@@ -48,7 +48,7 @@ class TextEncoder(Encoder):
     def chunks(self, words: list[str]) -> list[tuple[int, int]]:
         """Consecutive ``[lo, hi)`` word ranges whose tokens fit :attr:`max_tokens` (a longer word is cut
         by truncation inside its own chunk)."""
-        ids = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False).word_ids()
+        ids = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False).word_ids()
         counts = np.bincount([i for i in ids if i is not None], minlength=len(words))
         out, lo, used = [], 0, 0
         for i, c in enumerate(counts):
