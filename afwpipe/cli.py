@@ -203,7 +203,6 @@ def transcribe_cmd(obj, asr, weights, device, names, accept_failures, scheduler)
     Reads audio.zarr (16 kHz, from detect) and writes <workdir>/<dataset>/transcripts/<asr>.zarr/<video>/
     word [W] (string), start / end [W] float64 seconds, confidence [W] float32 in [0, 1], sorted by start.
     A video without audio gets an empty transcript. Complete videos are skipped; rerun to resume.
-    The summary line counts words as "frames".
     """
     from . import transcribe
 

@@ -93,7 +93,7 @@ def run_transcribe(ws: store.Workspace, cfg: TranscribeConfig, names: list[str] 
     if not is_asr(cfg.asr):
         create_asr(cfg.asr)  # raises ASRError listing the registry
     recs = [r for r in ws.read_index()["videos"] if names is None or r["name"] in names]
-    summary = RunSummary(step=f"transcribe {cfg.asr}")
+    summary = RunSummary(step=f"transcribe {cfg.asr}", unit="words")
     summary.results = run_videos(partial(TranscribeWorker, ws, cfg), recs, f"transcribe-{cfg.asr}", progress,
                                  scheduler, gpu=resolve_device(cfg.device).startswith("cuda"))
     summary.write_failures(ws.root / f"transcribe_failures_{ws.transcripts(cfg.asr).stem}.json")
@@ -103,7 +103,7 @@ def run_transcribe(ws: store.Workspace, cfg: TranscribeConfig, names: list[str] 
 def main(ws: store.Workspace, cfg: TranscribeConfig, *, names: list[str] | None = None,
          accept_failures: bool = False, scheduler: str | None = None, progress: bool = True) -> int:
     """The transcribe step as ``afwpipe transcribe`` and ``python -m stages.transcribe`` run it; returns the
-    exit code (1 when a video failed, unless ``accept_failures``). The summary counts words as "frames"."""
+    exit code (1 when a video failed, unless ``accept_failures``)."""
     summary = run_transcribe(ws, cfg, names=names, progress=progress, scheduler=scheduler)
     print(f"transcripts in {ws.transcripts(cfg.asr)}")
     return summary.report(accept_failures)

@@ -104,3 +104,20 @@ def test_whisper_result_to_words():
                            {"words": [{"word": " you", "start": 2.0, "end": 2.5, "probability": 0.5}]}, {}]}
     assert [(w.word, w.start, w.end, w.confidence) for w in words_of_result(result)] == [
         ("Hello,", 1.0, 1.4, 0.9), ("you", 2.0, 2.5, 0.5)]
+
+
+def test_whisper_checkpoint_of_another_size_is_refused(tmp_path):
+    import torch
+    from whisper.model import ModelDimensions
+
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=1, n_audio_layer=1,
+                           n_vocab=51865, n_text_ctx=448, n_text_state=64, n_text_head=1, n_text_layer=1)
+    from whisper.model import Whisper
+
+    path = tmp_path / "small_model.pt"
+    torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()}, path)
+    with pytest.raises(WeightsError, match=r"whisper-tiny: .* dims \(80, 64, 1, 1\), not whisper tiny's"):
+        create_asr("whisper-tiny", weights=str(path))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot load whisper checkpoint"):
+        create_asr("whisper-tiny", weights=str(tmp_path / "junk.pt"))
