@@ -215,7 +215,8 @@ def transcribe_cmd(obj, asr, weights, device, names, accept_failures, scheduler)
 
 @main.command("extract-text")
 @click.option("--encoder", "encoders", multiple=True,
-              help="text:<hf-id>, e.g. text:bert-base-uncased; repeatable. Default: params.yaml text.encoders.")
+              help="text:<hf-id>, e.g. text:bert-base-uncased; repeatable. Default: the encoders (values) of "
+                   "params.yaml text.encoders.")
 @click.option("--asr", default=None, help="Whose transcripts to read (default: params.yaml text.asr).")
 @click.option("--weights", default=None,
               help="A save_pretrained folder with the model and its fast tokenizer, or 'random' (needs the "

@@ -28,7 +28,7 @@ from .device import resolve_device
 from .encoders import create_encoder, frame_spans, is_encoder
 from .errors import AfwpipeError, EncoderError, VideoError
 from .results import RunSummary, VideoResult
-from .runner import run_videos
+from .runner import run_videos, scheduler_address
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,8 @@ def run_text(ws: store.Workspace, cfg: TextConfig, names: list[str] | None = Non
     if not is_encoder(cfg.encoder):
         create_encoder(cfg.encoder)  # raises EncoderError listing the registry
     recs = [r for r in ws.read_index()["videos"] if names is None or r["name"] in names]
+    if scheduler_address(scheduler):
+        store.open_store(ws.features(cfg.encoder), "a")  # create the root once, before concurrent writers
     summary = RunSummary(step=f"extract-text {cfg.encoder}")
     summary.results = run_videos(partial(TextWorker, ws, cfg), recs, f"text-{cfg.encoder}", progress, scheduler,
                                  gpu=resolve_device(cfg.device).startswith("cuda"))

@@ -24,7 +24,7 @@ from .device import resolve_device
 from .errors import AfwpipeError, ASRError, VideoError
 from .labels import AUDIO_SAMPLE_RATE
 from .results import RunSummary, VideoResult
-from .runner import run_videos
+from .runner import run_videos, scheduler_address
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ def run_transcribe(ws: store.Workspace, cfg: TranscribeConfig, names: list[str] 
     if not is_asr(cfg.asr):
         create_asr(cfg.asr)  # raises ASRError listing the registry
     recs = [r for r in ws.read_index()["videos"] if names is None or r["name"] in names]
+    if scheduler_address(scheduler):
+        store.open_store(ws.transcripts(cfg.asr), "a")  # create the root once, before concurrent writers
     summary = RunSummary(step=f"transcribe {cfg.asr}", unit="words")
     summary.results = run_videos(partial(TranscribeWorker, ws, cfg), recs, f"transcribe-{cfg.asr}", progress,
                                  scheduler, gpu=resolve_device(cfg.device).startswith("cuda"))

@@ -158,3 +158,12 @@ def test_unknown_or_unavailable_text_encoder_errors(tmp_path, monkeypatch):
         create_encoder("text:bert-base-uncased")
     with pytest.raises(EncoderError, match="logmel is not a text encoder"):
         text.TextWorker(store.Workspace(tmp_path), text.TextConfig(encoder="logmel"))
+
+
+def test_dvc_stage_refuses_a_store_name_that_is_not_the_encoders():
+    from afwpipe.errors import ConfigError
+    from stages import text as stage
+
+    with pytest.raises(ConfigError, match="key 'bert' of 'text:bert-base-uncased' must be its store name "
+                                          "'text_bert-base-uncased'"):
+        stage.run({}, encoder="text:bert-base-uncased", store="bert")
