@@ -11,7 +11,8 @@ which ``whisper.load_model`` sets only for names, not files): the word times com
 Weights are resolved exactly as for the ``whisper`` encoders (``afwpipe/encoders/whisper_encoder.py``):
 ``--weights FILE`` > whisper's cache ``~/.cache/whisper/<size>.pt`` (sha256 checked) > download when
 online > an error saying where to put the file. ``weights="random"`` builds an untrained model (a smoke
-test; its words are noise).
+test; its words are noise, and it is slow: an untrained decoder runs to the token limit at every fallback
+temperature, more than 5 minutes for 7 s of audio with ``whisper-tiny`` on a loaded 2-core CPU).
 """
 
 from __future__ import annotations
