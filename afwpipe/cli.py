@@ -280,7 +280,7 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device):
 @main.command("encoders")
 def encoders_cmd():
     """List the encoder registry (name, modality, feature dim, weights source, usable offline here), then the
-    speech recognisers of `afwpipe transcribe` (modality asr)."""
+    speech recognisers of `afwpipe transcribe` (name, usable offline here, weights source)."""
     from .asr import describe_asrs
     from .encoders import describe_encoders
 
@@ -289,8 +289,9 @@ def encoders_cmd():
     for r in rows:
         off = r["offline"] if isinstance(r["offline"], str) else ("yes" if r["offline"] else "no")
         click.echo(f"{r['name']:<18} {r['modality']:<8} {str(r['dim']):>7}  {off:<9} {r['weights']}")
+    click.echo(f"\nspeech recognisers (afwpipe transcribe)\n{'name':<18} {'offline':<9} weights")
     for r in describe_asrs():
-        click.echo(f"{r['name']:<18} {'asr':<8} {'words':>7}  {'yes' if r['offline'] else 'no':<9} {r['weights']}")
+        click.echo(f"{r['name']:<18} {'yes' if r['offline'] else 'no':<9} {r['weights']}")
 
 
 @main.command("export")
