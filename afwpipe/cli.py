@@ -149,7 +149,8 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
 
 @main.command("extract")
 @click.option("--encoder", "encoders", multiple=True,
-              help="Encoder name (see `afwpipe encoders`), e.g. mae, convnext, whisper, logmel, timm:<id>; "
+              help="Encoder name (see `afwpipe encoders`), e.g. mae, convnext, whisper, logmel, timm:<id>, "
+                   "hf:<repo_id>, or a name of params extract.options (an encoder with a layer / input size); "
                    "repeatable. Default: params.yaml extract.encoders.")
 @click.option("--weights", default=None,
               help="Weights file (e.g. a face-pretrained MAE checkpoint, state dict under 'model'), or 'random' "

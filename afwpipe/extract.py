@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import ClassVar
 
@@ -48,6 +48,11 @@ class ExtractConfig(FromParams):
             ``extract.weights`` maps encoder names to these values.
         device: ``auto`` (CUDA when torch sees a GPU), ``cpu``, ``cuda``, ``cuda:N``.
         batch_size: crops per forward pass (visual encoders).
+        options: how to build this feature store's encoder. In params.yaml, ``extract.options`` maps a name of
+            ``extract.encoders`` (the store ``features/<name>.zarr`` and the stage ``extract@<name>``) to
+            ``{encoder: <registry name>, <option>: <value>, ...}``: ``encoder`` (default: the name itself) is
+            built with the other keys as keyword options, e.g. ``{wavlm_l12: {encoder: "hf:microsoft/wavlm-large",
+            layer: 12}}`` or ``{hubert: {layer: 9}}``. The options are recorded in the store's encoder config.
     """
 
     params_section: ClassVar[str] = "extract"
@@ -58,9 +63,18 @@ class ExtractConfig(FromParams):
     weights: str | None = None
     device: str = "auto"
     batch_size: int = 32
+    options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.batch_size = int(self.batch_size)
+        if not isinstance(self.options, dict):
+            raise EncoderError(f"params extract.options.{self.encoder}: expected a mapping of options "
+                               f"(e.g. {{encoder: 'hf:microsoft/wavlm-large', layer: 12}}), got {self.options!r}")
+
+    def build_args(self) -> tuple[str, dict]:
+        """(registry name, keyword options) of this store's encoder, from ``options``."""
+        opts = dict(self.options)
+        return str(opts.pop("encoder", self.encoder)), opts
 
     @classmethod
     def from_params(cls, section, **overrides) -> "ExtractConfig":
@@ -70,6 +84,9 @@ class ExtractConfig(FromParams):
         per_encoder = section.pop("weights", None) or {}
         if overrides.get("weights") is None:
             overrides["weights"] = per_encoder.get(overrides.get("encoder"))
+        if overrides.get("options") is None:
+            overrides["options"] = (section.pop("options", None) or {}).get(overrides.get("encoder"))
+        section.pop("options", None)
         return cls(**cls.params_kwargs(section, overrides))
 
 
@@ -85,7 +102,14 @@ class EncoderWorker:
     def __init__(self, ws: store.Workspace, cfg: ExtractConfig, progress: bool = True):
         cfg = replace(cfg, device=resolve_device(cfg.device))
         self.ws, self.cfg, self.progress = ws, cfg, progress
-        self.encoder = create_encoder(cfg.encoder, weights=cfg.weights, device=cfg.device)
+        name, options = cfg.build_args()
+        try:
+            self.encoder = create_encoder(name, weights=cfg.weights, device=cfg.device, **options)
+        except TypeError as e:  # an option the encoder does not take
+            if "unexpected keyword" not in str(e):
+                raise
+            raise EncoderError(f"params extract.options.{cfg.encoder}: {name} does not take option(s) "
+                               f"{sorted(options)}: {e}") from e
         if hasattr(self.encoder, "batch_size") and self.encoder.cfg.modality == "visual":
             self.encoder.batch_size = cfg.batch_size
         self.out = ws.features(cfg.encoder)
@@ -117,9 +141,12 @@ class EncoderWorker:
         if cfg["modality"] == "visual":
             present = faces["present"][...]
             self._visual(faces["crops"], emb, name)
+            extra = {}
         else:
-            present = self._audio(faces["times"][...], emb, name)
+            present, extra = self._audio(faces["times"][...], emb, name)
         store.write_time_array(g, "present", present, dims=("frame",))
+        for key, arr in extra.items():  # encoder-specific per-frame arrays (vad: speech)
+            store.write_time_array(g, key, arr, dims=("frame",))
         res.frames, res.present = n, int(present.sum())
         store.mark_complete(g, n_frames=n)
         res.seconds = time.perf_counter() - t0
@@ -146,14 +173,16 @@ class EncoderWorker:
         writer.close()
         bar.close()
 
-    def _audio(self, times: np.ndarray, emb, name: str) -> np.ndarray:
-        """Encode the wave; frames outside the audio track (or all, without audio) get zeros, present False."""
+    def _audio(self, times: np.ndarray, emb, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Encode the wave; frames outside the audio track (or all, without audio) get zeros, present False.
+        Returns ``present [T]`` and the encoder's extra per-frame arrays (``Encoder.frame_arrays``)."""
         audio = store.open_store(self.ws.audio, "r")[name]
         wave = audio["wave"][...]
         n, dim = len(times), emb.shape[1]
         if not audio.attrs.get("present", False) or wave.size == 0:
             log.warning("%s: no audio track; %s features are zeros with present=False", name, self.cfg.encoder)
-            return np.zeros(n, bool)
+            present = np.zeros(n, bool)
+            return present, self.encoder.frame_arrays(np.zeros((n, dim), np.float32), present)
         feats = self.encoder.encode_audio(wave, times)
         _check_finite(feats, self.cfg.encoder, name)
         present = times < wave.size / audio.attrs.get("sample_rate", AUDIO_SAMPLE_RATE)
@@ -161,7 +190,7 @@ class EncoderWorker:
         if feats.shape != (n, dim):
             raise AfwpipeError(f"{self.cfg.encoder} on {name}: got features {feats.shape}, expected {(n, dim)}")
         emb[...] = feats.astype(np.float16)
-        return present
+        return present, self.encoder.frame_arrays(feats, present)
 
 
 def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None = None,
@@ -175,8 +204,8 @@ def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None
         EncoderError: unknown encoder (the message lists the registry).
         WeightsError: weights missing and not downloadable (the message says how to get them).
     """
-    if not is_encoder(cfg.encoder):
-        create_encoder(cfg.encoder)  # raises EncoderError listing the registry
+    if not is_encoder(cfg.build_args()[0]):
+        create_encoder(cfg.build_args()[0])  # raises EncoderError listing the registry
     index = ws.read_index()
     recs = [r for r in index["videos"] if names is None or r["name"] in names]
     if scheduler_address(scheduler):

@@ -1,7 +1,8 @@
 """Inference with a trained head, and the checkpoint format that training writes and prediction reads.
 
 A checkpoint (``models/<task>-<head>-<fold>[-<scene>]/model.pt``, ``torch.save`` of a dict) holds:
-``state_dict`` (best epoch's weights), ``config`` (the exact TrainConfig), ``in_dims`` (encoder -> D),
+``state_dict`` (best epoch's weights), ``config`` (the exact TrainConfig, with its ``speech_gate``, which
+prediction applies again: :mod:`afwpipe.clips.gate`), ``in_dims`` (encoder -> D),
 ``tasks``, ``encoders`` (name and store identity of each encoder used, in concatenation order),
 ``stats`` (encoder -> mean/std tensors of the standardisation, or None), ``au_pos_weight``,
 ``expr_class_weight``, ``best_epoch``, ``best_score``, ``train_videos``, ``val_videos`` and

@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from . import __version__, store
 from .clips import ClipDataset
+from .clips.gate import SpeechGate
 from .device import resolve_device
 from .config import FromParams
 from .errors import AfwpipeError, PredictError
@@ -214,7 +215,8 @@ def predict_model(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names
     _check_encoders(ckpt, features, names, who)
     labels = _labels_or_invalid(ws, features, names)
     ds = ClipDataset(features, labels, names, int(cfg["k"]), int(cfg["eval_stride"]), training=False,
-                     stats=checkpoint_stats(ckpt), cache_bytes=None)
+                     stats=checkpoint_stats(ckpt), cache_bytes=None,
+                     gate=SpeechGate.from_config(ws, cfg.get("speech_gate")))  # as in training
     return predict_frames(model, ds, device, batch_size)
 
 

@@ -92,6 +92,12 @@ class Workspace:
         return self.root / "features"
 
     @property
+    def feature_set(self) -> Path:
+        """``feature_set.json``: digests of the feature stores training reads (afwpipe.feature_set); the
+        train and predict stages depend on it instead of on ``features/``."""
+        return self.root / "feature_set.json"
+
+    @property
     def models(self) -> Path:
         """``models/``: one folder per trained head, ``<task>-<head>-<fold>[-<scene>]``."""
         return self.root / "models"

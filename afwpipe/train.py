@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from . import store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset
+from .clips.gate import SpeechGate, parse_speech_gate
 from .device import autocast, resolve_device
 from .config import FromParams
 from .errors import AfwpipeError, TrainError
@@ -67,6 +68,9 @@ class TrainConfig(FromParams):
         standardize: standardise each encoder's features with mean/std of the training videos.
         cache_gb: byte budget (GiB) of the whole-video feature cache.
         task_weights: ``mtl`` loss weights per task (default 1 each).
+        speech_gate: ``{encoders: [logmel], threshold: 0.5}`` zeroes those audio encoders' features on
+            frames whose ``vad`` probability is below ``threshold`` (training, validation and prediction;
+            :mod:`afwpipe.clips.gate`), or None (off).
     """
 
     params_section: ClassVar[str] = "train"
@@ -92,6 +96,7 @@ class TrainConfig(FromParams):
     cache_gb: float = DEFAULT_CACHE_BYTES / (1 << 30)
     head_kwargs: dict = field(default_factory=dict)
     task_weights: dict | None = None
+    speech_gate: dict | None = None  # speech gate (afwpipe.clips.gate); parsed in __post_init__
 
     def __post_init__(self):
         if isinstance(self.features, str):
@@ -116,6 +121,7 @@ class TrainConfig(FromParams):
         if self.k < 1 or self.batch_size < 1 or self.epochs < 1:
             raise TrainError(f"train: k, batch_size and epochs must be ≥ 1 (k={self.k}, "
                              f"batch_size={self.batch_size}, epochs={self.epochs})")
+        self.speech_gate = parse_speech_gate(self.speech_gate, self.features)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -249,12 +255,14 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
 
     features = ZarrFeatures(ws, cfg.features)
     cache = int(cfg.cache_gb * (1 << 30))
-    train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, cache_bytes=cache)
-    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache)
+    identities = {e: features.identity(e, train_names + val_names) for e in cfg.features}
+    gate = SpeechGate.from_config(ws, cfg.speech_gate, identities)
+    train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, cache_bytes=cache, gate=gate)
+    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache,
+                         gate=gate)
     stats = train_ds.feature_stats() if cfg.standardize else None
     train_ds.set_stats(stats)
     val_ds.set_stats(stats)
-    identities = {e: features.identity(e, train_names + val_names) for e in cfg.features}
 
     train_labels = {t: np.concatenate([labels[n][t] for n in train_names]) for t in tasks}
     pos_w = au_pos_weights(train_labels["au"]) if "au" in tasks else None

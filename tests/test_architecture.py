@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO
 
 #: modules that are one pipeline step each (a DVC stage or a command), with a ``main``
-STEPS = ("sample", "index", "detect", "extract", "train", "predict", "postprocess", "evaluate", "submission",
-         "transcribe", "text")
+STEPS = ("sample", "index", "detect", "extract", "feature_set", "train", "predict", "postprocess", "evaluate",
+         "submission", "transcribe", "text")
 
 
 def _imports(path: Path) -> set[str]:

@@ -28,6 +28,7 @@ def test_registry_lists_every_encoder_of_the_design():
     for n in ("mae", "convnext", "mini_xception", "whisper", "whisper-small", "hubert", "wav2vec2", "logmel"):
         assert n in names and is_encoder(n)
     assert "timm:<model_id>" in names and is_encoder("timm:resnet18")
+    assert "hf:<repo_id>" in names and is_encoder("hf:microsoft/wavlm-large")
     assert list_encoders("whisper*") == [n for n in names if n.startswith("whisper")]
     assert not is_encoder("nope")
 
@@ -160,4 +161,6 @@ def test_cli_encoders_prints_one_row_per_registry_entry_from_its_default_cfg():
     # dims published with whisper (n_audio_state) and HuBERT base, not read from our configs
     dims = {r[0]: r[2] for r in rows}
     assert (dims["whisper-tiny"], dims["whisper-large-v3"], dims["hubert"]) == ("384", "1280", "768")
-    assert rows[-1][:3] == ["timm:<model_id>", "visual", "model's"]
+    assert [r[:3] for r in rows if "<" in r[0]] == [["hf:<repo_id>", "audio", "model's"],
+                                                    ["text:<hf-id>", "text", "model's"],
+                                                    ["timm:<model_id>", "visual", "model's"]]

@@ -47,6 +47,7 @@ class ClipDataset(torch.utils.data.Dataset):
         stats: encoder -> ``(mean [D], std [D])`` for standardisation, or None (raw features).
         cache_bytes: byte budget of the whole-video cache (None: unbounded).
         tasks: label tasks carried in batches.
+        gate: a :class:`~afwpipe.clips.gate.SpeechGate` zeroing audio features outside speech, or None.
 
     Raises:
         TrainError: an encoder's features and the labels (or two encoders) differ in length for a video
@@ -57,7 +58,8 @@ class ClipDataset(torch.utils.data.Dataset):
     def __init__(self, features, labels: Mapping[str, Mapping[str, np.ndarray]], names: Sequence[str],
                  k: int = DEFAULT_K, stride: int | None = None, training: bool = True,
                  stats: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                 cache_bytes: int | None = DEFAULT_CACHE_BYTES, tasks: Sequence[str] = tuple(TASKS)):
+                 cache_bytes: int | None = DEFAULT_CACHE_BYTES, tasks: Sequence[str] = tuple(TASKS),
+                 gate=None):
         self.features = features
         self.encoders = list(features.encoders)
         self.labels = labels
@@ -83,6 +85,7 @@ class ClipDataset(torch.utils.data.Dataset):
             self.video_bytes.append(nbytes)
         self.clips = clip_table(self.n_frames, self.k, self.stride)
         self.stats = None
+        self.gate = gate
         if stats is not None:
             self.set_stats(stats)
 
@@ -133,8 +136,11 @@ class ClipDataset(torch.utils.data.Dataset):
     def batch(self, indices: Sequence[int]) -> dict:
         """Stack the clips ``indices`` into one batch (layout in :mod:`afwpipe.clips.collate`)."""
         rows = self.clips[np.asarray(indices, dtype=np.int64)]
-        return collate(rows, self.k, self.dims, self.n_frames, self.video,
-                       lambda v: self.labels[self.names[v]], self.tasks, self.stats)
+        batch = collate(rows, self.k, self.dims, self.n_frames, self.video,
+                        lambda v: self.labels[self.names[v]], self.tasks, self.stats)
+        if self.gate is not None:
+            self.gate.apply(batch, rows, self.names, self.n_frames)
+        return batch
 
     def __getitem__(self, i: int) -> dict:
         """One clip: the batch layout without the leading B dimension."""

