@@ -48,13 +48,15 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       index         probe videos, align annotations, assign splits/folds -> index.json, labels.zarr
       detect        faces (crops, boxes, landmarks) and 16 kHz audio -> faces.zarr, audio.zarr
       extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
+      transcribe    speech recogniser -> transcripts/<asr>.zarr (words, start/end s, confidence)
+      extract-text  text:<hf-id> encoder over the transcripts -> features/text_<hf-id>.zarr
       train         fusion head (tmf, tcn, msf) on cached features -> models/<task>-<head>-<fold>/
       predict       every trained head on its evaluation videos -> predictions/<model>.zarr
       postprocess   fill, smooth, AU thresholds, scene heads, fold ensemble -> post/
       evaluate      before/after scores per fold and ensemble -> eval/metrics.json, plots, report.png
       submit        ABAW5/6 submission files, one per track -> submission/
       analyze       a trained model on new videos -> one table (AU, EXPR, VA per frame) per video
-      encoders      list the encoder registry
+      encoders      list the encoder and ASR registries
       export        feature store -> HDF5 for older loaders
     """
     level = logging.WARNING - 10 * min(verbose, 2)
@@ -186,6 +188,69 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
     sys.exit(code)
 
 
+@main.command("transcribe")
+@click.option("--asr", default=None,
+              help="Speech recogniser: pocketsphinx (offline, model inside its wheel), whisper, whisper-<size> "
+                   "(whisper's ~/.cache/whisper). Default: params.yaml transcribe.asr.")
+@click.option("--weights", default=None, help="Whisper checkpoint file, or 'random' (smoke test). Default: caches.")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (whisper).")
+@click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
+@click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
+@_scheduler_option
+@click.pass_obj
+def transcribe_cmd(obj, asr, weights, device, names, accept_failures, scheduler):
+    """Recognise the words of every video's audio with their times and confidence.
+
+    \b
+    Reads audio.zarr (16 kHz, from detect) and writes <workdir>/<dataset>/transcripts/<asr>.zarr/<video>/
+    word [W] (string), start / end [W] float64 seconds, confidence [W] float32 in [0, 1], sorted by start.
+    A video without audio gets an empty transcript. Complete videos are skipped; rerun to resume.
+    """
+    from . import transcribe
+
+    cfg = transcribe.TranscribeConfig.from_params(_section(obj, "transcribe"), asr=asr, weights=weights,
+                                                  device=device)
+    _, ws = _workspace(obj)
+    sys.exit(transcribe.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures,
+                             scheduler=scheduler))
+
+
+@main.command("extract-text")
+@click.option("--encoder", "encoders", multiple=True,
+              help="text:<hf-id>, e.g. text:bert-base-uncased; repeatable. Default: the encoders (values) of "
+                   "params.yaml text.encoders.")
+@click.option("--asr", default=None, help="Whose transcripts to read (default: params.yaml text.asr).")
+@click.option("--weights", default=None,
+              help="A save_pretrained folder with the model and its fast tokenizer, or 'random' (needs the "
+                   "cached config and tokenizer). Default: the Hugging Face cache, then download.")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N.")
+@click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
+@click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
+@_scheduler_option
+@click.pass_obj
+def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures, scheduler):
+    """Contextual word embeddings of the transcripts, spread over the frames each word spans.
+
+    \b
+    The transcript's words (transcripts/<asr>.zarr, from `afwpipe transcribe`) go through the text
+    encoder in time order; a word's embedding is the mean of its sub-token states of the last layer.
+    Writes <workdir>/<dataset>/features/<encoder>.zarr/<video>/emb [T, D] float16 on faces.zarr's frames
+    (the mean of the words overlapping each frame) and present [T] bool (False and zeros outside speech).
+    """
+    from . import text
+
+    section = _section(obj, "text") or {}
+    _, ws = _workspace(obj)
+    encoders = encoders or list((section.get("encoders") or {}).values())
+    if not encoders:
+        raise ConfigError("extract-text: no encoder given: use --encoder text:<hf-id> or list params text.encoders")
+    code = 0
+    for enc in encoders:
+        cfg = text.TextConfig.from_params(section, encoder=enc, asr=asr, weights=weights, device=device)
+        code |= text.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures, scheduler=scheduler)
+    sys.exit(code)
+
+
 @main.command("train")
 @click.option("--task", type=click.Choice(TRAIN_TASKS), default=None,
               help="au (12 sigmoid), expr (8-way), va (2 tanh) or mtl (all three). Default: params train.task.")
@@ -225,7 +290,9 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device, focal_gamm
 
 @main.command("encoders")
 def encoders_cmd():
-    """List the encoder registry: name, modality, feature dim, weights source, usable offline here."""
+    """List the encoder registry (name, modality, feature dim, weights source, usable offline here), then the
+    speech recognisers of `afwpipe transcribe` (name, usable offline here, weights source)."""
+    from .asr import describe_asrs
     from .encoders import describe_encoders
 
     rows = describe_encoders()
@@ -233,6 +300,9 @@ def encoders_cmd():
     for r in rows:
         off = r["offline"] if isinstance(r["offline"], str) else ("yes" if r["offline"] else "no")
         click.echo(f"{r['name']:<18} {r['modality']:<8} {str(r['dim']):>7}  {off:<9} {r['weights']}")
+    click.echo(f"\nspeech recognisers (afwpipe transcribe)\n{'name':<18} {'offline':<9} weights")
+    for r in describe_asrs():
+        click.echo(f"{r['name']:<18} {'yes' if r['offline'] else 'no':<9} {r['weights']}")
 
 
 @main.command("export")

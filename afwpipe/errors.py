@@ -62,3 +62,8 @@ class SubmissionError(AfwpipeError):
 class RenderError(AfwpipeError):
     """A per-frame table cannot be drawn: no rows, or a row count that differs from the video's decoded
     frames (the message names the video and both counts)."""
+
+
+class ASRError(AfwpipeError):
+    """An unknown speech recogniser (the message lists the registered ones), an invalid ASR option, or a
+    transcript store that is missing or unusable."""

@@ -28,6 +28,7 @@ class RunSummary:
     step: str = "detect"
     results: list[VideoResult] = field(default_factory=list)
     weights: str | None = None  # weights identity of the model that ran (extract)
+    unit: str = "frames"  # what VideoResult.frames counts (transcribe: "words")
     failures_file: Path | None = None
 
     @property
@@ -39,9 +40,11 @@ class RunSummary:
         frames = sum(r.frames for r in done)
         secs = sum(r.seconds for r in done)
         present = sum(r.present for r in done)
-        rate = f" at {frames / secs:.1f} frames/s" if secs else ""
+        u = self.unit
+        rate = f" at {frames / secs:.1f} {u}/s" if secs else ""
+        tail = f", present in {present}/{frames} {u}" if u == "frames" else ""
         return (f"{self.step}: {len(done)} videos processed, {sum(r.skipped for r in self.results)} already complete, "
-                f"{len(self.failures)} failed; {frames} frames{rate}, present in {present}/{frames} frames")
+                f"{len(self.failures)} failed; {frames} {u}{rate}{tail}")
 
     def report(self, accept_failures: bool = False) -> int:
         """Print the summary line and one ``FAILED <video>: <error>`` line per failure; return the exit

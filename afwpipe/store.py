@@ -7,6 +7,7 @@ Layout of a workspace (one per dataset, e.g. ``work/sample``)::
     faces.zarr/<name>/{boxes,landmarks,score,present,crops,times}
     audio.zarr/<name>/wave              [N] float32, 16 kHz mono; attribute ``present``
     features/<encoder>.zarr/<name>/emb  [T, D] float16, aligned to the video's decoded frames
+    transcripts/<asr>.zarr/<name>/{word,start,end,confidence}   [W] words of one ASR (transcribe)
     models/<task>-<head>-<fold>[-<scene>]/{model.pt,metrics.json}
     predictions/<model>.zarr/<name>/{au,expr,va,present}   raw per-frame outputs of one head (predict)
     post/<track>-<fold|ensemble>.npz    <name>/{prob,before,after} post-processed decisions (postprocess)
@@ -54,6 +55,11 @@ COMPLETE = "complete"
 LAYOUT = 2
 #: the fold name of the fold ensemble's systems (``post/<track>-ensemble.npz``)
 ENSEMBLE = "ensemble"
+
+
+def safe_name(name: str) -> str:
+    """``name`` with every character outside ``[A-Za-z0-9_.-]`` replaced by ``_`` (a file name)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,16 @@ class Workspace:
 
     def features(self, encoder: str) -> Path:
         """``features/<encoder>.zarr``; characters outside ``[A-Za-z0-9_.-]`` (e.g. ``timm:x``) become ``_``."""
-        return self.features_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", encoder) + ".zarr")
+        return self.features_dir / (safe_name(encoder) + ".zarr")
+
+    @property
+    def transcripts_dir(self) -> Path:
+        """``transcripts/``: one store per speech recogniser."""
+        return self.root / "transcripts"
+
+    def transcripts(self, asr: str) -> Path:
+        """``transcripts/<asr>.zarr`` (``asr`` made safe as in :meth:`features`): the words of each video."""
+        return self.transcripts_dir / (safe_name(asr) + ".zarr")
 
     def read_index(self) -> dict:
         """Load ``index.json``. Raises FileNotFoundError with a hint to run ``afwpipe index``."""
@@ -275,6 +290,15 @@ def is_complete(path: Path, name: str) -> bool:
         return False
     attrs = json.loads(group_json.read_text()).get("attributes", {})
     return attrs.get(COMPLETE) is True and attrs.get("layout") == LAYOUT
+
+
+def is_complete_with(path: Path, name: str, **attrs) -> bool:
+    """:func:`is_complete` and every attribute in ``attrs`` equal to the group's (e.g. the model identity that
+    wrote it), so a rerun with another model redoes the video."""
+    if not is_complete(path, name):
+        return False
+    stored = open_store(path, "r")[name].attrs
+    return all(stored.get(k) == v for k, v in attrs.items())
 
 
 def complete_names(path: Path) -> list[str]:

@@ -2,7 +2,7 @@
 
 Rows (issue 8):
   1. extract stage frames/s / bare encoder forward frames/s (``mae`` and ``whisper``, random weights), both
-     warm in one process, the model built once apart;
+     warm in one process, the model built once apart; 1c the same for extract-text (words/s, a random BERT);
   2. detect stage frames/s / detector forward frames/s (same frames, decoded beforehand), both warm in one
      process with one detector, over ``--detect-frames // --batch-size`` batches;
   3. peak RSS of detect and of extract on the video looped ``--loops`` times / on the video itself;
@@ -29,7 +29,7 @@ disk. No number is asserted anywhere: these are measurements, not tests.
 
 Usage: python benchmarks/run.py [--quick] [--device cpu] [--video single_face] [--frames 36] [--loops 10]
        [--mae-frames 40 --mae-batch-size 2] [--detect-frames 320] [--e2e-frames 300] [--repeats 2]
-       [--whisper-seconds 60] [--videos 12 --video-frames 1200] [--disk-mib 256]
+       [--whisper-seconds 60] [--text-words 1500] [--videos 12 --video-frames 1200] [--disk-mib 256]
        [--encoder mini_xception] [--json out.json] [--workdir DIR]
 """
 
@@ -54,10 +54,11 @@ import analyze_speed  # noqa: E402
 import detect_speed  # noqa: E402
 import e2e_speed  # noqa: E402
 import extract_speed  # noqa: E402
+import text_speed  # noqa: E402
 import train_speed  # noqa: E402
 from common import disk_bytes, loop_video_to, machine, sample_video, sequential_read_rate  # noqa: E402
 
-QUICK = {"big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
+QUICK = {"text_words": 30, "big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
          "video_frames": 200, "disk_mib": 16, "batch_size": 2, "rss_frames": 4, "detect_frames": 4, "e2e_frames": 4,
          "repeats": 2}
 
@@ -138,6 +139,20 @@ def extract_rows(t: Table, tmp: Path, args) -> None:
               f"stage {_rate(r['stage_all'])}, {frames} frames", f"forward {_rate(r['forward_all'])}",
               f"{what}; both warm in one process, model built once apart ({r['model_build_s']:.1f} s), order "
               f"alternating; 1.0 = the forward is the only cost", ratios=_paired(r["stage_all"], r["forward_all"]))
+
+
+def text_rows(t: Table, tmp: Path, args) -> None:
+    folder = text_speed.bench_bert(tmp / "text" / "bert")
+    ws = text_speed.fake_transcript_stage(tmp / "text" / "ws", args.text_words)
+    r = text_speed.measure(ws, folder, args.device, args.repeats)
+    t.add("1c", "extract-text `text:` stage ÷ encoder forward", r["stage_fps"], r["forward_fps"],
+          f"stage {_rate(r['stage_all'], 'words/s')}, {r['words']} words",
+          f"forward {_rate(r['forward_all'], 'words/s')}",
+          f"random-weight BERT 4 × 256, 128 positions, {r['chunks']} chunks of whole words, batch 1; synthetic "
+          f"transcript at 2.5 words/s on 25 fps frames; both warm in one process, model built once apart "
+          f"({r['model_build_s']:.1f} s), order alternating; 1.0 = the forward is the only cost",
+          ratios=_paired(r["stage_all"], r["forward_all"]), goal=(">=", 0.9))
+    shutil.rmtree(tmp / "text", ignore_errors=True)
 
 
 def detect_rows(t: Table, tmp: Path, args) -> None:
@@ -329,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--e2e-frames", type=int, default=300, help="rows 6 and 7: the video looped to N frames")
     ap.add_argument("--repeats", type=int, default=2, help="repeats of each timed ratio (order alternating)")
     ap.add_argument("--whisper-seconds", type=float, default=60.0)
+    ap.add_argument("--text-words", type=int, default=1500, help="row 1c: words of the synthetic transcript")
     ap.add_argument("--videos", type=int, default=12, help="rows 4-5: synthetic feature store, videos")
     ap.add_argument("--video-frames", type=int, default=1200, help="rows 4-5: frames per video")
     ap.add_argument("--disk-mib", type=int, default=256, help="rows 5c, 5i: size of the raw sequential-read file")
@@ -351,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = Table()
     tmp = Path(tempfile.mkdtemp(prefix="afwpipe-bench-", dir=args.workdir))
     try:
-        for part in (extract_rows, detect_rows, train_and_read_rows, beyond_cache_rows, e2e_rows, analyze_rows):
+        for part in (extract_rows, text_rows, detect_rows, train_and_read_rows, beyond_cache_rows, e2e_rows, analyze_rows):
             t = time.perf_counter()
             part(table, tmp, args)
             print(f"   ({part.__name__}: {time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)

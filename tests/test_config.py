@@ -15,16 +15,19 @@ from afwpipe.extract import ExtractConfig
 from afwpipe.postprocess import PostConfig
 from afwpipe.predict import PredictConfig
 from afwpipe.submission import SubmitConfig
+from afwpipe.text import TextConfig
 from afwpipe.train import TrainConfig
+from afwpipe.transcribe import TranscribeConfig
 
 from conftest import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 SECTIONS = {"dataset": DatasetConfig, "detect": DetectConfig, "extract": ExtractConfig, "train": TrainConfig,
             "predict": PredictConfig, "postprocess": PostConfig, "evaluate": EvalConfig, "submit": SubmitConfig,
-            "analyze": AnalyzeConfig}
+            "analyze": AnalyzeConfig, "transcribe": TranscribeConfig, "text": TextConfig}
 #: fields chosen per run (a command-line option or a DVC matrix item), not params.yaml keys
-PER_RUN = {ExtractConfig: {"encoder"}, TrainConfig: {"scene"}, PredictConfig: {"head", "tasks", "folds"}}
+PER_RUN = {ExtractConfig: {"encoder"}, TextConfig: {"encoder"}, TrainConfig: {"scene"},
+           PredictConfig: {"head", "tasks", "folds"}}
 
 
 def _default(f: dataclasses.Field):
@@ -44,7 +47,7 @@ def test_params_yaml_equals_the_dataclass_defaults(name):
         if key in cls.params_ignored:
             continue
         assert key in fields, f"params.yaml {name}.{key} is not a field of {cls.__name__}"
-        if cls is ExtractConfig and key == "weights":  # per-encoder mapping of the field's value
+        if cls in (ExtractConfig, TextConfig) and key == "weights":  # per-encoder mapping of the field's value
             assert value == {} and _default(fields[key]) is None
             continue
         assert _default(fields[key]) == value, f"{cls.__name__}.{key} defaults to {_default(fields[key])!r}, " \
@@ -61,7 +64,7 @@ def test_workdir_default_and_every_section_has_a_config():
 def test_missing_params_file_gives_the_same_configs_as_params_yaml(tmp_path):
     assert load_params(tmp_path / "none.yaml") == {}
     for name, cls in SECTIONS.items():
-        extra = {"encoder": "logmel"} if cls is ExtractConfig else {}
+        extra = {"encoder": "logmel"} if cls is ExtractConfig else {"encoder": "text:x"} if cls is TextConfig else {}
         assert cls.from_params(None, **extra) == cls.from_params(PARAMS[name], **extra), name
 
 

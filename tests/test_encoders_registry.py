@@ -147,12 +147,20 @@ def test_cli_encoders_prints_one_row_per_registry_entry_from_its_default_cfg():
 
     res = CliRunner().invoke(main, ["encoders"])
     assert res.exit_code == 0, res.output
-    rows = [line.split() for line in res.output.splitlines()[1:]]
+    encoders, asrs = res.output.split("\n\n")
+    rows = [line.split() for line in encoders.splitlines()[1:]]
     assert [r[0] for r in rows] == list_encoders()  # every name and family, once, in registry order
-    for r in rows[:-2]:
+    from afwpipe.asr import list_asrs
+
+    assert [line.split()[0] for line in asrs.splitlines()[2:]] == list_asrs()
+    for r in rows:
+        if "<" in r[0]:  # a family: its dim is the model's
+            continue
         cfg = ENCODERS.default_cfg(r[0])
         assert r[1:3] == [cfg.modality, str(cfg.dim)]
     # dims published with whisper (n_audio_state) and HuBERT base, not read from our configs
     dims = {r[0]: r[2] for r in rows}
     assert (dims["whisper-tiny"], dims["whisper-large-v3"], dims["hubert"]) == ("384", "1280", "768")
-    assert [r[:3] for r in rows[-2:]] == [["hf:<repo_id>", "audio", "model's"], ["timm:<model_id>", "visual", "model's"]]
+    assert [r[:3] for r in rows if "<" in r[0]] == [["hf:<repo_id>", "audio", "model's"],
+                                                    ["text:<hf-id>", "text", "model's"],
+                                                    ["timm:<model_id>", "visual", "model's"]]

@@ -6,7 +6,7 @@ sample rate and hop, normalisation, weights identity) for the feature store's at
 Importing this package registers every encoder below.
 """
 
-from . import hf_audio, logmel, mini_xception, timm_encoders, vad, whisper_encoder  # noqa: F401  (register)
+from . import hf_audio, logmel, mini_xception, text, timm_encoders, vad, whisper_encoder  # noqa: F401  (register)
 from .align import average_per_frame, frame_spans
 from .base import AUDIO_SAMPLE_RATE, AudioEncoder, Encoder, EncoderConfig, VisualEncoder
 from .registry import ENCODERS, create_encoder, describe_encoders, is_encoder, list_encoders, register_encoder
