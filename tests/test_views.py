@@ -5,6 +5,7 @@ bad view names, audio encoders with views, missing views and TTA without views a
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -27,13 +28,13 @@ from test_clips import make_workspace
 from test_extract import _fake_face_stage
 
 VIEWS = ["full", "flip", "crop0.8", "crop0.6"]
-N_FRAMES, SIZE = 40, 64
+N_FRAMES, SIZE = 16, 64
 
 
 # -- extract ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory):
-    """mini_xception on a 40-frame synthetic face store (random, so nothing is mirror-symmetric), 4 views."""
+    """mini_xception on a 16-frame synthetic face store (random, so nothing is mirror-symmetric), 4 views."""
     ws = _fake_face_stage(tmp_path_factory.mktemp("views") / "w", {"v": (N_FRAMES, None, None)}, size=SIZE)
     summary = run_extract(ws, ExtractConfig("mini_xception", views=",".join(VIEWS), batch_size=16), progress=False)
     assert not summary.failures
@@ -41,8 +42,13 @@ def extracted(tmp_path_factory):
     return ws, crops, zarr.open_group(str(ws.features("mini_xception")), mode="r")["v"]
 
 
+@functools.lru_cache(maxsize=1)
+def _encoder():
+    return create_encoder("mini_xception")
+
+
 def _encode(crops: np.ndarray) -> np.ndarray:
-    return create_encoder("mini_xception").encode_crops(crops).astype(np.float16).astype(np.float32)
+    return _encoder().encode_crops(crops).astype(np.float16).astype(np.float32)
 
 
 def _pil_centre_crop(crops: np.ndarray, scale: float) -> np.ndarray:
@@ -85,7 +91,7 @@ def test_crops_are_read_once_per_block_for_all_views(tmp_path, monkeypatch):
         return get(self, sel)
 
     monkeypatch.setattr(zarr.Array, "__getitem__", counting)
-    ws = _fake_face_stage(tmp_path / "w", {"v": (N_FRAMES, None, None)}, size=32)
+    ws = _fake_face_stage(tmp_path / "w", {"v": (8, None, None)}, size=32)
     counts = {}
     for name, views in (("one", "full"), ("four", ",".join(VIEWS))):
         reads.clear()
