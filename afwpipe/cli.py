@@ -158,11 +158,14 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
                    "for a smoke test (recorded in the store). Default: local caches, then download.")
 @click.option("--batch-size", type=int, default=None, help="Crops per forward pass (visual encoders).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
+@click.option("--views", default=None,
+              help="Comma-separated views of each crop to cache, e.g. full,flip,crop0.8,crop0.6 (visual encoders; "
+                   "full is emb, each other view emb_<view>). Default: params extract.views ([full]).")
 @click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
 @_scheduler_option
 @click.pass_obj
-def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failures, scheduler):
+def extract_cmd(obj, encoders, weights, batch_size, device, views, names, accept_failures, scheduler):
     """Run a frozen encoder once and cache per-frame embeddings.
 
     \b
@@ -171,6 +174,8 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
     emb [T, D] float16 (T = decoded frames) and present [T] bool, with the encoder config and weights
     identity as attributes. Complete videos are skipped; rerun after an interruption to resume.
     Missing weights give an error saying how to get them; random weights only with --weights random.
+    --views full,flip,crop0.8 also caches the mirrored crop (emb_flip) and the centre 0.8 crop resized
+    back (emb_crop0.8); crops are read once per block for all views. train.view / predict.tta use them.
     """
     from . import extract
 
@@ -182,7 +187,7 @@ def extract_cmd(obj, encoders, weights, batch_size, device, names, accept_failur
     code = 0
     for enc in encoders:
         cfg = extract.ExtractConfig.from_params(section, encoder=enc, weights=weights, batch_size=batch_size,
-                                                device=device)
+                                                device=device, views=views)
         code |= extract.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures,
                              scheduler=scheduler)
     sys.exit(code)
@@ -267,9 +272,12 @@ def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures
                    "(Menon et al. 2021); 0 = off.")
 @click.option("--modality-dropout", type=float, default=None,
               help="Probability that a training clip loses one encoder's features (never all); 0 = off.")
+@click.option("--view", default=None,
+              help="Cached view of the visual encoders: full, a view stored by `extract --views` (flip, crop0.8, "
+                   "...) or mean (average of the stored views). Default: params train.view (full).")
 @click.pass_obj
 def train_cmd(obj, task, head, fold, features, scene, epochs, device, focal_gamma, logit_adjust_tau,
-              modality_dropout):
+              modality_dropout, view):
     """Train a fusion head on cached features (never reads video).
 
     \b
@@ -283,12 +291,18 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, device, focal_gamm
 
     cfg = train.TrainConfig.from_params(_section(obj, "train"), task=task, head=head, fold=fold, features=features,
                                         scene=scene, epochs=epochs, device=device, focal_gamma=focal_gamma,
-                                        logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout)
+                                        logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout,
+                                        view=view)
     _, ws = _workspace(obj)
     train.main(ws, cfg)
 
 
-@main.command("encoders")
+@main.command("encoders", epilog="""\b
+Views (visual encoders): `afwpipe extract --views full,flip,crop0.8,crop0.6` (params extract.views)
+caches each crop's features once per view in the same store: full as emb, the others as emb_<view>
+(flip: horizontal mirror; crop<X>: centre crop of X*S resized back to S). Crops are read once per
+block for all views. `train --view NAME|mean` trains on one view or their average; `predict --tta`
+averages each head's outputs over the stored views.""")
 def encoders_cmd():
     """List the encoder registry (name, modality, feature dim, weights source, usable offline here), then the
     speech recognisers of `afwpipe transcribe` (name, usable offline here, weights source)."""
@@ -326,8 +340,11 @@ def export_cmd(obj, encoder, fmt, layout, out):
 @main.command("predict")
 @click.option("--batch-size", type=int, default=None, help="Clips per forward pass (params predict.batch_size).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
+@click.option("--tta/--no-tta", default=None,
+              help="Average each head's outputs over the views its visual encoders stored (`extract --views`). "
+                   "Default: params predict.tta (false).")
 @click.pass_obj
-def predict_cmd(obj, batch_size, device):
+def predict_cmd(obj, batch_size, device, tta):
     """Predict every frame with every trained head (task x fold, and scene heads).
 
     \b
@@ -341,7 +358,7 @@ def predict_cmd(obj, batch_size, device):
 
     train = _section(obj, "train") or {}
     cfg = predict.PredictConfig.from_params(_section(obj, "predict"), head=train.get("head"), tasks=train.get("tasks"),
-                                            folds=train.get("folds"), batch_size=batch_size, device=device)
+                                            folds=train.get("folds"), batch_size=batch_size, device=device, tta=tta)
     _, ws = _workspace(obj)
     predict.main(ws, cfg)
 

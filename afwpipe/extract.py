@@ -3,7 +3,9 @@
 For each video: ``features/<encoder>.zarr/<name>/emb [T, D] float16`` aligned to the video's decoded
 frames, ``present [T] bool`` (visual: a face was found in that frame, the crop is otherwise the
 nearest face's; audio: the frame lies inside the audio track), and the encoder's config as attributes
-(weights identity, dim, input size or sample rate, normalisation, afwpipe version).
+(weights identity, dim, input size or sample rate, normalisation, afwpipe version). With ``views``
+(:mod:`afwpipe.views`) a visual encoder also writes ``emb_<view> [T, D] float16`` per extra view (e.g.
+``emb_flip``), the view list in the group's ``views`` attribute and in its identity.
 
 Visual encoders read crops one shard-aligned block at a time in a prefetch thread and write in a
 writer thread, so the encoder forward is the only thing the main thread does. Audio encoders read
@@ -25,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .encoders import create_encoder, is_encoder
+from .encoders import ENCODERS, create_encoder, is_encoder
 from .config import FromParams
 from .device import resolve_device
 from .errors import AfwpipeError, EncoderError, VideoError
@@ -33,6 +35,7 @@ from .labels import AUDIO_SAMPLE_RATE
 from .prefetch import prefetch
 from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
+from .views import FULL, apply_view, array_name, parse_views
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ class ExtractConfig(FromParams):
             ``{encoder: <registry name>, <option>: <value>, ...}``: ``encoder`` (default: the name itself) is
             built with the other keys as keyword options, e.g. ``{wavlm_l12: {encoder: "hf:microsoft/wavlm-large",
             layer: 12}}`` or ``{hubert: {layer: 9}}``. The options are recorded in the store's encoder config.
+        views: views of each crop to encode (:mod:`afwpipe.views`: ``full``, ``flip``, ``crop<X>``), a list or
+            a comma-separated string; ``full`` is always stored (as ``emb``), each other view as
+            ``emb_<view> [T, D] float16`` in the same video group. Visual encoders only.
     """
 
     params_section: ClassVar[str] = "extract"
@@ -64,9 +70,11 @@ class ExtractConfig(FromParams):
     device: str = "auto"
     batch_size: int = 32
     options: dict = field(default_factory=dict)
+    views: list[str] = field(default_factory=lambda: [FULL])
 
     def __post_init__(self):
         self.batch_size = int(self.batch_size)
+        self.views = parse_views(self.views, EncoderError)
         if not isinstance(self.options, dict):
             raise EncoderError(f"params extract.options.{self.encoder}: expected a mapping of options "
                                f"(e.g. {{encoder: 'hf:microsoft/wavlm-large', layer: 12}}), got {self.options!r}")
@@ -79,7 +87,9 @@ class ExtractConfig(FromParams):
     @classmethod
     def from_params(cls, section, **overrides) -> "ExtractConfig":
         """The config of encoder ``overrides["encoder"]`` from params ``extract``: its weights from the
-        ``weights`` mapping unless ``overrides`` give them."""
+        ``weights`` mapping unless ``overrides`` give them; the section's ``views`` only for a visual encoder
+        (params ``extract.views`` are the views of the visual encoders of ``extract.encoders``; an audio encoder
+        given views by ``overrides`` is an error when the worker starts)."""
         section = dict(section or {})
         per_encoder = section.pop("weights", None) or {}
         if overrides.get("weights") is None:
@@ -87,6 +97,11 @@ class ExtractConfig(FromParams):
         if overrides.get("options") is None:
             overrides["options"] = (section.pop("options", None) or {}).get(overrides.get("encoder"))
         section.pop("options", None)
+        views = section.pop("views", None)
+        registry_name = str((overrides.get("options") or {}).get("encoder", overrides.get("encoder", "")))
+        if overrides.get("views") is None and is_encoder(registry_name) and \
+                ENCODERS.default_cfg(registry_name).modality == "visual":
+            overrides["views"] = views
         return cls(**cls.params_kwargs(section, overrides))
 
 
@@ -112,10 +127,15 @@ class EncoderWorker:
                                f"{sorted(options)}: {e}") from e
         if hasattr(self.encoder, "batch_size") and self.encoder.cfg.modality == "visual":
             self.encoder.batch_size = cfg.batch_size
+        if cfg.views != [FULL] and self.encoder.cfg.modality != "visual":
+            raise EncoderError(f"{cfg.encoder}: views {','.join(cfg.views)} need a visual encoder; "
+                               f"{cfg.encoder} is {self.encoder.cfg.modality} (use views: [full])")
         self.out = ws.features(cfg.encoder)
 
     def identity(self) -> dict:
-        return self.encoder.config
+        """The encoder config, plus ``views`` when more than ``full`` is stored (a rerun with another view
+        list redoes the video)."""
+        return self.encoder.config if self.cfg.views == [FULL] else {**self.encoder.config, "views": self.cfg.views}
 
     def is_done(self, name: str) -> bool:
         if not store.is_complete(self.out, name):
@@ -134,16 +154,18 @@ class EncoderWorker:
         faces = store.open_store(self.ws.faces, "r")[name]
         n = faces["present"].shape[0]
         cfg = self.encoder.config
-        g = store.begin_video(self.out, name, {"encoder": self.cfg.encoder, "encoder_config": cfg,
+        g = store.begin_video(self.out, name, {"encoder": self.cfg.encoder, "encoder_config": self.identity(),
                                                 "modality": cfg["modality"], "dim": cfg["dim"],
-                                                "weights": cfg["weights"], "video": rec.get("path")})
-        emb = store.create_time_array(g, "emb", (n, cfg["dim"]), np.float16, dims=("frame", "feature"))
+                                                "weights": cfg["weights"], "views": self.cfg.views,
+                                                "video": rec.get("path")})
+        embs = {v: store.create_time_array(g, array_name(v), (n, cfg["dim"]), np.float16, dims=("frame", "feature"))
+                for v in self.cfg.views}
         if cfg["modality"] == "visual":
             present = faces["present"][...]
-            self._visual(faces["crops"], emb, name)
+            self._visual(faces["crops"], embs, name)
             extra = {}
         else:
-            present, extra = self._audio(faces["times"][...], emb, name)
+            present, extra = self._audio(faces["times"][...], embs[FULL], name)
         store.write_time_array(g, "present", present, dims=("frame",))
         for key, arr in extra.items():  # encoder-specific per-frame arrays (vad: speech)
             store.write_time_array(g, key, arr, dims=("frame",))
@@ -152,25 +174,35 @@ class EncoderWorker:
         res.seconds = time.perf_counter() - t0
         return res
 
-    def _visual(self, crops, emb, name: str) -> None:
+    def _visual(self, crops, embs: dict, name: str) -> None:
+        """Encode ``crops [T, S, S, 3] uint8`` into ``embs`` (view -> ``[T, D] float16`` array): each
+        shard-aligned block is read once and encoded once per view."""
         n = crops.shape[0]
         block = max(self.cfg.batch_size, crops.shards[0] if crops.shards else crops.chunks[0])
-        writer = store.TimeWriter(emb)
+        writers = {v: store.TimeWriter(emb) for v, emb in embs.items()}
+
+        def write(feats: dict) -> None:
+            for v, f in feats.items():
+                writers[v].append(f)
         bar = tqdm(total=n, desc=f"{self.cfg.encoder} {name[:24]}", unit="frame", disable=not self.progress,
                    leave=False)
         reads = ((i, crops[i:i + block]) for i in range(0, n, block))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="afwpipe-write") as pool:
             pending: Future | None = None
             for start, x in prefetch(reads, maxsize=2):
-                feats = self.encoder.encode_crops(x)
-                _check_finite(feats, self.cfg.encoder, name, start)
+                feats = {}
+                for v in writers:
+                    f = self.encoder.encode_crops(apply_view(x, v))
+                    _check_finite(f, f"{self.cfg.encoder} (view {v})", name, start)
+                    feats[v] = f.astype(np.float16)
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(writer.append, feats.astype(np.float16))
+                pending = pool.submit(write, feats)
                 bar.update(len(x))
             if pending is not None:
                 pending.result()
-        writer.close()
+        for w in writers.values():
+            w.close()
         bar.close()
 
     def _audio(self, times: np.ndarray, emb, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:

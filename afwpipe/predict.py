@@ -15,12 +15,16 @@ a scene head keeps only the videos of its scene (``index["scenes"]``). Videos wi
 
 How: clips of the checkpoint's K frames every ``eval_stride`` frames (its training config), standardised with
 the checkpoint's training statistics, outputs averaged per frame over the overlapping clips
-(:func:`afwpipe.inference.predict_frames`); sigmoid for AU, softmax for EXPR.
+(:func:`afwpipe.inference.predict_frames`); sigmoid for AU, softmax for EXPR. Features are read in the view the
+head was trained on (``train.view``, :mod:`afwpipe.views`). With ``predict.tta`` (test-time augmentation) each head
+predicts once per view that every visual encoder of the head stored (``afwpipe extract --views``) and the
+outputs are averaged per frame (probabilities for AU and EXPR, values for VA).
 
 Output (:attr:`Workspace.predictions_dir`)::
 
     predictions/index.json                         one record per head: name, task, head, fold, scene,
-                                                   val_videos, videos
+                                                   val_videos, videos, view (trained), tta (views
+                                                   averaged, or null)
     predictions/<model>.zarr/<video>/au       [T, 12] float32 AU probabilities   (heads with an AU output)
                                      expr     [T, 8]  float32 EXPR probabilities (EXPR output)
                                      va       [T, 2]  float32 valence, arousal   (VA output)
@@ -55,6 +59,7 @@ from .inference import checkpoint_stats, load_model, predict_frames
 from .labels import TASKS, TRAIN_TASKS
 from .folds import parse_fold
 from .readers import ZarrFeatures
+from .views import FULL
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +180,7 @@ class PredictConfig(FromParams):
         folds: folds to use (params ``train.folds``); None: all.
         batch_size: clips per forward pass.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (bf16 autocast on CUDA).
+        tta: average each head's outputs over the cached views of its visual encoders (module docstring).
     """
 
     params_section: ClassVar[str] = "predict"
@@ -185,6 +191,7 @@ class PredictConfig(FromParams):
     folds: list | None = None
     batch_size: int = 32
     device: str = "auto"
+    tta: bool = False
 
 
 @dataclass
@@ -202,22 +209,42 @@ class PredictSummary:
 
 
 def predict_model(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str = "cpu",
-                  batch_size: int = 32, who: str = "head") -> dict[str, dict[str, np.ndarray]]:
+                  batch_size: int = 32, who: str = "head", view: str | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Outputs of a loaded head (:func:`afwpipe.inference.load_model`) on videos ``names``: name -> task ->
-    ``[T, C]`` float64 (see the module docstring); clips of the checkpoint's K and ``eval_stride``.
+    ``[T, C]`` float64 (see the module docstring); clips of the checkpoint's K and ``eval_stride``, features of
+    ``view`` (None: the view the head was trained on, ``full`` for older checkpoints).
 
     Raises:
         PredictError: the head's feature stores changed since training (weights or dim); ``who`` names it.
         TrainError: a feature store is missing, or a video's features are incomplete.
     """
     cfg = ckpt["config"]
-    features = ZarrFeatures(ws, cfg["features"])
+    features = ZarrFeatures(ws, cfg["features"], view=view or cfg.get("view", FULL))
     _check_encoders(ckpt, features, names, who)
     labels = _labels_or_invalid(ws, features, names)
     ds = ClipDataset(features, labels, names, int(cfg["k"]), int(cfg["eval_stride"]), training=False,
                      stats=checkpoint_stats(ckpt), cache_bytes=None,
                      gate=SpeechGate.from_config(ws, cfg.get("speech_gate")))  # as in training
     return predict_frames(model, ds, device, batch_size)
+
+
+def tta_views(features: ZarrFeatures, names, who: str = "head") -> list[str]:
+    """The views stored by every visual encoder of ``features`` for videos ``names`` (in the first encoder's
+    order), for test-time augmentation.
+
+    Raises:
+        PredictError: the head has no visual encoder, or its visual encoders share fewer than two views (the
+            message says to run ``afwpipe extract --views``).
+    """
+    identities = {e: features.identity(e, names) for e in features.encoders}
+    per_encoder = {e: list(i.get("views", [FULL])) for e, i in identities.items()
+                   if i.get("modality", "visual") == "visual"}
+    views = [v for v in next(iter(per_encoder.values()), []) if all(v in vs for vs in per_encoder.values())]
+    if len(views) < 2:
+        have = "; ".join(f"{e}: {', '.join(vs)}" for e, vs in per_encoder.items()) or "no visual encoder"
+        raise PredictError(f"{who}: predict.tta needs two or more views stored by every visual encoder ({have}); "
+                           f"run `afwpipe extract --encoder NAME --views full,flip,...` or set predict.tta: false")
+    return views
 
 
 def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) -> PredictSummary:
@@ -249,7 +276,12 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
             else:
                 log.warning("predict %s: video %s has no complete features; skipped", ref.name, name)
                 summary.skipped.append(name)
-        outputs = predict_model(ws, model, ckpt, names, device, cfg.batch_size, ref.name)
+        views = tta_views(features, names, ref.name) if cfg.tta and names else None
+        if views is None:
+            outputs = predict_model(ws, model, ckpt, names, device, cfg.batch_size, ref.name)
+        else:  # test-time augmentation: the mean of the per-view outputs
+            per_view = [predict_model(ws, model, ckpt, names, device, cfg.batch_size, ref.name, v) for v in views]
+            outputs = {n: {t: np.mean([o[n][t] for o in per_view], axis=0) for t in per_view[0][n]} for n in names}
         path = ws.predictions(ref.name)
         for name in names:
             out = outputs[name]
@@ -262,7 +294,8 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
             summary.frames += n
         summary.models.append({"name": ref.name, "task": ref.task, "head": ref.head, "fold": ref.fold,
                                "scene": ref.scene, "tasks": list(ckpt["tasks"]),
-                               "val_videos": [v for v in val if v in names], "videos": names})
+                               "val_videos": [v for v in val if v in names], "videos": names,
+                               "view": ckpt["config"].get("view", FULL), "tta": views})
     ws.predictions_index.write_text(json.dumps({"afwpipe_version": __version__, "models": summary.models},
                                                indent=1) + "\n")
     summary.seconds = time.perf_counter() - t0

@@ -15,6 +15,7 @@ import numpy as np
 from . import store
 from .errors import PostprocessError, PredictError, TrainError
 from .labels import TASKS
+from .views import EMB, FULL, array_name
 
 #: feature-group attributes that describe one video, not the encoder (left out of the identity)
 PER_VIDEO_ATTRS = {store.COMPLETE, "layout", "video", "n_frames", "present_frames"}
@@ -32,6 +33,9 @@ class ZarrFeatures:
     Args:
         ws: the workspace.
         encoders: encoder names, in concatenation order.
+        view: which cached view :meth:`load` reads from visual encoders (:mod:`afwpipe.views`): ``full``
+            (``emb``), a view name (``emb_<view>``) or ``mean`` (float32 average of the group's ``views``);
+            audio encoders always give ``emb``.
 
     Attributes:
         reads: number of array reads done so far (one per video, encoder and array).
@@ -49,7 +53,7 @@ class ZarrFeatures:
 
     on_disk = True
 
-    def __init__(self, ws: store.Workspace, encoders: Sequence[str]):
+    def __init__(self, ws: store.Workspace, encoders: Sequence[str], view: str = FULL):
         if not encoders:
             raise TrainError("no encoder given: name at least one feature store (e.g. mini_xception)")
         self.ws = ws
@@ -64,6 +68,7 @@ class ZarrFeatures:
                 f"(run `afwpipe extract --encoder {missing[0]}`)")
         self._groups = {e: store.open_store(p, "r") for e, p in self.paths.items()}
         self._arrays: dict[tuple[str, str], tuple] = {}
+        self.view = view
         self.reads = 0
 
     def _handles(self, enc: str, name: str) -> tuple:
@@ -120,16 +125,39 @@ class ZarrFeatures:
         return first or {}
 
     def load(self, enc: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Whole ``emb [T, D]`` (stored dtype, float16) and ``present [T]`` bool of video ``name``."""
+        """Whole ``emb [T, D]`` (stored dtype, float16; float32 for view ``mean``) of :attr:`view` and
+        ``present [T]`` bool of video ``name``.
+
+        Raises:
+            TrainError: the video is not complete; a visual encoder's video lacks the view (``mean``: has
+                fewer than two views).
+        """
         emb_array, present_array = self._handles(enc, name)
-        emb = emb_array[...]
-        self.reads += 1
+        if self.view == FULL:
+            emb = emb_array[...]
+            self.reads += 1
+        else:
+            emb = self._view_emb(enc, name, self._groups[enc][name])
         if present_array is not None:
             present = np.asarray(present_array[...], dtype=bool)
             self.reads += 1
         else:
             present = np.ones(len(emb), dtype=bool)
         return emb, present
+
+    def _view_emb(self, enc: str, name: str, g) -> np.ndarray:
+        if self.view == FULL or g.attrs.get("modality", "visual") != "visual":
+            self.reads += 1
+            return g[EMB][...]
+        stored = list(g.attrs.get("views", [FULL]))
+        want = stored if self.view == "mean" else [self.view]
+        if any(v not in stored for v in want) or len(want) < (2 if self.view == "mean" else 1):
+            raise TrainError(f"{self.paths[enc]}: video {name!r} of encoder {enc!r} has views {', '.join(stored)}; "
+                             f"view {self.view!r} needs {'two or more' if self.view == 'mean' else self.view} "
+                             f"(run `afwpipe extract --encoder {enc} --views full,flip,crop0.8,...`)")
+        arrays = [g[array_name(v)][...] for v in want]
+        self.reads += len(arrays)
+        return arrays[0] if len(arrays) == 1 else np.mean([a.astype(np.float32) for a in arrays], axis=0)
 
 
 def _files_under(folder: Path) -> list[Path]:

@@ -44,6 +44,7 @@ from .losses import au_pos_weights, expr_class_weights, expr_log_prior, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
 from .readers import ZarrFeatures, load_labels
 from .folds import parse_fold, split_videos
+from .views import FULL, parse_view
 
 
 
@@ -79,6 +80,9 @@ class TrainConfig(FromParams):
         speech_gate: ``{encoders: [logmel], threshold: 0.5}`` zeroes those audio encoders' features on
             frames whose ``vad`` probability is below ``threshold`` (training, validation and prediction;
             :mod:`afwpipe.clips.gate`), or None (off).
+        view: cached view of the visual encoders' features (:mod:`afwpipe.views`): ``full`` (``emb``), a view
+            stored by ``afwpipe extract --views`` (e.g. ``flip``, ``crop0.8``), or ``mean`` (average of every
+            stored view); audio encoders always give ``emb``. Prediction reads the same view.
     """
 
     params_section: ClassVar[str] = "train"
@@ -109,6 +113,7 @@ class TrainConfig(FromParams):
     logit_adjust_tau: float = 0.0
     modality_dropout: float = 0.0
     speech_gate: dict | None = None  # speech gate (afwpipe.clips.gate); parsed in __post_init__
+    view: str = FULL
 
     def __post_init__(self):
         if isinstance(self.features, str):
@@ -143,6 +148,7 @@ class TrainConfig(FromParams):
             raise TrainError(f"train: modality_dropout={self.modality_dropout} needs at least two features "
                              f"(one clip never loses every encoder); features: {', '.join(self.features)}")
         self.speech_gate = parse_speech_gate(self.speech_gate, self.features)
+        self.view = "mean" if self.view == "mean" else parse_view(self.view, TrainError)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -281,7 +287,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     _require_labels(labels, train_names, tasks, "training", where)
     _require_labels(labels, val_names, tasks, "validation", where)
 
-    features = ZarrFeatures(ws, cfg.features)
+    features = ZarrFeatures(ws, cfg.features, view=cfg.view)
     cache = int(cfg.cache_gb * (1 << 30))
     identities = {e: features.identity(e, train_names + val_names) for e in cfg.features}
     gate = SpeechGate.from_config(ws, cfg.speech_gate, identities)
