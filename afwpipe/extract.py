@@ -98,7 +98,8 @@ class ExtractConfig(FromParams):
             overrides["options"] = (section.pop("options", None) or {}).get(overrides.get("encoder"))
         section.pop("options", None)
         views = section.pop("views", None)
-        registry_name = str((overrides.get("options") or {}).get("encoder", overrides.get("encoder", "")))
+        opts = overrides.get("options")
+        registry_name = str((opts if isinstance(opts, dict) else {}).get("encoder", overrides.get("encoder", "")))
         if overrides.get("views") is None and is_encoder(registry_name) and \
                 ENCODERS.default_cfg(registry_name).modality == "visual":
             overrides["views"] = views

@@ -206,7 +206,8 @@ def test_export_of_missing_store_lists_what_exists(ws, tmp_path):
 def test_cli_encoders_lists_registry_and_offline_availability():
     res = CliRunner().invoke(main, ["encoders"])
     assert res.exit_code == 0
-    rows = {line.split()[0]: line.split() for line in res.output.splitlines()[1:]}
+    encoder_table = res.output.split("\n\n")[0]  # the encoder table; the speech recognisers follow a blank line
+    rows = {line.split()[0]: line.split() for line in encoder_table.splitlines()[1:]}
     assert rows["logmel"][1:4] == ["audio", "80", "yes"] and rows["mae"][1:3] == ["visual", "768"]
     assert {"convnext", "whisper", "hubert", "wav2vec2", "mini_xception", "timm:<model_id>"} <= set(rows)
 

@@ -114,7 +114,8 @@ def test_encoders_command_lists_vad_available_offline(monkeypatch):
     monkeypatch.setenv("AFWPIPE_OFFLINE", "1")
     res = CliRunner().invoke(main, ["encoders"])
     assert res.exit_code == 0, res.output
-    rows = {line.split()[0]: line.split() for line in res.output.splitlines()[1:]}
+    encoder_table = res.output.split("\n\n")[0]  # the encoder table; the speech recognisers follow a blank line
+    rows = {line.split()[0]: line.split() for line in encoder_table.splitlines()[1:]}
     assert rows["vad"][1:3] == ["audio", "1"] and "silero-vad" in res.output and "yes" in rows["vad"]
 
 
