@@ -20,6 +20,7 @@ from functools import partial
 from typing import ClassVar
 
 import numpy as np
+from scipy import sparse
 
 from . import store
 from .asr.transcripts import read_words
@@ -84,17 +85,20 @@ def words_to_frames(emb: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     if emb.ndim != 2 or starts.shape != (len(emb),) or ends.shape != (len(emb),):
         raise ValueError(f"emb [W, D] with starts, ends [W] expected; got {emb.shape}, {starts.shape}, {ends.shape}")
     fs, fe = frame_spans(frame_times) if len(frame_times) else (np.zeros(0), np.zeros(0))
-    total = np.zeros((len(fs), emb.shape[1]), np.float64)
-    count = np.zeros(len(fs), np.int64)
-    for e, s, t in zip(emb, starts, ends):
-        lo = np.searchsorted(fe, s, side="right")  # first frame ending after the word starts
-        # frames starting before the word ends; a zero-length word: the frame holding its start
-        hi = np.searchsorted(fs, t, side="left") if s < t else np.searchsorted(fs, s, side="right")
-        total[lo:hi] += e
-        count[lo:hi] += 1
-    present = count > 0
-    total[present] /= count[present, None]
-    return total.astype(np.float32), present
+    lo = np.searchsorted(fe, starts, side="right")  # first frame ending after each word starts
+    # frames starting before the word ends; a zero-length word: the frame holding its start
+    hi = np.where(starts < ends, np.searchsorted(fs, ends, side="left"), np.searchsorted(fs, starts, side="right"))
+    hi = np.maximum(hi, lo)  # a word between two frames covers none
+    # frame x word incidence matrix (ones where word w covers frame t), then one sparse product: the loop of
+    # one slice per word took 0.45 s for 1,500 words, longer than a BERT-base forward's share of them
+    lengths = hi - lo
+    words = np.repeat(np.arange(len(emb)), lengths)
+    frames = np.repeat(lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cover = sparse.csr_matrix((np.ones(len(words), np.float32), (frames, words)), shape=(len(fs), len(emb)))
+    total = np.asarray(cover @ emb, dtype=np.float32)
+    count = np.bincount(frames, minlength=len(fs))
+    np.divide(total, np.maximum(count, 1)[:, None].astype(np.float32), out=total)  # frames without words stay 0
+    return total, count > 0
 
 
 class TextWorker:

@@ -142,13 +142,15 @@ def extract_rows(t: Table, tmp: Path, args) -> None:
 
 
 def text_rows(t: Table, tmp: Path, args) -> None:
-    folder = text_speed.bench_bert(tmp / "text" / "bert")
+    # BERT-base's size (12 x 768, Devlin et al. 2019), the smallest text encoder teams use; --quick: 4 x 256
+    layers, hidden = (4, 256) if getattr(args, "quick", False) else (12, 768)
+    folder = text_speed.bench_bert(tmp / "text" / "bert", layers=layers, hidden=hidden)
     ws = text_speed.fake_transcript_stage(tmp / "text" / "ws", args.text_words)
     r = text_speed.measure(ws, folder, args.device, args.repeats)
     t.add("1c", "extract-text `text:` stage ÷ encoder forward", r["stage_fps"], r["forward_fps"],
           f"stage {_rate(r['stage_all'], 'words/s')}, {r['words']} words",
           f"forward {_rate(r['forward_all'], 'words/s')}",
-          f"random-weight BERT 4 × 256, 128 positions, {r['chunks']} chunks of whole words, batch 1; synthetic "
+          f"random-weight BERT {layers} × {hidden}, 128 positions, {r['chunks']} chunks of whole words, batch 1; synthetic "
           f"transcript at 2.5 words/s on 25 fps frames; both warm in one process, model built once apart "
           f"({r['model_build_s']:.1f} s), order alternating; 1.0 = the forward is the only cost",
           ratios=_paired(r["stage_all"], r["forward_all"]), goal=(">=", 0.9))
