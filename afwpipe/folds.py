@@ -69,4 +69,45 @@ def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) 
     return sorted(train), sorted(val)
 
 
-__all__ = ["parse_fold", "split_videos"]
+def inner_split(index: dict, names, seed: int, frac: float = 0.2,
+                min_groups: int = 3) -> tuple[list[str], list[str]]:
+    """Split a fold's training names into the names that fit weights and the names that choose the epoch.
+
+    Model selection (the epoch of a head, the step of a fine-tune) must not look at the frames a system is
+    then scored on. This carves the selection videos out of the training side instead: a seeded,
+    video-level split of ``names``. Names that share a video file (``X``, ``X_left``, ``X_right``: the
+    same ``video`` in the index) stay on one side, so one person's frames never choose the epoch for a
+    model trained on the other person of the same video.
+
+    Args:
+        index: the index (``index.json``), whose records give each name's ``video``.
+        names: the training names of one fold (``split_videos``'s first list).
+        seed: the seed of the permutation of the videos (the run's ``seed``).
+        frac: fraction of the videos (groups) that choose the epoch, rounded up, at least one.
+        min_groups: below this many distinct videos there is too little to split: all names fit and
+            ``select`` is empty (the caller then trains a fixed number of epochs).
+
+    Returns:
+        ``(fit, select)``: sorted name lists, disjoint, their union ``names``.
+
+    Raises:
+        TrainError: ``frac`` outside (0, 1).
+    """
+    if not 0.0 < float(frac) < 1.0:
+        raise TrainError(f"the inner selection fraction must lie in (0, 1), got {frac!r}")
+    video_of = {r["name"]: r.get("video", r["name"]) for r in index.get("videos", [])}
+    groups: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        groups.setdefault(video_of.get(name, name), []).append(name)
+    keys = sorted(groups)
+    if len(keys) < max(2, int(min_groups)):
+        return sorted(set(names)), []
+    order = np.random.default_rng(int(seed)).permutation(len(keys))
+    n_select = min(len(keys) - 1, max(1, int(np.ceil(frac * len(keys)))))
+    chosen = {keys[i] for i in order[:n_select]}
+    fit = sorted(n for k in keys if k not in chosen for n in groups[k])
+    select = sorted(n for k in keys if k in chosen for n in groups[k])
+    return fit, select
+
+
+__all__ = ["inner_split", "parse_fold", "split_videos"]
