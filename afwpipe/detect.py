@@ -5,7 +5,8 @@ batches of frames (PyAV, never the whole video in memory), the calling thread ru
 alignment, and a writer thread appends the results to ``faces.zarr/<name>/`` shard by shard. Frames
 without the target face keep ``present=False``; their crop is filled afterwards from the nearest frame
 with a face (ties to the earlier frame), as the ABAW seeds do. The audio track is resampled to 16 kHz
-mono into ``audio.zarr/<name>/wave``. ``complete`` is written last in both groups, so a killed run is
+mono into ``audio.zarr/<name>/wave`` on the frames' clock: sample 0 is at the first decoded frame's container
+time (``video.read_audio_track``; attributes ``offset`` s and ``lead`` samples of silence added). ``complete`` is written last in both groups, so a killed run is
 redone from scratch for that video and skipped for the finished ones.
 """
 
@@ -33,7 +34,7 @@ from .faces.select import FaceSelector
 from .prefetch import prefetch
 from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
-from .video import decoded_seconds, iter_frames, probe_video, read_audio, truncation_warning
+from .video import decoded_seconds, iter_frames, probe_video, read_audio_track, truncation_warning
 
 log = logging.getLogger(__name__)
 
@@ -279,13 +280,18 @@ class FaceWorker:
                    "times": t - t_first}
 
     def _write_audio(self, name: str, path: Path, rec: dict) -> bool:
-        wave = read_audio(path, AUDIO_SAMPLE_RATE)
-        present = wave is not None
-        if wave is None:
-            wave = np.zeros(int(round(rec.get("duration", 0) * AUDIO_SAMPLE_RATE)), np.float32)
+        """``audio.zarr/<name>/wave``: 16 kHz mono float32 whose sample 0 is at the first decoded frame's
+        container time (silence without an audio stream); attributes ``present``, ``seconds``, ``offset``
+        (audio start - first frame, s) and ``lead`` (leading samples of silence added)."""
+        track = read_audio_track(path, AUDIO_SAMPLE_RATE)
+        present = track is not None
+        if track is None:
+            wave, offset, lead = np.zeros(int(round(rec.get("duration", 0) * AUDIO_SAMPLE_RATE)), np.float32), None, 0
+        else:
+            wave, offset, lead = track.wave, track.offset, track.lead
         g = store.begin_video(self.ws.audio, name, {"video": str(path), "sample_rate": AUDIO_SAMPLE_RATE})
         store.write_time_array(g, "wave", wave, dims=("sample",))
-        store.mark_complete(g, present=present, seconds=len(wave) / AUDIO_SAMPLE_RATE)
+        store.mark_complete(g, present=present, seconds=len(wave) / AUDIO_SAMPLE_RATE, offset=offset, lead=lead)
         return present
 
 

@@ -207,7 +207,9 @@ class EncoderWorker:
         bar.close()
 
     def _audio(self, times: np.ndarray, emb, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Encode the wave; frames outside the audio track (or all, without audio) get zeros, present False.
+        """Encode the wave; frames outside the audio track (before its first decoded sample, i.e. in the
+        ``lead`` silence detect put before a stream that starts after the first frame, or after its end; or
+        all, without audio) get zeros, present False.
         Returns ``present [T]`` and the encoder's extra per-frame arrays (``Encoder.frame_arrays``)."""
         audio = store.open_store(self.ws.audio, "r")[name]
         wave = audio["wave"][...]
@@ -218,7 +220,8 @@ class EncoderWorker:
             return present, self.encoder.frame_arrays(np.zeros((n, dim), np.float32), present)
         feats = self.encoder.encode_audio(wave, times)
         _check_finite(feats, self.cfg.encoder, name)
-        present = times < wave.size / audio.attrs.get("sample_rate", AUDIO_SAMPLE_RATE)
+        rate = audio.attrs.get("sample_rate", AUDIO_SAMPLE_RATE)
+        present = (times < wave.size / rate) & (times >= audio.attrs.get("lead", 0) / rate - 1e-9)
         feats[~present] = 0.0
         if feats.shape != (n, dim):
             raise AfwpipeError(f"{self.cfg.encoder} on {name}: got features {feats.shape}, expected {(n, dim)}")

@@ -218,7 +218,7 @@ def format_table(index: dict) -> str:
     """A fixed-width table: video, frames, fps, audio, split (``split_of(rec, "mtl")``), fold, and per
     track the split with its labelled frames (``train:72``, ``val:72``), ``test`` or ``-``. The footer
     names the editions found and used, the test lists, the video folders, failures, names without a
-    video and warnings (e.g. truncated files)."""
+    video, warnings (e.g. truncated files) and the largest audio offsets (``format_offsets``)."""
     head = (f"{'video':<28} {'frames':>6} {'fps':>7} {'audio':>5} {'split':<5} {'fold':>4}  "
             f"{'AU':<9} {'EXPR':<9} {'VA':<9}")
     lines = [head.rstrip(), "-" * len(head)]
@@ -241,6 +241,7 @@ def format_table(index: dict) -> str:
     lines += [f"{t.upper()} test list: {p}" for t, p in lists.items()] or [
         "test lists: none (unannotated videos are test for every track)"]
     lines.append("video folders: " + ", ".join(index.get("video_dirs", [])))
+    lines.append(format_offsets(index["videos"]))
     for f in index["failures"]:
         lines.append(f"FAILED {f['path']}: {f['error']}")
     for o in index["orphan_annotations"]:
@@ -248,6 +249,21 @@ def format_table(index: dict) -> str:
     for w in warnings:
         lines.append(f"WARNING {w['path']}: {w['warning']}")
     return "\n".join(lines)
+
+
+SHOW_OFFSETS = 3  #: videos named in the footer's line of largest audio offsets
+
+
+def format_offsets(records: list[dict], n: int = SHOW_OFFSETS) -> str:
+    """One line naming the ``n`` videos with the largest ``|audio_offset|`` (audio start - first frame, s;
+    > 0: the audio starts later; ``read_audio`` pads / cuts it so the stored audio starts with the first
+    frame). Each video once (both sides of a two-person video share it)."""
+    offsets = {r["video"]: r["audio_offset"] for r in records if r.get("audio_offset") is not None}
+    if not offsets:
+        return "audio offsets: no video with audio"
+    top = sorted(offsets.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:n]
+    return ("audio offsets (audio start - first frame), largest: "
+            + ", ".join(f"{v} {o:+.3f} s" for v, o in top) + f" ({len(offsets)} videos with audio)")
 
 
 def main(spec: DatasetSpec, ws: store.Workspace, *, progress: bool = True) -> dict:

@@ -51,8 +51,10 @@ COMPLETE = "complete"
 #: Version of the layout of a video group (array names, chunking, shards, codecs). Bump it with any change
 #: that writes a video differently: a group of another layout is not complete, so detect and extract redo it
 #: (their DVC outputs persist between runs, so without this a rerun would keep old-layout videos).
-#: 1: first layout (64 MiB shards, zstd floats); 2: 16 MiB shards, uncompressed floats, rows split evenly.
-LAYOUT = 2
+#: 1: first layout (64 MiB shards, zstd floats); 2: 16 MiB shards, uncompressed floats, rows split evenly;
+#: 3: ``audio.zarr`` waves on the frames' container clock (sample 0 at the first decoded frame's time; before,
+#: the audio stream's first sample), so audio features and transcripts of layout 2 are redone too.
+LAYOUT = 3
 #: the fold name of the fold ensemble's systems (``post/<track>-ensemble.npz``)
 ENSEMBLE = "ensemble"
 

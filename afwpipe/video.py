@@ -5,6 +5,14 @@ frames the decoder actually returns (container headers are often wrong; Aff-Wild
 aligned to decoded frames). Timestamps are the container's presentation times in seconds, so
 variable-frame-rate phone video is handled without assuming an fps.
 
+One clock: frames and audio samples are placed on the container's presentation clock (decoded frames'
+``pts x time_base``), not by their order in the stream. Web video often starts its streams at different
+container times (edit lists, delayed audio, AAC priming), so ``VideoInfo.times`` count from the first
+decoded frame's time (``start_time``), and ``read_audio`` returns audio whose sample 0 is at that same time:
+silence is added before an audio stream that starts later, and audio before the first frame is cut.
+``audio_offset`` = first decoded audio sample's time - first decoded frame's time (seconds; > 0: the audio
+starts after the first frame).
+
 Truncated files: with threaded decoding a file whose tail is cut off decodes its first frames and
 ends without an error. ``probe_video`` therefore compares the decoded count with what the container
 declares (``truncation_warning``) and records a warning on the ``VideoInfo``; it is not a failure.
@@ -41,7 +49,13 @@ class VideoInfo:
         has_audio: the container has an audio stream.
         audio_rate: audio sample rate in Hz (0 without audio).
         audio_channels: number of audio channels (0 without audio).
-        times: float64 ``[n_frames]``, presentation time of each decoded frame in seconds, from 0.
+        times: float64 ``[n_frames]``, presentation time of each decoded frame in seconds, from 0 (the first
+            decoded frame, at ``start_time`` on the container clock).
+        start_time: container time in seconds of the first decoded frame (``pts x time_base``; 0 when the
+            frame has no timestamp).
+        audio_start: container time in seconds of the first decoded audio sample (None without audio).
+        audio_offset: ``audio_start - start_time`` in seconds (None without audio): > 0 the audio starts
+            after the first frame, < 0 before it. ``read_audio`` pads / cuts the audio by this much.
         declared_frames, declared_duration: frame count and seconds the container declares
             (``declared_length``; 0 when unknown).
         warning: None, or why the file looks truncated (see ``truncation_warning``).
@@ -62,6 +76,9 @@ class VideoInfo:
     declared_frames: int = 0
     declared_duration: float = 0.0
     warning: str | None = None
+    start_time: float = 0.0
+    audio_start: float | None = None
+    audio_offset: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-friendly dict without ``times``."""
@@ -175,6 +192,8 @@ def probe_video(path: str | Path) -> VideoInfo:
     if not times:
         raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
     t = _frame_times(times, fps)
+    start = float(times[0]) if times[0] is not None else 0.0
+    audio_start = first_audio_time(path) if aud is not None else None
     d = np.diff(t)
     med = float(np.median(d)) if len(d) else 1.0 / fps
     vfr = bool(len(d) and np.any(np.abs(d - med) > 0.1 * med))
@@ -188,8 +207,57 @@ def probe_video(path: str | Path) -> VideoInfo:
         duration=float(t[-1] + med), vfr=vfr, has_audio=aud is not None,
         audio_rate=int(aud.rate) if aud is not None else 0,
         audio_channels=int(aud.channels) if aud is not None else 0, times=t,
-        declared_frames=declared, declared_duration=declared_s, warning=warning,
+        declared_frames=declared, declared_duration=declared_s, warning=warning, start_time=start,
+        audio_start=audio_start, audio_offset=None if audio_start is None else audio_start - start,
     )
+
+
+def _first_frame(path: Path, kind: str):
+    """The first decoded frame of the first ``kind`` (``video`` / ``audio``) stream; None when the file has
+    no such stream or it decodes to nothing. Raises VideoError (naming the file) on a decode error."""
+    container = _open(path)
+    try:
+        streams = getattr(container.streams, kind)
+        if not streams:
+            return None
+        try:
+            return next(container.decode(streams[0]), None)
+        except (av.error.FFmpegError, OSError) as e:
+            raise VideoError(f"{path}: decoding the first {kind} frame failed ({e})") from e
+    finally:
+        container.close()
+
+
+def first_frame_time(path: str | Path) -> float:
+    """Container time in seconds (``pts x time_base``) of the first decoded frame of the first video stream;
+    0.0 when that frame has no timestamp (as ``probe_video``'s ``start_time``).
+
+    Raises:
+        VideoError: as ``probe_video`` (names the file).
+    """
+    frame = _first_frame(Path(path), "video")
+    if frame is None:
+        raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
+    return float(frame.time) if frame.time is not None else 0.0
+
+
+def first_audio_time(path: str | Path) -> float | None:
+    """Container time in seconds of the first decoded sample of the first audio stream (``pts x
+    time_base`` of its first decoded frame, after the edit list / priming the demuxer applies).
+
+    Returns None when the file has no audio stream or no audio frame decodes; 0.0 (logged) when the first
+    audio frame has no timestamp.
+
+    Raises:
+        VideoError: the file cannot be opened or its audio fails to decode (names the file).
+    """
+    frame = _first_frame(Path(path), "audio")
+    if frame is None:
+        return None
+    if frame.time is None:
+        log.warning("%s: the first audio frame has no timestamp; taken to start at container time 0", path)
+        return 0.0
+    return float(frame.time)
 
 
 def rotate_frame(rgb: np.ndarray, rotation: int) -> np.ndarray:
@@ -220,30 +288,112 @@ def iter_frames(path: str | Path) -> Iterator[tuple[int, float | None, np.ndarra
         container.close()
 
 
-def read_audio(path: str | Path, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray | None:
-    """Decode the first audio stream, resampled to ``sample_rate`` Hz mono float32 in [-1, 1].
+#: Audio timestamps within this many seconds of where the previous frame ended are taken as contiguous
+#: (resampler and container rounding); a larger jump is a gap (filled with silence) or an overlap (cut).
+AUDIO_JITTER_S = 0.001
 
-    Uses PyAV's ``AudioResampler`` (libswresample). Returns None when the file has no audio stream.
+
+@dataclass
+class AudioTrack:
+    """Audio on the video's clock, as ``read_audio_track`` returns it.
+
+    Attributes:
+        wave: float32 ``[N]`` mono in [-1, 1] at ``sample_rate``; sample ``i`` is at container time
+            ``start + i / sample_rate`` seconds.
+        sample_rate: Hz.
+        start: container time in seconds of sample 0 (the first decoded video frame's time by default).
+        offset: first decoded audio sample's container time minus ``start``, seconds (> 0: the audio starts
+            after ``start``; that many seconds of silence lead ``wave``; < 0: that much audio was cut).
+        lead: samples of silence added before the first decoded audio sample (``max(0, offset)`` in samples).
+        gaps: seconds of silence filled into gaps between audio frames' timestamps.
+    """
+
+    wave: np.ndarray
+    sample_rate: int
+    start: float
+    offset: float
+    lead: int
+    gaps: float = 0.0
+
+
+def _place(chunks: list[tuple[float | None, np.ndarray]], start: float, sr: int) -> tuple[np.ndarray, int, float]:
+    """Join resampled chunks ``(time_s or None, samples)`` on the clock of ``start``: each chunk goes where its
+    timestamp says (a chunk without one follows the previous); gaps get zeros, overlaps are cut.
+    Returns ``(wave, first sample's index relative to start, gap seconds)``."""
+    tol = int(round(AUDIO_JITTER_S * sr))
+    out, pos, first, gaps = [], None, 0, 0
+    for t, x in chunks:
+        at = pos if t is None else int(round((t - start) * sr))
+        if pos is None:
+            first = pos = 0 if at is None else at
+        elif at > pos + tol:
+            out.append(np.zeros(at - pos, np.float32))
+            gaps += at - pos
+            pos = at
+        elif at < pos - tol:
+            x = x[pos - at:]
+        out.append(x)
+        pos += len(x)
+    wave = np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+    if first > 0:
+        wave = np.concatenate([np.zeros(first, np.float32), wave])
+    elif first < 0:
+        wave = wave[-first:]
+    return wave, first, gaps / sr
+
+
+def read_audio_track(path: str | Path, sample_rate: int = AUDIO_SAMPLE_RATE,
+                     start: float | None = None) -> AudioTrack | None:
+    """Decode the first audio stream, resampled to ``sample_rate`` Hz mono float32, on the container clock.
+
+    Each resampled frame is placed at its presentation time (``pts x time_base``; PyAV's ``AudioResampler``,
+    libswresample, carries the input timestamps over) relative to ``start`` (default: the first decoded
+    video frame's time, ``first_frame_time``), so ``wave[i]`` is at container time ``start + i /
+    sample_rate``: audio that starts after ``start`` is preceded by silence, audio before it is cut, gaps
+    between frames' timestamps are filled with silence (logged).
+
+    Returns None when the file has no audio stream.
 
     Raises:
-        VideoError: the file cannot be opened or the audio fails to decode.
+        VideoError: the file cannot be opened, has no decodable video frame, or the audio fails to decode.
     """
     path = Path(path)
+    if start is None:
+        start = first_frame_time(path)
     container = _open(path)
     try:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
+        chunks: list[tuple[float | None, np.ndarray]] = []
+        untimed = False
         try:
             for frame in container.decode(stream):
+                untimed = untimed or (not chunks and frame.time is None)
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append((out.time, out.to_ndarray().reshape(-1)))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append((out.time, out.to_ndarray().reshape(-1)))
         except (av.error.FFmpegError, OSError) as e:
             raise VideoError(f"{path}: audio decoding failed ({e})") from e
     finally:
         container.close()
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if untimed:
+        log.warning("%s: the first audio frame has no timestamp; audio taken to start with the first frame", path)
+    wave, first, gaps = _place(chunks, start, sample_rate)
+    if gaps:
+        log.warning("%s: %.3f s of gaps between audio timestamps filled with silence", path, gaps)
+    return AudioTrack(wave=wave, sample_rate=sample_rate, start=float(start), offset=first / sample_rate,
+                      lead=max(first, 0), gaps=gaps)
+
+
+def read_audio(path: str | Path, sample_rate: int = AUDIO_SAMPLE_RATE, start: float | None = None) -> np.ndarray | None:
+    """``read_audio_track(path, sample_rate, start).wave``: float32 ``[N]`` mono at ``sample_rate`` Hz whose
+    sample 0 is at the first decoded video frame's time (or ``start``); None without an audio stream.
+
+    Raises:
+        VideoError: as ``read_audio_track``.
+    """
+    track = read_audio_track(path, sample_rate, start)
+    return None if track is None else track.wave
