@@ -17,4 +17,15 @@ $PY -m pip install --disable-pip-version-check -q "torch==2.14.1" "torchvision==
 # facenet-pytorch (MTCNN weights ship inside it) pins torch<2.3 in its metadata but runs on current
 # torch; install it without its dependencies so pip does not downgrade torch.
 $PY -m pip install --disable-pip-version-check -q --no-deps "facenet-pytorch==2.6.0"
+# retinaface-pytorch: afwpipe imports only its network, prior boxes and box decoding (torch, torchvision,
+# numpy). Its metadata also requires streamlit, albumentations and iglovikov-helper-functions, and the last
+# requires opencv-python beside our opencv-python-headless: both own the same cv2/ files, so whichever pip
+# installs last wins. Installed without its dependencies, so exactly one distribution owns cv2.
+$PY -m pip install --disable-pip-version-check -q --no-deps "retinaface-pytorch==0.0.7"
 $PY -m pip install --disable-pip-version-check -q -e ".${extra}"
+if [ -n "$extra" ]; then
+  # tests/test_faces_retinaface.py compares with the package's own Model.predict_jsons, which imports
+  # iglovikov-helper-functions (cv2, jpeg4py, PIL; its other imports are never reached); it requires
+  # opencv-python, hence --no-deps (jpeg4py and albumentations are in the test extra).
+  $PY -m pip install --disable-pip-version-check -q --no-deps "iglovikov-helper-functions==0.0.53"  # test extra
+fi
