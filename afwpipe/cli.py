@@ -108,6 +108,8 @@ def index_cmd(obj):
     warning), assigns the official split and k seeded video-level folds, and writes
     <workdir>/<dataset>/index.json and labels.zarr. Prints one row per video.
     Unreadable videos and annotations are reported by name; the others are indexed.
+    Each record keeps audio_offset (s): the first decoded audio sample's container time minus the
+    first decoded frame's (> 0: the audio starts later); the footer names the largest offsets.
     """
     from . import index
 
@@ -135,7 +137,9 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
     landmarks to an SxS crop, and written to <workdir>/<dataset>/faces.zarr/<video>/
     (boxes [T,4], landmarks [T,5,2], score [T], present [T], crops [T,S,S,3] uint8, times [T] s).
     Frames without a face have present=False and the crop of the nearest frame with a face.
-    The audio becomes audio.zarr/<video>/wave (16 kHz mono float32; attribute present).
+    The audio becomes audio.zarr/<video>/wave (16 kHz mono float32; attributes present, offset,
+    lead) on the frames' clock: sample 0 is at the first decoded frame's container time (audio
+    that starts later gets leading silence, audio before the first frame is cut).
     Complete videos are skipped, so an interrupted run resumes. A corrupt video is reported by
     name, the others are processed, failures go to detect_failures.json and the exit code is 1.
     """
