@@ -316,14 +316,19 @@ def find_inputs(inputs) -> list[Path]:
 
 
 def _stamp(path: Path) -> dict:
+    """What says a video file is unchanged: path, size, mtime, inode and ctime (as git's index does: ctime
+    changes on every write and cannot be set back, so a rewrite in place that keeps size and mtime, e.g.
+    ``cp -p`` or ``rsync -t``, still shows; a touched but unchanged file is only probed again)."""
     st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
+            "ctime_ns": st.st_ctime_ns}
 
 
 def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], list[VideoResult]]:
     """Probe ``paths`` into ``ws/index.json`` records (the index's format, no labels, split None); a video
-    probed before with the same path, size and mtime keeps its record, another file under a known name has
-    that name's stored faces, audio and features removed. Names are file stems.
+    probed before with the same path, size, mtime, inode and ctime (:func:`_stamp`) keeps its record, another
+    file under a known name (or the same file rewritten) has that name's stored faces, audio and features
+    removed. Names are file stems.
 
     Returns:
         ``(records, failures)``: an unreadable video or a second file of an existing stem is a failure.
