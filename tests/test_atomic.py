@@ -200,23 +200,44 @@ def _write_outputs(out: Path, version: int) -> None:
     save_checkpoint(out / "model.pt", {"w": np.full(3, version, np.float32)}, **CKPT, config={"v": version})
 
 
+def _afwpipe(repo: Path, *args: str) -> None:
+    """``afwpipe <args>`` run by hand in ``repo`` (params.yaml there: dataset sample, workdir work)."""
+    r = subprocess.run([sys.executable, "-m", "afwpipe.cli", "--params", "params.yaml", "--manifest",
+                        str(ROOT / "data_manifest.yaml"), *args], cwd=repo, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_outputs_hardlinked_into_a_dvc_cache_survive_commands_run_by_hand(tmp_path):
+    from test_postprocess import make_post_workspace
+
     dvc = Path(sys.executable).with_name("dvc")
     repo = tmp_path / "repo"
-    (repo / "work").mkdir(parents=True)
-    _write_outputs(repo / "work", 1)
+    make_post_workspace(repo / "work" / "sample", tasks=("au",))  # index, labels, predictions
+    (repo / "params.yaml").write_text("dataset:\n  name: sample\nworkdir: work\n")
+    _afwpipe(repo, "postprocess")
+    _afwpipe(repo, "evaluate")  # eval/: metrics.json, per_class.csv, plots (PNG, CSV)
+    out = repo / "work" / "other"
+    out.mkdir()
+    _write_outputs(out, 1)
     run = dict(cwd=repo, check=True, capture_output=True, text=True)
     subprocess.run([str(dvc), "init", "--no-scm", "-q"], **run)
     subprocess.run([str(dvc), "config", "cache.type", "hardlink"], **run)
     subprocess.run([str(dvc), "add", "-q", "work"], **run)
     objects = [p for p in (repo / ".dvc" / "cache" / "files" / "md5").rglob("*") if p.is_file()]
-    linked = [p for p in (repo / "work").iterdir() if p.stat().st_nlink > 1]
-    assert len(linked) == 4 and len(objects) == 5  # 4 files + the directory listing
-    _write_outputs(repo / "work", 2)  # the commands, by hand, as root
+    outputs = [p for p in (repo / "work").rglob("*") if p.is_file()]
+    assert all(p.stat().st_nlink >= 2 for p in outputs) and len(objects) > 20  # equal files share one object
+    before = {p: md5(p) for p in outputs}
+    # the commands again, by hand (as root in this container), with other options: every output rewritten
+    _afwpipe(repo, "postprocess", "--ensemble", "soft", "--thresholds", "0.5")
+    _afwpipe(repo, "evaluate")
+    _write_outputs(out, 2)
     for p in objects:
         assert p.parent.name + p.name.removesuffix(".dir") == md5(p), f"{p}: cache object changed"
-    assert json.loads((repo / "work" / "detect_failures.json").read_text())[0]["name"] == "video2"
+    changed = [p.relative_to(repo).as_posix() for p in outputs if p.is_file() and md5(p) != before[p]]
+    assert {"work/sample/eval/metrics.json", "work/other/detect_failures.json", "work/other/model.pt",
+            "work/other/per_class.csv", "work/other/sheet.png"} <= set(changed)
     status = subprocess.run([str(dvc), "status", "--json"], **run).stdout
     assert "modified" in status  # DVC sees the outputs changed (the cache did not follow them)
 
