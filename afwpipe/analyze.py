@@ -57,7 +57,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from . import store
+from . import atomic, store
 from .config import FromParams
 from .datasets.affwild2 import VIDEO_EXTENSIONS
 from .detect import DetectConfig, FaceWorker
@@ -316,14 +316,19 @@ def find_inputs(inputs) -> list[Path]:
 
 
 def _stamp(path: Path) -> dict:
+    """What says a video file is unchanged: path, size, mtime, inode and ctime (as git's index does: ctime
+    changes on every write and cannot be set back, so a rewrite in place that keeps size and mtime, e.g.
+    ``cp -p`` or ``rsync -t``, still shows; a touched but unchanged file is only probed again)."""
     st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
+            "ctime_ns": st.st_ctime_ns}
 
 
 def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], list[VideoResult]]:
     """Probe ``paths`` into ``ws/index.json`` records (the index's format, no labels, split None); a video
-    probed before with the same path, size and mtime keeps its record, another file under a known name has
-    that name's stored faces, audio and features removed. Names are file stems.
+    probed before with the same path, size, mtime, inode and ctime (:func:`_stamp`) keeps its record, another
+    file under a known name (or the same file rewritten) has that name's stored faces, audio and features
+    removed. Names are file stems.
 
     Returns:
         ``(records, failures)``: an unreadable video or a second file of an existing stem is a failure.
@@ -353,7 +358,7 @@ def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], li
     merged = {**old, **{r["name"]: r for r in records}}
     if merged != old:  # a rerun on the same files rewrites nothing
         ws.root.mkdir(parents=True, exist_ok=True)
-        ws.index.write_text(json.dumps({"dataset": "analyze", "videos": list(merged.values())}, indent=1) + "\n")
+        atomic.write_text(ws.index, json.dumps({"dataset": "analyze", "videos": list(merged.values())}, indent=1) + "\n")
     return records, failures
 
 
@@ -404,9 +409,11 @@ def frame_table(times: np.ndarray, present: np.ndarray, boxes: np.ndarray,
 def write_table(table: pd.DataFrame, path: Path) -> Path:
     """``table`` as CSV (``.csv``) or Parquet (``.parquet``, pyarrow)."""
     if path.suffix == ".parquet":
-        table.to_parquet(path, index=False)
+        with atomic.replacing(path) as tmp:
+            table.to_parquet(tmp, index=False)
     else:
-        table.to_csv(path, index=False)
+        with atomic.open_atomic(path, "w", newline="") as f:
+            table.to_csv(f, index=False)
     return path
 
 
@@ -555,7 +562,7 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
         if res.error:
             continue
         done[name] = {**key, "stamp": r["stamp"], "files": [p.name for p in res.files]}
-        done_path.write_text(json.dumps(done, indent=1) + "\n")
+        atomic.write_text(done_path, json.dumps(done, indent=1) + "\n")
     summary.seconds = time.perf_counter() - t0
     return summary
 

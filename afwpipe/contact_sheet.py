@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import atomic
+
 
 def contact_sheet(crops: np.ndarray, present: np.ndarray | None = None, labels: list[str] | None = None,
                   cols: int = 8, tile: int = 112) -> np.ndarray:
@@ -33,6 +35,7 @@ def save_png(rgb: np.ndarray, path: str | Path) -> Path:
     """Write an RGB image as PNG (creating folders). Raises OSError when the file cannot be written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG")
-    return path
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: could not encode PNG")
+    return atomic.write_bytes(path, png.tobytes())

@@ -47,7 +47,9 @@ def tune_au_thresholds(prob: np.ndarray, true: np.ndarray, grid: np.ndarray = AU
     grid = np.asarray(grid, dtype=np.float64)
     if prob.shape != true.shape or prob.ndim != 2:
         raise ValueError(f"tune_au_thresholds: prob {prob.shape} and true {true.shape} must be equal [T, 12]")
-    order = np.lexsort((grid, np.abs(grid - 0.5)))  # preference order on ties
+    # preference order on ties; the distance rounded so that float noise does not order equally far
+    # thresholds (0.7 - 0.5 < 0.5 - 0.3 in float64 would otherwise prefer 0.7)
+    order = np.lexsort((grid, np.round(np.abs(grid - 0.5), 9)))
     out = np.full(prob.shape[1], 0.5)
     for j in range(prob.shape[1]):
         valid = true[:, j] != AU_INVALID

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import atomic, store
 from .decisions import THRESHOLDS_SCORED
 from .config import FromParams
 from .errors import AfwpipeError, EvaluateError
@@ -137,7 +137,7 @@ def _strip(result: dict, meta: Mapping) -> dict:
 
 def _write_csv(path: Path, header, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic.open_atomic(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
@@ -168,7 +168,7 @@ def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSumm
             rows.append([meta["track"], name, cls, r["before"]["per_class"][cls], r["after"]["per_class"][cls]])
     out = ws.eval_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     files = [out / "metrics.json", _write_csv(out / "per_class.csv", ["track", "system", "class", "before", "after"],
                                               rows)]
     files += _write_plots(ws, systems, results, labels, cfg)
@@ -279,7 +279,8 @@ def _report_png(path: Path, results, sys_name, conf, trace, video, cfg) -> Path:
         ax.set_title("VA: not scored")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic.replacing(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

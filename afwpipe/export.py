@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from . import store
+from . import atomic, store
 from .errors import AfwpipeError
 
 LAYOUTS = ("frames", "video")
@@ -41,7 +41,7 @@ def export_h5(ws: store.Workspace, encoder: str, out: Path, layout: str = "video
     root = store.open_store(path, "r")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(out, "w") as f:
+    with atomic.replacing(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["encoder"] = encoder
         f.attrs["encoder_config"] = json.dumps(root[names[0]].attrs.get("encoder_config", {}))
         f.attrs["layout"] = layout

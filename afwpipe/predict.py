@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__, store
+from . import __version__, atomic, store
 from .clips import ClipDataset
 from .clips.gate import SpeechGate
 from .device import resolve_device
@@ -296,7 +296,7 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
                                "scene": ref.scene, "tasks": list(ckpt["tasks"]),
                                "val_videos": [v for v in val if v in names], "videos": names,
                                "view": ckpt["config"].get("view", FULL), "tta": views})
-    ws.predictions_index.write_text(json.dumps({"afwpipe_version": __version__, "models": summary.models},
+    atomic.write_text(ws.predictions_index, json.dumps({"afwpipe_version": __version__, "models": summary.models},
                                                indent=1) + "\n")
     summary.seconds = time.perf_counter() - t0
     return summary

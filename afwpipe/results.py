@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import atomic
+
 
 @dataclass
 class VideoResult:
@@ -60,4 +62,4 @@ class RunSummary:
         """Write ``[{name, error}]`` of the failed videos (an empty list when none failed) to ``path``
         (remembered as ``failures_file``)."""
         self.failures_file = Path(path)
-        path.write_text(json.dumps([{"name": r.name, "error": r.error} for r in self.failures], indent=1) + "\n")
+        atomic.write_text(path, json.dumps([{"name": r.name, "error": r.error} for r in self.failures], indent=1) + "\n")

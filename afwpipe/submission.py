@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import atomic, store
 from .config import FromParams
 from .errors import AfwpipeError, SubmissionError
 from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
@@ -180,7 +180,7 @@ def write_track(track: str, preds: Mapping[str, np.ndarray], path: Path, n_rows:
             summary.rows += n
             summary.videos += 1
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
     return summary
 
 

@@ -25,10 +25,10 @@ Keys are head-independent by construction: the head is an experiment parameter (
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import atomic
 from .errors import EvaluateError
 from .store import Workspace
 
@@ -117,8 +117,8 @@ def main(ws: Workspace, out: Path | str = ".") -> SummaryResult:
     (out / "plots").mkdir(parents=True, exist_ok=True)
     files = [out / "metrics" / "evaluate.json", out / "metrics" / "train.json"]
     for f, table in zip(files, (evaluation, training)):
-        f.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+        atomic.write_text(f, json.dumps(table, indent=1, sort_keys=True) + "\n")
     for p in plots:
-        files.append(Path(shutil.copyfile(p, out / "plots" / p.name)))
+        files.append(atomic.copy_file(p, out / "plots" / p.name))
     print(f"summary: {len(evaluation)} tracks, {len(training)} heads -> {out / 'metrics'}, {out / 'plots'}")
     return SummaryResult([f.resolve() for f in files])

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import atomic
 from .errors import RenderError
 from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
 
@@ -129,7 +130,8 @@ def plot_timeline(table, path: str | Path, title: str | None = None) -> Path:
     path = Path(path)
     fig = timeline_figure(table, title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
+    with atomic.replacing(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
 
 

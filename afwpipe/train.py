@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import store
+from . import atomic, store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
 from .clips.gate import SpeechGate, parse_speech_gate
 from .device import autocast, resolve_device
@@ -340,7 +340,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     metrics = {"run": cfg.run_name, "task": cfg.task, "head": cfg.head, "fold": cfg.fold, "scene": cfg.scene,
                "best_epoch": best_epoch, "best": best, "epochs": history,
                "train_videos": train_names, "val_videos": val_names}
-    (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=1) + "\n")
+    atomic.write_text(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1) + "\n")
     return TrainResult(cfg, out_dir, best_epoch, best, len(history), len(train_names), len(val_names),
                        time.perf_counter() - t0)
 

@@ -292,3 +292,32 @@ def test_another_file_under_a_known_name_drops_that_names_stored_groups(tmp_path
     assert (ws.faces / "other").is_dir()
     recs, failed = index_videos(ws, [b, a])
     assert len(recs) == 1 and [f.name for f in failed] == ["clip"] and "a second video named clip" in failed[0].error
+
+
+@pytest.mark.parametrize("same_size_and_mtime", [False, True])
+def test_a_file_rewritten_in_place_under_the_same_path_drops_its_stored_groups(tmp_path, same_size_and_mtime):
+    from afwpipe.analyze import index_videos
+    from synth import make_video
+
+    ws = store.Workspace(tmp_path / "work")
+    old = (Path(__file__).parent / "data" / "rotated_90.mp4").read_bytes()
+    new = make_video(tmp_path / "other.mp4", 5, size=(32, 24)).read_bytes()
+    if same_size_and_mtime:  # MP4 readers ignore trailing bytes: the same size, another video
+        new += b"\0" * (len(old) - len(new))
+        assert len(new) == len(old)
+    a = tmp_path / "in" / "clip.mp4"
+    a.parent.mkdir()
+    a.write_bytes(old)
+    (rec,), _ = index_videos(ws, [a])
+    assert rec["n_frames"] == len(decoded(a)) == 6
+    (ws.faces / "clip").mkdir(parents=True)
+    st = a.stat()
+    with open(a, "r+b") as f:  # rewritten in place: same path, same inode
+        f.write(new)
+        f.truncate()
+    if same_size_and_mtime:  # e.g. `cp -p` / `rsync -t` / a checkout that sets the old time back
+        os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert a.stat().st_size == st.st_size and a.stat().st_mtime_ns == st.st_mtime_ns
+    (rec,), failed = index_videos(ws, [a])
+    assert not failed and rec["n_frames"] == len(decoded(a)) == 5
+    assert not (ws.faces / "clip").exists()

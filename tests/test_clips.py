@@ -298,3 +298,19 @@ def test_array_features_give_the_same_batches_as_zarr(ws):
     for e in ("vis", "aud"):
         assert torch.equal(a["x"][e], z["x"][e])
     assert torch.equal(a["labels"]["va"], z["labels"]["va"])
+
+
+def test_block_shuffle_leaves_room_in_the_cache_to_read_the_next_video_ahead(ws):
+    budget = 7000  # about two of the four videos: a block of a shuffled epoch must leave room for the next video
+    ds = _dataset(ws, k=10, stride=5, cache_bytes=budget)
+    assert sum(ds.video_bytes) > budget and max(ds.video_bytes) <= budget * ds.read_ahead
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        videos = ds.clips[ds.order(shuffle=True, rng=rng), 0].tolist()
+        first = {v: videos.index(v) for v in set(videos)}
+        last = {v: len(videos) - 1 - videos[::-1].index(v) for v in set(videos)}
+        for i in range(len(videos)):  # the consumer is at clip i (batches of one clip)
+            pinned = sum(ds.video_bytes[v] for v in first if first[v] <= i <= last[v])
+            ahead = [v for v in sorted(first, key=first.get) if first[v] > i]
+            if ahead:  # what ReadAhead loads next fits beside the pinned videos: it is read while i trains
+                assert pinned + ds.video_bytes[ahead[0]] <= budget, (i, videos)

@@ -638,3 +638,35 @@ def test_tuned_au_smoothing_is_chosen_together_with_thresholds_tuned_on_the_same
                                                                                          mode="nearest")
                              for (f, _), a, b in zip(pairs, lengths[:-1], lengths[1:])])
         np.testing.assert_allclose(s["thresholds"], brute_force_thresholds(sm, true))
+
+
+def test_tuned_smoothing_ties_go_to_the_first_candidate(tmp_path):
+    # the hand-made outputs give the same decisions under every window of the grid (EXPR: the argmax stays
+    # the label; AU: every probability stays under the 0.5 threshold), so every candidate scores the same
+    # and the first one of the grid must win, not the smallest or the last
+    ws = make_post_workspace(tmp_path, tasks=("au", "expr"))
+    smooth = {**NO_SMOOTH, "au": {"method": "median", "window": "tuned"}, "expr": {"method": "mean", "window": "tuned"}}
+    run_postprocess(ws, _cfg(smooth=smooth, smooth_grid=[5, 3, 1, 9]), progress=False)
+    systems = read_systems(ws)["systems"]
+    for track in ("au", "expr"):
+        for fold in OOF:
+            s = systems[f"{track}-{fold}"]["smoothing"]
+            assert s["from"] == "out-of-fold frames" and len(set(s["scores"].values())) == 1, (track, fold, s)
+            assert s["window"] == 5, (track, fold, s)
+
+
+def test_videos_a_scene_head_trained_on_are_never_the_ensembles_scored_videos(tmp_path):
+    # u is a val video no general head saw; the official fold's scene head (studio) trained on it
+    ws = make_post_workspace(tmp_path, scene=True, tasks=("au",), late=True)
+    (ws.models / "au-tcn-official-studio" / "metrics.json").write_text(
+        json.dumps({"train_videos": ["u"], "val_videos": ["b"]}))
+    run_postprocess(ws, _cfg(), progress=False)
+    ens = read_systems(ws)["systems"]["au-ensemble"]
+    assert ens["seen_videos"] == ["a", "b", "u"]
+    # every labelled video was seen by a member: not scored as unseen on u, but on the val split, flagged
+    assert ens["eval_videos"] == ["a", "b", "u"] and ens["optimistic"] is True
+    assert "trained or early-stopped on every labelled video" in ens["optimistic_reason"]
+    # without scene heads the system never used that head: u is unseen and scored
+    run_postprocess(ws, _cfg(scenes=False), progress=False)
+    ens = read_systems(ws)["systems"]["au-ensemble"]
+    assert ens["eval_videos"] == ["u"] and ens["optimistic"] is False

@@ -111,3 +111,20 @@ def test_vote_va_and_soft_average_are_means():
     np.testing.assert_allclose(soft_average([a, b], weights=[3, 1]), [[0.25, -0.3]])
     with pytest.raises(ValueError, match="differ in shape"):
         vote_va([a, np.zeros((2, 2))])
+
+
+def test_tune_au_thresholds_ties_go_to_the_closest_to_half_then_the_lower():
+    from afwpipe.decisions import AU_THRESHOLD_GRID
+
+    # every threshold in (0.05, 0.95] separates these frames perfectly: F1 is 1 on the whole grid
+    prob = np.where(np.arange(10)[:, None] < 4, 0.95, 0.05) * np.ones((1, 12))
+    true = (prob > 0.5).astype(int)
+    assert (tune_au_thresholds(prob, true) == 0.5).all()
+    assert (tune_au_thresholds(prob, true, np.array([0.1, 0.45, 0.9])) == 0.45).all()  # closest beats lower
+    # each pair of the default grid equally far from 0.5 (0.45/0.55 … 0.1/0.9): the lower one, whatever the
+    # rounding of grid - 0.5 (0.7 - 0.5 < 0.5 - 0.3 in float64)
+    grid = [float(g) for g in AU_THRESHOLD_GRID]
+    pairs = [(lo, hi) for lo in grid for hi in grid if lo < 0.5 < hi and round(lo + hi, 9) == 1.0]
+    assert len(pairs) == 8
+    for lo, hi in pairs:
+        assert (tune_au_thresholds(prob, true, np.array([hi, lo])) == lo).all(), (lo, hi)

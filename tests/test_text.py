@@ -167,3 +167,19 @@ def test_dvc_stage_refuses_a_store_name_that_is_not_the_encoders():
     with pytest.raises(ConfigError, match="key 'bert' of 'text:bert-base-uncased' must be its store name "
                                           "'text_bert-base-uncased'"):
         stage.run({}, encoder="text:bert-base-uncased", store="bert")
+
+
+def test_zero_length_words_on_frame_starts_cover_that_frame():
+    # whisper's word times lie on a 0.02 s grid: at 25 fps every other grid point is a frame start, and a
+    # zero-length word there must cover the frame it starts (reference: integer centiseconds, frame k
+    # starts at 4k cs)
+    frame_times = np.arange(10) / 25
+    cs = np.array([0, 4, 8, 20, 36, 6, 10])  # 0.00 … 0.36 s on frame starts; 0.06, 0.10 s inside frames
+    emb = np.eye(len(cs))
+    out, present = text.words_to_frames(emb, cs / 100, cs / 100, frame_times)
+    ref = np.zeros((10, len(cs)))
+    for w, c in enumerate(cs):
+        ref[c // 4, w] = 1.0
+    ref /= np.maximum(ref.sum(1, keepdims=True), 1)
+    np.testing.assert_array_equal(present, ref.sum(1) > 0)
+    np.testing.assert_allclose(out, ref)

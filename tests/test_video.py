@@ -92,3 +92,23 @@ def test_cut_tail_decodes_short_without_error_and_is_flagged(tmp_path):
 def test_truncation_rule(decoded, declared, seconds, declared_seconds, short):
     # short: below 98 % of the declared count, at least 2 frames missing, and below 98 % of a known duration
     assert (truncation_warning(decoded, declared, seconds, declared_seconds) is not None) == short
+
+
+def test_declared_length_is_the_streams_frame_count_when_the_container_gives_one(tmp_path):
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    import av
+
+    from afwpipe.video import declared_length
+
+    p = make_video(tmp_path / "v.mp4", 7, size=(32, 24), fps=25)  # 7 frames written: MP4 declares nb_frames 7
+    with av.open(str(p)) as c:
+        vs = c.streams.video[0]
+        # a frame rate that disagrees with the duration (a VFR file's average): the count must not come
+        # from seconds x fps (0.28 s x 30 = 8.4 -> 8)
+        frames, seconds = declared_length(c, vs, 30.0)
+    assert frames == 7 and seconds == pytest.approx(7 / 25)
+    # a container that declares no frame count (MKV, some WebM): seconds x fps
+    stream = SimpleNamespace(frames=0, duration=4520, time_base=Fraction(1, 1000))
+    assert declared_length(SimpleNamespace(duration=None), stream, 25.0) == (113, 4.52)
