@@ -16,10 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from .datasets.affwild2 import SIDE_CHOICES
 from .errors import DatasetError
 from .fetch import WheelSource
-from .labels import TRACKS
+from .labels import SIDE_CHOICES, TRACKS
 
 DEFAULT_MANIFEST = Path("data_manifest.yaml")
 _VAR = re.compile(r"\$\{(\w+)\}")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnnotationError, DatasetError
-from ..labels import AU_NAMES, TASKS
+from ..labels import AU_NAMES, SIDE_CHOICES, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,6 @@ def split_side(name: str) -> tuple[str, str | None]:
         if name.endswith("_" + side):
             return name[: -len(side) - 1], side
     return name, None
-
-
-SIDE_CHOICES = ("left", "right", "largest")  # the face a name's frames are taken from (``resolve_sides``)
 
 
 def resolve_sides(names, overrides: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
