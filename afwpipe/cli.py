@@ -267,7 +267,14 @@ def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures
 @click.option("--fold", default=None, help="'official' (train vs val split) or a fold number of the index.")
 @click.option("--features", default=None, help="Comma-separated encoders, e.g. mae,whisper (params train.features).")
 @click.option("--scene", default=None, help="Train on one scene subset of the manifest (its own head).")
-@click.option("--epochs", type=int, default=None, help="Maximum epochs; early stopping on the validation score.")
+@click.option("--epochs", type=int, default=None,
+              help="Maximum epochs; early stopping on the epoch-choosing videos' score (exactly this many when none "
+                   "choose).")
+@click.option("--epoch-selection", type=click.Choice(["inner", "val"]), default=None,
+              help="Which videos choose the epoch: inner (default; an inner seeded video-level split of the fold's "
+                   "training videos, train.inner_frac of them; fewer than train.inner_min_videos videos: a fixed "
+                   "epoch count, the last kept) or val (the fold's validation videos, the usual ABAW protocol: every "
+                   "system scored on them is flagged optimistic).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
 @click.option("--focal-gamma", type=float, default=None,
               help="Focal loss γ for AU and EXPR (Lin et al. 2017), class weights kept as α; 0 = weighted BCE/CE.")
@@ -280,21 +287,24 @@ def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures
               help="Cached view of the visual encoders: full, a view stored by `extract --views` (flip, crop0.8, "
                    "...) or mean (average of the stored views). Default: params train.view (full).")
 @click.pass_obj
-def train_cmd(obj, task, head, fold, features, scene, epochs, device, focal_gamma, logit_adjust_tau,
-              modality_dropout, view):
+def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, device, focal_gamma,
+              logit_adjust_tau, modality_dropout, view):
     """Train a fusion head on cached features (never reads video).
 
     \b
     Clips of K frames (params train.k) are cut in memory from whole-video feature arrays of the
     chosen encoders (concatenated per frame); invalid labels are masked out of every loss.
-    AdamW, early stopping on the validation score (AU mean F1, EXPR macro F1, VA mean CCC),
-    fixed seeds. Writes <workdir>/<dataset>/models/<task>-<head>-<fold>[-<scene>]/model.pt
-    (weights, exact config, encoder identities, standardisation stats) and metrics.json.
+    AdamW, early stopping on the score (AU mean F1, EXPR macro F1, VA mean CCC) of the videos
+    that choose the epoch (--epoch-selection), fixed seeds. Writes
+    <workdir>/<dataset>/models/<task>-<head>-<fold>[-<scene>]/model.pt (weights, exact config,
+    encoder identities, standardisation stats, selected_on) and metrics.json (selected_on: the
+    names that chose the epoch; best: the kept weights' validation score).
     """
     from . import train
 
     cfg = train.TrainConfig.from_params(_section(obj, "train"), task=task, head=head, fold=fold, features=features,
-                                        scene=scene, epochs=epochs, device=device, focal_gamma=focal_gamma,
+                                        scene=scene, epochs=epochs, epoch_selection=epoch_selection, device=device,
+                                        focal_gamma=focal_gamma,
                                         logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout,
                                         view=view)
     _, ws = _workspace(obj)

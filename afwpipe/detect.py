@@ -161,15 +161,21 @@ class FaceWorker:
     def identity(self) -> dict:
         return self.cfg.identity(None if self.cfg.use_cropped else self.detector.cfg.as_dict())
 
-    def is_done(self, name: str) -> bool:
-        """Both groups complete and written with the same detector identity (else the video is redone)."""
+    def is_done(self, name: str, side: str | None = None) -> bool:
+        """Both groups complete and written with the same detector identity and, when faces are detected, for
+        the same ``side`` (the index record's; ``None`` = ``largest``) (else the video is redone: a
+        re-index that gives a bare name the other person's side must not keep the old face track)."""
         if not (store.is_complete(self.ws.faces, name) and store.is_complete(self.ws.audio, name)):
             return False
         attrs = store.open_store(self.ws.faces, "r")[name].attrs.asdict()
-        return attrs.get("identity") == self.identity()
+        same_side = self.cfg.use_cropped or (attrs.get("side") or "largest") == (side or "largest")
+        return attrs.get("identity") == self.identity() and same_side
 
     def run_video(self, rec: dict) -> VideoResult:
         """Process one index record (``name``, ``path``, ``side``, ``n_frames``, ``width``).
+
+        ``side``: ``left`` / ``right`` (that person of a two-person video), ``largest`` or None (the largest
+        face, then tracked); ``afwpipe.faces.select``.
 
         Logs a warning naming the file when it decodes fewer frames than indexed or clearly fewer than
         the container declares (``video.truncation_warning`` with the index's ``declared_frames`` /
@@ -181,7 +187,7 @@ class FaceWorker:
         """
         name, path, n = rec["name"], Path(rec["path"]), int(rec["n_frames"])
         res = VideoResult(name)
-        if self.is_done(name):
+        if self.is_done(name, rec.get("side")):
             res.skipped = True
             return res
         t0 = time.perf_counter()
@@ -258,7 +264,8 @@ class FaceWorker:
                        "times": times[i:i + m]}
                 i += m
             return
-        selector = FaceSelector(side=rec.get("side"), frame_width=rec.get("width"))
+        side = rec.get("side")
+        selector = FaceSelector(side=None if side == "largest" else side, frame_width=rec.get("width"))
         t_first = None
         for times, frames in prefetch(_batches(path, B), self.cfg.queue_batches):
             dets = self.detector.detect(frames)

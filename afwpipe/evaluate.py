@@ -1,7 +1,7 @@
 """Scores of every post-processed system, before and after post-processing, as DVC metrics, plots and a PNG.
 
 Systems and decisions come from :mod:`afwpipe.postprocess` (``post/``): a fold system is scored on its own
-validation videos, the ensemble on the videos none of its member heads trained or early-stopped on (when
+validation videos, the ensemble on the videos none of its member heads trained or chose its epoch on (when
 there is none, on the track's ``val`` split, flagged ``optimistic``). Metrics are the project's own
 (:mod:`afwpipe.metrics`): AU mean of the 12 per-AU binary F1, EXPR macro F1 over 8 classes, VA mean of
 CCC(valence) and CCC(arousal); invalid frames are left out. A system with no labelled frame to score is skipped with a warning.
@@ -9,7 +9,7 @@ CCC(valence) and CCC(arousal); invalid frames are left out. A system with no lab
 Output (:attr:`Workspace.eval_dir`)::
 
     eval/metrics.json            {track: {fold|ensemble: {before: {...}, after: {...}, videos, frames,
-                                 optimistic, ...}}} with AU/EXPR ``f1`` and VA ``ccc``, ``valence``,
+                                 scored_on, optimistic, ...}}} with AU/EXPR ``f1`` and VA ``ccc``, ``valence``,
                                  ``arousal`` (``dvc metrics show``); see "Honesty keys" below
     eval/per_class.csv           track, system, class, before, after: every per-AU / per-class F1 and CCC
     eval/plots/au_f1.csv         AU, before, after            F1 per AU of the plotted system
@@ -21,9 +21,12 @@ Output (:attr:`Workspace.eval_dir`)::
 
 Honesty keys of a metrics.json entry (from post/systems.json):
 
-- ``optimistic``: bool, true when the score saw data it should not have: the ensemble scored on videos a
-  member trained or early-stopped on (no unseen labelled video existed), or AU thresholds tuned on the
-  scored frames; ``optimistic_reason`` then says which;
+- ``scored_on``: the names scored (evaluation videos with a valid label of the track);
+- ``optimistic``: bool, true exactly when a scored video chose something the system uses
+  (:mod:`afwpipe.honesty`): the epoch of one of its heads (``selected_on`` of the head's metrics.json, e.g.
+  ``train.epoch_selection: val``, the usual ABAW protocol), its AU thresholds or smoothing (its own or its
+  fold systems'), or trained a member (the ensemble scored on the ``val`` split when no unseen labelled
+  video existed); ``optimistic_reason`` then says which;
 - ``after_tuned_on_scored`` replaces ``after`` when ``postprocess.au_thresholds`` is ``tuned_on_scored``;
 - ``thresholds_from`` (AU): ``fixed``, ``out-of-fold frames``, ``0.5 fallback (no out-of-fold frame)`` or
   ``scored frames (optimistic)``; ``warnings`` lists the post-processing warnings of the system;
@@ -62,15 +65,15 @@ log = logging.getLogger(__name__)
 
 
 def score_system(ws: store.Workspace, name: str, meta: Mapping, labels: Mapping) -> dict | None:
-    """``{"before", "after", "videos", "frames"}`` of system ``name`` on its evaluation videos, or None
-    when none of them has a valid label of its track."""
+    """``{"before", "after", "videos", "scored_on", "frames"}`` of system ``name`` on its evaluation videos
+    (``scored_on``: the names scored, those with a valid label of its track), or None when there is none."""
     track = meta["track"]
     names = labelled(meta["eval_videos"], labels, track)
     if not names:
         log.warning("evaluate %s: no labelled %s frame in its evaluation videos; skipped", name, track.upper())
         return None
     result = before_after(track, {v: read_post(ws, name, v) for v in names}, labels, names)
-    result["videos"] = len(names)
+    result["videos"], result["scored_on"] = len(names), list(names)
     result["frames"] = int(sum(valid_mask(labels[v][track], track).sum() for v in names))
     return result
 
@@ -123,7 +126,7 @@ def _strip(result: dict, meta: Mapping) -> dict:
     mean = {s: {k: v for k, v in result[s].items() if k != "per_class"} for s in ("before", "after")}
     after = AFTER_SCORED if meta.get("thresholds_from") == THRESHOLDS_SCORED else "after"
     out = {"before": mean["before"], after: mean["after"], "videos": result["videos"], "frames": result["frames"],
-           "optimistic": bool(meta.get("optimistic"))}
+           "scored_on": result["scored_on"], "optimistic": bool(meta.get("optimistic"))}
     if meta.get("optimistic_reason"):
         out["optimistic_reason"] = meta["optimistic_reason"]
     if meta.get("thresholds_from"):

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from . import atomic, store
 from .datasets.affwild2 import (ROOT_EDITION, align_length, choose_edition, find_editions, find_test_lists, find_video_dirs,
-                                find_videos, read_annotation, read_test_list, scan_annotations, split_side)
+                                find_videos, read_annotation, read_test_list, resolve_sides, scan_annotations,
+                                split_side)
 from .errors import AfwpipeError, DatasetError
 from .labels import TASKS, valid_mask
 from .manifest import DatasetSpec
@@ -58,12 +59,30 @@ def _rel(p: Path) -> str:
 
 @dataclass
 class _Name:
-    """One name to index: its video, side, annotation files (task -> path) and per-track splits."""
+    """One name to index: its video, side, annotation files (task -> path), per-track splits and why the side."""
 
     video: str
     side: str | None
     files: dict
     splits: dict
+    side_from: str = "name"
+
+
+def _resolve_sides(items: dict[str, _Name], spec: DatasetSpec) -> list[dict]:
+    """Set each name's ``side`` / ``side_from`` (``resolve_sides`` with the manifest's ``sides``); return the
+    warnings for index.json: ambiguous bare names and manifest names that are not indexed."""
+    warnings = []
+    for name, (side, why) in resolve_sides(items, spec.sides).items():
+        items[name].side, items[name].side_from = side, why
+        if why.startswith("siblings"):
+            log.warning("%s: %s", name, why)
+            warnings.append({"video": name, "path": _rel(next(iter(items[name].files.values()), spec.annotations)),
+                             "warning": f"takes the largest face: {why}"})
+    for name in sorted(set(spec.sides) - set(items)):
+        msg = f"sides: {name} is named in the manifest but is no name of the index (annotation, test-list name or video); ignored"
+        log.warning("%s", msg)
+        warnings.append({"video": name, "path": f"manifest datasets.{spec.name}.sides", "warning": msg})
+    return warnings
 
 
 def _annotations(spec: DatasetSpec) -> tuple[dict, dict, dict[str, Path]]:
@@ -90,7 +109,9 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     per name of a track's test list, and one per other video. ``splits[track]`` is the folder split
     (``train``/``val``) where the track annotates the name, ``"test"`` where the track's test list
     names it, else None; with no test list at all, a video no track annotates is ``"test"`` for every
-    track. ``split`` = ``store.split_of(rec, "mtl")``.
+    track. ``split`` = ``store.split_of(rec, "mtl")``. ``side`` (``left`` / ``right`` / ``largest``) is the
+    face the name labels and ``side_from`` why (``afwpipe.datasets.affwild2.resolve_sides``; ``spec.sides``
+    overrides it).
 
     Raises:
         DatasetError: the dataset root is missing, no video folder is found, the annotation editions
@@ -139,6 +160,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     other = dict.fromkeys(TASKS, None if test_names else UNLABELLED)
     for v in sorted(set(videos) - covered):
         items[v] = _Name(v, None, {}, dict(other))
+    warnings += _resolve_sides(items, spec)
 
     labelled_videos = sorted({e.video for e in entries.values()})
     folds = assign_folds(labelled_videos, spec.folds_k, spec.folds_seed)
@@ -179,7 +201,8 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
                 lab = _empty_labels(task, info.n_frames)
             store.write_time_array(g, task, lab)
             labelled[task] = int(valid_mask(lab, task).sum())
-        rec = {"name": name, "video": video, "path": _rel(Path(info.path)), "side": it.side, "splits": it.splits}
+        rec = {"name": name, "video": video, "path": _rel(Path(info.path)), "side": it.side,
+               "side_from": it.side_from, "splits": it.splits}
         rec["split"] = store.split_of(rec, "mtl")
         rec.update({
             "fold": folds.get(video, -1), **{k: v for k, v in info.to_dict().items() if k != "path"},

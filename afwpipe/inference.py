@@ -1,12 +1,14 @@
 """Inference with a trained head, and the checkpoint format that training writes and prediction reads.
 
 A checkpoint (``models/<task>-<head>-<fold>[-<scene>]/model.pt``, ``torch.save`` of a dict) holds:
-``state_dict`` (best epoch's weights), ``config`` (the exact TrainConfig, with its ``speech_gate``, which
+``state_dict`` (the kept epoch's weights), ``config`` (the exact TrainConfig, with its ``speech_gate``, which
 prediction applies again: :mod:`afwpipe.clips.gate`), ``in_dims`` (encoder -> D),
 ``tasks``, ``encoders`` (name and store identity of each encoder used, in concatenation order),
 ``stats`` (encoder -> mean/std tensors of the standardisation, or None), ``au_pos_weight``,
-``expr_class_weight``, ``best_epoch``, ``best_score``, ``train_videos``, ``val_videos`` and
-``afwpipe_version``. It loads with ``torch.load(weights_only=True)``.
+``expr_class_weight``, ``best_epoch`` (the kept epoch, 1-based), ``best_score`` (validation score of the kept
+weights), ``train_videos`` (names whose frames fit the weights), ``val_videos``, ``selected_on`` (names
+whose frames chose the epoch, ``[]`` for a fixed epoch count; :mod:`afwpipe.train`), ``epoch_selection``
+and ``afwpipe_version``. It loads with ``torch.load(weights_only=True)``.
 
 Per-frame predictions: a video's overlapping clips are run through the head and averaged per frame
 (:func:`afwpipe.temporal.window_average`); sigmoid for AU, softmax for EXPR, raw values for VA.
@@ -61,7 +63,8 @@ def predict_frames(head: torch.nn.Module, ds: ClipDataset, device: torch.device 
 
 def save_checkpoint(path: str | Path, state_dict: dict, *, config: dict, in_dims: dict, tasks, encoders: list[dict],
                     stats: dict | None, au_pos_weight: np.ndarray | None, expr_class_weight: np.ndarray | None,
-                    best_epoch: int, best_score: float, train_videos: list[str], val_videos: list[str]) -> Path:
+                    best_epoch: int, best_score: float, train_videos: list[str], val_videos: list[str],
+                    selected_on: list[str] | None = None, epoch_selection: str | None = None) -> Path:
     """Write a checkpoint in the format of the module docstring; numpy arrays become tensors."""
     def tensor(a):
         return None if a is None else torch.from_numpy(np.asarray(a))
@@ -79,6 +82,8 @@ def save_checkpoint(path: str | Path, state_dict: dict, *, config: dict, in_dims
         "best_score": best_score,
         "train_videos": train_videos,
         "val_videos": val_videos,
+        "selected_on": list(selected_on or []),
+        "epoch_selection": epoch_selection,
         "afwpipe_version": __version__,
     }
     with atomic.open_atomic(path, "wb") as f:

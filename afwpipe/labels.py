@@ -24,6 +24,10 @@ AU_INVALID = -1
 EXPR_INVALID = -1
 VA_INVALID = -5.0
 
+#: the face an annotation name labels (index.json ``side``): the left or right person of a two-person video
+#: (``X_left`` / ``X_right``, and a bare ``X`` beside one of them), else the largest face, then tracked
+SIDE_CHOICES = ("left", "right", "largest")
+
 #: the three ABAW tracks (uni-task challenges), in the order every table and file uses
 TRACKS = ("au", "expr", "va")
 #: what a head can be trained on: one track's labels, or all three (multi-task)

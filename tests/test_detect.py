@@ -112,6 +112,39 @@ def test_two_people_left_and_right(faces, tmp_path):
     assert left.attrs["side"] == "left" and right.attrs["side"] == "right"
 
 
+def test_bare_name_beside_one_side_takes_the_other_person(faces, tmp_path):
+    """Aff-Wild2 annotates some two-person videos as X + X_left or X + X_right (video2 + video2_left,
+    video59 + video59_right): the bare name is the other person, not the largest face (here the woman,
+    larger than the man, always sits on the sibling's side)."""
+    n = 6
+    woman_man = np.concatenate([faces["woman"][:n], faces["man"][:n]], axis=2)
+    man_woman = np.concatenate([faces["man"][:n], faces["woman"][:n]], axis=2)
+    ws = _dataset(tmp_path, {"xv": make_video(tmp_path / "xv.mp4", n, size=(640, 180), frames=woman_man),
+                             "yv": make_video(tmp_path / "yv.mp4", n, size=(640, 180), frames=man_woman)},
+                  annotated=["xv", "xv_left", "yv", "yv_right"])
+    recs = {r["name"]: r for r in ws.read_index()["videos"]}
+    assert (recs["xv"]["side"], recs["xv"]["side_from"]) == ("right", "sibling xv_left")
+    assert (recs["yv"]["side"], recs["yv"]["side_from"]) == ("left", "sibling yv_right")
+    run_detect(ws, DetectConfig(batch_size=3), progress=False)
+    xv, xl = _group(ws, "faces", "xv"), _group(ws, "faces", "xv_left")
+    yv, yr = _group(ws, "faces", "yv"), _group(ws, "faces", "yv_right")
+    for g in (xv, xl, yv, yr):
+        assert g["present"][...].all()
+    assert (xv["boxes"][:, 0] > 320).all() and (xl["boxes"][:, 2] < 320).all()  # xv: the man, right half
+    assert (yv["boxes"][:, 2] < 320).all() and (yr["boxes"][:, 0] > 320).all()  # yv: the man, left half
+    assert xv.attrs["side"] == "right" and yv.attrs["side"] == "left"
+
+    # a re-index that changes a name's side (here by hand, as the manifest's `sides` would) redoes its faces
+    index = ws.read_index()
+    for r in index["videos"]:
+        if r["name"] == "xv":
+            r["side"], r["side_from"] = "largest", "manifest"
+    ws.index.write_text(json.dumps(index))
+    results = {r.name: r for r in run_detect(ws, DetectConfig(batch_size=3), progress=False).results}
+    assert results["xv_left"].skipped and not results["xv"].skipped
+    assert (_group(ws, "faces", "xv")["boxes"][:, 2] < 320).all()  # largest: the woman, left half
+
+
 def test_rotated_phone_video_is_detected_upright(tmp_path):
     ws = _dataset(tmp_path, {"phone": REPO / "tests" / "data" / "rotated_90.mp4"})
     run_detect(ws, DetectConfig(batch_size=6), progress=False)

@@ -257,3 +257,28 @@ def test_test_list_naming_an_annotated_name_is_a_warning(tmp_path):
     (w,) = index["warnings"]
     assert w["video"] == "1-30-64x48" and w["path"].endswith(va_list.name)
     assert "annotated for VA (train); kept as train" in w["warning"]
+
+
+def test_bare_name_beside_one_side_is_the_other_person_and_the_manifest_overrides(tmp_path):
+    root = make_affwild2_tree(tmp_path / "aw")
+    for p in (root / "annotations").rglob("10-60-64x48_right.txt"):  # annotated as X + X_left (like video2)
+        p.rename(p.with_name("10-60-64x48.txt"))
+    manifest = {"datasets": {"aw": {"root": str(root), "videos": ["batch1", "batch2", "new_vids"], "folds": {"k": 2},
+                                    "sides": {"166": "right", "nobody": "left"}}}}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(manifest))
+    index = build_index(dataset_spec("aw", tmp_path / "m.yaml"), Workspace(tmp_path / "work"), progress=False)
+    recs = {r["name"]: (r["side"], r["side_from"]) for r in index["videos"]}
+    assert recs["10-60-64x48"] == ("right", "sibling 10-60-64x48_left")
+    assert recs["10-60-64x48_left"] == ("left", "name")
+    assert recs["166"] == ("right", "manifest") and recs["1-30-64x48"] == ("largest", "no sibling")
+    assert [w["video"] for w in index["warnings"]] == ["nobody"]
+    assert "nobody" in format_table(index)
+    # the manifest wins over the sibling rule
+    manifest["datasets"]["aw"]["sides"] = {"10-60-64x48": "largest"}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(manifest))
+    index = build_index(dataset_spec("aw", tmp_path / "m.yaml"), Workspace(tmp_path / "work2"), progress=False)
+    assert {r["name"]: r["side"] for r in index["videos"]}["10-60-64x48"] == "largest"
+    manifest["datasets"]["aw"]["sides"] = {"10-60-64x48": "middle"}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(manifest))
+    with pytest.raises(DatasetError, match=r"m.yaml: datasets.aw.sides: 10-60-64x48: 'middle' not one of left"):
+        dataset_spec("aw", tmp_path / "m.yaml")

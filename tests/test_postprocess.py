@@ -60,7 +60,8 @@ _BASES: dict = {}
 
 def make_post_workspace(root, edit=None, scene: bool = False, tasks=("au", "expr", "va"),
                         late: bool = False) -> store.Workspace:
-    """Workspace with index, labels, ``models/<name>/metrics.json`` (train / val videos, :data:`TRAINED`) and
+    """Workspace with index, labels, ``models/<name>/metrics.json`` (train / val videos, :data:`TRAINED`; no video
+    chose the epoch: ``selected_on: []``) and
     ``predictions/`` of heads ``<task>-tcn-<fold>`` for ``tasks`` (and ``<task>-tcn-official-studio`` with
     ``scene``); ``late`` adds video u (:data:`LATE`). ``edit(model, video, arrays)`` may change outputs in
     place. Built once per (scene, tasks, late) and copied (Zarr writes cost ~10 ms each)."""
@@ -111,7 +112,8 @@ def _build(root, scene: bool, tasks, videos_: dict) -> store.Workspace:
             if sc:
                 train, val = [v for v in train if v == "b"], [v for v in val if v == "b"]
             (ws.models / name).mkdir(parents=True)
-            (ws.models / name / "metrics.json").write_text(json.dumps({"train_videos": train, "val_videos": val}))
+            (ws.models / name / "metrics.json").write_text(json.dumps({"train_videos": train, "val_videos": val,
+                                                                       "selected_on": []}))
             for v in videos:
                 g = store.begin_video(ws.predictions(name), v, {"model": name})
                 store.write_time_array(g, task, base_outputs(v)[task])
@@ -306,9 +308,12 @@ def test_seen_videos_are_recomputed_from_the_index_without_metrics_json(tmp_path
     ws = make_post_workspace(tmp_path, tasks=("au",), late=True)
     index = ws.read_index()
     rec = {"name": "au-tcn-official", "task": "au", "fold": "official", "scene": None}
-    assert seen_videos(ws, index, rec) == {"a", "b", "c"}  # metrics.json: trained before u existed
+    assert seen_videos(ws, index, rec) == {"c"}  # metrics.json: trained on c, no video chose its epoch
+    _set_selected(ws, None)  # a head trained before selected_on existed chose its epoch on its val videos
+    assert seen_videos(ws, index, rec) == {"a", "b", "c"}  # trained before u existed
     shutil.rmtree(ws.models / "au-tcn-official")
-    assert seen_videos(ws, index, rec) == {"a", "b", "c", "u"}  # split_videos: u is an official val video now
+    # split_videos: u is an official val video now, counted as choosing the epoch (the conservative reading)
+    assert seen_videos(ws, index, rec) == {"a", "b", "c", "u"}
     (ws.models / "au-tcn-0").joinpath("metrics.json").write_text("{}")
     with pytest.raises(PostprocessError, match="au-tcn-0/metrics.json: no train_videos"):
         seen_videos(ws, index, {**rec, "name": "au-tcn-0", "fold": 0})
@@ -670,3 +675,66 @@ def test_videos_a_scene_head_trained_on_are_never_the_ensembles_scored_videos(tm
     run_postprocess(ws, _cfg(scenes=False), progress=False)
     ens = read_systems(ws)["systems"]["au-ensemble"]
     assert ens["eval_videos"] == ["u"] and ens["optimistic"] is False
+
+
+def _set_selected(ws, selected):
+    """Rewrite every head's metrics.json ``selected_on``: ``selected(head metrics) -> list``, or None to drop the
+    key (a head trained before train.epoch_selection existed)."""
+    for path in ws.models.glob("*/metrics.json"):
+        m = json.loads(path.read_text())
+        m.pop("selected_on", None)
+        if selected is not None:
+            m["selected_on"] = selected(m)
+        path.write_text(json.dumps(m))
+
+
+def _expected_optimistic(systems: dict) -> dict:
+    """The rule written out from systems.json alone: a system is optimistic exactly when a scored video chose
+    a member head's epoch, tuned its (or, for the ensemble, its fold systems') thresholds or smoothing, or
+    trained a member (the ensemble's seen videos)."""
+    out = {}
+    for name, s in systems.items():
+        members = [m for m in systems.values() if m["track"] == s["track"] and m["fold"] != "ensemble"] \
+            if s["fold"] == "ensemble" else [s]
+        tuning = {p.split("/")[1] for m in members for p in m["threshold_videos"] + m["smoothing"].get("videos", [])}
+        chose = set(s["selected_on"]) | tuning | set(s["seen_videos"])
+        out[name] = bool(set(s["eval_videos"]) & chose)
+    return out
+
+
+def test_a_system_is_optimistic_exactly_when_a_scored_video_chose_its_epoch_or_tuning(tmp_path):
+    cfg = _cfg(au_thresholds="tuned", smooth={"au": {"method": "none"}, "expr": {"method": "none"},
+                                               "va": {"method": "gaussian", "sigma": "tuned"}})
+    # no video chose an epoch (a fixed epoch count, or an inner split): u is unseen, so nothing is optimistic
+    ws = make_post_workspace(tmp_path / "fixed", tasks=("au", "va"), late=True)
+    run_postprocess(ws, cfg, progress=False)
+    systems = read_systems(ws)["systems"]
+    assert {n: s["optimistic"] for n, s in systems.items()} == _expected_optimistic(systems)
+    assert not any(s["optimistic"] for s in systems.values()) and systems["va-0"]["selected_on"] == []
+    # inner split: fold 0's head chose its epoch on b, one of its training videos: still honest
+    _set_selected(ws, lambda m: m["train_videos"][:1])
+    run_postprocess(ws, cfg, progress=False)
+    systems = read_systems(ws)["systems"]
+    assert systems["au-0"]["selected_on"] == ["b"] and not any(s["optimistic"] for s in systems.values())
+    # the usual ABAW protocol (train.epoch_selection val), and heads trained before selected_on existed: each
+    # fold system is scored on the videos that chose its head's epoch
+    for selected in (lambda m: m["val_videos"], None):
+        _set_selected(ws, selected)
+        run_postprocess(ws, cfg, progress=False)
+        systems = read_systems(ws)["systems"]
+        assert {n: s["optimistic"] for n, s in systems.items()} == _expected_optimistic(systems)
+        for track in ("au", "va"):
+            assert [f for f in FOLDS if systems[f"{track}-{f}"]["optimistic"]] == list(FOLDS)
+            assert not systems[f"{track}-ensemble"]["optimistic"]  # scored on u, which chose nothing
+        assert systems["au-0"]["optimistic_reason"] == (
+            "epochs chosen on scored videos (train.epoch_selection val, the usual ABAW protocol): au-tcn-0 on a, c")
+    # an ensemble scored on the val split (no unseen video): its fold systems' thresholds and smoothing were
+    # tuned on those videos, and its members trained on them
+    ws = make_post_workspace(tmp_path / "ens", tasks=("au", "va"))
+    run_postprocess(ws, cfg, progress=False)
+    systems = read_systems(ws)["systems"]
+    assert {n: s["optimistic"] for n, s in systems.items()} == _expected_optimistic(systems)
+    reason = systems["au-ensemble"]["optimistic_reason"]
+    assert "trained or early-stopped on every labelled video" in reason
+    assert "thresholds or smoothing tuned on scored videos: a, b" in reason
+    assert not systems["au-0"]["optimistic"]

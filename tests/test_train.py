@@ -50,14 +50,15 @@ def mtl_run(ws):
 def test_planted_signal_is_learned_on_the_official_split(mtl_run):
     # chance: AU F1 ~0.5, EXPR macro F1 ~0.125, VA CCC ~0
     best = mtl_run.best
-    assert mtl_run.n_train == 5 and mtl_run.n_val == 3
+    # train.epoch_selection inner: v2, one of the five training videos (inner_frac 0.2), chooses the epoch
+    assert mtl_run.n_train == 4 and mtl_run.n_val == 3 and mtl_run.selected_on == ["v2"]
     assert best["au"]["f1"] > 0.9 and best["expr"]["f1"] > 0.8 and best["va"]["ccc"] > 0.93
     assert best["score"] == pytest.approx(np.mean([best["au"]["f1"], best["expr"]["f1"], best["va"]["ccc"]]))
 
 
 def test_planted_signal_is_learned_on_a_numbered_fold(ws):
     r = train(ws, _cfg(task="au", fold=0, epochs=20), progress=False)
-    assert r.model_dir.name == "au-tcn-0" and r.n_train == 4 and r.n_val == 4
+    assert r.model_dir.name == "au-tcn-0" and r.n_train == 3 and r.n_val == 4 and r.selected_on == ["v5"]
     assert r.best["au"]["f1"] > 0.9 and set(r.best) == {"au", "score"}
     metrics = json.loads((r.model_dir / "metrics.json").read_text())
     assert metrics["val_videos"] == ["v0", "v2", "v4", "v6"]
@@ -95,7 +96,7 @@ def test_checkpoint_holds_config_encoder_identities_and_training_stats(ws, mtl_r
     assert ckpt["encoders"][1]["modality"] == "audio" and ckpt["in_dims"] == {"vis": 8, "aud": 4}
     # standardisation statistics come from the training videos only
     names = ckpt["train_videos"]
-    assert names == ["v0", "v1", "v2", "v3", "v4"]
+    assert names == ["v0", "v1", "v3", "v4"] and ckpt["selected_on"] == ["v2"]  # v2 chose the epoch, fit nothing
     expected = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), load_labels(ws, names), names, k=32).feature_stats()
     stats = checkpoint_stats(ckpt)
     for enc in ("vis", "aud"):
@@ -130,7 +131,7 @@ def test_scene_subset_trains_its_own_head(ws):
     train_names, val_names = split_videos(ws.read_index(), ("au",), "official", "studio")
     assert train_names == ["v0", "v1", "v2", "v3"] and val_names == ["v6"]
     r = train(ws, _cfg(task="au", scene="studio", epochs=1), progress=False)
-    assert r.model_dir.name == "au-tcn-official-studio" and r.n_train == 4 and r.n_val == 1
+    assert r.model_dir.name == "au-tcn-official-studio" and r.n_train == 3 and r.n_val == 1
 
 
 def test_splits_are_per_task():
@@ -336,8 +337,70 @@ def test_cli_train_options_reach_the_checkpoint(ws, tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(REPO / "data_manifest.yaml"),
                                     "train", "--task", "expr", "--fold", "1", "--epochs", "1", "--focal-gamma", "2",
-                                    "--logit-adjust-tau", "0.5", "--modality-dropout", "0.2"])
+                                    "--logit-adjust-tau", "0.5", "--modality-dropout", "0.2", "--epoch-selection", "val"])
     assert res.exit_code == 0, res.output
     _, ckpt = load_model(tmp_path / "sample" / "models" / "expr-tcn-1" / "model.pt")
     assert (ckpt["config"]["focal_gamma"], ckpt["config"]["logit_adjust_tau"], ckpt["config"]["modality_dropout"]) \
         == (2.0, 0.5, 0.2)
+    assert ckpt["config"]["epoch_selection"] == "val" and ckpt["selected_on"] == ckpt["val_videos"]
+
+
+def _negated_val_va(ws, tmp_path, fold):
+    """A copy of ``ws`` whose validation videos of ``fold`` carry negated VA labels (valid frames only)."""
+    root = tmp_path / "negated"
+    shutil.copytree(ws.root, root)
+    neg = store.Workspace(root)
+    _, val = split_videos(neg.read_index(), ("va",), fold)
+    lab = store.open_store(neg.labels, "a")
+    for v in val:
+        va = lab[v]["va"][...]
+        store.write_time_array(lab[v], "va", np.where(va == -5.0, va, -va).astype(np.float32))
+    return neg, val
+
+
+def test_the_validation_videos_never_choose_the_epoch_by_default(ws, tmp_path):
+    """Default epoch_selection inner: labels of the videos a fold system is scored on cannot move the kept epoch
+    or weights; with ``val`` (the usual ABAW protocol) they do, which is why it is flagged optimistic."""
+    neg, val = _negated_val_va(ws, tmp_path, 0)
+    runs = {}
+    for sel in ("inner", "val"):
+        for name, w in (("orig", ws), ("neg", neg)):
+            runs[sel, name] = train(w, _cfg(task="va", fold=0, epochs=8, epoch_selection=sel), progress=False,
+                                    out_dir=tmp_path / f"{sel}-{name}")
+    inner, inner_neg = runs["inner", "orig"], runs["inner", "neg"]
+    assert inner.selected_on == ["v5"] and not set(inner.selected_on) & set(val)
+    m = json.loads((inner.model_dir / "metrics.json").read_text())
+    assert m["epoch_selection"] == "inner" and m["selected_on"] == ["v5"] and m["val_videos"] == val
+    assert sorted(m["train_videos"] + m["selected_on"]) == ["v1", "v3", "v5", "v7"]
+    assert m["best_epoch"] == 1 + int(np.argmax([e["score"] for e in m["epochs"]]))  # the inner videos' score
+    assert inner.best_epoch == inner_neg.best_epoch
+    sa, sb = (torch.load(r.model_dir / "model.pt", weights_only=True)["state_dict"] for r in (inner, inner_neg))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert inner_neg.best["va"]["ccc"] == pytest.approx(-inner.best["va"]["ccc"], abs=0.05)  # still scored on val
+    # today's choice, kept as an option: the validation videos choose, so their labels move the epoch
+    on_val, on_val_neg = runs["val", "orig"], runs["val", "neg"]
+    assert on_val.selected_on == val and on_val.n_train == 4
+    assert on_val.best_epoch != on_val_neg.best_epoch
+
+
+def test_too_few_training_videos_train_exactly_epochs_and_keep_the_last(ws, tmp_path):
+    cfg = _cfg(task="va", fold=0, epochs=5, patience=1, lr=1e-2, inner_min_videos=5)  # fold 0 trains on 4 videos
+    r = train(ws, cfg, progress=False, out_dir=tmp_path)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert r.selected_on == [] and m["selected_on"] == [] and m["selection"] is None
+    assert r.epochs_run == 5 and r.best_epoch == 5 and [e["epoch"] for e in m["epochs"]] == [1, 2, 3, 4, 5]
+    assert r.n_train == 4 and m["train_videos"] == ["v1", "v3", "v5", "v7"]
+    head, ckpt = load_model(tmp_path / "model.pt")
+    assert ckpt["selected_on"] == [] and ckpt["best_epoch"] == 5
+    labels = load_labels(ws, ckpt["val_videos"])
+    ds = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), labels, ckpt["val_videos"], k=32, stride=16,
+                     stats=checkpoint_stats(ckpt))
+    assert score(predict(head, ds), labels, ("va",))["score"] == pytest.approx(ckpt["best_score"], abs=1e-9)
+
+
+@pytest.mark.parametrize("kw, match", [({"epoch_selection": "test"}, "epoch_selection must be one of inner, val"),
+                                       ({"inner_frac": 1.0}, "inner_frac must lie in"),
+                                       ({"inner_min_videos": 1}, "inner_min_videos be ≥ 2")])
+def test_epoch_selection_settings_are_checked(kw, match):
+    with pytest.raises(TrainError, match=match):
+        _cfg(**kw)

@@ -10,7 +10,8 @@ File format: line 1 is a header naming the columns; line i+1 labels decoded fram
 - EXPR: 1 value per line, class index 0..7 (header lists the 8 class names), ``-1`` = invalid.
 - VA: 2 columns ``valence,arousal`` in [-1, 1], ``-5`` = invalid.
 
-Annotation names ``X_left`` / ``X_right`` label the left / right person of video ``X``.
+Annotation names ``X_left`` / ``X_right`` label the left / right person of video ``X``; a bare ``X`` beside
+one of them labels the other person (``resolve_sides``).
 
 Editions (``find_editions``, ``choose_edition``): teams keep several ABAW annotation trees side by
 side (``annotations/Third ABAW Annotations``, ``annotations/6th_ABAW_Annotations`` ...). An edition is
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnnotationError, DatasetError
-from ..labels import AU_NAMES, TASKS
+from ..labels import AU_NAMES, SIDE_CHOICES, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,53 @@ def split_side(name: str) -> tuple[str, str | None]:
         if name.endswith("_" + side):
             return name[: -len(side) - 1], side
     return name, None
+
+
+def resolve_sides(names, overrides: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """The face each name labels, and why: name -> ``(side, reason)``, ``side`` one of ``SIDE_CHOICES``.
+
+    Aff-Wild2 pairs a bare name with one side for some two-person videos (``10-60-1280x720`` with
+    ``10-60-1280x720_right``, ``video59`` with ``video59_right``, ``video2`` with ``video2_left``): the bare
+    name is the other person (docs/affwild2.md, "Videos and names"). Rules, in order:
+
+    - ``overrides[name]`` (the manifest's ``sides:``): that side, reason ``"manifest"``;
+    - ``X_left`` / ``X_right``: that side, reason ``"name"``;
+    - ``X`` when exactly one of ``X_left`` / ``X_right`` is among ``names``: the other side, reason
+      ``"sibling X_left"`` (or ``_right``);
+    - ``X`` with both ``X_left`` and ``X_right`` among ``names``: ``"largest"``, reason
+      ``"siblings X_left and X_right: ambiguous, set sides in the manifest"`` (a third person);
+    - otherwise ``"largest"`` (the largest face, then tracked; ``afwpipe.faces.select``), reason
+      ``"no sibling"``.
+
+    Args:
+        names: every name of the dataset (annotated or named by a test list).
+        overrides: name -> ``left`` / ``right`` / ``largest``; names not in ``names`` are ignored here.
+
+    Raises:
+        DatasetError: an override that is not one of ``SIDE_CHOICES``.
+    """
+    names = set(names)
+    overrides = dict(overrides or {})
+    for name, side in overrides.items():
+        if side not in SIDE_CHOICES:
+            raise DatasetError(f"sides: {name}: {side!r} is not one of {', '.join(SIDE_CHOICES)}")
+    out = {}
+    for name in sorted(names):
+        video, side = split_side(name)
+        if name in overrides:
+            out[name] = (overrides[name], "manifest")
+        elif side is not None:
+            out[name] = (side, "name")
+        else:
+            sib = [s for s in ("left", "right") if f"{video}_{s}" in names]
+            if len(sib) == 1:
+                out[name] = ("right" if sib[0] == "left" else "left", f"sibling {video}_{sib[0]}")
+            elif sib:
+                out[name] = ("largest", f"siblings {video}_left and {video}_right: ambiguous, set sides in the "
+                                        "manifest")
+            else:
+                out[name] = ("largest", "no sibling")
+    return out
 
 
 def _task_of_folder(folder: str) -> str | None:
@@ -429,7 +477,7 @@ def align_length(labels: np.ndarray, n_frames: int, task: str, source: str = "")
     return np.concatenate([labels, pad])
 
 
-__all__ = ["AU_NAMES", "AnnotationEntry", "ROOT_EDITION", "TEST_LIST_FOLDER", "align_length", "choose_edition",
+__all__ = ["AU_NAMES", "AnnotationEntry", "ROOT_EDITION", "SIDE_CHOICES", "TEST_LIST_FOLDER", "align_length", "choose_edition",
            "edition_number", "find_challenge_dirs", "find_editions", "find_test_lists", "find_video_dirs",
-           "find_videos", "read_annotation", "read_test_list", "scan_annotations", "split_side",
+           "find_videos", "read_annotation", "read_test_list", "resolve_sides", "scan_annotations", "split_side",
            "track_of_test_list"]
