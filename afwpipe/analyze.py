@@ -589,9 +589,9 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
     raw: dict[str, dict[str, dict[Path, np.ndarray]]] = {n: {} for n in names}
     for model in plan.models if names else []:
         head, ckpt = load_model(model / "model.pt", device)
-        for n, out in head_outputs(ws, head, ckpt, names, device, cfg.batch_size, model.name, plan.views(model),
-                                   DEFAULT_CACHE_BYTES):
-            for track, arr in out.items():
+        for n, outputs in head_outputs(ws, head, ckpt, names, device, cfg.batch_size, model.name, plan.views(model),
+                                       DEFAULT_CACHE_BYTES):
+            for track, arr in outputs.items():
                 raw[n].setdefault(track, {})[model] = arr
     out.mkdir(parents=True, exist_ok=True)
     faces_root = store.open_store(ws.faces, "r") if names else None
