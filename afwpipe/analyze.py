@@ -4,10 +4,12 @@ Runs on the given videos exactly what the pipeline runs on a dataset, reusing it
 (:func:`afwpipe.video.probe_video`, the index's record format), the face step with the detector the model's
 training workspace used (:class:`afwpipe.detect.FaceWorker`; its ``faces.zarr`` identity, else params
 ``detect``), the encoders the heads were trained on (:class:`afwpipe.extract.EncoderWorker`; each encoder's
-identity must equal the one in the checkpoint), the heads (:func:`afwpipe.predict.predict_model`: overlapping
-clips averaged per frame) and the same post-processing (:func:`afwpipe.postprocess.smooth_track` fill and
-smoothing, :func:`~afwpipe.postprocess.decide` with the system's AU thresholds, :func:`~afwpipe.postprocess.combine`
-fold vote for the ensemble), with the settings and thresholds of ``post/systems.json`` of the training
+identity must equal the one in the checkpoint, views included; the ``vad`` store when a head was trained with
+``train.speech_gate``), the heads as ``predict`` runs them (:func:`afwpipe.predict.head_outputs`: overlapping
+clips averaged per frame, the checkpoint's speech gate, the mean over the system's ``tta`` views when
+``predict.tta`` was on) and the same per-video chain as post-processing (:mod:`afwpipe.chain`: fill, smoothing
+with each fold system's σ / window -- the tuned one under ``sigma: tuned`` --, decisions with its AU
+thresholds, the fold vote for the ensemble), every choice read from ``post/systems.json`` of the training
 workspace.
 
 ``--model`` is a model folder (``work/sample/models/au-tmf-official``: its tracks, with the thresholds of the
@@ -64,15 +66,19 @@ from .detect import DetectConfig, FaceWorker
 from .device import resolve_device
 from .errors import AfwpipeError, ConfigError, EncoderError, VideoError, WeightsError
 from .extract import EncoderWorker, ExtractConfig
+from .chain import SMOOTH_PARAM, EnsembleChain, FoldChain
+from .clips import DEFAULT_CACHE_BYTES
+from .clips.gate import VAD
 from .inference import load_model
 from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRACKS, VA_NAMES
-from .postprocess import PostConfig, combine, decide, smooth_track
-from .predict import parse_model_name, predict_model
+from .postprocess import PostConfig
+from .predict import head_outputs, parse_model_name
 from .readers import read_systems
 from .results import VideoResult
 from .runner import run_videos
 from .store import ENSEMBLE
 from .video import probe_video
+from .views import FULL
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +119,33 @@ class AnalyzeConfig(FromParams):
 # -- the model: heads, thresholds and post-processing of one system per track -----------------------------------
 @dataclass
 class Member:
-    """One head feeding a track, with the AU thresholds of its fold system (None: EXPR / VA)."""
+    """One head feeding a track, with its fold system's choices: AU thresholds (None: EXPR / VA, or 0.5),
+    ``smoothing`` (the system's ``post/systems.json`` entry: method and the σ / window used; None: params
+    ``postprocess.smooth``, which must then give a number) and ``views`` (the TTA views its outputs are
+    averaged over; None: the view it was trained on)."""
 
     model: Path
     fold: str
     thresholds: np.ndarray | None = None
+    smoothing: dict | None = None
+    views: list[str] | None = None
+
+    def chain(self, track: str, post: PostConfig) -> FoldChain:
+        """The member's per-video chain (:class:`afwpipe.chain.FoldChain`).
+
+        Raises:
+            ConfigError: no system smoothing and params give ``tuned`` (nothing was chosen for this head).
+        """
+        smoothing = self.smoothing
+        if smoothing is None:
+            spec = post.smooth[track]
+            param = SMOOTH_PARAM.get(spec["method"])
+            if param and spec[param] == "tuned":
+                raise ConfigError(f"{self.model}: postprocess smooth.{track}.{param} is tuned but no system of "
+                                  f"post/systems.json chose one for this head; run `afwpipe postprocess`")
+            smoothing = {"method": spec["method"], **({param: spec[param]} if param else {})}
+        return FoldChain.from_system({"track": track, "smoothing": smoothing, "thresholds": self.thresholds},
+                                     post.fill, f"{track}-{self.fold}")
 
 
 @dataclass
@@ -152,7 +180,28 @@ class ModelPlan:
                 "models": {str(m): (m / "model.pt").stat().st_mtime_ns for m in self.models},
                 "tracks": {t: {"system": p.system, "ensemble": p.ensemble,
                                "thresholds": [None if m.thresholds is None else m.thresholds.tolist()
-                                              for m in p.members]} for t, p in self.tracks.items()}}
+                                              for m in p.members],
+                               "smoothing": [m.smoothing for m in p.members], "views": [m.views for m in p.members]}
+                           for t, p in self.tracks.items()}}
+
+    def views(self, model: Path) -> list[str] | None:
+        """The TTA views of head ``model`` (None: its trained view).
+
+        Raises:
+            ConfigError: two systems fed by the head averaged it over different views.
+        """
+        seen = {tuple(m.views) if m.views else None for p in self.tracks.values() for m in p.members
+                if m.model == model}
+        if len(seen) > 1:
+            raise ConfigError(f"head {model.name} was predicted with different TTA views in {self.source.post_systems}: "
+                              f"{sorted(map(str, seen))}; rerun `afwpipe predict` and `afwpipe postprocess`")
+        views = next(iter(seen), None)
+        return list(views) if views else None
+
+
+def _member(path: Path, fold: str, system: dict) -> Member:
+    """A head feeding a fold system of ``post/systems.json`` with that system's choices."""
+    return Member(path, fold, _thresholds(system), system.get("smoothing"), system.get("tta"))
 
 
 def _thresholds(system: dict | None) -> np.ndarray | None:
@@ -189,9 +238,10 @@ def _from_model_dir(path: Path, params: dict) -> ModelPlan:
             th = np.full(len(AU_NAMES), 0.5) if track == "au" else None
             if track == "au" and systems:
                 notes.append(f"{path.name} feeds no AU system of {source.post_systems}; AU thresholds 0.5")
+            member = Member(path, str(ref.fold), th)
         else:
-            th = _thresholds(system)
-        tracks[track] = TrackPlan(track, path.name, [Member(path, str(ref.fold), th)])
+            member = _member(path, str(ref.fold), system)
+        tracks[track] = TrackPlan(track, path.name, [member])
     return ModelPlan(str(path), source, tracks, post, notes)
 
 
@@ -209,12 +259,11 @@ def _from_system(name: str, ws: store.Workspace) -> ModelPlan:
         if key not in systems:
             continue
         if name != ENSEMBLE:
-            tracks[track] = TrackPlan(track, key, [Member(_general_head(ws, systems[key], key), name,
-                                                          _thresholds(systems[key]))])
+            tracks[track] = TrackPlan(track, key, [_member(_general_head(ws, systems[key], key), name, systems[key])])
             continue
         folds = [s["fold"] for k, s in systems.items() if s["track"] == track and s["fold"] != ENSEMBLE]
-        members = [Member(_general_head(ws, systems[f"{track}-{f}"], f"{track}-{f}"), f,
-                          _thresholds(systems[f"{track}-{f}"])) for f in folds]
+        members = [_member(_general_head(ws, systems[f"{track}-{f}"], f"{track}-{f}"), f, systems[f"{track}-{f}"])
+                   for f in folds]
         tracks[track] = TrackPlan(track, key, members, ensemble=True, thresholds=_thresholds(systems[key]))
     return ModelPlan(name, ws, tracks, post)
 
@@ -234,6 +283,12 @@ def resolve_model(spec: str, ws: store.Workspace, params: dict | None = None) ->
         raise ConfigError(f"--model {spec}: no model.pt in that folder (a model folder is "
                           f"<workdir>/<dataset>/models/<task>-<head>-<fold>)")
     return _from_system(spec, ws)
+
+
+def _store_identity(path: Path) -> dict | None:
+    """``encoder_config`` of the first complete video of feature store ``path`` (None: no such video)."""
+    names = store.complete_names(path) if Path(path).is_dir() else []
+    return store.open_store(path, "r")[names[0]].attrs.get("encoder_config") if names else None
 
 
 def _faces_identity(source: store.Workspace) -> dict | None:
@@ -260,8 +315,9 @@ def detector_config(source: store.Workspace, params: dict, device: str) -> Detec
 
 def encoder_workers(ws: store.Workspace, plan: ModelPlan, params: dict, device: str,
                     progress: bool) -> dict[str, EncoderWorker]:
-    """One :class:`EncoderWorker` per encoder the plan's heads were trained on, each checked against the
-    checkpoints.
+    """One :class:`EncoderWorker` per encoder the plan's heads were trained on (with the views the checkpoints
+    record), each checked against the checkpoints, plus ``vad`` when a head was trained with
+    ``train.speech_gate`` (checked against the training workspace's vad store when it has one).
 
     Raises:
         WeightsError: an encoder's weights are missing (names the model and says how to get them).
@@ -270,22 +326,29 @@ def encoder_workers(ws: store.Workspace, plan: ModelPlan, params: dict, device: 
     import torch
 
     wanted: dict[str, tuple[str, dict]] = {}
+    gated = None
     for model in plan.models:
         ckpt = torch.load(model / "model.pt", map_location="cpu", weights_only=True)
+        if ckpt["config"].get("speech_gate") and gated is None:
+            gated = model.name
         for enc in ckpt["encoders"]:
             seen = wanted.setdefault(enc["name"], (model.name, enc["encoder_config"]))
             if seen[1] != enc["encoder_config"]:
                 raise EncoderError(f"heads {seen[0]} and {model.name} were trained on different {enc['name']} "
                                    f"features; analyze one of them")
+    if gated is not None and VAD not in wanted:
+        want = _store_identity(plan.source.features(VAD))
+        wanted[VAD] = (gated, want)
     workers = {}
     for name, (model, want) in wanted.items():
-        cfg = ExtractConfig.from_params(params.get("extract"), encoder=name, device=device)
+        cfg = ExtractConfig.from_params(params.get("extract"), encoder=name, device=device,
+                                        views=list((want or {}).get("views", [FULL])))
         try:
             worker = EncoderWorker(ws, cfg, progress)
         except WeightsError as e:
             raise WeightsError(f"model {model} needs encoder {name}: {e}") from None
         have = worker.identity()
-        if have != want:
+        if want is not None and have != want:
             keys = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
             raise EncoderError(f"model {model} was trained on {name} with {', '.join(f'{k}={want.get(k)!r}' for k in keys)} "
                                f"but this {name} has {', '.join(f'{k}={have.get(k)!r}' for k in keys)}; set params "
@@ -365,18 +428,14 @@ def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], li
 # -- per-video outputs -------------------------------------------------------------------------------------------
 def track_outputs(plan: TrackPlan, raw: dict[Path, np.ndarray], present: np.ndarray,
                   post: PostConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Post-processed ``(values [T, C] float64, decisions)`` of one track of one video: each member's raw
-    outputs filled and smoothed (:func:`smooth_track`), decided with its thresholds (:func:`decide`); an
-    ensemble combined (:func:`combine`: vote or soft, as in post-processing)."""
-    probs, decisions = [], []
-    for m in plan.members:
-        p = smooth_track(raw[m.model], present, plan.track, post)
-        probs.append(p)
-        decisions.append(decide(plan.track, p, 0.5 if m.thresholds is None else m.thresholds))
+    """Post-processed ``(values [T, C] float64, decisions)`` of one track of one video by the chain
+    post-processing runs (:mod:`afwpipe.chain`): each member's raw outputs through its fold system's chain
+    (:meth:`Member.chain`); an ensemble combined (vote or soft, with the ensemble's thresholds)."""
+    chains = [m.chain(plan.track, post) for m in plan.members]
     if not plan.ensemble:
-        return probs[0], decisions[0]
-    th = 0.5 if plan.thresholds is None else plan.thresholds
-    return combine(plan.track, probs, decisions, post.ensemble, post.au_vote_tie, th)
+        return chains[0].run(raw[plan.members[0].model], present)
+    ens = EnsembleChain(plan.track, tuple(chains), post.ensemble, post.au_vote_tie, plan.thresholds)
+    return ens.run([raw[m.model] for m in plan.members], present)
 
 
 def frame_table(times: np.ndarray, present: np.ndarray, boxes: np.ndarray,
@@ -537,9 +596,9 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
     raw: dict[str, dict[str, dict[Path, np.ndarray]]] = {n: {} for n in names}
     for model in plan.models if names else []:
         head, ckpt = load_model(model / "model.pt", device)
-        preds = predict_model(ws, head, ckpt, names, device, cfg.batch_size, model.name)
-        for n in names:
-            for track, arr in preds[n].items():
+        for n, outputs in head_outputs(ws, head, ckpt, names, device, cfg.batch_size, model.name, plan.views(model),
+                                       DEFAULT_CACHE_BYTES):
+            for track, arr in outputs.items():
                 raw[n].setdefault(track, {})[model] = arr
     out.mkdir(parents=True, exist_ok=True)
     faces_root = store.open_store(ws.faces, "r") if names else None

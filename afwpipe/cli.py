@@ -357,8 +357,11 @@ def export_cmd(obj, encoder, fmt, layout, out):
 @click.option("--tta/--no-tta", default=None,
               help="Average each head's outputs over the views its visual encoders stored (`extract --views`). "
                    "Default: params predict.tta (false).")
+@click.option("--cache-gb", type=float, default=None,
+              help="Byte budget (GiB) of the whole-video feature cache of the run, shared by the --tta views; each "
+                   "video is written as soon as it is done. Default: params predict.cache_gb (4).")
 @click.pass_obj
-def predict_cmd(obj, batch_size, device, tta):
+def predict_cmd(obj, batch_size, device, tta, cache_gb):
     """Predict every frame with every trained head (task x fold, and scene heads).
 
     \b
@@ -372,7 +375,8 @@ def predict_cmd(obj, batch_size, device, tta):
 
     train = _section(obj, "train") or {}
     cfg = predict.PredictConfig.from_params(_section(obj, "predict"), head=train.get("head"), tasks=train.get("tasks"),
-                                            folds=train.get("folds"), batch_size=batch_size, device=device, tta=tta)
+                                            folds=train.get("folds"), batch_size=batch_size, device=device, tta=tta,
+                                            cache_gb=cache_gb)
     _, ws = _workspace(obj)
     predict.main(ws, cfg)
 

@@ -34,31 +34,51 @@ def to_device(batch: dict, device: torch.device) -> dict:
             for k, v in batch.items()}
 
 
-@torch.no_grad()
 def predict_frames(head: torch.nn.Module, ds: ClipDataset, device: torch.device | str = "cpu",
-            batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
+                   batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
     """Per-frame predictions of every video of ``ds``: overlapping clips averaged per frame.
 
     Returns:
         name -> task -> ``au [T, 12]`` probabilities (sigmoid), ``expr [T, 8]`` probabilities (softmax),
-        ``va [T, 2]`` values; float64.
+        ``va [T, 2]`` values; float64. Holds every video's outputs: :func:`iter_frames` yields them one
+        video at a time.
     """
+    return dict(iter_frames(head, ds, device, batch_size))
+
+
+@torch.no_grad()
+def iter_frames(head: torch.nn.Module, ds: ClipDataset, device: torch.device | str = "cpu",
+                batch_size: int = 32):
+    """:func:`predict_frames` one video at a time: yields ``(name, task -> [T, C] float64)`` as soon as the
+    batch holding a video's last clip is done, then forgets that video's clip outputs, so memory holds the
+    outputs of the videos in flight (with clips in order: one or two), not of every video."""
     device = torch.device(device)
     was_training = head.training
     head.eval()
+    order = ds.order(False)
+    last_batch = {}  # video -> index of the batch holding its last clip
+    for pos, v in enumerate(ds.clips[order, 0].tolist()):
+        last_batch[v] = pos // batch_size
+    ends: dict[int, list[int]] = {}
+    for v, j in last_batch.items():
+        ends.setdefault(j, []).append(v)
+    probs = {"au": lambda o: torch.sigmoid(o), "expr": lambda o: torch.softmax(o, -1), "va": lambda o: o}
     windows: dict[int, dict[str, list]] = {}
-    for batch in ds.batches(batch_size):
-        b = to_device(batch, device)
-        with autocast(device):
-            out = head(b["x"], b["mask"])
-        probs = {"au": lambda o: torch.sigmoid(o), "expr": lambda o: torch.softmax(o, -1), "va": lambda o: o}
-        out = {t: probs[t](o.float()).cpu().numpy() for t, o in out.items()}
-        for row, (v, s) in enumerate(zip(batch["video"].tolist(), batch["start"].tolist())):
-            w = windows.setdefault(v, {t: [] for t in out})
-            for t, o in out.items():
-                w[t].append((s, o[row]))
-    head.train(was_training)
-    return {ds.names[v]: {t: window_average(w, ds.n_frames[v]) for t, w in ws.items()} for v, ws in windows.items()}
+    try:
+        for j, batch in enumerate(ds.batches(batch_size)):
+            b = to_device(batch, device)
+            with autocast(device):
+                out = head(b["x"], b["mask"])
+            out = {t: probs[t](o.float()).cpu().numpy() for t, o in out.items()}
+            for row, (v, s) in enumerate(zip(batch["video"].tolist(), batch["start"].tolist())):
+                w = windows.setdefault(v, {t: [] for t in out})
+                for t, o in out.items():
+                    w[t].append((s, o[row]))
+            for v in ends.get(j, []):
+                w = windows.pop(v)
+                yield ds.names[v], {t: window_average(x, ds.n_frames[v]) for t, x in w.items()}
+    finally:
+        head.train(was_training)
 
 
 def save_checkpoint(path: str | Path, state_dict: dict, *, config: dict, in_dims: dict, tasks, encoders: list[dict],
@@ -111,4 +131,4 @@ def checkpoint_stats(ckpt: dict) -> dict[str, tuple[np.ndarray, np.ndarray]] | N
     return {e: (s["mean"].cpu().numpy(), s["std"].cpu().numpy()) for e, s in ckpt["stats"].items()}
 
 
-__all__ = ["checkpoint_stats", "load_model", "predict_frames", "save_checkpoint", "to_device"]
+__all__ = ["checkpoint_stats", "iter_frames", "load_model", "predict_frames", "save_checkpoint", "to_device"]

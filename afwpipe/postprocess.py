@@ -45,7 +45,11 @@ Output (:attr:`Workspace.post_dir`)::
                                              optimistic, optimistic_reason, seen_videos (ensemble: videos
                                              a member trained or early-stopped on), selected_on (videos
                                              that chose a member head's epoch), warnings, models (the
-                                             head used per video); and the settings
+                                             head used per video), smoothing (method and the σ / window
+                                             used), tta (views the head's outputs were averaged over, or
+                                             null); and the settings. The per-video chain is
+                                             :mod:`afwpipe.chain`, run from this entry (so ``afwpipe
+                                             analyze`` runs the same one)
     post/<track>-<fold>.npz  <video>/prob    [T, C] float32 processed probabilities (AU 12, EXPR 8) or VA
                              <video>/before  decisions before post-processing
                              <video>/after   decisions after: AU [T, 12] int8 {0,1}, EXPR [T] int8 class,
@@ -69,8 +73,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, atomic, store, temporal
+from .chain import SMOOTH_PARAM, EnsembleChain, FoldChain, combine, decide, fill_track, smooth_with
 from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED, THRESHOLDS_OOF, THRESHOLDS_SCORED,
-                        binarize_au, soft_average, tune_au_thresholds, vote_au, vote_expr)
+                        tune_au_thresholds)
 from .config import FromParams
 from .errors import AfwpipeError, PostprocessError
 from .honesty import chosen_on_scored, seen_videos, selected_on
@@ -89,7 +94,6 @@ TUNED = ("tuned", "tuned_on_scored")
 #: ``smooth_grid`` is null; σ 0 and window 1 mean no smoothing, so the choice can leave a track unsmoothed.
 SMOOTH_GRID = {"gaussian": (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0, 25.0, 35.0, 50.0),
                "median": (1, 3, 5, 9, 15, 25, 35, 51, 75), "mean": (1, 3, 5, 9, 15, 25, 35, 51, 75)}
-SMOOTH_PARAM = {"gaussian": "sigma", "median": "window", "mean": "window"}
 #: ``smoothing["from"]`` of a system (systems.json, metrics.json)
 SMOOTHING_FIXED, SMOOTHING_OOF = "fixed", "out-of-fold frames"
 SMOOTHING_DEFAULT = "default (no out-of-fold frame)"
@@ -198,9 +202,10 @@ class PostConfig(FromParams):
         return [int(c) for c in grid]
 
 
-# -- per-video steps -----------------------------------------------------------------------------------
+# -- per-video steps (the chain itself: :mod:`afwpipe.chain`) -----------------------------------------------
 def smooth_track(values: np.ndarray, present: np.ndarray | None, track: str, cfg: PostConfig) -> np.ndarray:
-    """Nearest-frame fill (when ``cfg.fill`` and ``present`` is given) then smoothing per ``cfg.smooth[track]``.
+    """Nearest-frame fill (when ``cfg.fill`` and ``present`` is given) then smoothing per ``cfg.smooth[track]``
+    (a ``tuned`` σ / window takes the track's default: provisional, until :func:`choose_smoothing`).
 
     Args:
         values: ``[T, C]`` raw outputs (AU / EXPR probabilities, VA values).
@@ -209,60 +214,13 @@ def smooth_track(values: np.ndarray, present: np.ndarray | None, track: str, cfg
     Returns:
         ``[T, C]`` float64.
     """
-    out = fill_track(values, present, cfg)
+    out = fill_track(values, present, cfg.fill)
     spec = cfg.smooth[track]
     param = SMOOTH_PARAM.get(spec["method"])
     size = spec[param] if param else None
-    if size == "tuned":  # provisional until :func:`choose_smoothing`: the track's default
+    if size == "tuned":
         size = temporal.SMOOTH_SIGMA[track] if param == "sigma" else temporal.SMOOTH_WINDOW[track]
     return smooth_with(out, spec["method"], size)
-
-
-def fill_track(values: np.ndarray, present: np.ndarray | None, cfg: PostConfig) -> np.ndarray:
-    """``values [T, C]`` as float64, frames without a face filled from the nearest one when ``cfg.fill`` and
-    ``present [T]`` is given (:func:`temporal.fill_nearest`)."""
-    out = np.asarray(values, dtype=np.float64)
-    return temporal.fill_nearest(out, present) if cfg.fill and present is not None else out
-
-
-def smooth_with(values: np.ndarray, method: str, size: float | None) -> np.ndarray:
-    """``values [T, C]`` smoothed by ``method`` with σ / window ``size`` frames (:func:`temporal.smooth`);
-    ``none``, σ 0 and window 1 return an unsmoothed float64 copy."""
-    if method == "none" or (method == "gaussian" and size == 0) or (method != "gaussian" and int(size) == 1):
-        return np.array(values, dtype=np.float64)
-    return temporal.smooth(values, method, sigma=size, window=None if size is None else int(size))
-
-
-def decide(track: str, values: np.ndarray, thresholds: float | np.ndarray = 0.5) -> np.ndarray:
-    """Decisions from probabilities / values: AU ``[T, 12]`` int8 (``prob ≥ threshold``), EXPR ``[T]`` int8
-    (argmax), VA ``[T, 2]`` float32 clipped to [-1, 1]."""
-    if track == "au":
-        return binarize_au(values, thresholds).astype(np.int8)
-    if track == "expr":
-        return np.argmax(values, axis=1).astype(np.int8)
-    return np.clip(values, -1.0, 1.0).astype(np.float32)
-
-
-def combine(track: str, values: Sequence[np.ndarray], decisions: Sequence[np.ndarray], method: str = "vote",
-            tie: int = 1, thresholds: float | np.ndarray = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Fold ensemble of one video.
-
-    Args:
-        values: per fold ``[T, C]`` probabilities (AU, EXPR) or VA values.
-        decisions: per fold decisions (:func:`decide`), used by ``vote``.
-        method: ``vote``: AU majority per AU (``tie`` when half say 1), EXPR majority class (ties to the
-            highest summed probability, then the lowest index), VA mean; ``soft``: mean of ``values``, then
-            ``thresholds`` (AU) / argmax (EXPR).
-
-    Returns:
-        ``(mean values [T, C] float64, decisions)``.
-    """
-    mean = soft_average(values)
-    if method == "soft" or track == "va":
-        return mean, decide(track, mean, thresholds)
-    if track == "au":
-        return mean, vote_au(decisions, tie=tie).astype(np.int8)
-    return mean, vote_expr(decisions, probs=values, n_classes=mean.shape[1]).astype(np.int8)
 
 
 def out_of_fold_frames(track: str, folds: Sequence["System"], exclude, labels: Mapping) -> list[tuple[str, str]]:
@@ -412,10 +370,22 @@ class System:
     seen_videos: list[str] = field(default_factory=list)
     selected_on: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    chosen: dict[str, tuple] = field(default_factory=dict)  # video -> (chosen head's raw outputs, present)
+    tta: list[str] | None = None  # views the general head's outputs were averaged over (predict.tta)
 
     @property
     def name(self) -> str:
         return f"{self.track}-{self.fold}"
+
+    def entry(self) -> dict:
+        """The system's ``post/systems.json`` entry (module docstring); :mod:`afwpipe.chain` reads its choices
+        (``smoothing``, ``thresholds``) and ``afwpipe analyze`` its ``tta`` views."""
+        return {"track": self.track, "fold": self.fold, "videos": self.videos, "eval_videos": self.eval_videos,
+                "thresholds": None if self.thresholds is None else [float(x) for x in self.thresholds],
+                "thresholds_from": self.thresholds_from, "threshold_videos": self.threshold_videos,
+                "optimistic": self.optimistic, "optimistic_reason": self.optimistic_reason,
+                "seen_videos": self.seen_videos, "selected_on": self.selected_on, "warnings": self.warnings, "models": self.models,
+                "smoothing": self.smoothing, "tta": self.tta}
 
 
 def _records_by_fold(records: list[dict], task: str, track: str) -> dict[str, dict]:
@@ -449,14 +419,15 @@ def fold_system(ws: store.Workspace, track: str, fold: str, general: dict, scene
             for v in r["videos"]:
                 scene_of.setdefault(v, r["name"])
     sys_ = System(track, fold, list(general["videos"]), list(general["val_videos"]), {},
-                  heads=[general["name"]] + [r["name"] for r in scenes if cfg.scenes])
+                  heads=[general["name"]] + [r["name"] for r in scenes if cfg.scenes], tta=general.get("tta"))
     for v in sys_.videos:
         raw = read_prediction(ws, general["name"], v)
         sys_.raw[v] = raw[track]
         model = scene_of.get(v, general["name"])
         chosen = raw if model == general["name"] else read_prediction(ws, model, v)
         sys_.models[v] = model
-        filled = fill_track(chosen[track], chosen.get("present"), cfg)
+        sys_.chosen[v] = (chosen[track], chosen.get("present"))
+        filled = fill_track(chosen[track], chosen.get("present"), cfg.fill)
         sys_.prob[v] = smooth_track(filled, None, track, cfg)
         if cfg.tuned_smoothing(track):
             sys_.filled[v] = filled
@@ -465,10 +436,13 @@ def fold_system(ws: store.Workspace, track: str, fold: str, general: dict, scene
 
 
 def finish(sys_: System, folds: Sequence[System], labels: Mapping, cfg: PostConfig) -> System:
-    """AU thresholds of a fold system (:func:`tune_thresholds` over ``folds``) and its *after* decisions."""
+    """AU thresholds of a fold system (:func:`tune_thresholds` over ``folds``), then its processed outputs and
+    *after* decisions by the chain of its own ``post/systems.json`` entry (:meth:`FoldChain.from_system`, as
+    ``afwpipe analyze`` runs it)."""
     tune_thresholds(sys_, folds, labels, cfg)
+    chain = FoldChain.from_system(sys_.entry(), cfg.fill, sys_.name)
     for v in sys_.videos:
-        sys_.after[v] = decide(sys_.track, sys_.prob[v], 0.5 if sys_.thresholds is None else sys_.thresholds)
+        sys_.prob[v], sys_.after[v] = chain.run(*sys_.chosen[v])
     return sys_
 
 
@@ -507,8 +481,6 @@ def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: 
         ens.eval_videos = val
         _flag(ens, f"members trained or early-stopped on every labelled video; scored on the {len(val)} "
                    f"{track.upper()} val video(s)")
-    for v in common:
-        ens.prob[v] = soft_average([f.prob[v] for f in folds])
     ens.smoothing = {k: x for k, x in folds[0].smoothing.items() if k not in ("videos", "scores")}
     param = cfg.tuned_smoothing(track)
     if param:  # each fold system's own choice
@@ -517,13 +489,21 @@ def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: 
         tune_thresholds(ens, folds, labels, cfg)
     elif track == "au":
         ens.thresholds_from = f"fold votes ({'; '.join(dict.fromkeys(f.thresholds_from for f in folds))})"
-    th = 0.5 if ens.thresholds is None else ens.thresholds
+    chain = ensemble_chain(track, [f.entry() for f in folds], ens.entry(), cfg)
     for v in common:
         raw = [f.raw[v] for f in folds]
         _, ens.before[v] = combine(track, raw, [decide(track, r) for r in raw], cfg.ensemble, cfg.au_vote_tie)
-        _, ens.after[v] = combine(track, [f.prob[v] for f in folds], [f.after[v] for f in folds], cfg.ensemble,
-                                  cfg.au_vote_tie, th)
+        ens.prob[v], ens.after[v] = chain.combine([(f.prob[v], f.after[v]) for f in folds])
     return ens
+
+
+def ensemble_chain(track: str, members: Sequence[Mapping], ensemble: Mapping, cfg: PostConfig) -> EnsembleChain:
+    """The chain of a track's fold ensemble from the ``post/systems.json`` entries of its fold systems
+    (``members``, in fold order) and of the ensemble (its ``thresholds``), as postprocess and
+    ``afwpipe analyze`` both run it."""
+    th = ensemble.get("thresholds")
+    return EnsembleChain(track, tuple(FoldChain.from_system(m, cfg.fill, f"{track}-{m['fold']}") for m in members),
+                         cfg.ensemble, cfg.au_vote_tie, None if th is None else np.asarray(th, np.float64))
 
 
 def _fold_key(item) -> tuple:
@@ -630,13 +610,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
     meta, scores = {}, {}
     for s in systems:
         _write(ws, s)
-        meta[s.name] = {"track": s.track, "fold": s.fold, "videos": s.videos, "eval_videos": s.eval_videos,
-                        "thresholds": None if s.thresholds is None else [float(x) for x in s.thresholds],
-                        "thresholds_from": s.thresholds_from, "threshold_videos": s.threshold_videos,
-                        "optimistic": s.optimistic, "optimistic_reason": s.optimistic_reason,
-                        "seen_videos": s.seen_videos, "selected_on": s.selected_on, "warnings": s.warnings,
-                        "models": s.models,
-                        "smoothing": s.smoothing}
+        meta[s.name] = s.entry()
         r = scored_frames(s, labels)
         if r is not None:
             scores.setdefault(s.track, {})[s.fold] = r

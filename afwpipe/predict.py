@@ -50,12 +50,12 @@ import torch
 from tqdm import tqdm
 
 from . import __version__, atomic, store
-from .clips import ClipDataset
+from .clips import DEFAULT_CACHE_BYTES, ClipDataset
 from .clips.gate import SpeechGate
 from .device import resolve_device
 from .config import FromParams
 from .errors import AfwpipeError, PredictError
-from .inference import checkpoint_stats, load_model, predict_frames
+from .inference import checkpoint_stats, iter_frames, load_model
 from .labels import TASKS, TRAIN_TASKS
 from .folds import parse_fold
 from .readers import ZarrFeatures
@@ -181,6 +181,9 @@ class PredictConfig(FromParams):
         batch_size: clips per forward pass.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (bf16 autocast on CUDA).
         tta: average each head's outputs over the cached views of its visual encoders (module docstring).
+        cache_gb: byte budget (GiB) of the whole-video feature cache of the run (shared by the TTA views),
+            as ``train.cache_gb``; videos are written and dropped one at a time, so memory stays within it
+            plus one batch and the videos in flight.
     """
 
     params_section: ClassVar[str] = "predict"
@@ -192,6 +195,16 @@ class PredictConfig(FromParams):
     batch_size: int = 32
     device: str = "auto"
     tta: bool = False
+    cache_gb: float = DEFAULT_CACHE_BYTES / (1 << 30)
+
+    def __post_init__(self):
+        self.cache_gb = float(self.cache_gb)
+        if not self.cache_gb > 0:
+            raise PredictError(f"predict.cache_gb must be > 0 GiB, got {self.cache_gb}")
+
+    @property
+    def cache_bytes(self) -> int:
+        return int(self.cache_gb * (1 << 30))
 
 
 @dataclass
@@ -209,23 +222,56 @@ class PredictSummary:
 
 
 def predict_model(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str = "cpu",
-                  batch_size: int = 32, who: str = "head", view: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+                  batch_size: int = 32, who: str = "head", view: str | None = None,
+                  cache_bytes: int | None = DEFAULT_CACHE_BYTES) -> dict[str, dict[str, np.ndarray]]:
     """Outputs of a loaded head (:func:`afwpipe.inference.load_model`) on videos ``names``: name -> task ->
     ``[T, C]`` float64 (see the module docstring); clips of the checkpoint's K and ``eval_stride``, features of
-    ``view`` (None: the view the head was trained on, ``full`` for older checkpoints).
+    ``view`` (None: the view the head was trained on, ``full`` for older checkpoints), read through a cache of
+    ``cache_bytes``. Holds every video's outputs; :func:`head_outputs` streams them.
 
     Raises:
         PredictError: the head's feature stores changed since training (weights or dim); ``who`` names it.
         TrainError: a feature store is missing, or a video's features are incomplete.
     """
+    return dict(_iter_view(ws, model, ckpt, names, device, batch_size, who, view, cache_bytes))
+
+
+def _iter_view(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str, batch_size: int,
+               who: str, view: str | None, cache_bytes: int | None):
     cfg = ckpt["config"]
     features = ZarrFeatures(ws, cfg["features"], view=view or cfg.get("view", FULL))
     _check_encoders(ckpt, features, names, who)
     labels = _labels_or_invalid(ws, features, names)
     ds = ClipDataset(features, labels, names, int(cfg["k"]), int(cfg["eval_stride"]), training=False,
-                     stats=checkpoint_stats(ckpt), cache_bytes=None,
+                     stats=checkpoint_stats(ckpt), cache_bytes=cache_bytes,
                      gate=SpeechGate.from_config(ws, cfg.get("speech_gate")))  # as in training
-    return predict_frames(model, ds, device, batch_size)
+    yield from iter_frames(model, ds, device, batch_size)
+
+
+def head_outputs(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str = "cpu",
+                 batch_size: int = 32, who: str = "head", views: list[str] | None = None,
+                 cache_bytes: int | None = DEFAULT_CACHE_BYTES):
+    """A head's raw outputs on videos ``names``, one video at a time, as ``predict`` writes them and
+    ``afwpipe analyze`` post-processes them: yields ``(name, task -> [T, C] float64)`` in the order of
+    ``names``.
+
+    ``views`` None: the view the head was trained on; a list (test-time augmentation, :func:`tta_views`):
+    the mean over those views of the per-view outputs (probabilities for AU / EXPR, values for VA). The
+    speech gate of the checkpoint (``config["speech_gate"]``) is applied as in training. ``cache_bytes`` is
+    the whole run's feature budget (None: unbounded), shared by the views (each reads through
+    ``cache_bytes / len(views)``), so memory holds that plus the outputs of the videos in flight.
+
+    Raises:
+        PredictError, TrainError: as :func:`predict_model`.
+    """
+    if not views:
+        yield from _iter_view(ws, model, ckpt, names, device, batch_size, who, None, cache_bytes)
+        return
+    share = None if cache_bytes is None else cache_bytes // len(views)
+    streams = [_iter_view(ws, model, ckpt, names, device, batch_size, who, v, share) for v in views]
+    for items in zip(*streams):
+        name = items[0][0]
+        yield name, {t: np.mean([o[t] for _, o in items], axis=0) for t in items[0][1]}
 
 
 def tta_views(features: ZarrFeatures, names, who: str = "head") -> list[str]:
@@ -277,14 +323,9 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
                 log.warning("predict %s: video %s has no complete features; skipped", ref.name, name)
                 summary.skipped.append(name)
         views = tta_views(features, names, ref.name) if cfg.tta and names else None
-        if views is None:
-            outputs = predict_model(ws, model, ckpt, names, device, cfg.batch_size, ref.name)
-        else:  # test-time augmentation: the mean of the per-view outputs
-            per_view = [predict_model(ws, model, ckpt, names, device, cfg.batch_size, ref.name, v) for v in views]
-            outputs = {n: {t: np.mean([o[n][t] for o in per_view], axis=0) for t in per_view[0][n]} for n in names}
         path = ws.predictions(ref.name)
-        for name in names:
-            out = outputs[name]
+        for name, out in head_outputs(ws, model, ckpt, names, device, cfg.batch_size, ref.name, views,
+                                      cfg.cache_bytes):  # one video at a time: written, then dropped
             n = len(next(iter(out.values())))
             g = store.begin_video(path, name, {"model": ref.name, "own_val": name in val})
             for task, arr in out.items():
@@ -312,4 +353,4 @@ def main(ws: store.Workspace, cfg: PredictConfig, *, progress: bool = True) -> P
 
 
 __all__ = ["ModelRef", "PredictConfig", "PredictSummary", "evaluation_videos", "face_present", "find_models",
-           "main", "parse_model_name", "predict_model", "run_predict"]
+           "head_outputs", "main", "parse_model_name", "predict_model", "run_predict"]

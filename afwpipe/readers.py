@@ -87,6 +87,17 @@ class ZarrFeatures:
         t, d = self._handles(enc, name)[0].shape
         return int(t), int(d)
 
+    def nbytes(self, enc: str, name: str) -> int:
+        """Bytes :meth:`load` returns for video ``name`` (metadata only): ``emb`` at its stored itemsize
+        (float16: 2) -- 4 (float32) for view ``mean`` of a visual encoder -- plus 1 per frame of ``present``.
+        What a cache of loaded videos holds, so a byte budget can count it before the read."""
+        emb = self._handles(enc, name)[0]
+        t, d = emb.shape
+        itemsize = np.dtype(emb.dtype).itemsize
+        if self.view == "mean" and self._groups[enc][name].attrs.get("modality", "visual") == "visual":
+            itemsize = np.dtype(np.float32).itemsize
+        return int(t) * int(d) * itemsize + int(t)
+
     def will_need(self, names: Sequence[str]) -> None:
         """Tell the OS that the feature files of videos ``names`` (every encoder) will be read soon
         (``posix_fadvise(POSIX_FADV_WILLNEED)``: the kernel starts reading them into the page cache in the
@@ -155,9 +166,18 @@ class ZarrFeatures:
             raise TrainError(f"{self.paths[enc]}: video {name!r} of encoder {enc!r} has views {', '.join(stored)}; "
                              f"view {self.view!r} needs {'two or more' if self.view == 'mean' else self.view} "
                              f"(run `afwpipe extract --encoder {enc} --views full,flip,crop0.8,...`)")
-        arrays = [g[array_name(v)][...] for v in want]
-        self.reads += len(arrays)
-        return arrays[0] if len(arrays) == 1 else np.mean([a.astype(np.float32) for a in arrays], axis=0)
+        if len(want) == 1:
+            self.reads += 1
+            return g[array_name(want[0])][...]
+        # the mean of the views in float32, one view in memory at a time beside the sum (np.mean over a stack
+        # held every view as float32 at once: n_views x the video's bytes at peak); the same sum order as the
+        # stack's mean over axis 0, so the values are the same
+        total = g[array_name(want[0])][...].astype(np.float32)
+        for v in want[1:]:
+            total += g[array_name(v)][...]
+        self.reads += len(want)
+        total /= np.float32(len(want))
+        return total
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -193,6 +213,11 @@ class ArrayFeatures:
 
     def identity(self, enc: str, names: Sequence[str]) -> dict:
         return self.identities.get(enc, {"encoder": enc, "dim": self.shape(enc, names[0])[1]})
+
+    def nbytes(self, enc: str, name: str) -> int:
+        """Bytes :meth:`load` returns for video ``name`` (``emb`` and ``present`` as held)."""
+        emb, present = self.arrays[enc][name]
+        return int(np.asarray(emb).nbytes + np.asarray(present).nbytes)
 
     def load(self, enc: str, name: str) -> tuple[np.ndarray, np.ndarray]:
         self.reads += 1

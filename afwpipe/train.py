@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from . import atomic, store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
+from .clips.cache import LRUCache
 from .clips.gate import SpeechGate, parse_speech_gate
 from .device import autocast, resolve_device
 from .config import FromParams
@@ -94,7 +95,8 @@ class TrainConfig(FromParams):
         seed: seeds torch and the clip shuffling.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
         standardize: standardise each encoder's features with mean/std of the training videos.
-        cache_gb: byte budget (GiB) of the whole-video feature cache.
+        cache_gb: byte budget (GiB) of the whole-video feature cache of the run, shared by the training and
+            validation videos and counted in the bytes held (float32 for view ``mean``).
         task_weights: ``mtl`` loss weights per task (default 1 each).
         focal_gamma: focal γ of the AU and EXPR losses (Lin et al. 2017; 0: weighted BCE / CE as before,
             the positive / class weights stay as α; :mod:`afwpipe.losses`).
@@ -351,13 +353,13 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     cache = int(cfg.cache_gb * (1 << 30))
     identities = {e: features.identity(e, all_train + val_names) for e in cfg.features}
     gate = SpeechGate.from_config(ws, cfg.speech_gate, identities)
-    train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, cache_bytes=cache, gate=gate)
-    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache,
-                         gate=gate)
+    cache = LRUCache(cache)  # one budget for the run: training, validation and selection videos share it
+    train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, gate=gate, cache=cache)
+    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, gate=gate, cache=cache)
     select_ds = None
     if select_names:
         select_ds = val_ds if cfg.epoch_selection == "val" else ClipDataset(
-            features, labels, select_names, cfg.k, cfg.eval_stride, training=False, cache_bytes=cache, gate=gate)
+            features, labels, select_names, cfg.k, cfg.eval_stride, training=False, gate=gate, cache=cache)
     stats = train_ds.feature_stats() if cfg.standardize else None
     for ds in (train_ds, val_ds, select_ds):
         if ds is not None:

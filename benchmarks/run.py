@@ -15,6 +15,9 @@ Rows (issue 8):
      two encoders, several times a ``--big-cache-gb`` whole-video cache: a shuffled epoch from Zarr (page
      cache dropped) / from RAM, the loader's peak RSS against the cache budget, and whole-video reads through
      ZarrFeatures / the disk's sequential read rate;
+  4h-4i. memory against its budget (issue 20): peak RSS above the base ÷ the feature cache budget of
+     ``afwpipe train`` with ``view: mean`` and of ``afwpipe predict``, each in a fresh process on a synthetic
+     store 3x the budget it reads through (benchmarks/memory_budget.py; ``--mem-budget-gb``, ``--mem-frames``);
   6. end to end, video -> one encoder's features (index + detect + extract) / the frames-to-JPEG-files
      workflow of the ABAW seeds, same detector and encoder, same video; each run its own process;
   7. ``afwpipe analyze`` frames/s / the stages index + detect + extract + predict run separately (same video,
@@ -54,13 +57,15 @@ import analyze_speed  # noqa: E402
 import detect_speed  # noqa: E402
 import e2e_speed  # noqa: E402
 import extract_speed  # noqa: E402
+import memory_budget  # noqa: E402
 import text_speed  # noqa: E402
 import train_speed  # noqa: E402
 from common import disk_bytes, loop_video_to, machine, sample_video, sequential_read_rate  # noqa: E402
 
 QUICK = {"text_words": 30, "big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
          "video_frames": 200, "disk_mib": 16, "batch_size": 2, "rss_frames": 4, "detect_frames": 4, "e2e_frames": 4,
-         "repeats": 2}
+         "repeats": 2,
+         "mem_budget_gb": 2e-3, "mem_frames": 200}
 
 MB = 1e6
 GOALS = {">=": (lambda x, g: x >= g, "≥"), "<=": (lambda x, g: x <= g, "≤")}
@@ -290,6 +295,25 @@ def beyond_cache_rows(t: Table, tmp: Path, args) -> None:
     shutil.rmtree(tmp / "big", ignore_errors=True)
 
 
+def memory_rows(t: Table, tmp: Path, args) -> None:
+    budget = args.mem_budget_gb * (1 << 30)
+    n_videos = 2 * math.ceil(1.5 * budget / memory_budget.held_bytes(args.mem_frames))
+    ws = memory_budget.build(tmp / "mem" / "ws", n_videos, args.mem_frames)
+    size = f"{n_videos} videos × {args.mem_frames:,} frames, mae 768 (views full, flip) + logmel 80 float16"
+    load = os.getloadavg()[0]
+    val_bytes = (n_videos - n_videos // 2) * memory_budget.held_bytes(args.mem_frames)
+    for rid, part, gb, what in (("4h", "train", args.mem_budget_gb, "train (`view: mean`, train + val)"),
+                                ("4i", "predict", val_bytes / 3 / (1 << 30), "predict (the val half)")):
+        r = memory_budget.measure(ws.root, part, gb)
+        t.add(rid, f"{what} peak RSS above its base ÷ feature cache budget", r["over_bytes"], r["budget_bytes"],
+              f"{r['over_bytes'] / 2**20:,.0f} MiB (peak {r['peak_mib']:,.0f} − base {r['base_mib']:,.0f} MiB)",
+              f"{_gib(r['budget_bytes'])} budget (caches held at most {r['cache_max_mib']:,.1f} MiB)",
+              f"{size}; the store it reads is 3× the budget; one epoch / one predict run in a fresh process, tcn "
+              f"head, K=100, batch 32, CPU; goal 1.1 + one float32 batch ({r['batch_bytes'] / 2**20:,.0f} MiB); "
+              f"load average {load:.1f} at the start", goal=("<=", round(r["goal_bytes"] / r["budget_bytes"], 2)))
+    shutil.rmtree(tmp / "mem", ignore_errors=True)
+
+
 def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**28 else f"{nbytes / 2**20:,.1f} MiB"
 
@@ -353,6 +377,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--big-videos", type=int, default=420, help="rows 4e-4g, 5i: videos of the store beyond the cache")
     ap.add_argument("--big-frames", type=int, default=3000, help="rows 4e-4g, 5i: frames per video")
     ap.add_argument("--big-cache-gb", type=float, default=1.0, help="rows 4e-4g, 5i: whole-video cache (GiB)")
+    ap.add_argument("--mem-budget-gb", type=float, default=0.2, help="rows 4h-4i: feature cache budget (GiB)")
+    ap.add_argument("--mem-frames", type=int, default=1500, help="rows 4h-4i: frames per video")
     ap.add_argument("--workdir", type=Path, default=None, help="folder for the temporary files (the disk measured)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
     args = ap.parse_args(argv)
@@ -369,7 +395,8 @@ def main(argv: list[str] | None = None) -> dict:
     table = Table()
     tmp = Path(tempfile.mkdtemp(prefix="afwpipe-bench-", dir=args.workdir))
     try:
-        for part in (extract_rows, text_rows, detect_rows, train_and_read_rows, beyond_cache_rows, e2e_rows, analyze_rows):
+        for part in (extract_rows, text_rows, detect_rows, train_and_read_rows, beyond_cache_rows, memory_rows, e2e_rows,
+                     analyze_rows):
             t = time.perf_counter()
             part(table, tmp, args)
             print(f"   ({part.__name__}: {time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)

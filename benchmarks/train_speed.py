@@ -51,11 +51,16 @@ def build(root: Path, n_videos: int, n_frames: int, seed: int = 0, dims: dict[st
             store.write_time_array(g, "emb", rng.normal(size=(n_frames, d)).astype(np.float16))
             store.write_time_array(g, "present", np.ones(n_frames, bool))
             store.mark_complete(g)
-        g = labels.create_group(name)
-        store.write_time_array(g, "au", rng.integers(0, 2, (n_frames, 12)).astype(np.int8))
-        store.write_time_array(g, "expr", rng.integers(0, 8, n_frames).astype(np.int8))
-        store.write_time_array(g, "va", rng.uniform(-1, 1, (n_frames, 2)).astype(np.float32))
+        random_labels(labels, name, n_frames, rng)
     return ws, names
+
+
+def random_labels(labels, name: str, n_frames: int, rng: np.random.Generator) -> None:
+    """Random AU / EXPR / VA labels of video ``name`` in the labels store ``labels`` (an open group)."""
+    g = labels.create_group(name)
+    store.write_time_array(g, "au", rng.integers(0, 2, (n_frames, 12)).astype(np.int8))
+    store.write_time_array(g, "expr", rng.integers(0, 8, n_frames).astype(np.int8))
+    store.write_time_array(g, "va", rng.uniform(-1, 1, (n_frames, 2)).astype(np.float32))
 
 
 def write_npy_cache(ws: store.Workspace, names: list[str], out: Path) -> None:

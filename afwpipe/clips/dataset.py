@@ -49,6 +49,10 @@ class ClipDataset(torch.utils.data.Dataset):
         training: only picks the default stride.
         stats: encoder -> ``(mean [D], std [D])`` for standardisation, or None (raw features).
         cache_bytes: byte budget of the whole-video cache (None: unbounded); the read-ahead loads into it.
+            Counted in the bytes a loaded video holds (``features.nbytes``: float32 for view ``mean``).
+        cache: an :class:`~.cache.LRUCache` to share instead (``cache_bytes`` is then ignored): the training
+            and validation sets of one run share one budget. Datasets sharing a cache must read the same
+            features (videos are cached by name).
         tasks: label tasks carried in batches.
         gate: a :class:`~afwpipe.clips.gate.SpeechGate` zeroing audio features outside speech, or None.
         read_ahead: fraction of ``cache_bytes`` kept for reading the next videos while the current ones
@@ -65,7 +69,7 @@ class ClipDataset(torch.utils.data.Dataset):
                  k: int = DEFAULT_K, stride: int | None = None, training: bool = True,
                  stats: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
                  cache_bytes: int | None = DEFAULT_CACHE_BYTES, tasks: Sequence[str] = tuple(TASKS),
-                 gate=None, read_ahead: float = 0.5):
+                 gate=None, read_ahead: float = 0.5, cache: LRUCache | None = None):
         if not 0 <= read_ahead < 1:
             raise ValueError(f"ClipDataset: read_ahead must be in [0, 1), got {read_ahead}")
         self.read_ahead = float(read_ahead)
@@ -76,7 +80,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.tasks = tuple(tasks)
         self.k = int(k)
         self.stride = int(stride) if stride else (max(1, self.k // 2) if training else self.k)
-        self.cache = LRUCache(cache_bytes)
+        self.cache = LRUCache(cache_bytes) if cache is None else cache
         self.dims: dict[str, int] = {}
         self.n_frames: list[int] = []
         self.video_bytes: list[int] = []
@@ -89,7 +93,7 @@ class ClipDataset(torch.utils.data.Dataset):
                     raise TrainError(self._length_message(name, enc, te, t))
                 if self.dims.setdefault(enc, d) != d:
                     raise TrainError(f"encoder {enc!r}: video {name!r} has dim {d}, other videos {self.dims[enc]}")
-                nbytes += te * d * 2 + te
+                nbytes += self._nbytes(enc, name, te, d)
             self.n_frames.append(t)
             self.video_bytes.append(nbytes)
         self.clips = clip_table(self.n_frames, self.k, self.stride)
@@ -97,6 +101,12 @@ class ClipDataset(torch.utils.data.Dataset):
         self.gate = gate
         if stats is not None:
             self.set_stats(stats)
+
+    def _nbytes(self, enc: str, name: str, t: int, d: int) -> int:
+        """Bytes video ``name`` of ``enc`` holds once loaded (``features.nbytes``; else float16 ``emb`` and a
+        bool ``present``)."""
+        nbytes = getattr(self.features, "nbytes", None)
+        return int(nbytes(enc, name)) if nbytes is not None else t * d * 2 + t
 
     def _labels_length(self, name: str) -> int:
         lengths = {t: len(a) for t, a in self.labels[name].items()}
