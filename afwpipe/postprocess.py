@@ -22,7 +22,9 @@ them). The ensemble covers the videos every fold system predicted (the ``val`` a
 scored only on the labelled ones that no member head (general or scene) trained or early-stopped on
 (:func:`seen_videos`); when there is none -- e.g. the ``official`` head early-stops on every ``val``
 video -- it is scored on the track's ``val`` split and flagged ``optimistic`` with a reason (systems.json,
-metrics.json, summary lines). ``vote`` takes the fold decisions (AU majority per AU with ``au_vote_tie`` on a
+metrics.json, summary lines). A system whose heads read features of an encoder fine-tuned (``afwpipe
+finetune``) on one of its scored videos is flagged ``optimistic`` too, naming the encoder and the videos
+(:func:`flag_fitted_features`). ``vote`` takes the fold decisions (AU majority per AU with ``au_vote_tie`` on a
 tie, EXPR majority class with ties to the highest summed probability, VA mean), ``soft`` averages the
 processed probabilities / values and then thresholds (fixed or tuned as above) or takes the argmax.
 
@@ -489,6 +491,31 @@ def seen_videos(ws: store.Workspace, index: dict, record: dict) -> set[str]:
     return set(train) | set(val)
 
 
+def features_fitted_on(ws: store.Workspace, head: str) -> dict[str, list[str]]:
+    """encoder -> videos whose labels fine-tuned the features head ``head`` reads (``features_trained_on`` of its
+    ``models/<head>/metrics.json``, written by the train step; ``{}`` for a head without fine-tuned features or
+    without that file)."""
+    path = ws.models / head / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()).get("features_trained_on") or {})
+    except (ValueError, AttributeError) as e:
+        raise PostprocessError(f"{path}: unreadable ({e}); retrain the head") from None
+
+
+def flag_fitted_features(ws: store.Workspace, systems: Sequence[System]) -> None:
+    """Flag ``optimistic`` every system scored on a video whose labels fine-tuned an encoder its heads read
+    (the features already saw that video's labels), naming the encoder and the videos."""
+    for s in systems:
+        for head in s.heads:
+            for enc, names in features_fitted_on(ws, head).items():
+                hit = sorted(set(names) & set(s.eval_videos))
+                if hit:
+                    _flag(s, f"features {enc} (head {head}) come from an encoder fine-tuned on {len(hit)} scored "
+                             f"video(s): {', '.join(hit[:5])}{', …' if len(hit) > 5 else ''}")
+
+
 def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: set[str], labels: Mapping,
                     cfg: PostConfig) -> System | None:
     """Fold ensemble of a track over the videos every fold predicted.
@@ -617,6 +644,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         ens = ensemble_system(track, folds, seen, split_val, labels, cfg)
         if ens is not None:
             systems.append(ens)
+    flag_fitted_features(ws, systems)
     if not systems:
         raise PostprocessError(f"{ws.predictions_index}: no head predicts any of {', '.join(TRACKS)} "
                            f"(sources {cfg.sources})")

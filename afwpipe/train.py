@@ -12,7 +12,8 @@ mean CCC of valence and arousal, ``mtl`` the mean of the three.
 Folds and scenes: which videos train and which validate is :func:`afwpipe.folds.split_videos`.
 
 Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, config, encoder identities,
-standardisation statistics) and ``metrics.json`` (per-epoch and best validation metrics).
+standardisation statistics) and ``metrics.json`` (per-epoch and best validation metrics; the training and
+validation videos; ``features_trained_on``: per fine-tuned encoder the videos its labels fitted).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .inference import predict_frames, save_checkpoint, to_device
 from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRACKS, TRAIN_TASKS, valid_mask
 from .losses import au_pos_weights, expr_class_weights, expr_log_prior, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
-from .readers import ZarrFeatures, load_labels
+from .readers import ZarrFeatures, load_labels, trained_on_of
 from .folds import parse_fold, split_videos
 from .views import FULL, parse_view
 
@@ -339,10 +340,23 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
                     train_videos=train_names, val_videos=val_names)
     metrics = {"run": cfg.run_name, "task": cfg.task, "head": cfg.head, "fold": cfg.fold, "scene": cfg.scene,
                "best_epoch": best_epoch, "best": best, "epochs": history,
-               "train_videos": train_names, "val_videos": val_names}
+               "train_videos": train_names, "val_videos": val_names,
+               "features_trained_on": features_trained_on(identities)}
     (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=1) + "\n")
     return TrainResult(cfg, out_dir, best_epoch, best, len(history), len(train_names), len(val_names),
                        time.perf_counter() - t0)
+
+
+def features_trained_on(identities: dict) -> dict[str, list[str]]:
+    """encoder -> the videos whose labels fine-tuned it (``afwpipe finetune``'s ``trained_on``, recorded in the
+    feature store's ``encoder_config``), for the fine-tuned encoders among ``identities`` (encoder -> store
+    identity); postprocess flags a system scored on one of these videos optimistic."""
+    out = {}
+    for enc, ident in identities.items():
+        names = trained_on_of(ident.get("encoder_config"))
+        if names:
+            out[enc] = names
+    return out
 
 
 def _finite(obj):

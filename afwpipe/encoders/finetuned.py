@@ -7,7 +7,7 @@ config of the base encoder with ``name = ft_<run>``, ``weights = sha256:<model.s
 ``extra["finetune"]``: the record's digest, base encoder and weights identity, task, fold, ``trained_on`` and
 ``selected_on``. That config is the store's identity, so a new fine-tune (new record) makes ``extract`` redo
 every video, and a head reading the store knows which videos the features were fitted on
-(:func:`trained_on_of`).
+(:func:`afwpipe.readers.trained_on_of`).
 """
 
 from __future__ import annotations
@@ -72,12 +72,6 @@ def finetuned_encoder(run: str, weights=None, device: str = "cpu"):
     return enc
 
 
-def trained_on_of(encoder_config: dict | None) -> list[str]:
-    """The videos whose labels fitted a fine-tuned encoder, from a feature store's ``encoder_config``
-    (its ``finetune.trained_on``); ``[]`` for an encoder that was not fine-tuned here."""
-    return list(((encoder_config or {}).get("finetune") or {}).get("trained_on") or [])
-
-
 def list_runs(finetune_dir: Path) -> list[dict]:
     """One row per finished run of a workspace's ``finetune/``: ``name`` (``ft_<run>``), ``base``, ``task``,
     ``fold``, ``trained_on`` (count), ``best_epoch``, ``folder``."""
@@ -98,4 +92,4 @@ ENCODERS.register_family(FT_PREFIX, finetuned_encoder, describe="<run>",
                                                    extra={"source": "afwpipe finetune"}),
                          source="<workspace>/finetune/<run>/model.safetensors")
 
-__all__ = ["FT_PREFIX", "finetuned_encoder", "list_runs", "read_record", "trained_on_of"]
+__all__ = ["FT_PREFIX", "finetuned_encoder", "list_runs", "read_record"]

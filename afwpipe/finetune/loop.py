@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,7 +116,9 @@ def _gather(t: torch.Tensor, differentiable: bool) -> torch.Tensor:
     import torch.distributed.nn.functional as dnn
 
     if differentiable:
-        return torch.cat(dnn.all_gather(t))
+        with warnings.catch_warnings():  # deprecated for a private successor (_functional_collectives); kept
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.cat(dnn.all_gather(t))
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts)
