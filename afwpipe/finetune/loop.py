@@ -70,9 +70,10 @@ class FinetuneResult:
         if self.skipped:
             return f"finetune {r['run']}: finished before (record {self.run_dir / RECORD}); skipped"
         per_epoch = np.mean([e["seconds"] for e in r["epochs"]])
+        chosen = (f"selection score {r['best_score']:.4f}" if r["selected_on"] else "the last: no video chose")
         return (f"finetune {r['run']}: {len(r['trained_on'])} videos trained on, {len(r['selected_on'])} chose the "
                 f"epoch; {r['frames_per_epoch']} frames/epoch, {len(r['epochs'])} epochs ({per_epoch:.1f} s each), "
-                f"best epoch {r['best_epoch']} (score {r['best_score']}) -> {self.run_dir}; "
+                f"kept epoch {r['best_epoch']} ({chosen}) -> {self.run_dir}; "
                 f"encoder ft_{r['run']}")
 
 
