@@ -54,3 +54,7 @@ def make_workspace(root, videos: dict[str, dict], size: int = 32, frames: int = 
 #: five official-train videos (an inner split of 5 holds out one to choose the epoch), two val, fold 0/1 members
 VIDEOS = {f"tr{i}": {"split": "train", "fold": i % 2} for i in range(5)} | {
     "va0": {"split": "val", "fold": 0}, "va1": {"split": "val", "fold": 1}}
+
+#: two official-train videos: too few for an inner split, so the last epoch is kept (resume and DDP tests compare
+#: the weights of the last epoch, not of an early epoch both runs happened to choose)
+TWO = {"tr0": {"split": "train", "fold": 0}, "tr1": {"split": "train", "fold": 1}, "va0": {"split": "val", "fold": 0}}

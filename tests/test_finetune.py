@@ -22,7 +22,7 @@ from afwpipe.postprocess import System, flag_fitted_features
 from afwpipe.readers import ZarrFeatures
 from afwpipe.train import features_trained_on
 
-from ft_workspace import TINY, VIDEOS, make_workspace
+from ft_workspace import TINY, TWO, VIDEOS, make_workspace
 
 RUN = "vit-expr"
 
@@ -124,9 +124,9 @@ class _Killed(Exception):
 
 def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path, one_torch_thread):
     aug = {"scale": [0.7, 1.0], "hflip": 0.5, "color_jitter": 0.0, "auto_augment": None}
-    whole = make_workspace(tmp_path / "whole", VIDEOS)
+    whole = make_workspace(tmp_path / "whole", TWO)
     finetune(whole, _cfg(augment=aug), progress=False)
-    cut = make_workspace(tmp_path / "cut", VIDEOS)
+    cut = make_workspace(tmp_path / "cut", TWO)
 
     def kill(epoch):
         if epoch == 2:
@@ -137,7 +137,7 @@ def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path,
     run_dir = cut.finetune(RUN)
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "record.json").exists()
     resumed = finetune(cut, _cfg(augment=aug), progress=False)
-    assert [e["epoch"] for e in resumed.record["epochs"]] == [1, 2, 3]
+    assert [e["epoch"] for e in resumed.record["epochs"]] == [1, 2, 3] and resumed.record["best_epoch"] == 3
     for f in ("model.safetensors", "head.safetensors"):
         a, b = _weights(whole.finetune(RUN) / f), _weights(run_dir / f)
         assert all(torch.equal(a[k], b[k]) for k in a), f
@@ -161,12 +161,12 @@ def test_two_gloo_processes_give_the_weights_of_one_process_with_the_same_global
     import torch.multiprocessing as mp
 
     aug = {"scale": [0.7, 1.0], "hflip": 0.5, "color_jitter": 0.0, "auto_augment": None}
-    one = make_workspace(tmp_path / "one", VIDEOS)
+    one = make_workspace(tmp_path / "one", TWO)
     finetune(one, _cfg(augment=aug, epochs=2), progress=False)
-    two = make_workspace(tmp_path / "two", VIDEOS)
+    two = make_workspace(tmp_path / "two", TWO)
     mp.spawn(_ddp_worker, args=(2, str(two.root), f"file://{tmp_path / 'rendezvous'}"), nprocs=2, join=True)
     rec = json.loads((two.finetune(RUN) / "record.json").read_text())
-    assert rec["world_size"] == 2
+    assert rec["world_size"] == 2 and rec["best_epoch"] == 2
     steps, lr = rec["epochs"][-1]["steps"], rec["config"]["lr"]
     for f in ("model.safetensors", "head.safetensors"):
         a, b = _weights(one.finetune(RUN) / f), _weights(two.finetune(RUN) / f)
