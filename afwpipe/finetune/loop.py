@@ -17,8 +17,8 @@ equal one process's with the same global batch up to float rounding. BatchNorm s
 Files of ``<ws>/finetune/<run>/``: ``checkpoint.pt`` after every epoch (weights, optimizer, schedule, RNG,
 history; a rerun continues from it), ``best.safetensors`` / ``best_head.safetensors`` when the selection
 score improves, and at the end ``model.safetensors`` (the encoder's torch model, state dict), ``head.safetensors``
-(the linear output) and ``record.json``, written last: a run with a record of the same config is finished
-and skipped. The checkpoint is removed then.
+(the linear output) and ``record.json``, written last: a run whose record has the same config, base weights
+identity and videos is finished and skipped. The checkpoint is removed then.
 """
 
 from __future__ import annotations
@@ -161,11 +161,6 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
     out_dir = ws.finetune(cfg.run)
     record_path = out_dir / RECORD
     key = _config_key(cfg)
-    if record_path.is_file():
-        rec = json.loads(record_path.read_text())
-        if rec.get("config_key") == key:
-            return FinetuneResult(out_dir, rec, skipped=True)
-        log.warning("finetune %s: %s holds another config; fine-tuning again", cfg.run, record_path)
     device = torch.device(resolve_device(cfg.device))
     index = ws.read_index()
     train_names, _ = split_videos(index, (cfg.task,), cfg.fold)
@@ -190,6 +185,13 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
     if encoder.cfg.modality != "visual" or not isinstance(getattr(encoder, "model", None), torch.nn.Module):
         raise TrainError(f"finetune: {name} is not a visual encoder with a torch model ({encoder!r})")
     base_weights = encoder.cfg.weights
+    if record_path.is_file():  # finished: the same config, base weights and videos
+        rec = json.loads(record_path.read_text())
+        if (rec.get("config_key"), rec["base"].get("weights"), rec.get("trained_on"), rec.get("selected_on")) == \
+                (key, base_weights, fit, select):
+            return FinetuneResult(out_dir, rec, skipped=True)
+        log.warning("finetune %s: %s holds another config, base weights or videos; fine-tuning again",
+                    cfg.run, record_path)
     net = FinetuneNet(encoder, cfg.task).to(device)
     encoder.device = device
     cw = class_weights(cfg.task, plan.all_labels())
@@ -202,9 +204,9 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ck.get("config_key") != key:
-            raise TrainError(f"{ckpt_path}: a checkpoint of another fine-tune config; delete it (or the folder) "
-                             f"to start over, or rerun with the config it was written with")
+        if ck.get("config_key") != key or ck.get("videos") != [fit, select]:
+            raise TrainError(f"{ckpt_path}: a checkpoint of another fine-tune config or other videos; delete it "
+                             f"(or the folder) to start over, or rerun with the config it was written with")
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
@@ -267,7 +269,7 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
                 _save_tensors(out_dir / "best.safetensors", net.backbone.state_dict())
                 _save_tensors(out_dir / "best_head.safetensors", net.head.state_dict())
             tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"config_key": key, "epoch": epoch, "step": step, "net": net.state_dict(),
+            torch.save({"config_key": key, "videos": [fit, select], "epoch": epoch, "step": step, "net": net.state_dict(),
                         "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": torch.get_rng_state(),
                         "history": history, "best": best}, tmp)
             os.replace(tmp, ckpt_path)
