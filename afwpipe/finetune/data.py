@@ -150,7 +150,7 @@ def augment_frames(augment, crops: np.ndarray, seed: int, epoch: int, positions:
             for i, (c, g) in enumerate(zip(crops, positions.tolist())):
                 s = hash((int(seed), int(epoch), int(g))) & 0xFFFFFFFF
                 random.seed(s)
-                torch.manual_seed(s)
+                torch.random.default_generator.manual_seed(s)  # CPU only (torch.manual_seed queues CUDA seeding)
                 out[i] = np.asarray(augment(Image.fromarray(c)), np.uint8)
     finally:
         random.setstate(state)
@@ -214,17 +214,27 @@ class CropBuffers(torch.utils.data.Dataset):
 
 def local_batches(loader, size: int):
     """Re-cut the loader's buffers into this process's micro-batches of ``size`` frames (in global order)."""
-    xs, ys, n = [], [], 0
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (x, y) pieces not yet in a batch, in order
+    n = 0
     for item in loader:
         if not len(item["g"]):
             continue
-        xs.append(item["x"])
-        ys.append(item["y"])
+        pending.append((item["x"], item["y"]))
         n += len(item["g"])
-        while n >= size:
-            x, y = torch.cat(xs), torch.cat(ys)
-            yield x[:size], y[:size]
-            xs, ys, n = [x[size:]], [y[size:]], n - size
+        while n >= size:  # take the first ``size`` rows; copy only those rows (never the whole buffer again)
+            take, xs, ys = size, [], []
+            while take:
+                x, y = pending[0]
+                k = min(take, len(x))
+                xs.append(x[:k])
+                ys.append(y[:k])
+                if k == len(x):
+                    pending.pop(0)
+                else:
+                    pending[0] = (x[k:], y[k:])
+                take -= k
+            n -= size
+            yield (xs[0], ys[0]) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys))
 
 
 def sequential_batches(ws: store.Workspace, plan: FramePlan, size: int):
