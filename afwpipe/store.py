@@ -8,6 +8,7 @@ Layout of a workspace (one per dataset, e.g. ``work/sample``)::
     audio.zarr/<name>/wave              [N] float32, 16 kHz mono; attribute ``present``
     features/<encoder>.zarr/<name>/emb  [T, D] float16, aligned to the video's decoded frames
     transcripts/<asr>.zarr/<name>/{word,start,end,confidence}   [W] words of one ASR (transcribe)
+    finetune/<encoder>-<task>[-<fold>]/{model.safetensors,head.safetensors,record.json}   a fine-tuned encoder
     models/<task>-<head>-<fold>[-<scene>]/{model.pt,metrics.json}
     predictions/<model>.zarr/<name>/{au,expr,va,present}   raw per-frame outputs of one head (predict)
     post/<track>-<fold|ensemble>.npz    <name>/{prob,before,after} post-processed decisions (postprocess)
@@ -142,6 +143,15 @@ class Workspace:
     def submission_dir(self) -> Path:
         """``submission/``: ABAW5/6-style files, one per track."""
         return self.root / "submission"
+
+    @property
+    def finetune_dir(self) -> Path:
+        """``finetune/``: one folder per fine-tuned visual encoder (:mod:`afwpipe.finetune`)."""
+        return self.root / "finetune"
+
+    def finetune(self, run: str) -> Path:
+        """``finetune/<run>/`` (``run`` = ``<encoder>-<task>[-<fold>]``, made safe as in :meth:`features`)."""
+        return self.finetune_dir / safe_name(run)
 
     def features(self, encoder: str) -> Path:
         """``features/<encoder>.zarr``; characters outside ``[A-Za-z0-9_.-]`` (e.g. ``timm:x``) become ``_``."""

@@ -29,7 +29,8 @@ Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, conf
 standardisation statistics, ``selected_on``) and ``metrics.json``: ``best_epoch`` (kept epoch, 1-based),
 ``best`` (validation metrics of the kept weights), ``epochs`` (per epoch the loss and, when names choose
 the epoch, their scores), ``epoch_selection``, ``selected_on``, ``selection`` (the selection names' score at
-the kept epoch, or None), ``train_videos`` (names whose frames fit the weights) and ``val_videos``.
+the kept epoch, or None), ``train_videos`` (names whose frames fit the weights), ``val_videos`` and
+``features_trained_on`` (per fine-tuned encoder, the videos whose labels fitted it).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from .inference import predict_frames, save_checkpoint, to_device
 from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRACKS, TRAIN_TASKS, valid_mask
 from .losses import au_pos_weights, expr_class_weights, expr_log_prior, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
-from .readers import ZarrFeatures, load_labels
+from .readers import ZarrFeatures, load_labels, trained_on_of
 from .folds import inner_split, parse_fold, split_videos
 from .views import FULL, parse_view
 
@@ -418,10 +419,23 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     metrics = {"run": cfg.run_name, "task": cfg.task, "head": cfg.head, "fold": cfg.fold, "scene": cfg.scene,
                "best_epoch": best_epoch, "best": best, "epochs": history,
                "epoch_selection": cfg.epoch_selection, "selected_on": select_names, "selection": selection,
-               "train_videos": train_names, "val_videos": val_names}
+               "train_videos": train_names, "val_videos": val_names,
+               "features_trained_on": features_trained_on(identities)}
     atomic.write_text(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1) + "\n")
     return TrainResult(cfg, out_dir, best_epoch, best, len(history), len(train_names), len(val_names),
                        time.perf_counter() - t0, select_names)
+
+
+def features_trained_on(identities: dict) -> dict[str, list[str]]:
+    """encoder -> the videos whose labels fine-tuned it (``afwpipe finetune``'s ``trained_on``, recorded in the
+    feature store's ``encoder_config``), for the fine-tuned encoders among ``identities`` (encoder -> store
+    identity); postprocess flags a system scored on one of these videos optimistic."""
+    out = {}
+    for enc, ident in identities.items():
+        names = trained_on_of(ident.get("encoder_config"))
+        if names:
+            out[enc] = names
+    return out
 
 
 def _finite(obj):

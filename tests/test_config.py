@@ -12,6 +12,7 @@ from afwpipe.detect import DetectConfig
 from afwpipe.errors import ConfigError, EncoderError, TrainError
 from afwpipe.evaluate import EvalConfig
 from afwpipe.extract import ExtractConfig
+from afwpipe.finetune import FinetuneConfig
 from afwpipe.postprocess import PostConfig
 from afwpipe.predict import PredictConfig
 from afwpipe.submission import SubmitConfig
@@ -24,10 +25,11 @@ from conftest import REPO
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 SECTIONS = {"dataset": DatasetConfig, "detect": DetectConfig, "extract": ExtractConfig, "train": TrainConfig,
             "predict": PredictConfig, "postprocess": PostConfig, "evaluate": EvalConfig, "submit": SubmitConfig,
-            "analyze": AnalyzeConfig, "transcribe": TranscribeConfig, "text": TextConfig}
+            "analyze": AnalyzeConfig, "transcribe": TranscribeConfig, "text": TextConfig, "finetune": FinetuneConfig}
 #: fields chosen per run (a command-line option or a DVC matrix item), not params.yaml keys
 PER_RUN = {ExtractConfig: {"encoder"}, TextConfig: {"encoder"}, TrainConfig: {"scene"},
-           PredictConfig: {"head", "tasks", "folds"}}
+           PredictConfig: {"head", "tasks", "folds"},
+           FinetuneConfig: {"encoder", "task", "fold", "weights", "options"}}  # run item; extract.weights/options
 
 
 def _default(f: dataclasses.Field):

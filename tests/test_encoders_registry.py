@@ -147,7 +147,8 @@ def test_cli_encoders_prints_one_row_per_registry_entry_from_its_default_cfg():
 
     res = CliRunner().invoke(main, ["encoders"])
     assert res.exit_code == 0, res.output
-    encoders, asrs = res.output.split("\n\n")
+    encoders, finetuned, asrs = res.output.split("\n\n")
+    assert finetuned.startswith("fine-tuned encoders of ")  # the workspace's ft_<run> (afwpipe finetune)
     rows = [line.split() for line in encoders.splitlines()[1:]]
     assert [r[0] for r in rows] == list_encoders()  # every name and family, once, in registry order
     from afwpipe.asr import list_asrs
@@ -161,6 +162,7 @@ def test_cli_encoders_prints_one_row_per_registry_entry_from_its_default_cfg():
     # dims published with whisper (n_audio_state) and HuBERT base, not read from our configs
     dims = {r[0]: r[2] for r in rows}
     assert (dims["whisper-tiny"], dims["whisper-large-v3"], dims["hubert"]) == ("384", "1280", "768")
-    assert [r[:3] for r in rows if "<" in r[0]] == [["hf:<repo_id>", "audio", "model's"],
+    assert [r[:3] for r in rows if "<" in r[0]] == [["ft_<run>", "visual", "model's"],
+                                                    ["hf:<repo_id>", "audio", "model's"],
                                                     ["text:<hf-id>", "text", "model's"],
                                                     ["timm:<model_id>", "visual", "model's"]]

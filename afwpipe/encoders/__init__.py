@@ -7,6 +7,7 @@ Importing this package registers every encoder below.
 """
 
 from . import hf_audio, logmel, mini_xception, text, timm_encoders, vad, whisper_encoder  # noqa: F401  (register)
+from . import finetuned  # noqa: F401  (registers ft_<run>, after the base encoders)
 from .align import average_per_frame, frame_spans
 from .base import AUDIO_SAMPLE_RATE, AudioEncoder, Encoder, EncoderConfig, VisualEncoder
 from .registry import ENCODERS, create_encoder, describe_encoders, is_encoder, list_encoders, register_encoder
