@@ -139,6 +139,8 @@ class ZarrFeatures:
 
     def _array(self, enc: str, name: str, array: str) -> ts.TensorStore:
         """Tensorstore array ``array`` (e.g. ``emb_flip``) of video ``name``, opened once and kept."""
+        if array == EMB:
+            return self._handles(enc, name)[0]
         key = (enc, name, array)
         if key not in self._views:
             self._views[key] = open_array(self.paths[enc] / name / array)
