@@ -1,16 +1,24 @@
 """Readers of the stores that :mod:`afwpipe.store` lays out: labels and features, read whole-video at a
-time (Zarr costs ~3.5 ms of per-call overhead for a small read, so clips are cut in memory; docs/stores.md).
+time (clips are cut in memory; docs/stores.md).
+
+Features are read with tensorstore (https://google.github.io/tensorstore/, its ``zarr3`` driver), a C++
+implementation of Zarr v3 with sharding: one ``pread`` per shard file and no Python work per chunk, where
+zarr-python 3 spends ~1.6 ms per whole-array read beyond its bytes (event-loop hop, shard index read, one
+read per inner chunk, several copies). The stores themselves are plain Zarr v3, written by zarr-python, and
+still open with ``zarr.open_group``, ``xarray.open_zarr`` and ``dask.array.from_zarr``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import functools
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+import tensorstore as ts
 
 from . import store
 from .errors import PostprocessError, PredictError, TrainError
@@ -19,6 +27,48 @@ from .views import EMB, FULL, array_name
 
 #: feature-group attributes that describe one video, not the encoder (left out of the identity)
 PER_VIDEO_ATTRS = {store.COMPLETE, "layout", "video", "n_frames", "present_frames"}
+
+#: tensorstore's limits for feature reads (its Context resources ``data_copy_concurrency`` and
+#: ``file_io_concurrency``, https://google.github.io/tensorstore/spec.html#context): at most this many tasks
+#: decode / copy chunks at once (CPU work: one core, so a reader leaves the other cores to the head that
+#: trains) and at most this many file reads are in flight (threads that wait on the disk, not the CPU;
+#: several at once keep a disk busier than one after the other). No chunk cache (``cache_pool`` 0 bytes):
+#: the whole-video LRU cache of :mod:`afwpipe.clips` holds what is read.
+READ_COPY_THREADS = 1
+READ_IO_THREADS = 4
+
+
+@functools.cache
+def read_context() -> ts.Context:
+    """The one tensorstore Context of this process's feature reads (:data:`READ_COPY_THREADS`,
+    :data:`READ_IO_THREADS`, no chunk cache)."""
+    return ts.Context({"data_copy_concurrency": {"limit": READ_COPY_THREADS},
+                       "file_io_concurrency": {"limit": READ_IO_THREADS},
+                       "cache_pool": {"total_bytes_limit": 0}})
+
+
+def open_array(path: Path) -> ts.TensorStore:
+    """Open the Zarr v3 array at folder ``path`` for reading with tensorstore (metadata only; reads go
+    through :func:`read_context`).
+
+    Raises:
+        TrainError: the folder holds no Zarr v3 array tensorstore can read (the message names the folder and
+            tensorstore's reason).
+    """
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+    try:
+        return ts.open(spec, read=True, open=True, context=read_context()).result()
+    except ValueError as e:
+        raise TrainError(f"{path}: cannot open this Zarr array for reading ({e}); re-extract the video") from e
+
+
+def _result(future, path: Path) -> np.ndarray:
+    """The array of a tensorstore read ``future`` of the array at ``path``; a failed read (e.g. a shard file
+    cut short) raises TrainError naming the array."""
+    try:
+        return future.result()
+    except ValueError as e:
+        raise TrainError(f"{path}: cannot read this Zarr array ({e}); re-extract the video") from e
 
 
 def available_encoders(ws: store.Workspace) -> list[str]:
@@ -41,11 +91,13 @@ class ZarrFeatures:
         reads: number of array reads done so far (one per video, encoder and array).
         on_disk: True: :class:`~afwpipe.clips.ClipDataset` reads these features ahead of use.
 
-    Where a read's time goes (zarr 3.1, 2 CPU cores; the README's benchmark rows 5c and 7): opening a video
-    group and its arrays costs ~0.7 ms per metadata document and a whole-array read ~1.6 ms beyond its
-    bytes, so the array handles are opened once per video and kept (``shape`` opens them); a cold read of
-    one file at a time waits on the disk's latency, so :meth:`will_need` lets the OS read the next videos'
-    files while this one is decoded.
+    Reads go through tensorstore (:func:`open_array`, threads limited by :data:`READ_COPY_THREADS` and
+    :data:`READ_IO_THREADS`); the arrays are bit-identical to ``zarr.open_group(...)[...][:]``. Opening an
+    array reads its metadata document (~0.5 ms), so the handles are opened once per video and kept
+    (``shape`` opens them); ``emb`` and ``present`` are read in the same call (both reads in flight at
+    once), so ``present`` costs next to nothing beside ``emb``. A cold read of one file at a time waits on
+    the disk's latency, so :meth:`will_need` lets the OS read the next videos' files while this one is
+    read. The README's benchmark rows 5c, 5g, 5h and 5j give the measured rates.
 
     Raises:
         TrainError: an encoder has no store (the message lists the stores that exist).
@@ -68,19 +120,36 @@ class ZarrFeatures:
                 f"(run `afwpipe extract --encoder {missing[0]}`)")
         self._groups = {e: store.open_store(p, "r") for e, p in self.paths.items()}
         self._arrays: dict[tuple[str, str], tuple] = {}
+        self._views: dict[tuple[str, str, str], ts.TensorStore] = {}
         self.view = view
         self.reads = 0
 
     def _handles(self, enc: str, name: str) -> tuple:
-        """``(emb, present or None)`` zarr arrays of a complete video, opened once and kept."""
+        """``(emb, present or None)`` tensorstore arrays of a complete video, opened once and kept."""
         key = (enc, name)
         if key not in self._arrays:
             if not store.is_complete(self.paths[enc], name):
                 raise TrainError(f"{self.paths[enc]}: no complete features of video {name!r} "
                                  f"(run `afwpipe extract --encoder {enc}`)")
-            g = self._groups[enc][name]
-            self._arrays[key] = (g["emb"], g["present"] if "present" in g else None)
+            g = self.paths[enc] / name
+            present = g / "present"
+            self._arrays[key] = (open_array(g / EMB),
+                                 open_array(present) if (present / "zarr.json").is_file() else None)
         return self._arrays[key]
+
+    def _array(self, enc: str, name: str, array: str) -> ts.TensorStore:
+        """Tensorstore array ``array`` (e.g. ``emb_flip``) of video ``name``, opened once and kept."""
+        if array == EMB:
+            return self._handles(enc, name)[0]
+        key = (enc, name, array)
+        if key not in self._views:
+            self._views[key] = open_array(self.paths[enc] / name / array)
+        return self._views[key]
+
+    def _read(self, enc: str, name: str, array: str) -> np.ndarray:
+        """Whole array ``array`` of video ``name`` (its stored dtype)."""
+        self.reads += 1
+        return _result(self._array(enc, name, array).read(), self.paths[enc] / name / array)
 
     def shape(self, enc: str, name: str) -> tuple[int, int]:
         """``(T, D)`` of ``emb`` of video ``name`` (metadata only, no data read)."""
@@ -93,7 +162,7 @@ class ZarrFeatures:
         What a cache of loaded videos holds, so a byte budget can count it before the read."""
         emb = self._handles(enc, name)[0]
         t, d = emb.shape
-        itemsize = np.dtype(emb.dtype).itemsize
+        itemsize = emb.dtype.numpy_dtype.itemsize
         if self.view == "mean" and self._groups[enc][name].attrs.get("modality", "visual") == "visual":
             itemsize = np.dtype(np.float32).itemsize
         return int(t) * int(d) * itemsize + int(t)
@@ -141,16 +210,19 @@ class ZarrFeatures:
 
         Raises:
             TrainError: the video is not complete; a visual encoder's video lacks the view (``mean``: has
-                fewer than two views).
+                fewer than two views); an array cannot be opened or read (names the array's folder).
         """
         emb_array, present_array = self._handles(enc, name)
+        folder = self.paths[enc] / name
+        # both reads in flight before either is awaited: present's few bytes come while emb's are read
+        present_read = present_array.read() if present_array is not None else None
         if self.view == FULL:
-            emb = emb_array[...]
+            emb = _result(emb_array.read(), folder / EMB)
             self.reads += 1
         else:
             emb = self._view_emb(enc, name, self._groups[enc][name])
-        if present_array is not None:
-            present = np.asarray(present_array[...], dtype=bool)
+        if present_read is not None:
+            present = np.asarray(_result(present_read, folder / "present"), dtype=bool)
             self.reads += 1
         else:
             present = np.ones(len(emb), dtype=bool)
@@ -158,8 +230,7 @@ class ZarrFeatures:
 
     def _view_emb(self, enc: str, name: str, g) -> np.ndarray:
         if self.view == FULL or g.attrs.get("modality", "visual") != "visual":
-            self.reads += 1
-            return g[EMB][...]
+            return self._read(enc, name, EMB)
         stored = list(g.attrs.get("views", [FULL]))
         want = stored if self.view == "mean" else [self.view]
         if any(v not in stored for v in want) or len(want) < (2 if self.view == "mean" else 1):
@@ -167,15 +238,13 @@ class ZarrFeatures:
                              f"view {self.view!r} needs {'two or more' if self.view == 'mean' else self.view} "
                              f"(run `afwpipe extract --encoder {enc} --views full,flip,crop0.8,...`)")
         if len(want) == 1:
-            self.reads += 1
-            return g[array_name(want[0])][...]
+            return self._read(enc, name, array_name(want[0]))
         # the mean of the views in float32, one view in memory at a time beside the sum (np.mean over a stack
         # held every view as float32 at once: n_views x the video's bytes at peak); the same sum order as the
         # stack's mean over axis 0, so the values are the same
-        total = g[array_name(want[0])][...].astype(np.float32)
+        total = self._read(enc, name, array_name(want[0])).astype(np.float32)
         for v in want[1:]:
-            total += g[array_name(v)][...]
-        self.reads += len(want)
+            total += self._read(enc, name, array_name(v))
         total /= np.float32(len(want))
         return total
 
