@@ -30,7 +30,7 @@ from .config import FromParams
 from .device import resolve_device
 from .errors import VideoError
 from .labels import AUDIO_SAMPLE_RATE
-from .faces import create_detector
+from .faces import align_faces, create_detector
 from .faces.select import FaceSelector
 from .fill import NearestFill
 from .frames import check_decoder, frame_batches
@@ -54,8 +54,7 @@ class DetectConfig(FromParams):
         weights: detector weights file (None: the detector's default / cache).
         use_cropped: read ``cropped_aligned/<name>/<00001>.jpg`` instead of detecting.
         queue_batches: decoded batches held ahead of the detector (bounds memory).
-        decoder: ``pyav`` (PyAV; frames scaled to the detector's input size in the RGB conversion, crops
-            from full resolution) or ``torchcodec`` (torchcodec on ``device``: NVDEC on CUDA); see
+        decoder: ``pyav`` (PyAV) or ``torchcodec`` (torchcodec on ``device``: NVDEC on CUDA); see
             ``afwpipe.frames``.
 
     Raises:
@@ -263,10 +262,10 @@ class FaceWorker:
         side = rec.get("side")
         selector = FaceSelector(side=None if side == "largest" else side, frame_width=rec.get("width"))
         t_first = None
-        source = frame_batches(path, B, self.cfg.decoder, self.detector.cfg.max_size, self.cfg.device)
+        source = frame_batches(path, B, self.cfg.decoder, self.cfg.device)
         for batch in prefetch(source, self.cfg.queue_batches):
             frames, times = batch.frames, batch.times
-            dets = [d.scaled(batch.scale) for d in self.detector.detect(frames)]
+            dets = self.detector.detect(frames)
             chosen = selector.update(dets)
             m = len(frames)
             boxes = np.full((m, 4), np.nan, np.float32)
@@ -276,7 +275,7 @@ class FaceWorker:
                 if c >= 0:
                     boxes[j], lms[j], score[j] = d.boxes[c], d.landmarks[c], d.scores[c]
             present = chosen >= 0
-            crops = batch.align(lms, S)
+            crops = align_faces(frames, lms, S)
             if not present.all():  # placeholder until filled from the nearest face (kept if none)
                 crops[~present] = _center_crop(frames[~present], S)
             t = np.array([np.nan if x is None else x for x in times], np.float64)
@@ -293,8 +292,7 @@ class FaceWorker:
             for a in range(0, n, self.cfg.batch_size):
                 yield np.zeros((min(self.cfg.batch_size, n - a), S, S, 3), np.uint8)
             return
-        max_side = self.detector.cfg.max_size
-        for batch in frame_batches(path, self.cfg.batch_size, self.cfg.decoder, max_side, self.cfg.device):
+        for batch in frame_batches(path, self.cfg.batch_size, self.cfg.decoder, self.cfg.device):
             k = min(len(batch.frames), n - pos)
             if k > 0:
                 yield _center_crop(batch.frames[:k], S)

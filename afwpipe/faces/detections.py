@@ -47,13 +47,6 @@ class Detections:
         """No face: ``N = 0``."""
         return cls(np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros(0))
 
-    def scaled(self, factor: float) -> Detections:
-        """The same faces with boxes and landmarks multiplied by ``factor`` (e.g. from a downscaled frame's
-        pixels to the full frame's); ``self`` when ``factor`` is 1."""
-        if factor == 1:
-            return self
-        return Detections(self.boxes * np.float32(factor), self.landmarks * np.float32(factor), self.scores)
-
     def __len__(self) -> int:
         return len(self.scores)
 
