@@ -106,3 +106,24 @@ def test_faceless_runs_are_filled_without_rewriting_written_rows(tmp_path, monke
     crops = g["crops"][...]
     assert (crops == _reference(crops, present)).all()
     assert not (crops[12] == crops[6]).all()  # the faces differ, so the fill's source is checked
+
+
+def test_faceless_video_longer_than_the_hold_gets_its_placeholders_again(tmp_path, monkeypatch, schedule_detector):
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 60, (10, 48, 64, 3), np.uint8)  # dark: no face anywhere
+    root = tmp_path / "ds"
+    make_video(root / "videos" / "clip.mp4", 10, size=(64, 48), frames=frames, audio=False)
+    crops = {}
+    for hold in (100, 3):
+        import afwpipe.detect as detect_module
+
+        monkeypatch.setattr(detect_module, "NearestFill", lambda write, hold_=None, _h=hold, **kw: NearestFill(write, _h))
+        ws = Workspace(tmp_path / f"work{hold}")
+        build_index(DatasetSpec(name="t", root=root, video_dirs=(root / "videos",), annotations=root / "a", folds_k=0),
+                    ws, progress=False)
+        worker = FaceWorker(ws, DetectConfig(detector=schedule_detector, size=16, batch_size=4, device="cpu"),
+                            progress=False)
+        res = worker.run_video(ws.read_index()["videos"][0])
+        assert res.present == 0
+        crops[hold] = zarr.open_group(str(ws.faces), mode="r")["clip"]["crops"][...]
+    assert crops[100].any() and (crops[3] == crops[100]).all()  # centre crops either way
