@@ -1,6 +1,7 @@
 """The face stage's frame source (afwpipe.frames): decoder choice and torchcodec against PyAV."""
 
 import builtins
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,13 +44,13 @@ def test_torchcodec_without_ffmpeg_names_the_missing_libraries(monkeypatch):
     assert "libavutil.so.56" in msg and all(lib in msg for lib in FFMPEG_LIBS) and "decoder" in msg
 
 
-@pytest.mark.parametrize("video", ["single_face", "no_face", "noface_face"])
+@pytest.mark.parametrize("video", ["single_face", "no_face", "noface_face", "rotated_90"])
 def test_torchcodec_gives_pyavs_frames_and_times(sample_videos, video):
     try:
         check_decoder("torchcodec")
     except ConfigError as e:
         pytest.skip(f"torchcodec cannot be loaded here: {e}")
-    path = sample_videos[video]
+    path = sample_videos.get(video) or Path(__file__).parent / "data" / f"{video}.mp4"  # rotated: phone video
     times, full = _pyav_frames(path)
     batches = list(torchcodec_batches(path, 16, device="cpu"))
     got = np.concatenate([b.frames for b in batches])
