@@ -21,10 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 
 from .errors import ConfigError, VideoError
-from .video import iter_frames
+from .video import _open, _rotation, rotate_frame
 
 DECODERS = ("pyav", "torchcodec")
 #: FFmpeg libraries torchcodec loads (sonames differ per FFmpeg major version).
@@ -44,22 +45,49 @@ class FrameBatch:
     frames: np.ndarray
 
 
+def _rgb(frame) -> np.ndarray:
+    """``uint8 [H, W, 3]`` RGB of a decoded frame, upright. Unrotated: a view of libswscale's output in the
+    converted frame (FFmpeg's buffer pool, so no fresh pages per frame), for one copy into the batch."""
+    rot = _rotation(frame)
+    if rot:
+        return rotate_frame(frame.to_ndarray(format="rgb24"), rot)
+    rgb = frame.reformat(format="rgb24")
+    plane = rgb.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(rgb.height, plane.line_size)
+    return rows[:, :rgb.width * 3].reshape(rgb.height, rgb.width, 3)
+
+
 def pyav_batches(path: str | Path, batch_size: int) -> Iterator[FrameBatch]:
-    """Decode ``path`` with PyAV (``afwpipe.video.iter_frames``) into :class:`FrameBatch` es of ``batch_size``
-    frames; a size change inside a video starts a new batch.
+    """Decode ``path`` with PyAV into :class:`FrameBatch` es of ``batch_size`` frames; a size change inside a
+    video starts a new batch. Frames are as ``afwpipe.video.iter_frames`` gives them (the same libswscale
+    conversion), converted straight into the batch's array.
 
     Raises:
         VideoError: as ``iter_frames`` (names the file; raised after the frames before it).
     """
-    buf, times = [], []
-    for _, t, rgb in iter_frames(path):
-        if buf and (len(buf) == batch_size or rgb.shape != buf[0].shape):
-            yield FrameBatch(times, np.stack(buf))
-            buf, times = [], []
-        buf.append(rgb)
-        times.append(t)
-    if buf:
-        yield FrameBatch(times, np.stack(buf))
+    path = Path(path)
+    container = _open(path)
+    try:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        buf, times, i = None, [], 0
+        try:
+            for frame in container.decode(vs):
+                rgb = _rgb(frame)
+                if buf is not None and (len(times) == batch_size or rgb.shape != buf.shape[1:]):
+                    yield FrameBatch(times, buf[:len(times)])
+                    buf, times = None, []
+                if buf is None:
+                    buf = np.empty((batch_size,) + rgb.shape, np.uint8)
+                buf[len(times)] = rgb
+                times.append(frame.time)
+                i += 1
+        except (av.error.FFmpegError, OSError) as e:
+            raise VideoError(f"{path}: decoding failed after {i} frames ({e})") from e
+        if times:
+            yield FrameBatch(times, buf[:len(times)])
+    finally:
+        container.close()
 
 
 def check_decoder(decoder: str) -> None:

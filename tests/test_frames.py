@@ -8,7 +8,7 @@ import pytest
 
 from afwpipe.detect import DetectConfig
 from afwpipe.errors import ConfigError
-from afwpipe.frames import FFMPEG_LIBS, check_decoder, torchcodec_batches
+from afwpipe.frames import FFMPEG_LIBS, check_decoder, pyav_batches, torchcodec_batches
 from afwpipe.video import iter_frames
 
 
@@ -42,6 +42,16 @@ def test_torchcodec_without_ffmpeg_names_the_missing_libraries(monkeypatch):
         DetectConfig(decoder="torchcodec")
     msg = str(e.value)
     assert "libavutil.so.56" in msg and all(lib in msg for lib in FFMPEG_LIBS) and "decoder" in msg
+
+
+@pytest.mark.parametrize("video", ["face_noface", "rotated_90"])
+def test_pyav_batches_are_the_streamed_frames(sample_videos, video):
+    path = sample_videos.get(video) or Path(__file__).parent / "data" / f"{video}.mp4"
+    times, full = _pyav_frames(path)
+    batches = list(pyav_batches(path, 16))
+    assert [len(b.frames) for b in batches] == [16] * (len(full) // 16) + ([len(full) % 16] if len(full) % 16 else [])
+    assert (np.concatenate([b.frames for b in batches]) == np.stack(full)).all()
+    assert np.concatenate([b.times for b in batches]).tolist() == times.tolist()
 
 
 @pytest.mark.parametrize("video", ["single_face", "no_face", "noface_face", "rotated_90"])
