@@ -126,9 +126,8 @@ def index_cmd(obj):
 @click.option("--use-cropped/--detect", default=None,
               help="Read Aff-Wild2's cropped_aligned/<video>/<00001>.jpg instead of detecting faces.")
 @click.option("--decoder", type=click.Choice(["pyav", "torchcodec"]), default=None,
-              help="Video decoder (detect.decoder, default pyav): pyav scales frames to the detector's input "
-                   "size while converting to RGB and crops from full resolution; torchcodec decodes on --device "
-                   "(NVDEC on cuda) and needs FFmpeg's shared libraries.")
+              help="Video decoder (detect.decoder, default pyav): pyav decodes with PyAV on the CPU; torchcodec "
+                   "decodes on --device (NVDEC on cuda) and needs torchcodec and FFmpeg's shared libraries.")
 @click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
 @_scheduler_option
