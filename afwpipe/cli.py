@@ -125,15 +125,19 @@ def index_cmd(obj):
 @click.option("--weights", default=None, help="Detector weights file (default: the detector's own cache).")
 @click.option("--use-cropped/--detect", default=None,
               help="Read Aff-Wild2's cropped_aligned/<video>/<00001>.jpg instead of detecting faces.")
+@click.option("--decoder", type=click.Choice(["pyav", "torchcodec"]), default=None,
+              help="Video decoder (detect.decoder, default pyav): pyav decodes with PyAV on the CPU; torchcodec "
+                   "decodes on --device (NVDEC on cuda) and needs torchcodec and FFmpeg's shared libraries.")
 @click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
 @_scheduler_option
 @click.pass_obj
-def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, names, accept_failures, scheduler):
+def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, decoder, names, accept_failures,
+               scheduler):
     """Detect, align and crop the target face of every frame; keep the audio.
 
     \b
-    For each indexed video: frames are streamed with PyAV, faces detected in batches, the target face
+    For each indexed video: frames are streamed (PyAV, or torchcodec), faces detected in batches, the target face
     chosen (largest / tracked; for X_left / X_right the left / right person), aligned with its 5
     landmarks to an SxS crop, and written to <workdir>/<dataset>/faces.zarr/<video>/
     (boxes [T,4], landmarks [T,5,2], score [T], present [T], crops [T,S,S,3] uint8, times [T] s).
@@ -148,7 +152,7 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, na
 
     cfg = detect.DetectConfig.from_params(_section(obj, "detect"), detector=detector, size=size,
                                           batch_size=batch_size, device=device, weights=weights,
-                                          use_cropped=use_cropped)
+                                          use_cropped=use_cropped, decoder=decoder)
     _, ws = _workspace(obj)
     sys.exit(detect.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures, scheduler=scheduler))
 

@@ -3,8 +3,9 @@
 Per video (``detect_video``), three things overlap: a decoding thread fills a bounded queue with
 batches of frames (PyAV, never the whole video in memory), the calling thread runs the detector and
 alignment, and a writer thread appends the results to ``faces.zarr/<name>/`` shard by shard. Frames
-without the target face keep ``present=False``; their crop is filled afterwards from the nearest frame
-with a face (ties to the earlier frame), as the ABAW seeds do. The audio track is resampled to 16 kHz
+without the target face keep ``present=False``; their crop is filled from the nearest frame with a face
+(ties to the earlier frame), as the ABAW seeds do, on the stream before the writer (``afwpipe.fill``), so
+no written shard is rewritten. The audio track is resampled to 16 kHz
 mono into ``audio.zarr/<name>/wave`` on the frames' clock: sample 0 is at the first decoded frame's container
 time (``video.read_audio_track``; attributes ``offset`` s and ``lead`` samples of silence added). ``complete`` is written last in both groups, so a killed run is
 redone from scratch for that video and skipped for the finished ones.
@@ -31,10 +32,12 @@ from .errors import VideoError
 from .labels import AUDIO_SAMPLE_RATE
 from .faces import align_faces, create_detector
 from .faces.select import FaceSelector
+from .fill import NearestFill
+from .frames import check_decoder, frame_batches
 from .prefetch import prefetch
 from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
-from .video import decoded_seconds, iter_frames, probe_video, read_audio_track, truncation_warning
+from .video import decoded_seconds, probe_video, read_audio_track, truncation_warning
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,11 @@ class DetectConfig(FromParams):
         weights: detector weights file (None: the detector's default / cache).
         use_cropped: read ``cropped_aligned/<name>/<00001>.jpg`` instead of detecting.
         queue_batches: decoded batches held ahead of the detector (bounds memory).
+        decoder: ``pyav`` (PyAV) or ``torchcodec`` (torchcodec on ``device``: NVDEC on CUDA); see
+            ``afwpipe.frames``.
+
+    Raises:
+        ConfigError: ``decoder`` is unknown, or torchcodec cannot be loaded (names FFmpeg's libraries).
     """
 
     params_section: ClassVar[str] = "detect"
@@ -62,27 +70,16 @@ class DetectConfig(FromParams):
     weights: str | None = None
     use_cropped: bool = False
     queue_batches: int = 4
+    decoder: str = "pyav"
 
     def __post_init__(self):
         self.size, self.batch_size, self.queue_batches = int(self.size), int(self.batch_size), int(self.queue_batches)
+        check_decoder(self.decoder)
 
     def identity(self, detector_cfg: dict | None) -> dict:
         """What makes two runs' outputs comparable; stored on every video group."""
         return {"detector": "cropped_aligned" if self.use_cropped else self.detector, "size": self.size,
                 "detector_config": detector_cfg or {}}
-
-
-def _batches(path: Path, batch_size: int):
-    """Yield ``(times, frames uint8 [B,H,W,3])``; a size change inside a video starts a new batch."""
-    buf, times = [], []
-    for _, t, rgb in iter_frames(path):
-        if buf and (len(buf) == batch_size or rgb.shape != buf[0].shape):
-            yield times, np.stack(buf)
-            buf, times = [], []
-        buf.append(rgb)
-        times.append(t)
-    if buf:
-        yield times, np.stack(buf)
 
 
 def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -135,11 +132,6 @@ def fill_runs(present: np.ndarray) -> list[tuple[int, int, int]]:
             if mid < b:
                 runs.append((int(mid), int(b), int(right)))
     return runs
-
-
-def _fill_absent(crops, present: np.ndarray) -> None:
-    for a, b, src in fill_runs(present):
-        crops[a:b] = np.broadcast_to(crops[src], (b - a,) + crops.shape[1:])
 
 
 class FaceWorker:
@@ -203,6 +195,7 @@ class FaceWorker:
             "times": store.create_time_array(g, "times", (n,), np.float64),
         }
         writers = {k: store.TimeWriter(a) for k, a in arrays.items()}
+        fill = NearestFill(writers["crops"].append, hold=writers["crops"].shard)
         present_all = np.zeros(n, bool)
         times_all = np.zeros(n, np.float64)
         bar = tqdm(total=n, desc=name[:30], unit="frame", disable=not self.progress, leave=False)
@@ -211,6 +204,7 @@ class FaceWorker:
             pending: Future | None = None
 
             def write(block: dict):
+                fill.push(block.pop("crops"), block["present"])
                 for k, v in block.items():
                     writers[k].append(v)
 
@@ -236,10 +230,11 @@ class FaceWorker:
             log.warning("%s: %s", path, f"decoded {pos} frames but the index recorded {n}" if pos < n else short)
         if pos < n:
             raise VideoError(f"{path}: decoded {pos} frames but the index says {n}; re-run `afwpipe index`")
+        if not fill.finish():  # no face anywhere, more placeholders than held: make them again
+            for crops in self._placeholders(rec, path, n):
+                writers["crops"].append(crops)
         for w in writers.values():
             w.close()
-        if present_all.any() and not present_all.all():
-            _fill_absent(arrays["crops"], present_all)
         res.frames, res.present = n, int(present_all.sum())
         res.audio = self._write_audio(name, path, rec)
         store.mark_complete(g, n_frames=n, present_frames=res.present)
@@ -267,7 +262,9 @@ class FaceWorker:
         side = rec.get("side")
         selector = FaceSelector(side=None if side == "largest" else side, frame_width=rec.get("width"))
         t_first = None
-        for times, frames in prefetch(_batches(path, B), self.cfg.queue_batches):
+        source = frame_batches(path, B, self.cfg.decoder, self.cfg.device)
+        for batch in prefetch(source, self.cfg.queue_batches):
+            frames, times = batch.frames, batch.times
             dets = self.detector.detect(frames)
             chosen = selector.update(dets)
             m = len(frames)
@@ -285,6 +282,21 @@ class FaceWorker:
             t_first = t[0] if t_first is None else t_first
             yield {"boxes": boxes, "landmarks": lms, "score": score, "present": present, "crops": crops,
                    "times": t - t_first}
+
+    def _placeholders(self, rec: dict, path: Path, n: int):
+        """The crops of a video without any face, again: centre crops of the frames (black crops with
+        ``use_cropped``), in blocks; a second decode, only for faceless videos longer than the fill's hold."""
+        log.info("%s: no face in any frame; decoding again for the placeholder crops", path)
+        S, pos = self.cfg.size, 0
+        if self.cfg.use_cropped:
+            for a in range(0, n, self.cfg.batch_size):
+                yield np.zeros((min(self.cfg.batch_size, n - a), S, S, 3), np.uint8)
+            return
+        for batch in frame_batches(path, self.cfg.batch_size, self.cfg.decoder, self.cfg.device):
+            k = min(len(batch.frames), n - pos)
+            if k > 0:
+                yield _center_crop(batch.frames[:k], S)
+            pos += k
 
     def _write_audio(self, name: str, path: Path, rec: dict) -> bool:
         """``audio.zarr/<name>/wave``: 16 kHz mono float32 whose sample 0 is at the first decoded frame's

@@ -2,7 +2,8 @@
 
 Frames are decoded one at a time and never held all in memory. The frame count is the number of
 frames the decoder actually returns (container headers are often wrong; Aff-Wild2 annotations are
-aligned to decoded frames). Timestamps are the container's presentation times in seconds, so
+aligned to decoded frames): ``probe_video`` counts them by demuxing packets when the container's counts agree
+with each other, and decodes every frame where they do not (``demux_times``). Timestamps are the container's presentation times in seconds, so
 variable-frame-rate phone video is handled without assuming an fps.
 
 One clock: frames and audio samples are placed on the container's presentation clock (decoded frames'
@@ -160,15 +161,45 @@ def truncation_warning(decoded: int, declared: int, seconds: float | None = None
     return f"decoded {decoded} frames but the container declares {declared}: the file is probably truncated"
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Decode every frame of ``path`` (without converting pixels) and return its ``VideoInfo``.
+def demux_times(container, stream) -> tuple[list[float] | None, int]:
+    """Presentation times (s, ascending) of the packets of ``stream`` that decode to frames, read by demuxing
+    without decoding, and the number of packets with data (those the demuxer flags to discard included: an
+    edit list's pre-roll). Times are None when a kept packet has no timestamp or a packet is flagged corrupt.
 
-    A file that decodes clearly fewer frames than its container declares gets ``VideoInfo.warning``
+    Raises:
+        av.error.FFmpegError, OSError: demuxing failed.
+    """
+    pts, packets = [], 0
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the flush packet PyAV yields at the end
+            continue
+        packets += 1
+        if packet.is_corrupt:  # e.g. the last packet of a cut file, read short
+            return None, packets
+        if not packet.is_discard:
+            pts.append(packet.pts)
+    if any(p is None for p in pts):
+        return None, packets
+    tb = float(stream.time_base)
+    return [p * tb for p in sorted(pts)], packets
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Count and time the frames of ``path`` and return its ``VideoInfo``.
+
+    Frames are counted by demuxing packets (no decoding) when the container agrees with itself: it declares
+    a frame count (``stream.frames``) equal to the packets demuxed, every packet that decodes to a frame has a
+    timestamp, and at least one does. Otherwise (a count or duration header missing or wrong, a cut tail) every
+    frame is decoded (without converting pixels) and counted, as the decoder returns them. Either way
+    the first frame is decoded for its size and rotation. Packets the demuxer flags to discard (an edit
+    list's pre-roll) are no frames.
+
+    A file that has clearly fewer frames than its container declares gets ``VideoInfo.warning``
     (logged, naming the file) instead of an error: its decoded frames are usable.
 
     Raises:
         VideoError: the file does not exist, is not a video, has no video stream, fails while
-            decoding (corrupt or truncated) or decodes to zero frames. The message names the file.
+            demuxing or decoding (corrupt or truncated) or decodes to zero frames. The message names the file.
     """
     path = Path(path)
     container = _open(path)
@@ -178,17 +209,19 @@ def probe_video(path: str | Path) -> VideoInfo:
         fps = float(vs.average_rate or vs.guessed_rate or 0) or 25.0
         aud = container.streams.audio[0] if container.streams.audio else None
         declared, declared_s = declared_length(container, vs, fps)
-        times: list[float | None] = []
-        rotation, w, h = 0, vs.codec_context.width, vs.codec_context.height
+        declared_packets = vs.frames or -2  # unknown: never agrees
         try:
-            for frame in container.decode(vs):
-                if not times:
-                    rotation, w, h = _rotation(frame), frame.width, frame.height
-                times.append(frame.time)
-        except (av.error.FFmpegError, OSError) as e:
-            raise VideoError(f"{path}: decoding failed after {len(times)} frames ({e})") from e
+            times, packets = demux_times(container, vs)
+        except (av.error.FFmpegError, OSError):
+            times, packets = None, -1  # decoding below names the error
     finally:
         container.close()
+    if times is None or not times or packets != declared_packets:
+        times = _decode_times(path)
+        log.debug("%s: %d frames counted by decoding (%d packets demuxed, %d declared)", path, len(times), packets,
+                  declared_packets)
+    first = _first_frame(path, "video") if times else None
+    rotation, w, h = (_rotation(first), first.width, first.height) if first is not None else (0, 0, 0)
     if not times:
         raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
     t = _frame_times(times, fps)
@@ -210,6 +243,22 @@ def probe_video(path: str | Path) -> VideoInfo:
         declared_frames=declared, declared_duration=declared_s, warning=warning, start_time=start,
         audio_start=audio_start, audio_offset=None if audio_start is None else audio_start - start,
     )
+
+
+def _decode_times(path: Path) -> list[float | None]:
+    """Times (``frame.time``, s or None) of every frame the decoder returns. Raises VideoError naming the file."""
+    times: list[float | None] = []
+    container = _open(path)
+    try:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        for frame in container.decode(vs):
+            times.append(frame.time)
+    except (av.error.FFmpegError, OSError) as e:
+        raise VideoError(f"{path}: decoding failed after {len(times)} frames ({e})") from e
+    finally:
+        container.close()
+    return times
 
 
 def _first_frame(path: Path, kind: str):

@@ -5,7 +5,11 @@ Rows (issue 8):
      warm in one process, the model built once apart; 1c the same for extract-text (words/s, a random BERT);
   2. detect stage frames/s / detector forward frames/s (same frames, decoded beforehand), both warm in one
      process with one detector, over ``--detect-frames // --batch-size`` batches;
-  3. peak RSS of detect and of extract on the video looped ``--loops`` times / on the video itself;
+  2b-2c. the face stage's own data path (issue 21): the stage with the ``null`` detector
+     (benchmarks/null_detector.py) / PyAV's bare decode of the same video, frames per CPU-second, at 1280x720
+     and 1920x1080 (``--data-frames``), with what one GPU's ViT-B consumes in cores;
+  3. peak RSS of detect and of extract on the video looped ``--loops`` times / on the video itself; 3c-3c2
+     detect at ``--detect-loops`` (x40, x80) against the previous length, to tell a plateau from a leak;
   4. head training frames/s, and the clip loader alone, from Zarr / from RAM (epoch 1 includes the
      whole-video reads; epoch 2 cached);
   5. feature cache reads: ``ZarrFeatures.load`` whole videos / per-frame ``.npy`` files and / one ``.npy`` per
@@ -66,6 +70,7 @@ from common import disk_bytes, loop_video_to, machine, sample_video, sequential_
 
 QUICK = {"text_words": 30, "big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
          "video_frames": 200, "disk_mib": 16, "batch_size": 2, "rss_frames": 4, "detect_frames": 4, "e2e_frames": 4,
+         "data_frames": 8, "detect_loops": [20, 30],
          "repeats": 2,
          "mem_budget_gb": 2e-3, "mem_frames": 200}
 
@@ -175,16 +180,20 @@ def detect_rows(t: Table, tmp: Path, args) -> None:
           f"detector built apart ({s['build_s']:.1f} s), order alternating; stage adds decode, alignment, Zarr "
           f"writes, audio", ratios=_paired(s["stage_fps"], s["forward_fps"]))
     shutil.rmtree(tmp / "detect_speed", ignore_errors=True)
-    more = 2 * args.loops
+    data_path_rows(t, tmp, args)
+    more = 2 * args.loops  # rows 3b / 3d (extract)
     d = detect_speed.measure(src, tmp / "detect", args.detector, args.batch_size, args.device, args.loops, args.frames,
-                             more_loops=more)
+                             more_loops=tuple(args.detect_loops))
     t.add("3a", f"detect peak RSS ×{args.loops} video ÷ ×1", d["rss_long_mib"], d["rss1_mib"],
           f"{d['rss_long_mib']:,.0f} MiB ({d['frames_long']} frames)", f"{d['rss1_mib']:,.0f} MiB ({d['frames']} frames)",
           "VmHWM of a fresh process per length; ~1.0 = memory does not grow with video length")
-    t.add("3c", f"detect peak RSS ×{more} video ÷ ×{args.loops}", d["rss_more_mib"], d["rss_long_mib"],
-          f"{d['rss_more_mib']:,.0f} MiB ({d['frames_more']} frames)",
-          f"{d['rss_long_mib']:,.0f} MiB ({d['frames_long']} frames)",
-          "as 3a; ~1.0 = the growth from ×1 to ×10 has levelled off", goal=("<=", 1.1))
+    prev = {"loops": args.loops, "frames": d["frames_long"], "rss_mib": d["rss_long_mib"]}
+    for rid, m in zip(("3c", "3c2"), d["more"]):
+        t.add(rid, f"detect peak RSS ×{m['loops']} video ÷ ×{prev['loops']}", m["rss_mib"], prev["rss_mib"],
+              f"{m['rss_mib']:,.0f} MiB ({m['frames']} frames)", f"{prev['rss_mib']:,.0f} MiB ({prev['frames']} frames)",
+              f"as 3a; lengths ×{args.loops}, ×{', ×'.join(str(x['loops']) for x in d['more'])}: ~1.0 at each step = a "
+              f"plateau, a steady rise = a leak", goal=("<=", 1.1))
+        prev = m
     shutil.rmtree(tmp / "detect", ignore_errors=True)
     n = args.rss_frames
     works = [tmp / "extract_rss" / f"x{k}" for k in (1, args.loops, more)]
@@ -201,6 +210,30 @@ def detect_rows(t: Table, tmp: Path, args) -> None:
     t.add("3d", f"extract `{args.encoder}` peak RSS ×{more} ÷ ×{args.loops}", e20["rss_mib"], e10["rss_mib"],
           f"{e20['rss_mib']:,.0f} MiB ({e20['frames']:,} frames)", f"{e10['rss_mib']:,.0f} MiB ({e10['frames']:,} frames)",
           note, goal=("<=", 1.1))
+
+
+#: ViT-B/16 images/s of one H100/H200 in bf16 (timm's published inference benchmarks), for the cores-per-GPU note.
+GPU_IMAGES_PER_S = (3000, 5000)
+
+
+def data_path_rows(t: Table, tmp: Path, args) -> None:
+    """Rows 2b/2c: the face stage with the ``null`` detector ÷ PyAV's bare decode, frames per CPU-second."""
+    d = detect_speed.measure_data_path(sample_video(args.video), tmp / "data_path", args.data_frames, args.repeats,
+                                       args.batch_size)
+    for rid, (size, r) in zip(("2b", "2c"), d.items()):
+        rgb = r["rgb_ms"]
+        stage = float(np.median(r["stage_cpu_fps"]))
+        lo, hi = (g / stage for g in GPU_IMAGES_PER_S)
+        t.add(rid, f"face stage, `null` detector ÷ bare PyAV decode, {size} (frames per CPU-second)", stage,
+              float(np.median(r["decode_cpu_fps"])), f"stage {_rate(r['stage_cpu_fps'], 'frames/CPU-s')}",
+              f"decode {_rate(r['decode_cpu_fps'], 'frames/CPU-s')}",
+              f"{args.video}'s faces scaled, libx264, {r['frames']} frames, one process, order alternating; stage = "
+              f"decode + RGB ({rgb['full']:.2f} ms/frame; one swscale pass to {rgb['width']} wide: {rgb['scaled']:.2f}, "
+              f"unscaled + cv2.resize: {rgb['full_resize']:.2f}) + selection, alignment, fill, Zarr crop writes (the "
+              f"crop codec), audio; one GPU's ViT-B/16 ({GPU_IMAGES_PER_S[0]:,}–{GPU_IMAGES_PER_S[1]:,} images/s) needs "
+              f"{lo:.0f}–{hi:.0f} such cores",
+              ratios=_paired(r["stage_cpu_fps"], r["decode_cpu_fps"]), goal=(">=", 0.8))
+    shutil.rmtree(tmp / "data_path", ignore_errors=True)
 
 
 def train_and_read_rows(t: Table, tmp: Path, args) -> None:
@@ -392,6 +425,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mae-frames", type=int, default=40)
     ap.add_argument("--mae-batch-size", type=int, default=2, help="row 1a: encoder batch (frames / it = batches)")
     ap.add_argument("--detect-frames", type=int, default=320, help="row 2: the video looped to N frames")
+    ap.add_argument("--data-frames", type=int, default=300,
+                    help="rows 2b/2c: frames of the 1280x720 and 1920x1080 videos (null-detector stage ÷ bare decode)")
+    ap.add_argument("--detect-loops", type=lambda x: [int(v) for v in x.split(",")], default=[40, 80],
+                    help="rows 3c/3c2: detect peak RSS at these loop counts (after --loops), e.g. 40,80")
     ap.add_argument("--e2e-frames", type=int, default=300, help="rows 6 and 7: the video looped to N frames")
     ap.add_argument("--repeats", type=int, default=2, help="repeats of each timed ratio (order alternating)")
     ap.add_argument("--whisper-seconds", type=float, default=60.0)
