@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import store
+from .crop_codec import DEFAULT as DEFAULT_CROP_CODEC, parse_crop_codec
 from .config import FromParams
 from .device import resolve_device
 from .errors import VideoError
@@ -51,6 +52,8 @@ class DetectConfig(FromParams):
         weights: detector weights file (None: the detector's default / cache).
         use_cropped: read ``cropped_aligned/<name>/<00001>.jpg`` instead of detecting.
         queue_batches: decoded batches held ahead of the detector (bounds memory).
+        crop_codec: how ``faces.zarr/<name>/crops`` is stored (:mod:`afwpipe.crop_codec`): ``jpeg<Q>`` (one
+            JPEG file of quality Q per frame; default ``jpeg90``), ``zstd`` or ``lz4`` (lossless uint8).
     """
 
     params_section: ClassVar[str] = "detect"
@@ -62,14 +65,16 @@ class DetectConfig(FromParams):
     weights: str | None = None
     use_cropped: bool = False
     queue_batches: int = 4
+    crop_codec: str = DEFAULT_CROP_CODEC
 
     def __post_init__(self):
         self.size, self.batch_size, self.queue_batches = int(self.size), int(self.batch_size), int(self.queue_batches)
+        self.crop_codec = parse_crop_codec(self.crop_codec).name  # ConfigError naming a bad value
 
     def identity(self, detector_cfg: dict | None) -> dict:
         """What makes two runs' outputs comparable; stored on every video group."""
         return {"detector": "cropped_aligned" if self.use_cropped else self.detector, "size": self.size,
-                "detector_config": detector_cfg or {}}
+                "detector_config": detector_cfg or {}, "crop_codec": self.crop_codec}
 
 
 def _batches(path: Path, batch_size: int):
@@ -139,7 +144,7 @@ def fill_runs(present: np.ndarray) -> list[tuple[int, int, int]]:
 
 def _fill_absent(crops, present: np.ndarray) -> None:
     for a, b, src in fill_runs(present):
-        crops[a:b] = np.broadcast_to(crops[src], (b - a,) + crops.shape[1:])
+        crops[a:b] = np.broadcast_to(crops[src:src + 1], (b - a,) + crops.shape[1:])  # stored bytes copied
 
 
 class FaceWorker:
@@ -199,7 +204,7 @@ class FaceWorker:
             "landmarks": store.create_time_array(g, "landmarks", (n, 5, 2), np.float32, fill_value=np.nan),
             "score": store.create_time_array(g, "score", (n,), np.float32),
             "present": store.create_time_array(g, "present", (n,), bool, fill_value=False),
-            "crops": store.create_time_array(g, "crops", (n, S, S, 3), np.uint8),
+            "crops": parse_crop_codec(self.cfg.crop_codec).create(g, n, S),
             "times": store.create_time_array(g, "times", (n,), np.float64),
         }
         writers = {k: store.TimeWriter(a) for k, a in arrays.items()}
@@ -210,9 +215,11 @@ class FaceWorker:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="afwpipe-write") as pool:
             pending: Future | None = None
 
-            def write(block: dict):
+            codec = parse_crop_codec(self.cfg.crop_codec)
+
+            def write(block: dict):  # the crops are encoded here, in the writer thread
                 for k, v in block.items():
-                    writers[k].append(v)
+                    writers[k].append(codec.encode(v) if k == "crops" else v)
 
             for block in self._blocks(rec, path, n):
                 k = min(len(block["present"]), n - pos)
