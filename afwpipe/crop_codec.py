@@ -161,6 +161,21 @@ def read_frames(crops: zarr.Array, frames: np.ndarray) -> np.ndarray:
         raise ValueError(f"{crops.store_path}: frames {lo}-{hi}: {e}") from e
 
 
+def block_rows(crops: zarr.Array, batch_size: int) -> int:
+    """Frames per read of the extract stage: at least ``batch_size``; a whole shard of uint8 crops (at most
+    ``store.MAX_SHARD_BYTES``), or whole inner chunks of JPEG crops holding about ``store.MAX_SHARD_BYTES``
+    once decoded (a JPEG shard of 1,024 crops decodes to ~150 MiB; a block in the queue, one being encoded
+    and one being read stay near 50 MiB)."""
+    from . import store
+
+    if not is_jpeg_array(crops):
+        return max(batch_size, crops.shards[0] if crops.shards else crops.chunks[0])
+    size = crop_size(crops)
+    chunk = crops.chunks[0]
+    rows = max(1, store.MAX_SHARD_BYTES // (size * size * 3))
+    return max(batch_size, -(-rows // chunk) * chunk)
+
+
 def read_crops(crops: zarr.Array, start: int = 0, stop: int | None = None,
                device: str | torch.device = "cpu") -> np.ndarray | torch.Tensor:
     """Frames ``[start, stop)`` of a crop array of either kind as ``uint8 [n, S, S, 3]`` RGB (:func:`decode`

@@ -32,7 +32,7 @@ from . import store
 from .encoders import ENCODERS, create_encoder, is_encoder
 from .encoders.finetuned import FT_PREFIX
 from .config import FromParams
-from .crop_codec import is_jpeg_array, read_crops
+from .crop_codec import block_rows, is_jpeg_array, read_crops
 from .device import resolve_device
 from .errors import AfwpipeError, EncoderError, VideoError
 from .labels import AUDIO_SAMPLE_RATE
@@ -227,7 +227,7 @@ class EncoderWorker:
         """Encode ``crops [T, S, S, 3] uint8`` into ``embs`` (view -> ``[T, D] float16`` array): each
         shard-aligned block is read once and encoded once per view."""
         n = crops.shape[0]
-        block = max(self.cfg.batch_size, crops.shards[0] if crops.shards else crops.chunks[0])
+        block = block_rows(crops, self.cfg.batch_size)
         writers = {v: store.TimeWriter(emb) for v, emb in embs.items()}
 
         def write(feats: dict) -> None:
