@@ -58,8 +58,6 @@ def auto_batch_size(device: str) -> int:
     :data:`CPU_BATCH` on a CPU, else by the device's total memory (:data:`GPU_BATCHES`)."""
     if not str(device).startswith("cuda"):
         return CPU_BATCH
-    import torch
-
     gib = torch.cuda.get_device_properties(torch.device(device)).total_memory / 2 ** 30
     return next(b for mem, b in GPU_BATCHES if gib >= mem)
 
@@ -179,15 +177,17 @@ class EncoderWorker:
         return self.encoder.config if self.cfg.views == [FULL] else {**self.encoder.config, "views": self.cfg.views}
 
     def is_done(self, name: str) -> bool:
-        """Complete with this encoder identity, from the faces group as it is now (its detect ``identity``,
-        which names the detector and the crop codec: a detect rerun that rewrote the crops redoes the video)."""
+        """Complete with this encoder identity and, for a visual encoder, from the faces group as it is now (its
+        detect ``identity``, which names the detector and the crop codec: a detect rerun that rewrote the crops
+        redoes the video; audio features do not depend on the crops)."""
         if not store.is_complete(self.out, name):
             return False
         attrs = store.open_store(self.out, "r")[name].attrs
         return attrs.get("encoder_config") == self.identity() and attrs.get("faces") == self._faces_identity(name)
 
     def _faces_identity(self, name: str):
-        if not store.is_complete(self.ws.faces, name):
+        """The detect identity of the crops a visual encoder reads (None for audio encoders)."""
+        if self.encoder.cfg.modality != "visual" or not store.is_complete(self.ws.faces, name):
             return None
         return store.open_store(self.ws.faces, "r")[name].attrs.get("identity")
 
@@ -206,7 +206,7 @@ class EncoderWorker:
         g = store.begin_video(self.out, name, {"encoder": self.cfg.encoder, "encoder_config": self.identity(),
                                                 "modality": cfg["modality"], "dim": cfg["dim"],
                                                 "weights": cfg["weights"], "views": self.cfg.views,
-                                                "video": rec.get("path"), "faces": faces.attrs.get("identity")})
+                                                "video": rec.get("path"), "faces": self._faces_identity(name)})
         embs = {v: store.create_time_array(g, array_name(v), (n, cfg["dim"]), np.float16, dims=("frame", "feature"))
                 for v in self.cfg.views}
         if cfg["modality"] == "visual":

@@ -365,8 +365,8 @@ def codec_rows(t: Table, tmp: Path, args) -> None:
         m, v = r["mini_xception"], r["vit_b_random"]
         t.add(f"9{'abcdefghij'[i]}", f"crop codec `{r['codec']}`: bytes per 224² crop ÷ 20 KB", r["bytes_per_crop"],
               20e3, f"{r['bytes_per_crop'] / 1e3:,.1f} KB", "20 KB (goal)",
-              f"Aff-Wild2 (2.8 M frames) {r['projected_gb']:,.0f} GB; encode {r['encode_per_cpu_s']:,.0f}, decode "
-              f"{r['decode_per_cpu_s']:,.0f} crops/CPU-s; cosine to raw crops' features min/mean: mini_xception "
+              f"Aff-Wild2 (2.8 M frames) {r['projected_gb']:,.0f} GB; encode {crop_codecs.rate(r['encode_per_cpu_s'])}, "
+              f"decode {crop_codecs.rate(r['decode_per_cpu_s'])} crops/CPU-s; cosine to raw crops' features min/mean: mini_xception "
               f"{m['cos_min']:.4f}/{m['cos_mean']:.4f}, random ViT-B {v['cos_min']:.4f}/{v['cos_mean']:.4f} "
               f"({out['crops']} crops of {args.video}){'; ' + r['note'] if r.get('note') else ''}",
               goal=("<=", 1.0))

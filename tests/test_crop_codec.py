@@ -137,9 +137,13 @@ def test_extract_reads_jpeg_crops_and_redoes_videos_whose_crops_changed(tmp_path
         store.mark_complete(g)
 
     face_stage("zstd")
+    a = store.begin_video(ws.audio, "v", {"sample_rate": 16000})
+    store.write_time_array(a, "wave", np.random.default_rng(0).standard_normal(n * 640).astype(np.float32))
+    store.mark_complete(a, present=True)
     ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4", "n_frames": n}]}))
     cfg = ExtractConfig("mini_xception", batch_size=5)
     assert not run_extract(ws, cfg, progress=False).failures
+    assert not run_extract(ws, ExtractConfig("logmel"), progress=False).results[0].skipped
     emb_zstd = zarr.open_group(str(ws.features("mini_xception")), mode="r")["v/emb"][...]
     face_stage("jpeg75")  # detect rerun with another codec: new crops, same encoder
     s = run_extract(ws, cfg, progress=False)
@@ -149,6 +153,7 @@ def test_extract_reads_jpeg_crops_and_redoes_videos_whose_crops_changed(tmp_path
     want = create_encoder("mini_xception").encode_crops(read_crops(ws_crops(ws))).astype(np.float16)
     assert np.array_equal(emb, want) and not np.array_equal(emb, emb_zstd)
     assert run_extract(ws, cfg, progress=False).results[0].skipped  # unchanged crops: skipped
+    assert run_extract(ws, ExtractConfig("logmel"), progress=False).results[0].skipped  # audio: crops not read
 
 
 def ws_crops(ws):
