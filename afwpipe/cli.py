@@ -127,7 +127,7 @@ def index_cmd(obj):
               help="Read Aff-Wild2's cropped_aligned/<video>/<00001>.jpg instead of detecting faces.")
 @click.option("--crop-codec", default=None,
               help="How faces.zarr stores the crops: jpeg<Q> (one JPEG file of quality Q per frame; default "
-                   "jpeg90, ~15 KB per 224x224 crop), zstd or lz4 (lossless uint8 [T,S,S,3]).")
+                   "jpeg90, ~11 KB per 224x224 crop), zstd or lz4 (lossless uint8 [T,S,S,3]).")
 @click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
 @_scheduler_option

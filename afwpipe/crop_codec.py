@@ -4,7 +4,7 @@ Two kinds of array, both plain Zarr v3 that ``zarr.open_group``, ``xarray.open_z
 ``dask.array.from_zarr`` open without afwpipe:
 
 * ``zstd`` / ``lz4`` (lossless): ``crops [T, S, S, 3] uint8`` RGB, chunks compressed by Zarr's built-in
-  ``zstd`` codec (level 0) or ``blosc`` (``lz4``, byte shuffle). Reading gives the pixels.
+  ``zstd`` codec (level 0) or ``blosc`` (``lz4``, no shuffle). Reading gives the pixels.
 * ``jpeg<Q>`` (lossy, ``Q`` = JPEG quality 1-100, e.g. ``jpeg90``): ``crops [T]`` variable-length bytes,
   element ``t`` one baseline JPEG file (RGB, 4:2:0 chroma; libjpeg-turbo through ``imagecodecs``) of
   the ``S x S`` crop; the array's attributes say so (``image_format: jpeg``, ``quality``, ``size``).
@@ -24,24 +24,24 @@ Measured on the sample's real crops (docs/stores.md, "Crop codecs"; ``benchmarks
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import imagecodecs
 import numpy as np
 import torch
 import zarr
 
+from . import store
 from .errors import ConfigError
 
-#: the default of ``detect.crop_codec`` (DetectConfig): ~15 KB per 224x224 crop on the sample (78 KB with
+#: the default of ``detect.crop_codec`` (DetectConfig): ~11 KB per 224x224 crop on the sample (80-105 KB with
 #: zstd), features within cosine 0.99 of the raw crops' (docs/stores.md, "Crop codecs")
 DEFAULT = "jpeg90"
 LOSSLESS = ("zstd", "lz4")
-#: crops per inner chunk of a JPEG crop array (~1 MiB at ~16 KB per crop, as store.MIN_CHUNK_BYTES)
+#: crops per inner chunk of a JPEG crop array (~0.7 MiB at ~11 KB per crop; store.MIN_CHUNK_BYTES is 1 MiB)
 JPEG_CHUNK = 64
-#: crops per shard of a JPEG crop array (~16 MiB, as store.MAX_SHARD_BYTES)
+#: crops per shard of a JPEG crop array (~11 MiB at ~11 KB per crop, under store.MAX_SHARD_BYTES)
 JPEG_SHARD = 1024
 _JPEG = re.compile(r"jpeg(\d{1,3})")
 
@@ -58,12 +58,14 @@ class CropCodec:
         return self.quality is not None
 
     def create(self, group: zarr.Group, n: int, size: int, name: str = "crops") -> zarr.Array:
-        """Create (overwrite) the crop array of ``n`` frames of ``size x size`` crops in ``group``."""
-        from . import store
-
+        """Create (overwrite) array ``name`` for ``n`` frames of ``size x size`` RGB crops in ``group``: ``uint8
+        [n, size, size, 3]`` (``zstd``: zarr's default zstd; ``lz4``: blosc lz4, level 5, no shuffle, which is a
+        no-op on bytes) with :mod:`afwpipe.store`'s chunking, or, for JPEG, variable-length bytes ``[n]``
+        (:data:`JPEG_CHUNK` per inner chunk, up to :data:`JPEG_SHARD` per shard, no compressor: JPEG files do
+        not shrink further). Attributes: ``codec``; for JPEG also ``image_format``, ``quality``, ``size``."""
         if not self.is_jpeg:
             compressor = "auto" if self.name == "zstd" else \
-                zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=1)
+                zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle", typesize=1)
             return store.create_time_array(group, name, (n, size, size, 3), np.uint8,
                                            attrs={"codec": self.name}, compressor=compressor)
         shard = max(1, min(JPEG_SHARD, -(-max(n, 1) // JPEG_CHUNK) * JPEG_CHUNK))
@@ -166,8 +168,6 @@ def block_rows(crops: zarr.Array, batch_size: int) -> int:
     ``store.MAX_SHARD_BYTES``), or whole inner chunks of JPEG crops holding about ``store.MAX_SHARD_BYTES``
     once decoded (a JPEG shard of 1,024 crops decodes to ~150 MiB; a block in the queue, one being encoded
     and one being read stay near 50 MiB)."""
-    from . import store
-
     if not is_jpeg_array(crops):
         return max(batch_size, crops.shards[0] if crops.shards else crops.chunks[0])
     size = crop_size(crops)
