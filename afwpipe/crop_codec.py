@@ -132,13 +132,25 @@ def decode(blobs, device: str | torch.device = "cpu") -> torch.Tensor | np.ndarr
     try:
         if dev.type == "cpu":
             return np.stack([imagecodecs.jpeg_decode(b) for b in blobs]) if blobs else np.zeros((0, 0, 0, 3), np.uint8)
-        try:
-            from torchcodec.decoders import decode_jpeg
-        except ImportError as e:
-            raise ImportError(f"decoding JPEG crops on {dev} needs torchcodec (pip install torchcodec): {e}") from e
-        return torch.stack(decode_jpeg(blobs, mode="RGB", device=str(dev))).permute(0, 2, 3, 1)
+        return decode_on_device(blobs, str(dev))
     except (imagecodecs.JpegError, RuntimeError, ValueError) as e:
         raise ValueError(f"crop JPEG decode failed: {e}") from e
+
+
+def decode_on_device(blobs: list, device: str) -> torch.Tensor:
+    """JPEG files -> ``uint8 [B, S, S, 3]`` RGB torch tensor on ``device``, decoded by torchcodec there (nvJPEG
+    on a CUDA device; libjpeg-turbo on ``cpu``, which is how the tests check this path on a machine without a
+    GPU). :func:`decode` uses it for CUDA devices.
+
+    Raises:
+        ImportError: torchcodec is not installed (the message says so).
+        RuntimeError: torchcodec cannot decode an element.
+    """
+    try:
+        from torchcodec.decoders import decode_jpeg
+    except ImportError as e:
+        raise ImportError(f"decoding JPEG crops on {device} needs torchcodec (pip install torchcodec): {e}") from e
+    return torch.stack(decode_jpeg(blobs, mode="RGB", device=device)).permute(0, 2, 3, 1)
 
 
 def crop_size(crops: zarr.Array) -> int:

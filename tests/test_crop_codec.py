@@ -10,11 +10,12 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 import zarr
 from PIL import Image
 
 from afwpipe import store
-from afwpipe.crop_codec import crop_size, parse_crop_codec, read_crops, read_frames
+from afwpipe.crop_codec import crop_size, decode_on_device, parse_crop_codec, read_crops, read_frames
 from afwpipe.detect import DetectConfig
 from afwpipe.errors import ConfigError, EncoderError
 from afwpipe.extract import ExtractConfig, auto_batch_size, run_extract
@@ -64,6 +65,15 @@ def test_jpeg_roundtrip_within_tolerance_and_pil_decodes_the_same(tmp_path, real
     pil = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
     assert np.abs(pil.astype(np.int16) - got).max() <= 2  # libjpeg-turbo vs Pillow's IDCT / upsampling
     assert np.array_equal(read_frames(arr, np.array([5, 1])), got[[5, 1]])
+
+
+def test_gpu_decode_path_gives_the_cpu_pixels(tmp_path, real_crops):
+    """decode_on_device is what a CUDA device runs (torchcodec; nvJPEG there); on the CPU it must give the same
+    [B, S, S, 3] RGB pixels as the CPU path (both libjpeg-turbo)."""
+    arr = _write(tmp_path / "f.zarr", "jpeg90", real_crops)
+    got = decode_on_device(list(arr[2:6]), "cpu")
+    assert tuple(got.shape) == (4, 224, 224, 3) and got.dtype == torch.uint8
+    assert np.array_equal(got.numpy(), read_crops(arr, 2, 6))
 
 
 def test_higher_jpeg_quality_is_larger_and_closer(tmp_path, real_crops):
