@@ -128,11 +128,14 @@ def index_cmd(obj):
 @click.option("--decoder", type=click.Choice(["pyav", "torchcodec"]), default=None,
               help="Video decoder (detect.decoder, default pyav): pyav decodes with PyAV on the CPU; torchcodec "
                    "decodes on --device (NVDEC on cuda) and needs torchcodec and FFmpeg's shared libraries.")
+@click.option("--crop-codec", default=None,
+              help="How faces.zarr stores the crops: jpeg<Q> (one JPEG file of quality Q per frame; default "
+                   "jpeg90, ~11 KB per 224x224 crop), zstd or lz4 (lossless uint8 [T,S,S,3]).")
 @click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
 @_scheduler_option
 @click.pass_obj
-def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, decoder, names, accept_failures,
+def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, decoder, crop_codec, names, accept_failures,
                scheduler):
     """Detect, align and crop the target face of every frame; keep the audio.
 
@@ -140,7 +143,9 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, de
     For each indexed video: frames are streamed (PyAV, or torchcodec), faces detected in batches, the target face
     chosen (largest / tracked; for X_left / X_right the left / right person), aligned with its 5
     landmarks to an SxS crop, and written to <workdir>/<dataset>/faces.zarr/<video>/
-    (boxes [T,4], landmarks [T,5,2], score [T], present [T], crops [T,S,S,3] uint8, times [T] s).
+    (boxes [T,4], landmarks [T,5,2], score [T], present [T], crops, times [T] s). crops per
+    --crop-codec: jpeg90 (default) stores [T] JPEG files, zstd / lz4 [T,S,S,3] uint8; read them with
+    afwpipe.crop_codec.read_crops, or decode the JPEG bytes with any JPEG decoder.
     Frames without a face have present=False and the crop of the nearest frame with a face.
     The audio becomes audio.zarr/<video>/wave (16 kHz mono float32; attributes present, offset,
     lead) on the frames' clock: sample 0 is at the first decoded frame's container time (audio
@@ -152,7 +157,8 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, de
 
     cfg = detect.DetectConfig.from_params(_section(obj, "detect"), detector=detector, size=size,
                                           batch_size=batch_size, device=device, weights=weights,
-                                          use_cropped=use_cropped, decoder=decoder)
+                                          use_cropped=use_cropped, decoder=decoder,
+                                          crop_codec=crop_codec)
     _, ws = _workspace(obj)
     sys.exit(detect.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures, scheduler=scheduler))
 
@@ -204,7 +210,9 @@ def finetune_cmd(obj, encoder, task, fold, weights, epochs, batch_size, workers,
 @click.option("--weights", default=None,
               help="Weights file (e.g. a face-pretrained MAE checkpoint, state dict under 'model'), or 'random' "
                    "for a smoke test (recorded in the store). Default: local caches, then download.")
-@click.option("--batch-size", type=int, default=None, help="Crops per forward pass (visual encoders).")
+@click.option("--batch-size", default=None,
+              help="Crops per forward pass (visual encoders): a number, or auto (default: 32 on a CPU; on a GPU "
+                   "by its memory, 256 from 40 GiB up).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
 @click.option("--views", default=None,
               help="Comma-separated views of each crop to cache, e.g. full,flip,crop0.8,crop0.6 (visual encoders; "

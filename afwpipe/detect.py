@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import store
+from .crop_codec import DEFAULT as DEFAULT_CROP_CODEC, parse_crop_codec
 from .config import FromParams
 from .device import resolve_device
 from .errors import VideoError
@@ -54,11 +55,14 @@ class DetectConfig(FromParams):
         weights: detector weights file (None: the detector's default / cache).
         use_cropped: read ``cropped_aligned/<name>/<00001>.jpg`` instead of detecting.
         queue_batches: decoded batches held ahead of the detector (bounds memory).
+        crop_codec: how ``faces.zarr/<name>/crops`` is stored (:mod:`afwpipe.crop_codec`): ``jpeg<Q>`` (one
+            JPEG file of quality Q per frame; default ``jpeg90``), ``zstd`` or ``lz4`` (lossless uint8).
         decoder: ``pyav`` (PyAV) or ``torchcodec`` (torchcodec on ``device``: NVDEC on CUDA); see
             ``afwpipe.frames``.
 
     Raises:
-        ConfigError: ``decoder`` is unknown, or torchcodec cannot be loaded (names FFmpeg's libraries).
+        ConfigError: ``decoder`` or ``crop_codec`` is unknown, or torchcodec cannot be loaded (names FFmpeg's
+            libraries).
     """
 
     params_section: ClassVar[str] = "detect"
@@ -71,15 +75,17 @@ class DetectConfig(FromParams):
     use_cropped: bool = False
     queue_batches: int = 4
     decoder: str = "pyav"
+    crop_codec: str = DEFAULT_CROP_CODEC
 
     def __post_init__(self):
         self.size, self.batch_size, self.queue_batches = int(self.size), int(self.batch_size), int(self.queue_batches)
         check_decoder(self.decoder)
+        self.crop_codec = parse_crop_codec(self.crop_codec).name  # ConfigError naming a bad value
 
     def identity(self, detector_cfg: dict | None) -> dict:
         """What makes two runs' outputs comparable; stored on every video group."""
         return {"detector": "cropped_aligned" if self.use_cropped else self.detector, "size": self.size,
-                "detector_config": detector_cfg or {}}
+                "detector_config": detector_cfg or {}, "crop_codec": self.crop_codec}
 
 
 def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -191,11 +197,12 @@ class FaceWorker:
             "landmarks": store.create_time_array(g, "landmarks", (n, 5, 2), np.float32, fill_value=np.nan),
             "score": store.create_time_array(g, "score", (n,), np.float32),
             "present": store.create_time_array(g, "present", (n,), bool, fill_value=False),
-            "crops": store.create_time_array(g, "crops", (n, S, S, 3), np.uint8),
+            "crops": parse_crop_codec(self.cfg.crop_codec).create(g, n, S),
             "times": store.create_time_array(g, "times", (n,), np.float64),
         }
         writers = {k: store.TimeWriter(a) for k, a in arrays.items()}
-        fill = NearestFill(writers["crops"].append, hold=writers["crops"].shard)
+        codec = parse_crop_codec(self.cfg.crop_codec)
+        fill = NearestFill(lambda crops: writers["crops"].append(codec.encode(crops)), hold=writers["crops"].shard)
         present_all = np.zeros(n, bool)
         times_all = np.zeros(n, np.float64)
         bar = tqdm(total=n, desc=name[:30], unit="frame", disable=not self.progress, leave=False)
@@ -203,7 +210,7 @@ class FaceWorker:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="afwpipe-write") as pool:
             pending: Future | None = None
 
-            def write(block: dict):
+            def write(block: dict):  # the crops are filled (nearest face) and encoded in the writer thread
                 fill.push(block.pop("crops"), block["present"])
                 for k, v in block.items():
                     writers[k].append(v)
@@ -232,7 +239,7 @@ class FaceWorker:
             raise VideoError(f"{path}: decoded {pos} frames but the index says {n}; re-run `afwpipe index`")
         if not fill.finish():  # no face anywhere, more placeholders than held: make them again
             for crops in self._placeholders(rec, path, n):
-                writers["crops"].append(crops)
+                writers["crops"].append(codec.encode(crops))
         for w in writers.values():
             w.close()
         res.frames, res.present = n, int(present_all.sum())

@@ -7,7 +7,8 @@ nearest face's; audio: the frame lies inside the audio track), and the encoder's
 (:mod:`afwpipe.views`) a visual encoder also writes ``emb_<view> [T, D] float16`` per extra view (e.g.
 ``emb_flip``), the view list in the group's ``views`` attribute and in its identity.
 
-Visual encoders read crops one shard-aligned block at a time in a prefetch thread and write in a
+Visual encoders read crops one shard-aligned block at a time in a prefetch thread, decoding them there
+(JPEG crops of ``detect.crop_codec``: libjpeg-turbo on a CPU, nvJPEG on a CUDA device), and write in a
 writer thread, so the encoder forward is the only thing the main thread does. Audio encoders read
 the whole 16 kHz wave (small) and align their states to the frame times of ``faces.zarr``.
 Completeness and restart follow ``afwpipe.store``: ``complete`` last, complete videos with the same
@@ -24,12 +25,14 @@ from functools import partial
 from typing import ClassVar
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from . import store
 from .encoders import ENCODERS, create_encoder, is_encoder
 from .encoders.finetuned import FT_PREFIX
 from .config import FromParams
+from .crop_codec import block_rows, is_jpeg_array, read_crops
 from .device import resolve_device
 from .errors import AfwpipeError, EncoderError, VideoError
 from .labels import AUDIO_SAMPLE_RATE
@@ -39,6 +42,24 @@ from .runner import run_videos, scheduler_address
 from .views import FULL, apply_view, array_name, parse_views
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"
+#: crops per forward on a CPU (``batch_size: auto``): the default before ``auto``, features unchanged
+CPU_BATCH = 32
+#: ``batch_size: auto`` on a CUDA device: (GiB of device memory at least, crops per forward), first match.
+#: 256 from 40 GiB (A100-40G and up, H100, H200): timm's published inference benchmarks run ViT-B/16 at
+#: batch 256 in bf16, ~3,000-5,000 images/s on an H100/H200; a ViT-B/16 forward at batch 256 in bf16 holds
+#: well under 4 GiB of activations, so ViT-L/H fit as well. Smaller GPUs halve it.
+GPU_BATCHES = ((40, 256), (16, 128), (0, 64))
+
+
+def auto_batch_size(device: str) -> int:
+    """Crops per forward for ``batch_size: auto`` on ``device`` (a resolved device: ``cpu``, ``cuda[:N]``):
+    :data:`CPU_BATCH` on a CPU, else by the device's total memory (:data:`GPU_BATCHES`)."""
+    if not str(device).startswith("cuda"):
+        return CPU_BATCH
+    gib = torch.cuda.get_device_properties(torch.device(device)).total_memory / 2 ** 30
+    return next(b for mem, b in GPU_BATCHES if gib >= mem)
 
 
 @dataclass
@@ -52,7 +73,8 @@ class ExtractConfig(FromParams):
         weights: None (default weights: caches, then download), a file, or ``"random"``. In params.yaml,
             ``extract.weights`` maps encoder names to these values.
         device: ``auto`` (CUDA when torch sees a GPU), ``cpu``, ``cuda``, ``cuda:N``.
-        batch_size: crops per forward pass (visual encoders).
+        batch_size: crops per forward pass (visual encoders): a number, or ``auto`` (:func:`auto_batch_size`:
+            32 on a CPU; on a CUDA device by its memory, 256 from 40 GiB up).
         options: how to build this feature store's encoder. In params.yaml, ``extract.options`` maps a name of
             ``extract.encoders`` (the store ``features/<name>.zarr`` and the stage ``extract@<name>``) to
             ``{encoder: <registry name>, <option>: <value>, ...}``: ``encoder`` (default: the name itself) is
@@ -70,12 +92,21 @@ class ExtractConfig(FromParams):
     encoder: str
     weights: str | None = None
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int | str = "auto"
     options: dict = field(default_factory=dict)
     views: list[str] = field(default_factory=lambda: [FULL])
 
     def __post_init__(self):
-        self.batch_size = int(self.batch_size)
+        if str(self.batch_size).strip().lower() == AUTO:
+            self.batch_size = AUTO
+        else:
+            try:
+                self.batch_size = int(self.batch_size)
+            except ValueError:
+                raise EncoderError(f"params extract.batch_size: {self.batch_size!r} is neither a positive number "
+                                   f"nor {AUTO!r}") from None
+            if self.batch_size < 1:
+                raise EncoderError(f"params extract.batch_size: {self.batch_size} must be >= 1 (or {AUTO!r})")
         self.views = parse_views(self.views, EncoderError)
         if not isinstance(self.options, dict):
             raise EncoderError(f"params extract.options.{self.encoder}: expected a mapping of options "
@@ -118,7 +149,9 @@ class EncoderWorker:
     """Runs one encoder over the videos of a workspace (the model is built once)."""
 
     def __init__(self, ws: store.Workspace, cfg: ExtractConfig, progress: bool = True):
-        cfg = replace(cfg, device=resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+        cfg = replace(cfg, device=device,
+                      batch_size=auto_batch_size(device) if cfg.batch_size == AUTO else cfg.batch_size)
         self.ws, self.cfg, self.progress = ws, cfg, progress
         name, options = cfg.build_args()
         weights = cfg.weights
@@ -144,9 +177,19 @@ class EncoderWorker:
         return self.encoder.config if self.cfg.views == [FULL] else {**self.encoder.config, "views": self.cfg.views}
 
     def is_done(self, name: str) -> bool:
+        """Complete with this encoder identity and, for a visual encoder, from the faces group as it is now (its
+        detect ``identity``, which names the detector and the crop codec: a detect rerun that rewrote the crops
+        redoes the video; audio features do not depend on the crops)."""
         if not store.is_complete(self.out, name):
             return False
-        return store.open_store(self.out, "r")[name].attrs.get("encoder_config") == self.identity()
+        attrs = store.open_store(self.out, "r")[name].attrs
+        return attrs.get("encoder_config") == self.identity() and attrs.get("faces") == self._faces_identity(name)
+
+    def _faces_identity(self, name: str):
+        """The detect identity of the crops a visual encoder reads (None for audio encoders)."""
+        if self.encoder.cfg.modality != "visual" or not store.is_complete(self.ws.faces, name):
+            return None
+        return store.open_store(self.ws.faces, "r")[name].attrs.get("identity")
 
     def run_video(self, rec: dict) -> VideoResult:
         name = rec["name"]
@@ -163,7 +206,7 @@ class EncoderWorker:
         g = store.begin_video(self.out, name, {"encoder": self.cfg.encoder, "encoder_config": self.identity(),
                                                 "modality": cfg["modality"], "dim": cfg["dim"],
                                                 "weights": cfg["weights"], "views": self.cfg.views,
-                                                "video": rec.get("path")})
+                                                "video": rec.get("path"), "faces": self._faces_identity(name)})
         embs = {v: store.create_time_array(g, array_name(v), (n, cfg["dim"]), np.float16, dims=("frame", "feature"))
                 for v in self.cfg.views}
         if cfg["modality"] == "visual":
@@ -184,7 +227,7 @@ class EncoderWorker:
         """Encode ``crops [T, S, S, 3] uint8`` into ``embs`` (view -> ``[T, D] float16`` array): each
         shard-aligned block is read once and encoded once per view."""
         n = crops.shape[0]
-        block = max(self.cfg.batch_size, crops.shards[0] if crops.shards else crops.chunks[0])
+        block = block_rows(crops, self.cfg.batch_size)
         writers = {v: store.TimeWriter(emb) for v, emb in embs.items()}
 
         def write(feats: dict) -> None:
@@ -192,7 +235,7 @@ class EncoderWorker:
                 writers[v].append(f)
         bar = tqdm(total=n, desc=f"{self.cfg.encoder} {name[:24]}", unit="frame", disable=not self.progress,
                    leave=False)
-        reads = ((i, crops[i:i + block]) for i in range(0, n, block))
+        reads = ((i, self._read(crops, i, i + block)) for i in range(0, n, block))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="afwpipe-write") as pool:
             pending: Future | None = None
             for start, x in prefetch(reads, maxsize=2):
@@ -210,6 +253,26 @@ class EncoderWorker:
         for w in writers.values():
             w.close()
         bar.close()
+
+    def _read(self, crops, start: int, stop: int):
+        """Crops ``[start, stop)`` as ``uint8 [n, S, S, 3]``, in the prefetch thread (the forward never waits on
+        decoding while the reader keeps up): Zarr's decompression, or JPEG decoding (``afwpipe.crop_codec``).
+        On a CUDA device (and views ``[full]``) JPEG crops are decoded there by nvJPEG on a stream of their own, synchronised before
+        the block is handed over, so no CPU decodes them and the forward's stream never waits on a decode."""
+        device = torch.device(self.cfg.device)
+        if device.type != "cuda" or not is_jpeg_array(crops) or self.cfg.views != [FULL]:  # views work on numpy
+            return read_crops(crops, start, stop)
+        stream = self._decode_stream(device)
+        with torch.cuda.stream(stream):
+            x = read_crops(crops, start, stop, device)
+        stream.synchronize()
+        x.record_stream(torch.cuda.default_stream(device))  # used there by the forward: not reused before it ends
+        return x
+
+    def _decode_stream(self, device):
+        if getattr(self, "_stream", None) is None:
+            self._stream = torch.cuda.Stream(device)
+        return self._stream
 
     def _audio(self, times: np.ndarray, emb, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Encode the wave; frames outside the audio track (before its first decoded sample, i.e. in the

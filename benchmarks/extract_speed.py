@@ -6,8 +6,14 @@ For `mae` (random weights unless --weights) on N face crops and `whisper` on S s
   forward frames/s = frames / wall time of the encoder alone on the same data already in memory
   ratio            = stage / forward (1.0: the encoder forward is the only cost)
 ``measure_rss`` (used by run.py) gives the stage's peak RSS on two face stores (a video and a longer one).
+``measure_data_path`` (used by run.py, and ``--data-path``): the stage's own data path with a null encoder
+(``null_visual``, registered through the public encoder registry; it returns zeros and never reads a pixel):
+crops per CPU-second (``time.process_time``, every thread) and per wall second of ``EncoderWorker.run_video``
+on a faces store written with each crop codec from real crops (the sample video's frames, centre square
+resized to 224x224), beside what one GPU consumes (``GPU_CROPS_PER_S``) and the CPU cores that needs.
 
 Usage: python benchmarks/extract_speed.py [--frames 64] [--seconds 60] [--device cpu] [--batch-size 16]
+       python benchmarks/extract_speed.py --data-path [--frames 2000] [--codecs zstd,lz4,jpeg90]
 """
 
 from __future__ import annotations
@@ -22,8 +28,92 @@ from pathlib import Path
 import numpy as np
 
 from afwpipe import store
+from afwpipe.crop_codec import parse_crop_codec
+from afwpipe.encoders import EncoderConfig, VisualEncoder, is_encoder, register_encoder
 from afwpipe.extract import EncoderWorker, ExtractConfig
-from common import run_child
+from common import disk_bytes, frames_of, run_child, sample_video
+
+NULL = "null_visual"
+NULL_CFG = EncoderConfig(name=NULL, modality="visual", dim=8, weights="none", input_size=224,
+                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+#: ViT-B/16 images per second on one H100/H200 in bf16, low end of timm's published inference benchmarks
+#: (~3,000-5,000 images/s): the crop rate one GPU consumes
+GPU_CROPS_PER_S = 3000.0
+
+
+class NullEncoder(VisualEncoder):
+    """A visual encoder that costs nothing: zeros ``float32 [B, 8]`` for any crops (never reads a pixel)."""
+
+    def encode_crops(self, crops) -> np.ndarray:
+        return np.zeros((len(crops), self.dim), np.float32)
+
+
+def register_null() -> str:
+    """Register ``null_visual`` in the encoder registry (once); return its name."""
+    if not is_encoder(NULL):
+        register_encoder(NULL, default_cfg=NULL_CFG)(lambda weights=None, device="cpu": NullEncoder(NULL_CFG, device))
+    return NULL
+
+
+def real_crops(n: int, video: str = "single_face", size: int = 224) -> np.ndarray:
+    """``n`` crops ``uint8 [n, size, size, 3]`` of real content: the centre square of the sample video's frames
+    resized to ``size`` (INTER_AREA), the video's frames repeated to reach ``n``."""
+    import cv2
+
+    frames = frames_of(sample_video(video))
+    h, w = frames.shape[1:3]
+    s = min(h, w)
+    sq = frames[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    crops = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in sq])
+    return crops[np.arange(n) % len(crops)]
+
+
+def crop_face_stage(root: Path, crops: np.ndarray, codec: str, fps: float = 25.0) -> store.Workspace:
+    """A workspace with one video whose faces store holds ``crops`` written with crop codec ``codec``."""
+    ws = store.Workspace(root)
+    c = parse_crop_codec(codec)
+    g = store.begin_video(ws.faces, "v", {"identity": {"crop_codec": c.name}})
+    arr = c.create(g, len(crops), crops.shape[1])
+    writer = store.TimeWriter(arr)
+    for i in range(0, len(crops), 512):
+        writer.append(c.encode(crops[i:i + 512]))
+    writer.close()
+    store.write_time_array(g, "present", np.ones(len(crops), bool))
+    store.write_time_array(g, "times", np.arange(len(crops)) / fps)
+    store.mark_complete(g)
+    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4", "n_frames": len(crops)}]}))
+    return ws
+
+
+def measure_data_path(root: Path, crops: np.ndarray, codecs: list[str], batch_size: int = 256,
+                      repeats: int = 1) -> list[dict]:
+    """The extract stage's data path (null encoder) on ``crops`` stored with each of ``codecs``.
+
+    Per codec: ``crops_per_cpu_s`` and ``crops_per_s`` (medians over ``repeats`` runs of
+    ``EncoderWorker.run_video``, the output removed before each), ``cpu_all`` the per-run values,
+    ``store_bytes_per_crop``, ``gpu_crops_per_s`` (:data:`GPU_CROPS_PER_S`) and ``cores_per_gpu`` (that rate
+    over ``crops_per_cpu_s``).
+    """
+    name = register_null()
+    out = []
+    for codec in codecs:
+        ws = crop_face_stage(root / codec, crops, codec)
+        worker = EncoderWorker(ws, ExtractConfig(name, device="cpu", batch_size=batch_size), progress=False)
+        rec = ws.read_index()["videos"][0]
+        cpu, wall = [], []
+        for _ in range(repeats):
+            shutil.rmtree(worker.out, ignore_errors=True)
+            c, t = time.process_time(), time.perf_counter()
+            worker.run_video(rec)
+            cpu.append(len(crops) / (time.process_time() - c))
+            wall.append(len(crops) / (time.perf_counter() - t))
+        per_cpu = float(np.median(cpu))
+        out.append({"codec": codec, "frames": len(crops), "crops_per_cpu_s": per_cpu,
+                    "crops_per_s": float(np.median(wall)), "cpu_all": cpu,
+                    "store_bytes_per_crop": disk_bytes(ws.faces / "v" / "crops") / len(crops),
+                    "gpu_crops_per_s": GPU_CROPS_PER_S, "cores_per_gpu": GPU_CROPS_PER_S / per_cpu})
+        shutil.rmtree(root / codec, ignore_errors=True)
+    return out
 
 STAGE = """
 import json, sys, time
@@ -149,7 +239,21 @@ def main():
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--weights", default="random", help="'random' (default) or a weights file for mae")
     ap.add_argument("--encoders", default="mae,whisper")
+    ap.add_argument("--data-path", action="store_true",
+                    help="measure the data path with the null encoder instead (crops per CPU-second per codec)")
+    ap.add_argument("--codecs", default="zstd,lz4,jpeg90", help="--data-path: crop codecs of the faces store")
     args = ap.parse_args()
+    if args.data_path:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = measure_data_path(Path(tmp), real_crops(args.frames), args.codecs.split(","),
+                                     args.batch_size, repeats=3)
+        print("extract data path, null encoder (numbers under load unless the machine was idle)")
+        print(f"{'codec':<8} {'crops/cpu-s':>11} {'crops/s':>9} {'KB/crop':>8} {'cores per GPU':>14}")
+        for r in rows:
+            print(f"{r['codec']:<8} {r['crops_per_cpu_s']:>11.0f} {r['crops_per_s']:>9.0f} "
+                  f"{r['store_bytes_per_crop'] / 1e3:>8.1f} {r['cores_per_gpu']:>14.1f}")
+        print(json.dumps(rows))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for enc in args.encoders.split(","):

@@ -28,6 +28,11 @@ Rows (issue 8):
      workflow of the ABAW seeds, same detector and encoder, same video; each run its own process;
   7. ``afwpipe analyze`` frames/s / the stages index + detect + extract + predict run separately (same video,
      same head); each run its own process.
+  8. the extract stage's data path (issue 21): crops per CPU-second with a null encoder (registered through the
+     encoder registry) on a faces store of each crop codec ÷ the goal's 1,000, beside the cores one GPU needs;
+  9. crop codecs (issue 21): bytes per 224x224 crop ÷ the goal's 20 KB, with encode / decode crops per
+     CPU-second, the projected size of Aff-Wild2's faces store (2.8 M frames) and the cosine of mini_xception /
+     random ViT-B features of the decoded crops to the raw crops' (benchmarks/crop_codecs.py).
 
 Timed ratios are measured ``--repeats`` times with the two sides' order alternating; the table gives the
 median of the per-repeat ratios and their spread (min-max), and for rows with a goal whether it is met.
@@ -60,6 +65,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import analyze_speed  # noqa: E402
+import crop_codecs  # noqa: E402
 import detect_speed  # noqa: E402
 import e2e_speed  # noqa: E402
 import extract_speed  # noqa: E402
@@ -68,7 +74,7 @@ import text_speed  # noqa: E402
 import train_speed  # noqa: E402
 from common import disk_bytes, loop_video_to, machine, sample_video, sequential_read_rate  # noqa: E402
 
-QUICK = {"text_words": 30, "big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
+QUICK = {"path_frames": 16, "codec_crops": 4, "vit_crops": 1, "text_words": 30, "big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
          "video_frames": 200, "disk_mib": 16, "batch_size": 2, "rss_frames": 4, "detect_frames": 4, "e2e_frames": 4,
          "data_frames": 8, "detect_loops": [20, 30],
          "repeats": 2,
@@ -384,7 +390,7 @@ def e2e_rows(t: Table, tmp: Path, args) -> None:
     a, j = r["afwpipe"], r["jpeg"]
     t.add("5e", "Zarr bytes on disk ÷ raw bytes (real face crops)", a["crops_disk_bytes"], a["crops_raw_bytes"],
           f"{a['crops_disk_bytes'] / 2**20:,.2f} MiB on disk", f"{a['crops_raw_bytes'] / 2**20:,.2f} MiB uint8",
-          f"faces.zarr crops of row 6 ({a['frames']} frames, 224², default Zarr codec)")
+          f"faces.zarr crops of row 6 ({a['frames']} frames, 224², default crop codec; rows 9 compare codecs)")
     t.add("5f", f"Zarr bytes on disk ÷ raw bytes (real `{args.encoder}` features)", a["emb_disk_bytes"],
           a["emb_raw_bytes"], f"{a['emb_disk_bytes'] / 2**10:,.1f} KiB on disk", f"{a['emb_raw_bytes'] / 2**10:,.1f} KiB float16",
           "features of row 6")
@@ -395,6 +401,33 @@ def e2e_rows(t: Table, tmp: Path, args) -> None:
           f"{args.video} looped to {a['frames']} frames, `{args.detector}`; each run a fresh process building its "
           f"models inside the timing, order alternating; JPEG detects one image per call",
           ratios=_paired(r["afwpipe_all"], r["jpeg_all"]))
+
+
+def data_path_rows(t: Table, tmp: Path, args) -> None:
+    crops = extract_speed.real_crops(args.path_frames, args.video)
+    rows = extract_speed.measure_data_path(tmp / "data_path", crops, ["jpeg90", "zstd", "lz4"], repeats=args.repeats)
+    for rid, r in zip("abc", rows):
+        t.add(f"8{rid}", f"extract data path, null encoder, `{r['codec']}` crops: crops per CPU-second ÷ 1,000",
+              r["crops_per_cpu_s"], 1000.0, _rate(r["cpu_all"], "crops/CPU-s"), "1,000 crops/CPU-s (goal)",
+              f"{r['frames']} real crops ({args.video}), {r['store_bytes_per_crop'] / 1e3:.1f} KB each; one GPU "
+              f"(ViT-B/16 bf16, ~{r['gpu_crops_per_s']:,.0f} crops/s) needs {r['cores_per_gpu']:.1f} cores"
+              + (" (on CUDA JPEG crops are decoded by nvJPEG: ~0 cores)" if r["codec"].startswith("jpeg") else "")
+              + f"; wall {r['crops_per_s']:,.0f} crops/s", ratios=[c / 1000.0 for c in r["cpu_all"]],
+              goal=(">=", 1.0))
+
+
+def codec_rows(t: Table, tmp: Path, args) -> None:
+    crops = extract_speed.real_crops(args.codec_crops, args.video)
+    out = crop_codecs.measure(crops, None, crop_codecs.CODECS.split(","), vit_crops=args.vit_crops)
+    for i, r in enumerate(out["rows"]):
+        m, v = r["mini_xception"], r["vit_b_random"]
+        t.add(f"9{'abcdefghij'[i]}", f"crop codec `{r['codec']}`: bytes per 224² crop ÷ 20 KB", r["bytes_per_crop"],
+              20e3, f"{r['bytes_per_crop'] / 1e3:,.1f} KB", "20 KB (goal)",
+              f"Aff-Wild2 (2.8 M frames) {r['projected_gb']:,.0f} GB; encode {crop_codecs.rate(r['encode_per_cpu_s'])}, "
+              f"decode {crop_codecs.rate(r['decode_per_cpu_s'])} crops/CPU-s; cosine to raw crops' features min/mean: mini_xception "
+              f"{m['cos_min']:.4f}/{m['cos_mean']:.4f}, random ViT-B {v['cos_min']:.4f}/{v['cos_mean']:.4f} "
+              f"({out['crops']} crops of {args.video}){'; ' + r['note'] if r.get('note') else ''}",
+              goal=("<=", 1.0))
 
 
 def analyze_rows(t: Table, tmp: Path, args) -> None:
@@ -442,6 +475,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mem-budget-gb", type=float, default=0.2, help="rows 4h-4i: feature cache budget (GiB)")
     ap.add_argument("--mem-frames", type=int, default=1500, help="rows 4h-4i: frames per video")
     ap.add_argument("--workdir", type=Path, default=None, help="folder for the temporary files (the disk measured)")
+    ap.add_argument("--path-frames", type=int, default=2000, help="rows 8: crops in the null-encoder data path")
+    ap.add_argument("--codec-crops", type=int, default=300, help="rows 9: real crops coded with each codec")
+    ap.add_argument("--vit-crops", type=int, default=24, help="rows 9: of those, crops through the random ViT-B")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
     args = ap.parse_args(argv)
     if args.quick:
@@ -458,7 +494,7 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="afwpipe-bench-", dir=args.workdir))
     try:
         for part in (extract_rows, text_rows, detect_rows, train_and_read_rows, beyond_cache_rows, memory_rows, e2e_rows,
-                     analyze_rows):
+                     analyze_rows, data_path_rows, codec_rows):
             t = time.perf_counter()
             part(table, tmp, args)
             print(f"   ({part.__name__}: {time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ import zarr
 
 from afwpipe import detect
 from afwpipe.contact_sheet import contact_sheet, save_png
+from afwpipe.crop_codec import read_crops
 from afwpipe.detect import DetectConfig, fill_runs, run_detect
 from afwpipe.index import build_index
 from afwpipe.manifest import DatasetSpec
@@ -82,15 +83,15 @@ def test_sample_present_spans_crops_and_audio(sample_workspace):
         if span:
             want[span[0]:span[1]] = True
         assert (present == want).all(), (name, np.flatnonzero(present != want))
-        assert g["crops"].shape[1:] == (224, 224, 3) and g["crops"].dtype == np.uint8
+        assert read_crops(g["crops"], 0, 2).shape == (2, 224, 224, 3) and g["crops"].attrs["codec"] == "jpeg90"
         assert g.attrs["complete"] and np.isnan(g["boxes"][...][~present]).all()
     # VFR: frame times are the container's, not index/fps
     t = _group(ws, "faces", "noface_face")["times"][...]
     assert t[0] == 0 and np.ptp(np.diff(t)) > 0.005
     # filled crops: noface_face frames 0..95 take frame 96's crop; face_noface 72.. take frame 71's
-    c = _group(ws, "faces", "noface_face")["crops"]
+    c = read_crops(_group(ws, "faces", "noface_face")["crops"])
     assert (c[0] == c[96]).all() and (c[95] == c[96]).all()
-    c2 = _group(ws, "faces", "face_noface")["crops"]
+    c2 = read_crops(_group(ws, "faces", "face_noface")["crops"])
     assert (c2[168] == c2[71]).all() and not (c2[70] == c2[71]).all()
     # audio: 16 kHz mono float32, as long as the audio track (3.97 s in these files)
     a = _group(ws, "audio", "noface_face")
@@ -160,7 +161,7 @@ def test_video_without_face_or_audio(tmp_path):
     summary = run_detect(ws, DetectConfig(size=32, batch_size=4), progress=False)
     g, a = _group(ws, "faces", "blank"), _group(ws, "audio", "blank")
     assert summary.results[0].present == 0 and not g["present"][...].any() and g.attrs["complete"]
-    assert g["crops"].shape == (8, 32, 32, 3)
+    assert read_crops(g["crops"]).shape == (8, 32, 32, 3)
     assert not a.attrs["present"] and a["wave"].shape == (int(round(8 / 25 * 16000)),)
     assert not a["wave"][...].any()
 
@@ -190,7 +191,7 @@ def test_cropped_aligned_input_skips_detection(tmp_path):
     run_detect(ws, DetectConfig(size=112, use_cropped=True), progress=False)
     g = _group(ws, "faces", "clip")
     assert g["present"][...].tolist() == [True, True, False, True]
-    crops = g["crops"][...]
+    crops = read_crops(g["crops"])
     assert abs(int(crops[0].mean()) - 40) <= 2 and (crops[2] == crops[1]).all()  # filled from the nearest
     assert g.attrs["identity"]["detector"] == "cropped_aligned"
 

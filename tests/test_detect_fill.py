@@ -91,8 +91,8 @@ def test_faceless_runs_are_filled_without_rewriting_written_rows(tmp_path, monke
         return setitem(self, key, value)
 
     monkeypatch.setattr(zarr.Array, "__setitem__", record)
-    worker = FaceWorker(ws, DetectConfig(detector=schedule_detector, size=16, batch_size=4, device="cpu"),
-                        progress=False)
+    worker = FaceWorker(ws, DetectConfig(detector=schedule_detector, size=16, batch_size=4, device="cpu",
+                                                crop_codec="zstd"), progress=False)  # lossless: exact fill check
     worker.run_video(ws.read_index()["videos"][0])
     monkeypatch.setattr(zarr.Array, "__setitem__", setitem)
 
@@ -121,8 +121,8 @@ def test_faceless_video_longer_than_the_hold_gets_its_placeholders_again(tmp_pat
         ws = Workspace(tmp_path / f"work{hold}")
         build_index(DatasetSpec(name="t", root=root, video_dirs=(root / "videos",), annotations=root / "a", folds_k=0),
                     ws, progress=False)
-        worker = FaceWorker(ws, DetectConfig(detector=schedule_detector, size=16, batch_size=4, device="cpu"),
-                            progress=False)
+        worker = FaceWorker(ws, DetectConfig(detector=schedule_detector, size=16, batch_size=4, device="cpu",
+                                             crop_codec="zstd"), progress=False)
         res = worker.run_video(ws.read_index()["videos"][0])
         assert res.present == 0
         crops[hold] = zarr.open_group(str(ws.faces), mode="r")["clip"]["crops"][...]

@@ -124,7 +124,8 @@ class VisualEncoder(Encoder):
         """Encode face crops.
 
         Args:
-            crops: uint8 [B,S,S,3] RGB (numpy or torch), any square size S.
+            crops: uint8 [B,S,S,3] RGB (numpy or torch, a torch tensor possibly on the encoder's device, e.g.
+                JPEG crops decoded there by nvJPEG), any square size S.
 
         Returns:
             float32 [B,D] numpy array.
@@ -139,8 +140,8 @@ class VisualEncoder(Encoder):
         with torch.inference_mode():
             for i in range(0, x.shape[0], self.batch_size):
                 xb = x[i:i + self.batch_size]
-                if self.device.type == "cuda":  # pinned host memory: the copy overlaps the previous batch
-                    xb = xb.pin_memory().to(self.device, non_blocking=True)
+                if self.device.type == "cuda" and xb.device.type == "cpu":  # pinned host memory: the copy
+                    xb = xb.pin_memory().to(self.device, non_blocking=True)  # overlaps the previous batch
                 else:
                     xb = xb.to(self.device)
                 xb = xb.permute(0, 3, 1, 2).float().div_(255.0)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .. import store
+from ..crop_codec import read_frames
 from ..errors import TrainError
 from ..labels import valid_mask
 from ..readers import load_labels
@@ -199,11 +200,10 @@ class CropBuffers(torch.utils.data.Dataset):
         for v in np.unique(vids):
             sel = np.flatnonzero(vids == v)
             f = self.plan.frames[v][rows[sel]]
-            lo, hi = int(f.min()), int(f.max()) + 1
-            block = self._array(int(v))[lo:hi]  # one contiguous read
+            block = read_frames(self._array(int(v)), f)  # one contiguous read, the wanted crops decoded
             if out is None:
                 out = np.empty((len(g),) + block.shape[1:], np.uint8)
-            out[sel] = block[f - lo]
+            out[sel] = block
         if out is None:
             return {"x": torch.zeros((0, 1, 1, 3), dtype=torch.uint8), "y": torch.zeros(0), "g": torch.zeros(0, dtype=torch.long)}
         if self.augment is not None:
@@ -245,9 +245,7 @@ def sequential_batches(ws: store.Workspace, plan: FramePlan, size: int):
         crops = root[plan.names[v]]["crops"]
         for i in range(0, len(f), size):
             part = f[i:i + size]
-            lo = int(part[0])
-            block = crops[lo:int(part[-1]) + 1]
-            yield v, np.arange(i, i + len(part)), block[part - lo]
+            yield v, np.arange(i, i + len(part)), read_frames(crops, part)
 
 
 __all__ = ["CropBuffers", "augment_frames", "EpochOrder", "FramePlan", "epoch_order", "local_batches", "make_augment",

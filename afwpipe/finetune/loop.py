@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import __version__, atomic, store
+from ..crop_codec import crop_size
 from ..device import autocast, resolve_device
 from ..encoders import create_encoder
 from ..encoders.weights import sha256_path
@@ -197,7 +198,7 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
     cw = None if cw is None else torch.as_tensor(cw, device=device)
     opt, layer_note = build_optimizer(net, cfg.lr, cfg.weight_decay, cfg.layer_decay)
     sched = build_scheduler(opt, steps * cfg.epochs, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
-    augment = make_augment(cfg.augment, int(store.open_store(ws.faces, "r")[plan.names[0]]["crops"].shape[1]))
+    augment = make_augment(cfg.augment, crop_size(store.open_store(ws.faces, "r")[plan.names[0]]["crops"]))
 
     history, best, step, first_epoch, best_state = [], None, 0, 1, None
     ckpt_path = out_dir / CHECKPOINT
