@@ -145,6 +145,19 @@ def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(tmp_path,
     assert finetune(cut, _cfg(augment=aug), progress=False).skipped  # a finished run is skipped
 
 
+def test_a_finished_run_is_redone_when_its_crops_change(tmp_path, one_torch_thread):
+    ws = make_workspace(tmp_path / "w", TWO)
+    cfg = _cfg(epochs=1)
+    first = finetune(ws, cfg, progress=False)
+    assert not first.skipped and finetune(ws, cfg, progress=False).skipped
+    # detect rewrote tr1's crops with another codec (as `dvc repro` does after detect.crop_codec changes)
+    store.open_store(ws.faces, "r+")["tr1"].attrs["identity"] = {"detector": "mtcnn", "crop_codec": "jpeg90"}
+    again = finetune(ws, cfg, progress=False)
+    assert not again.skipped
+    assert again.record["faces"]["tr1"] == {"detector": "mtcnn", "crop_codec": "jpeg90"}
+    assert finetune(ws, cfg, progress=False).skipped
+
+
 def _ddp_worker(rank: int, world: int, root: str, init: str) -> None:
     import torch.distributed as dist
 

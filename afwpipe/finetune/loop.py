@@ -104,6 +104,13 @@ def init_distributed(device: str) -> str:
     return device
 
 
+def faces_identities(ws: store.Workspace, names: list[str]) -> dict:
+    """video name -> the detect identity of its crops (``faces.zarr/<name>`` attribute ``identity``: detector,
+    crop size, crop codec; JSON-normalised), so a fine-tune finished or checkpointed on other crops is redone."""
+    root = store.open_store(ws.faces, "r")
+    return json.loads(json.dumps({n: root[n].attrs.get("identity") if n in root else None for n in names}))
+
+
 def _save_tensors(path: Path, sd: dict) -> None:
     from safetensors.torch import save_file
 
@@ -185,13 +192,14 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
     if encoder.cfg.modality != "visual" or not isinstance(getattr(encoder, "model", None), torch.nn.Module):
         raise TrainError(f"finetune: {name} is not a visual encoder with a torch model ({encoder!r})")
     base_weights = encoder.cfg.weights
-    if record_path.is_file():  # finished: the same config, base weights and videos
+    faces = faces_identities(ws, fit + select)
+    if record_path.is_file():  # finished: the same config, base weights, videos and crops
         rec = json.loads(record_path.read_text())
-        if (rec.get("config_key"), rec["base"].get("weights"), rec.get("trained_on"), rec.get("selected_on")) == \
-                (key, base_weights, fit, select):
+        if (rec.get("config_key"), rec["base"].get("weights"), rec.get("trained_on"), rec.get("selected_on"),
+                rec.get("faces")) == (key, base_weights, fit, select, faces):
             return FinetuneResult(out_dir, rec, skipped=True)
-        log.warning("finetune %s: %s holds another config, base weights or videos; fine-tuning again",
-                    cfg.run, record_path)
+        log.warning("finetune %s: %s holds another config, base weights, videos or crops (detect identity); "
+                    "fine-tuning again", cfg.run, record_path)
     net = FinetuneNet(encoder, cfg.task).to(device)
     encoder.device = device
     cw = class_weights(cfg.task, plan.all_labels())
@@ -204,8 +212,8 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ck.get("config_key") != key or ck.get("videos") != [fit, select]:
-            raise TrainError(f"{ckpt_path}: a checkpoint of another fine-tune config or other videos; delete it "
+        if ck.get("config_key") != key or ck.get("videos") != [fit, select] or ck.get("faces", faces) != faces:
+            raise TrainError(f"{ckpt_path}: a checkpoint of another fine-tune config, other videos or other crops; delete it "
                              f"(or the folder) to start over, or rerun with the config it was written with")
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
@@ -269,7 +277,7 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
                 _save_tensors(out_dir / "best.safetensors", net.backbone.state_dict())
                 _save_tensors(out_dir / "best_head.safetensors", net.head.state_dict())
             with atomic.replacing(ckpt_path) as tmp:
-                torch.save({"config_key": key, "videos": [fit, select], "epoch": epoch, "step": step,
+                torch.save({"config_key": key, "videos": [fit, select], "faces": faces, "epoch": epoch, "step": step,
                             "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                             "rng": torch.get_rng_state(), "history": history, "best": best}, tmp)
         if progress:
@@ -284,7 +292,7 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
     record = {"run": cfg.run, "encoder": f"ft_{cfg.run}",
               "base": {"encoder": name, "options": options, "weights": base_weights,
                        "config": encoder.cfg.to_dict()},
-              "task": cfg.task, "fold": cfg.fold, "trained_on": fit, "selected_on": select,
+              "task": cfg.task, "fold": cfg.fold, "trained_on": fit, "selected_on": select, "faces": faces,
               "selection": ("best selection score on selected_on" if select else
                             "last epoch: too few training videos for an inner split (nothing chose the epoch)"),
               "best_epoch": best["epoch"], "best_score": best["score"], "epochs": history,
