@@ -143,13 +143,17 @@ def decode_on_device(blobs: list, device: str) -> torch.Tensor:
     GPU). :func:`decode` uses it for CUDA devices.
 
     Raises:
-        ImportError: torchcodec is not installed (the message says so).
+        ImportError: torchcodec is not installed, or cannot load FFmpeg's shared libraries (the message says
+            which).
         RuntimeError: torchcodec cannot decode an element.
     """
     try:
         from torchcodec.decoders import decode_jpeg
     except ImportError as e:
         raise ImportError(f"decoding JPEG crops on {device} needs torchcodec (pip install torchcodec): {e}") from e
+    except (OSError, RuntimeError) as e:  # libtorchcodec loads FFmpeg's shared libraries on import
+        raise ImportError(f"decoding JPEG crops on {device}: torchcodec cannot load FFmpeg's shared libraries "
+                          f"(FFmpeg 4 to 8; e.g. apt-get install ffmpeg): {e}") from e
     return torch.stack(decode_jpeg(blobs, mode="RGB", device=device)).permute(0, 2, 3, 1)
 
 

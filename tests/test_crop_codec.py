@@ -1,6 +1,7 @@
 """Crop codecs (afwpipe.crop_codec, params detect.crop_codec): roundtrips, plain-Zarr readability, validation,
 the extract stage reading JPEG crops, and features from stored crops against raw crops on the real sample."""
 
+import builtins
 import io
 import json
 import os
@@ -71,9 +72,25 @@ def test_gpu_decode_path_gives_the_cpu_pixels(tmp_path, real_crops):
     """decode_on_device is what a CUDA device runs (torchcodec; nvJPEG there); on the CPU it must give the same
     [B, S, S, 3] RGB pixels as the CPU path (both libjpeg-turbo)."""
     arr = _write(tmp_path / "f.zarr", "jpeg90", real_crops)
-    got = decode_on_device(list(arr[2:6]), "cpu")
+    try:
+        got = decode_on_device(list(arr[2:6]), "cpu")
+    except ImportError as e:  # torchcodec needs FFmpeg 4-8 shared libraries on the machine
+        pytest.skip(f"torchcodec cannot be loaded here: {e}")
     assert tuple(got.shape) == (4, 224, 224, 3) and got.dtype == torch.uint8
     assert np.array_equal(got.numpy(), read_crops(arr, 2, 6))
+
+
+def test_gpu_decode_path_without_ffmpeg_says_so(monkeypatch):
+    real = builtins.__import__
+
+    def fake(name, *args, **kw):
+        if name.startswith("torchcodec"):
+            raise RuntimeError("Could not load libtorchcodec: libavutil.so.58: cannot open shared object file")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ImportError, match=r"torchcodec cannot load FFmpeg's shared libraries .*libavutil\.so\.58"):
+        decode_on_device([b""], "cuda")
 
 
 def test_higher_jpeg_quality_is_larger_and_closer(tmp_path, real_crops):
