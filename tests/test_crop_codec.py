@@ -1,7 +1,6 @@
 """Crop codecs (afwpipe.crop_codec, params detect.crop_codec): roundtrips, plain-Zarr readability, validation,
 the extract stage reading JPEG crops, and features from stored crops against raw crops on the real sample."""
 
-import builtins
 import io
 import json
 import os
@@ -80,15 +79,8 @@ def test_gpu_decode_path_gives_the_cpu_pixels(tmp_path, real_crops):
     assert np.array_equal(got.numpy(), read_crops(arr, 2, 6))
 
 
-def test_gpu_decode_path_without_ffmpeg_says_so(monkeypatch):
-    real = builtins.__import__
-
-    def fake(name, *args, **kw):
-        if name.startswith("torchcodec"):
-            raise RuntimeError("Could not load libtorchcodec: libavutil.so.58: cannot open shared object file")
-        return real(name, *args, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", fake)
+def test_gpu_decode_path_without_ffmpeg_says_so(failing_import):
+    failing_import("torchcodec", RuntimeError("Could not load libtorchcodec: libavutil.so.58: cannot open shared object file"))
     with pytest.raises(ImportError, match=r"torchcodec cannot load FFmpeg's shared libraries .*libavutil\.so\.58"):
         decode_on_device([b""], "cuda")
 

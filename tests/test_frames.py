@@ -1,6 +1,5 @@
 """The face stage's frame source (afwpipe.frames): decoder choice and torchcodec against PyAV."""
 
-import builtins
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,8 @@ def test_unknown_decoder_is_a_config_error_naming_the_known_ones():
     assert DetectConfig().decoder == "pyav"
 
 
-def test_torchcodec_without_ffmpeg_names_the_missing_libraries(monkeypatch):
-    real = builtins.__import__
-
-    def fake(name, *args, **kw):
-        if name.startswith("torchcodec"):
-            raise OSError("libavutil.so.56: cannot open shared object file: No such file or directory")
-        return real(name, *args, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", fake)
+def test_torchcodec_without_ffmpeg_names_the_missing_libraries(failing_import):
+    failing_import("torchcodec", OSError("libavutil.so.56: cannot open shared object file: No such file or directory"))
     with pytest.raises(ConfigError) as e:
         DetectConfig(decoder="torchcodec")
     msg = str(e.value)
