@@ -186,7 +186,7 @@ def detect_rows(t: Table, tmp: Path, args) -> None:
           f"detector built apart ({s['build_s']:.1f} s), order alternating; stage adds decode, alignment, Zarr "
           f"writes, audio", ratios=_paired(s["stage_fps"], s["forward_fps"]))
     shutil.rmtree(tmp / "detect_speed", ignore_errors=True)
-    data_path_rows(t, tmp, args)
+    face_data_path_rows(t, tmp, args)
     more = 2 * args.loops  # rows 3b / 3d (extract)
     d = detect_speed.measure(src, tmp / "detect", args.detector, args.batch_size, args.device, args.loops, args.frames,
                              more_loops=tuple(args.detect_loops))
@@ -222,7 +222,7 @@ def detect_rows(t: Table, tmp: Path, args) -> None:
 GPU_IMAGES_PER_S = (3000, 5000)
 
 
-def data_path_rows(t: Table, tmp: Path, args) -> None:
+def face_data_path_rows(t: Table, tmp: Path, args) -> None:
     """Rows 2b/2c: the face stage with the ``null`` detector ÷ PyAV's bare decode, frames per CPU-second."""
     d = detect_speed.measure_data_path(sample_video(args.video), tmp / "data_path", args.data_frames, args.repeats,
                                        args.batch_size)
@@ -403,7 +403,7 @@ def e2e_rows(t: Table, tmp: Path, args) -> None:
           ratios=_paired(r["afwpipe_all"], r["jpeg_all"]))
 
 
-def data_path_rows(t: Table, tmp: Path, args) -> None:
+def extract_data_path_rows(t: Table, tmp: Path, args) -> None:
     crops = extract_speed.real_crops(args.path_frames, args.video)
     rows = extract_speed.measure_data_path(tmp / "data_path", crops, ["jpeg90", "zstd", "lz4"], repeats=args.repeats)
     for rid, r in zip("abc", rows):
@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="afwpipe-bench-", dir=args.workdir))
     try:
         for part in (extract_rows, text_rows, detect_rows, train_and_read_rows, beyond_cache_rows, memory_rows, e2e_rows,
-                     analyze_rows, data_path_rows, codec_rows):
+                     analyze_rows, extract_data_path_rows, codec_rows):
             t = time.perf_counter()
             part(table, tmp, args)
             print(f"   ({part.__name__}: {time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)

@@ -69,3 +69,29 @@ def test_one_registry_class_serves_detectors_encoders_and_heads():
 
     assert all(type(r) is Registry for r in (DETECTORS, ENCODERS, HEADS))
     assert len({id(r) for r in (DETECTORS, ENCODERS, HEADS)}) == 3
+
+
+def _twice_defined(source: str) -> list[str]:
+    """Names a module (or one of its classes) defines twice at the same level with ``def`` / ``class``: the later one
+    silently replaces the earlier one (a merge of two branches that picked the same name)."""
+    out = []
+    tree = ast.parse(source)
+    for scope, label in [(tree, ""), *((c, c.name + ".") for c in tree.body if isinstance(c, ast.ClassDef))]:
+        seen = set()
+        for node in scope.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if node.name in seen and not any(isinstance(d, ast.Attribute) for d in node.decorator_list):
+                    out.append(label + node.name)  # property setters (@x.setter) are a second def on purpose
+                seen.add(node.name)
+    return out
+
+
+def test_the_scanner_finds_a_name_defined_twice():
+    assert _twice_defined("def rows(): pass\ndef other(): pass\ndef rows(): pass\n") == ["rows"]
+    assert _twice_defined("class A:\n    @property\n    def x(self): pass\n    @x.setter\n    def x(self, v): pass\n") == []
+
+
+def test_no_module_defines_a_name_twice():
+    files = [p for d in ("afwpipe", "stages", "benchmarks", "tests") for p in (REPO / d).rglob("*.py")]
+    twice = {str(p.relative_to(REPO)): names for p in files if (names := _twice_defined(p.read_text()))}
+    assert not twice, f"defined twice (the later definition replaces the earlier): {twice}"
