@@ -33,6 +33,7 @@ def run_afwpipe(video: Path, work: Path, detector: str, encoder: str, weights: s
                 device: str, size: int = 224) -> dict:
     """Index + detect + extract on ``video``; wall time, frames, and the stores' bytes (disk vs raw)."""
     from afwpipe import store
+    from afwpipe.crop_codec import crop_size
     from afwpipe.detect import DetectConfig, run_detect
     from afwpipe.extract import ExtractConfig, run_extract
 
@@ -51,7 +52,7 @@ def run_afwpipe(video: Path, work: Path, detector: str, encoder: str, weights: s
     paths = [ws.faces, ws.audio, ws.features(encoder)]
     return {"seconds": dt, "frames": det.results[0].frames, "faces": det.results[0].present,
             "files": len(files_under(*paths)), "disk_bytes": disk_bytes(*paths),
-            "crops_raw_bytes": crops.nbytes, "crops_disk_bytes": disk_bytes(ws.faces / name / "crops"),
+            "crops_raw_bytes": crops.shape[0] * crop_size(crops) ** 2 * 3,  # uint8 RGB, whatever the codec "crops_disk_bytes": disk_bytes(ws.faces / name / "crops"),
             "emb_raw_bytes": emb.nbytes, "emb_disk_bytes": disk_bytes(ws.features(encoder) / name / "emb")}
 
 
