@@ -50,9 +50,10 @@ def run_afwpipe(video: Path, work: Path, detector: str, encoder: str, weights: s
     crops = store.open_store(ws.faces, "r")[f"{name}/crops"]
     emb = store.open_store(ws.features(encoder), "r")[f"{name}/emb"]
     paths = [ws.faces, ws.audio, ws.features(encoder)]
+    # raw crop bytes: T x S x S x 3 uint8 RGB, whatever the crop codec stores
     return {"seconds": dt, "frames": det.results[0].frames, "faces": det.results[0].present,
             "files": len(files_under(*paths)), "disk_bytes": disk_bytes(*paths),
-            "crops_raw_bytes": crops.shape[0] * crop_size(crops) ** 2 * 3,  # uint8 RGB, whatever the codec "crops_disk_bytes": disk_bytes(ws.faces / name / "crops"),
+            "crops_raw_bytes": crops.shape[0] * crop_size(crops) ** 2 * 3, "crops_disk_bytes": disk_bytes(ws.faces / name / "crops"),
             "emb_raw_bytes": emb.nbytes, "emb_disk_bytes": disk_bytes(ws.features(encoder) / name / "emb")}
 
 
