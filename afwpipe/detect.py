@@ -192,16 +192,16 @@ class FaceWorker:
         ident = self.identity()
         g = store.begin_video(self.ws.faces, name, {"video": str(path), "side": rec.get("side"), "identity": ident})
         S = self.cfg.size
+        codec = parse_crop_codec(self.cfg.crop_codec)
         arrays = {
             "boxes": store.create_time_array(g, "boxes", (n, 4), np.float32, fill_value=np.nan),
             "landmarks": store.create_time_array(g, "landmarks", (n, 5, 2), np.float32, fill_value=np.nan),
             "score": store.create_time_array(g, "score", (n,), np.float32),
             "present": store.create_time_array(g, "present", (n,), bool, fill_value=False),
-            "crops": parse_crop_codec(self.cfg.crop_codec).create(g, n, S),
+            "crops": codec.create(g, n, S),
             "times": store.create_time_array(g, "times", (n,), np.float64),
         }
         writers = {k: store.TimeWriter(a) for k, a in arrays.items()}
-        codec = parse_crop_codec(self.cfg.crop_codec)
         fill = NearestFill(lambda crops: writers["crops"].append(codec.encode(crops)), hold=writers["crops"].shard)
         present_all = np.zeros(n, bool)
         times_all = np.zeros(n, np.float64)
