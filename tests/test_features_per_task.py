@@ -164,3 +164,18 @@ def test_cli_features_set_the_list_of_the_chosen_task(ws, tmp_path):
         assert res.exit_code == 0, res.output
         _, ckpt = load_model(tmp_path / "sample" / "models" / "va-tcn-official" / "model.pt")
         assert ckpt["config"]["features"] == want
+
+
+@pytest.mark.sample
+def test_on_the_sample_params_yaml_trains_au_on_mini_xception_alone_and_va_on_both(sample_workspace, tmp_path):
+    """The sample's params.yaml as `dvc repro` reads it (stage train@<task>-all), two epochs: the AU head reads
+    mini_xception only, the VA head mini_xception and logmel (the checkpoint's encoders and input dims)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    got = {}
+    for task in ("au", "va"):
+        cfg = TrainConfig.from_params(params, task=task, fold="all", epochs=2, device="cpu")
+        r = train(sample_workspace, cfg, progress=False, out_dir=tmp_path / task)
+        _, ckpt = load_model(r.model_dir / "model.pt")
+        got[task] = [e["name"] for e in ckpt["encoders"]]
+        assert list(ckpt["in_dims"]) == got[task] and ckpt["val_videos"] == [] and r.best is None
+    assert got == {"au": ["mini_xception"], "va": ["mini_xception", "logmel"]}
