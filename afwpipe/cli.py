@@ -316,8 +316,13 @@ def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures
 @click.option("--task", type=click.Choice(TRAIN_TASKS), default=None,
               help="au (12 sigmoid), expr (8-way), va (2 tanh) or mtl (all three). Default: params train.task.")
 @click.option("--head", default=None, help="Fusion head: tmf, tcn or msf (params train.head).")
-@click.option("--fold", default=None, help="'official' (train vs val split) or a fold number of the index.")
-@click.option("--features", default=None, help="Comma-separated encoders, e.g. mae,whisper (params train.features).")
+@click.option("--fold", default=None,
+              help="'official' (train vs val split), a fold number of the index, or 'all' (every labelled train+val "
+                   "video, no validation video: the ensemble's whole-dataset member, never scored on its own).")
+@click.option("--features", default=None,
+              help="Comma-separated encoders of this run's task, e.g. mae,whisper. Default: params train.features, "
+                   "one list for every task or a per-task mapping {au: [...], expr: [...], va: [...], mtl: [...]} "
+                   "(the --task entry is used).")
 @click.option("--scene", default=None, help="Train on one scene subset of the manifest (its own head).")
 @click.option("--epochs", type=int, default=None,
               help="Maximum epochs; early stopping on the epoch-choosing videos' score (exactly this many when none "
@@ -344,8 +349,9 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, d
     """Train a fusion head on cached features (never reads video).
 
     \b
-    Clips of K frames (params train.k) are cut in memory from whole-video feature arrays of the
-    chosen encoders (concatenated per frame); invalid labels are masked out of every loss.
+    Clips of K frames (params train.k: an int, or per task {au: 100, va: 200, ...}) are cut in
+    memory from whole-video feature arrays of the task's encoders (params train.features: one list,
+    or per task; concatenated per frame); invalid labels are masked out of every loss.
     AdamW, early stopping on the score (AU mean F1, EXPR macro F1, VA mean CCC) of the videos
     that choose the epoch (--epoch-selection), fixed seeds. Writes
     <workdir>/<dataset>/models/<task>-<head>-<fold>[-<scene>]/model.pt (weights, exact config,

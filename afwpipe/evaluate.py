@@ -4,7 +4,8 @@ Systems and decisions come from :mod:`afwpipe.postprocess` (``post/``): a fold s
 validation videos, the ensemble on the videos none of its member heads trained or chose its epoch on (when
 there is none, on the track's ``val`` split, flagged ``optimistic``). Metrics are the project's own
 (:mod:`afwpipe.metrics`): AU mean of the 12 per-AU binary F1, EXPR macro F1 over 8 classes, VA mean of
-CCC(valence) and CCC(arousal); invalid frames are left out. A system with no labelled frame to score is skipped with a warning.
+CCC(valence) and CCC(arousal); invalid frames are left out. A system with no labelled frame to score is skipped with a warning;
+the whole-dataset member (fold ``all``, ``unscored`` in post/systems.json) is never scored on its own.
 
 Output (:attr:`Workspace.eval_dir`)::
 
@@ -68,6 +69,9 @@ def score_system(ws: store.Workspace, name: str, meta: Mapping, labels: Mapping)
     """``{"before", "after", "videos", "scored_on", "frames"}`` of system ``name`` on its evaluation videos
     (``scored_on``: the names scored, those with a valid label of its track), or None when there is none."""
     track = meta["track"]
+    if meta.get("unscored"):  # the whole-dataset member (fold all): scored only inside the ensemble
+        log.info("evaluate %s: not scored: %s", name, meta["unscored"])
+        return None
     names = labelled(meta["eval_videos"], labels, track)
     if not names:
         log.warning("evaluate %s: no labelled %s frame in its evaluation videos; skipped", name, track.upper())

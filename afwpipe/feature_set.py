@@ -5,8 +5,9 @@ in ``train.features``" (a params list does not expand into deps). A train stage 
 whole ``features/`` folder would therefore rerun, with every stage after it, whenever any encoder is
 added or re-extracted, even one it never reads (``extract@vad``, a new backbone under evaluation).
 
-This step writes ``<ws>/feature_set.json``: for each encoder that training reads (``train.features``, and
-``vad`` when ``train.speech_gate`` is set) a content digest of every file of its store, per video and
+This step writes ``<ws>/feature_set.json``: for each encoder that training reads (``train.features``: with a
+per-task mapping, the union of the lists of the tasks in ``train.tasks``; and ``vad`` when
+``train.speech_gate`` is set) a content digest of every file of its store, per video and
 overall. The train and predict stages depend on this file instead of the folder: when an unrelated
 store is added the file's bytes are unchanged, so DVC skips everything downstream; when any byte of a
 used store changes, so does the digest. (The "fingerprint file" pattern: a cheap stage that summarises
@@ -18,6 +19,7 @@ core), and the stage only runs when ``features/`` changed.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -26,7 +28,9 @@ from typing import ClassVar
 
 from . import atomic, store
 from .config import FromParams
+from .task_settings import DEFAULT_TRAIN_FEATURES, name_list, per_task
 from .errors import AfwpipeError, TrainError
+from .labels import TRAIN_TASKS
 
 #: the encoder whose store a speech gate reads (afwpipe.clips.gate.VAD)
 GATE_ENCODER = "vad"
@@ -35,28 +39,36 @@ _BLOCK = 8 << 20  # bytes per read while hashing
 
 @dataclass
 class FeatureSetConfig(FromParams):
-    """What training reads (built from params ``train``: ``features`` and ``speech_gate``).
+    """What training reads (built from params ``train``: ``features``, ``tasks`` and ``speech_gate``).
 
     Attributes:
-        features: encoder names, as ``train.features`` (list or comma-separated string).
+        features: encoder names, as ``train.features``: one list (or comma-separated string) for every task,
+            or a per-task mapping ``{au: [...], expr: [...], ...}`` (:func:`afwpipe.task_settings.per_task`);
+            resolved on construction to ``{task: [encoders]}`` for ``tasks``.
+        tasks: the trained tasks (``train.tasks``, the DVC matrix).
         speech_gate: ``train.speech_gate`` (None: off); when set, the ``vad`` store is read too.
+
+    Raises:
+        TrainError: a per-task mapping without an entry for one of ``tasks`` (names the task), with an unknown
+            task, or an entry that is not a list of names.
     """
 
     params_section: ClassVar[str] = "train"
     params_error: ClassVar[type[AfwpipeError]] = TrainError
 
-    features: list[str] = field(default_factory=lambda: ["mini_xception", "logmel"])
+    features: list[str] | dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_TRAIN_FEATURES))
+    tasks: list[str] = field(default_factory=lambda: list(TRAIN_TASKS))
     speech_gate: dict | None = None
 
     def __post_init__(self):
-        if isinstance(self.features, str):
-            self.features = [f for f in self.features.split(",") if f]
-        self.features = list(self.features)
+        self.tasks = name_list(self.tasks, "train.tasks", TrainError)
+        per = per_task(self.features, self.tasks, "train.features", TRAIN_TASKS, TrainError)
+        self.features = {t: name_list(v, f"train.features ({t})", TrainError) for t, v in per.items()}
 
     @property
     def encoders(self) -> list[str]:
-        """The encoders whose stores training reads, in order, without repeats."""
-        names = self.features + ([GATE_ENCODER] if self.speech_gate else [])
+        """The encoders whose stores training reads (the union over :attr:`tasks`), in order, without repeats."""
+        names = [e for t in self.tasks for e in self.features[t]] + ([GATE_ENCODER] if self.speech_gate else [])
         return list(dict.fromkeys(names))
 
 

@@ -3,6 +3,10 @@
 Fold ``"official"`` trains on the videos of the task's official ``train`` split and validates (early
 stopping) on its ``val`` split; fold ``i`` validates on the labelled videos of fold ``i`` of the index and
 trains on the labelled videos of the other folds, never on a name that is ``test`` for the task.
+Fold ``"all"`` (:data:`ALL`) trains on every labelled video of the task's official ``train`` and ``val``
+splits (never a ``test`` one) and has no validation video: the
+whole-dataset member of the fold vote (Netease Fuxi ABAW5/6 vote over their five fold models and one model
+trained on all labelled videos). It is never scored on its own, since it trained on every labelled video.
 ``scene`` keeps only the videos listed under that scene in the index (from the manifest). Splits are per
 track (:func:`afwpipe.store.split_of`).
 """
@@ -14,10 +18,13 @@ import numpy as np
 from . import store
 from .errors import TrainError
 
+#: the fold of the whole-dataset member (module docstring)
+ALL = "all"
+
 
 def parse_fold(fold) -> str | int:
-    """A fold as it names a model folder (``models/<task>-<head>-<fold>``): ``"official"`` or a fold number
-    (int, or a string of digits).
+    """A fold as it names a model folder (``models/<task>-<head>-<fold>``): ``"official"``, ``"all"`` or a fold
+    number (int, or a string of digits).
 
     Raises:
         TrainError: anything else.
@@ -26,9 +33,9 @@ def parse_fold(fold) -> str | int:
         return int(fold)
     if isinstance(fold, str) and fold.strip().lstrip("-").isdigit():
         return int(fold)
-    if fold == "official":
+    if fold in ("official", ALL):
         return fold
-    raise TrainError(f"fold must be 'official' or a fold number, got {fold!r}")
+    raise TrainError(f"fold must be 'official', '{ALL}' or a fold number, got {fold!r}")
 
 
 def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:
@@ -38,10 +45,12 @@ def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) 
     split for the trained task (:func:`afwpipe.store.split_of`; ``mtl``, i.e. several ``tasks``, takes the ``mtl``
     summary): ``official`` trains on that task's ``train`` names and validates on its ``val`` names; a
     numbered fold never uses a name that is ``test`` for the task (e.g. an EXPR test name that VA annotates
-    stays out of EXPR folds).
+    stays out of EXPR folds); ``all`` trains on every name of the task's ``train`` and ``val`` splits (never
+    a ``test`` one) and validates on none (its validation list is empty by design).
 
     Raises:
-        TrainError: an unknown scene (lists the known ones), a fold outside ``0..k-1``, or an empty side.
+        TrainError: an unknown scene (lists the known ones), a fold outside ``0..k-1``, or an empty side
+            (the training side only, for ``all``).
     """
     records = [r for r in index["videos"] if any(r.get("labelled", {}).get(t, 0) > 0 for t in tasks)]
     if scene is not None:
@@ -55,6 +64,8 @@ def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) 
     if fold == "official":
         train = [r["name"] for r in records if split[r["name"]] == "train"]
         val = [r["name"] for r in records if split[r["name"]] == "val"]
+    elif fold == ALL:
+        train, val = [r["name"] for r in records if split[r["name"]] in ("train", "val")], []
     else:
         k = int((index.get("folds") or {}).get("k", 0))
         if not 0 <= fold < k:
@@ -64,7 +75,7 @@ def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) 
         val = [r["name"] for r in records if r["fold"] == fold]
     where = f"fold {fold}" + (f", scene {scene!r}" if scene else "")
     for side, names in (("training", train), ("validation", val)):
-        if not names:
+        if not names and not (side == "validation" and fold == ALL):
             raise TrainError(f"{where}: no {side} video labelled for {'/'.join(t.upper() for t in tasks)}")
     return sorted(train), sorted(val)
 
@@ -110,4 +121,4 @@ def inner_split(index: dict, names, seed: int, frac: float = 0.2,
     return fit, select
 
 
-__all__ = ["inner_split", "parse_fold", "split_videos"]
+__all__ = ["ALL", "inner_split", "parse_fold", "split_videos"]

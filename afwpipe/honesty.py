@@ -5,7 +5,13 @@ Model selection must not look at the frames a system is then scored on. A head's
 :mod:`afwpipe.train`: an inner split of the training videos by default, the fold's own validation videos
 with ``train.epoch_selection: val``); post-processing tunes AU thresholds and smoothing on out-of-fold
 frames (:mod:`afwpipe.postprocess`). A system is ``optimistic`` exactly when a video it is scored on is among
-the videos that chose any of these (or trained one of its heads: the ensemble's fallback).
+the videos that chose any of these (or trained one of its heads: the ensemble's fallback, and a
+whole-dataset member, :func:`whole_dataset_members`).
+
+A whole-dataset member (``train.folds: [..., all]``, :data:`afwpipe.folds.ALL`; Netease Fuxi ABAW5/6 vote
+over their fold models and one model trained on all labelled videos) trained on every labelled ``train``
+and ``val`` video of its task, so no labelled video is unseen by it: it has no score of its own, and an
+ensemble it votes in is optimistic on every scored video it trained on.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Iterable, Mapping
 
 from . import store
 from .errors import PostprocessError, TrainError
-from .folds import split_videos
+from .folds import ALL, split_videos
 from .labels import HEAD_TASKS
 
 
@@ -91,4 +97,26 @@ def chosen_on_scored(scored: Iterable[str], heads: Mapping[str, set[str]], tunin
     return reasons
 
 
-__all__ = ["chosen_on_scored", "head_videos", "seen_videos", "selected_on"]
+def whole_dataset_members(scored: Iterable[str], members: Mapping[str, Iterable[str]]) -> list[str]:
+    """Reasons a system scored on ``scored`` is optimistic because of its whole-dataset members (module
+    docstring; empty: none of them trained on a scored video).
+
+    Args:
+        scored: the videos the system is scored on.
+        members: each head of fold ``all`` among its heads -> the videos it trained on or chose its epoch on
+            (:func:`seen_videos`).
+
+    Returns:
+        one reason per such head that saw a scored video, naming the head and how many scored videos it saw.
+    """
+    scored = set(scored)
+    reasons = []
+    for head, seen in members.items():
+        hit = sorted(scored & set(seen))
+        if hit:
+            reasons.append(f"whole-dataset member {head} (train.folds {ALL}) trained on {len(hit)} of the "
+                           f"{len(scored)} scored video(s): {', '.join(hit[:5])}{', …' if len(hit) > 5 else ''}")
+    return reasons
+
+
+__all__ = ["chosen_on_scored", "head_videos", "seen_videos", "selected_on", "whole_dataset_members"]

@@ -24,6 +24,13 @@ scored only on the labelled ones that no member head (general or scene) trained 
 video -- it is scored on the track's ``val`` split and flagged ``optimistic`` with a reason (systems.json,
 metrics.json, summary lines).
 
+A whole-dataset member (heads of fold ``all``, :data:`afwpipe.folds.ALL`: trained on every labelled ``train``
+and ``val`` video) has a fold system of its own in ``post/`` (its chain: fill, smoothing, AU thresholds tuned
+on the numbered folds' out-of-fold frames) so that it votes in the ensemble and ``afwpipe analyze`` /
+``submit`` can run it, but that system has no evaluation video (``eval_videos: []``, ``unscored`` says why):
+it is never scored. The ensemble it votes in is flagged ``optimistic`` on the videos it trained on
+(:func:`afwpipe.honesty.whole_dataset_members`).
+
 A system is ``optimistic`` exactly when a video it is scored on trained one of its heads, chose one of its
 heads' epochs (``selected_on`` of ``models/<head>/metrics.json``, :func:`selected_on`), tuned its
 thresholds or smoothing (its own or, for the ensemble, its fold systems'; :func:`flag_chosen_on_scored`) or
@@ -48,7 +55,8 @@ Output (:attr:`Workspace.post_dir`)::
                                              that chose a member head's epoch), warnings, models (the
                                              head used per video), smoothing (method and the σ / window
                                              used), tta (views the head's outputs were averaged over, or
-                                             null); and the settings. The per-video chain is
+                                             null), unscored (why fold all is never scored, else null);
+                                             and the settings. The per-video chain is
                                              :mod:`afwpipe.chain`, run from this entry (so ``afwpipe
                                              analyze`` runs the same one)
     post/<track>-<fold>.npz  <video>/prob    [T, C] float32 processed probabilities (AU 12, EXPR 8) or VA
@@ -79,7 +87,8 @@ from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED,
                         tune_au_thresholds)
 from .config import FromParams
 from .errors import AfwpipeError, PostprocessError
-from .honesty import chosen_on_scored, seen_videos, selected_on
+from .folds import ALL
+from .honesty import chosen_on_scored, seen_videos, selected_on, whole_dataset_members
 from .labels import TRACKS
 from .readers import load_labels, read_prediction, read_predictions_index
 from .scores import KEY, before_after, headline, labelled, system_notes
@@ -227,13 +236,13 @@ def smooth_track(values: np.ndarray, present: np.ndarray | None, track: str, cfg
 def out_of_fold_frames(track: str, folds: Sequence["System"], exclude, labels: Mapping) -> list[tuple[str, str]]:
     """``(fold, video)`` pairs whose processed outputs are out-of-sample and outside ``exclude``.
 
-    For every numbered fold ``j`` (not ``official``, not the ensemble) of ``folds``, fold ``j``'s head never
-    trained on its own validation videos (``eval_videos``, :func:`afwpipe.folds.split_videos`), so its
+    For every numbered fold ``j`` (not ``official``, not ``all``, not the ensemble) of ``folds``, fold ``j``'s
+    head never trained on its own validation videos (``eval_videos``, :func:`afwpipe.folds.split_videos`), so its
     outputs there are out-of-fold predictions. Pairs of a video in ``exclude`` (the videos the system being
     tuned is scored on) and videos without a valid ``track`` label are left out.
     """
     exclude = set(exclude)
-    return [(f.fold, v) for f in folds if f.fold not in ("official", ENSEMBLE)
+    return [(f.fold, v) for f in folds if f.fold not in ("official", ALL, ENSEMBLE)
             for v in labelled(f.eval_videos, labels, track) if v not in exclude]
 
 
@@ -348,7 +357,8 @@ class System:
     (the ensemble scored on videos a member trained or early-stopped on; AU thresholds tuned on the scored
     frames), ``optimistic_reason`` says why;
     ``seen_videos`` (ensemble only) are the videos some member trained or early-stopped on, ``selected_on``
-    the videos that chose a member head's epoch (:func:`flag_chosen_on_scored`).
+    the videos that chose a member head's epoch (:func:`flag_chosen_on_scored`); ``unscored`` says why a
+    system has no evaluation video by design (the whole-dataset member, fold ``all``), else None.
     """
 
     track: str
@@ -373,6 +383,7 @@ class System:
     warnings: list[str] = field(default_factory=list)
     chosen: dict[str, tuple] = field(default_factory=dict)  # video -> (chosen head's raw outputs, present)
     tta: list[str] | None = None  # views the general head's outputs were averaged over (predict.tta)
+    unscored: str | None = None  # why a system is never scored (fold all), else None
 
     @property
     def name(self) -> str:
@@ -386,7 +397,7 @@ class System:
                 "thresholds_from": self.thresholds_from, "threshold_videos": self.threshold_videos,
                 "optimistic": self.optimistic, "optimistic_reason": self.optimistic_reason,
                 "seen_videos": self.seen_videos, "selected_on": self.selected_on, "warnings": self.warnings, "models": self.models,
-                "smoothing": self.smoothing, "tta": self.tta}
+                "smoothing": self.smoothing, "tta": self.tta, "unscored": self.unscored}
 
 
 def _records_by_fold(records: list[dict], task: str, track: str) -> dict[str, dict]:
@@ -421,6 +432,9 @@ def fold_system(ws: store.Workspace, track: str, fold: str, general: dict, scene
                 scene_of.setdefault(v, r["name"])
     sys_ = System(track, fold, list(general["videos"]), list(general["val_videos"]), {},
                   heads=[general["name"]] + [r["name"] for r in scenes if cfg.scenes], tta=general.get("tta"))
+    if fold == ALL:  # trained on every labelled video: nothing is left to score it on
+        sys_.eval_videos, sys_.unscored = [], (f"fold {ALL} trained on every labelled train and val video; it "
+                                               f"votes in the ensemble, flagged optimistic where it trained")
     for v in sys_.videos:
         raw = read_prediction(ws, general["name"], v)
         sys_.raw[v] = raw[track]
@@ -533,9 +547,9 @@ def ensemble_chain(track: str, members: Sequence[Mapping], ensemble: Mapping, cf
 
 
 def _fold_key(item) -> tuple:
-    """``official`` first, then numbered folds in order."""
+    """``official`` first, then numbered folds in order, then ``all``."""
     f = item[0]
-    return (f != "official", int(f) if f.lstrip("-").isdigit() else 0, f)
+    return (f != "official", f == ALL, int(f) if f.lstrip("-").isdigit() else 0, f)
 
 
 def _write(ws: store.Workspace, s: System) -> None:
@@ -626,6 +640,9 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
             flag_chosen_on_scored(f, [], selected_of)
         if ens is not None:
             flag_chosen_on_scored(ens, folds, selected_of)
+            members = {h: seen_of[h] for f in folds if f.fold == ALL for h in f.heads}
+            for reason in whole_dataset_members(ens.eval_videos, members):
+                _flag(ens, reason)
             systems.append(ens)
     flag_fitted_features(ws, systems)
     if not systems:

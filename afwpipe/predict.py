@@ -10,8 +10,13 @@ Which videos, per head (its *evaluation videos*):
   (:func:`store.split_of`), whatever task the head was trained for: a name can be VA-train and EXPR-test,
   and each side ``X_left`` / ``X_right`` of a two-person test video is its own name;
 
-a scene head keeps only the videos of its scene (``index["scenes"]``). Videos without complete features
-(e.g. a test video whose detection failed) are skipped with a warning.
+a scene head keeps only the videos of its scene (``index["scenes"]``). A head of fold ``all`` (trained on every
+labelled video, no validation video of its own) predicts the ``val`` and ``test`` names: what the fold ensemble
+and a submission need. Videos without complete features (e.g. a test video whose detection failed) are skipped
+with a warning.
+
+Each head reads its own encoders and clip length, those its checkpoint records (``config["features"]``,
+``config["k"]``: ``train.features`` / ``train.k`` resolved for its task at training), never params'.
 
 How: clips of the checkpoint's K frames every ``eval_stride`` frames (its training config), standardised with
 the checkpoint's training statistics, outputs averaged per frame over the overlapping clips

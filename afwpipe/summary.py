@@ -14,8 +14,8 @@ column. This step reads them and writes, relative to ``out`` (the repository roo
                             (``after_tuned_on_scored`` instead of ``after`` when evaluate wrote that)
     metrics/train.json      {<task>-<fold>[-<scene>]: {best_epoch, score, epochs}} of every head that
                             predicted (``predictions/index.json``); ``score`` is the head's best validation
-                            score (AU mean F1, EXPR macro F1, VA mean CCC, MTL their sum), ``epochs`` the
-                            number it ran
+                            score (AU mean F1, EXPR macro F1, VA mean CCC, MTL their sum; none for fold
+                            ``all``, which has no validation video), ``epochs`` the number it ran
     plots/<name>.csv        copies of ``eval/plots/*.csv`` (per-AU / per-class F1, EXPR confusion, VA trace)
 
 Keys are head-independent by construction: the head is an experiment parameter (``train.head``), shown by
@@ -90,9 +90,12 @@ def training_table(ws: Workspace) -> dict:
     for rec in index.get("models", []):
         path = ws.models / rec["name"] / "metrics.json"
         m = _read_json(path, "training metrics")
+        key = "-".join(str(p) for p in (rec["task"], rec["fold"], rec.get("scene")) if p is not None)
+        if m.get("best", {}) is None and not m.get("val_videos", True):  # fold all: no validation video
+            table[key] = {"best_epoch": int(m["best_epoch"]), "epochs": len(m.get("epochs", []))}
+            continue
         if "best" not in m or "score" not in m["best"]:
             raise EvaluateError(f"{path}: no best.score (not a training metrics file?)")
-        key = "-".join(str(p) for p in (rec["task"], rec["fold"], rec.get("scene")) if p is not None)
         table[key] = {"best_epoch": int(m["best_epoch"]), "score": float(m["best"]["score"]),
                       "epochs": len(m.get("epochs", []))}
     return table

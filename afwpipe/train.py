@@ -17,6 +17,11 @@ then scored on, and a fold system is scored on its fold's validation videos):
 - ``val``: the fold's own validation videos choose the epoch (the usual ABAW protocol); every system scored
   on them is then ``optimistic`` (:mod:`afwpipe.postprocess`).
 
+Fold ``all`` (:data:`afwpipe.folds.ALL`, the whole-dataset member of the fold vote) trains on every labelled
+``train`` and ``val`` video of the task and has no validation video: with ``inner`` its inner split chooses
+the epoch (too few videos: exactly ``epochs``), with ``val`` there is nothing to choose on and exactly
+``epochs`` run (the last kept); ``best`` is None (it has no score of its own).
+
 ``selected_on`` (metrics.json and the checkpoint) lists the names that chose the epoch; ``best`` is the
 validation score of the kept weights.
 
@@ -27,9 +32,9 @@ Folds and scenes: which videos train and which validate is :func:`afwpipe.folds.
 
 Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, config, encoder identities,
 standardisation statistics, ``selected_on``) and ``metrics.json``: ``best_epoch`` (kept epoch, 1-based),
-``best`` (validation metrics of the kept weights), ``epochs`` (per epoch the loss and, when names choose
-the epoch, their scores), ``epoch_selection``, ``selected_on``, ``selection`` (the selection names' score at
-the kept epoch, or None), ``train_videos`` (names whose frames fit the weights), ``val_videos`` and
+``best`` (validation metrics of the kept weights; None for fold ``all``), ``epochs`` (per epoch the loss
+and, when names choose the epoch, their scores), ``epoch_selection``, ``selected_on``, ``selection`` (the
+selection names' score at the kept epoch, or None), ``train_videos`` (names whose frames fit the weights), ``val_videos`` and
 ``features_trained_on`` (per fine-tuned encoder, the videos whose labels fitted it).
 """
 
@@ -41,6 +46,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -55,6 +61,7 @@ from .clips.cache import LRUCache
 from .clips.gate import SpeechGate, parse_speech_gate
 from .device import autocast, resolve_device
 from .config import FromParams
+from .task_settings import DEFAULT_TRAIN_FEATURES, name_list, per_task
 from .errors import AfwpipeError, TrainError
 from .heads import create_head, is_head, list_heads
 from .inference import predict_frames, save_checkpoint, to_device
@@ -79,11 +86,17 @@ class TrainConfig(FromParams):
     Attributes:
         task: ``au``, ``expr``, ``va`` or ``mtl`` (all three heads' outputs, summed masked losses).
         head: registered head (``tmf``, ``tcn``, ``msf``); ``head_kwargs`` go to its constructor.
-        features: encoder names (feature stores), in concatenation order.
-        fold: ``"official"`` or a fold number of the index.
+        features: encoder names (feature stores), in concatenation order: one list for every task, or a
+            per-task mapping ``{au: [...], expr: [...], va: [...], mtl: [...]}``
+            (:func:`afwpipe.task_settings.per_task`; a comma-separated string is a list). Resolved to this run's ``task``'s list on construction, so the
+            checkpoint records the head's own features.
+        fold: ``"official"``, a fold number of the index, or ``"all"`` (every labelled ``train`` and ``val``
+            video of the task trains, never a ``test`` one; no validation video, no score of its own:
+            :func:`afwpipe.folds.split_videos`).
         scene: restrict train and validation videos to this scene of the index, or None.
-        k: clip length (frames); stride: training clip stride (default K/2); eval_stride: validation
-            clip stride (default K/2, overlapping clips averaged per frame).
+        k: clip length (frames), an int or a per-task mapping like ``features`` (resolved to an int);
+            stride: training clip stride (default K/2); eval_stride: validation clip stride (default K/2,
+            overlapping clips averaged per frame).
         epochs, patience: at most ``epochs`` epochs; stop after ``patience`` epochs without a better
             selection score (0: never stop early). Without selection names exactly ``epochs`` run.
         epoch_selection: ``inner`` (an inner split of the training videos chooses the epoch) or ``val``
@@ -110,6 +123,8 @@ class TrainConfig(FromParams):
         speech_gate: ``{encoders: [logmel], threshold: 0.5}`` zeroes those audio encoders' features on
             frames whose ``vad`` probability is below ``threshold`` (training, validation and prediction;
             :mod:`afwpipe.clips.gate`), or None (off).
+            With per-task ``features`` the gated encoders must be in some task's list; a task gates
+            those it reads (none: the gate is off for that task).
         view: cached view of the visual encoders' features (:mod:`afwpipe.views`): ``full`` (``emb``), a view
             stored by ``afwpipe extract --views`` (e.g. ``flip``, ``crop0.8``), or ``mean`` (average of every
             stored view); audio encoders always give ``emb``. Prediction reads the same view.
@@ -121,10 +136,10 @@ class TrainConfig(FromParams):
 
     task: str = "au"
     head: str = "tmf"
-    features: list[str] = field(default_factory=lambda: ["mini_xception", "logmel"])
+    features: list[str] | dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_TRAIN_FEATURES))
     fold: str | int = "official"
     scene: str | None = None
-    k: int = DEFAULT_K
+    k: int | dict = DEFAULT_K
     stride: int | None = None
     eval_stride: int | None = None
     epochs: int = 30
@@ -149,9 +164,12 @@ class TrainConfig(FromParams):
     view: str = FULL
 
     def __post_init__(self):
-        if isinstance(self.features, str):
-            self.features = [f for f in self.features.split(",") if f]
-        self.features = list(self.features)
+        if self.task not in TRAIN_TASKS:
+            raise TrainError(f"unknown task {self.task!r}; use one of {', '.join(TRAIN_TASKS)}")
+        every_task = self.features
+        self.features = name_list(per_task(self.features, [self.task], "train.features", TRAIN_TASKS,
+                                              TrainError)[self.task], f"train.features ({self.task})", TrainError)
+        self.k = per_task(self.k, [self.task], "train.k", TRAIN_TASKS, TrainError)[self.task]
         self.fold = parse_fold(self.fold)
         try:  # YAML reads 1e-4 (no dot) as a string
             self.lr, self.weight_decay, self.cache_gb = float(self.lr), float(self.weight_decay), float(self.cache_gb)
@@ -165,8 +183,6 @@ class TrainConfig(FromParams):
         self.head_kwargs = dict(self.head_kwargs or {})
         self.stride = int(self.stride) if self.stride else max(1, self.k // 2)
         self.eval_stride = int(self.eval_stride) if self.eval_stride else max(1, self.k // 2)
-        if self.task not in TRAIN_TASKS:
-            raise TrainError(f"unknown task {self.task!r}; use one of {', '.join(TRAIN_TASKS)}")
         if not is_head(self.head):
             raise TrainError(f"unknown head {self.head!r}; registered heads: {', '.join(list_heads())}")
         if not self.features:
@@ -187,7 +203,7 @@ class TrainConfig(FromParams):
         if self.modality_dropout and len(self.features) < 2:
             raise TrainError(f"train: modality_dropout={self.modality_dropout} needs at least two features "
                              f"(one clip never loses every encoder); features: {', '.join(self.features)}")
-        self.speech_gate = parse_speech_gate(self.speech_gate, self.features)
+        self.speech_gate = task_speech_gate(self.speech_gate, every_task, self.features)
         self.view = "mean" if self.view == "mean" else parse_view(self.view, TrainError)
 
     @property
@@ -199,6 +215,23 @@ class TrainConfig(FromParams):
     def run_name(self) -> str:
         """``<task>-<head>-<fold>[-<scene>]``, the model folder's name."""
         return "-".join([self.task, self.head, str(self.fold)] + ([self.scene] if self.scene else []))
+
+
+def task_speech_gate(gate, every_task, features: list[str]) -> dict | None:
+    """``train.speech_gate`` of a run reading ``features``, given ``train.features`` as written (``every_task``):
+    one list, the gate as :func:`afwpipe.clips.gate.parse_speech_gate` parses it; a per-task mapping, the gate
+    checked against the union of the tasks' lists and then kept to the encoders this run reads (None when it
+    reads none of them).
+
+    Raises:
+        TrainError: as :func:`~afwpipe.clips.gate.parse_speech_gate`.
+    """
+    if not isinstance(every_task, Mapping) or gate is None:
+        return parse_speech_gate(gate, features)
+    union = [e for t, v in every_task.items() for e in name_list(v, f"train.features ({t})", TrainError)]
+    parsed = parse_speech_gate(gate, list(dict.fromkeys(union)))
+    mine = [e for e in parsed["encoders"] if e in features]
+    return {**parsed, "encoders": mine} if mine else None
 
 
 def _require_labels(labels: dict, names: list[str], tasks, side: str, where: str) -> None:
@@ -276,12 +309,13 @@ def train_epoch(head: torch.nn.Module, ds: ClipDataset, opt: torch.optim.Optimiz
 @dataclass
 class TrainResult:
     """What a run produced: the model folder, the kept epoch (1-based), the validation metrics of its
-    weights and the names that chose it (``selected_on``, ``[]`` for a fixed epoch count)."""
+    weights (None for fold ``all``, which has no validation video) and the names that chose it
+    (``selected_on``, ``[]`` for a fixed epoch count)."""
 
     config: TrainConfig
     model_dir: Path
     best_epoch: int
-    best: dict
+    best: dict | None
     epochs_run: int
     n_train: int
     n_val: int
@@ -290,15 +324,18 @@ class TrainResult:
 
     def line(self) -> str:
         """One-line summary for the step's output."""
-        parts = [f"{t} {self.best[t].get('f1', self.best[t].get('ccc')):.4f}" for t in TRACKS
-                 if t in self.best]
         n_sel = len(self.selected_on)
         chose = ("fixed count, last kept" if not n_sel else
                  f"epoch chosen on its {n_sel} val videos (optimistic)" if self.config.epoch_selection == "val"
                  else f"epoch chosen on {n_sel} inner training videos")
+        if self.best is None:
+            scored = "no validation video (fold all: scored only inside the ensemble, flagged optimistic)"
+        else:
+            parts = [f"{t} {self.best[t].get('f1', self.best[t].get('ccc')):.4f}" for t in TRACKS if t in self.best]
+            scored = f"val score {self.best['score']:.4f} ({', '.join(parts)})"
         return (f"train {self.config.run_name}: {self.n_train} train / {self.n_val} val videos, "
-                f"{self.epochs_run} epochs ({chose}), kept epoch {self.best_epoch}: val score {self.best['score']:.4f} "
-                f"({', '.join(parts)}) in {self.seconds:.1f} s -> {self.model_dir}")
+                f"{self.epochs_run} epochs ({chose}), kept epoch {self.best_epoch}: {scored} "
+                f"in {self.seconds:.1f} s -> {self.model_dir}")
 
 
 def selection_split(index: dict, train_names: list[str], val_names: list[str],
@@ -345,7 +382,8 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     train_names, select_names = selection_split(index, all_train, val_names, cfg)
     labels = load_labels(ws, all_train + val_names)
     _require_labels(labels, train_names, tasks, "training", where)
-    _require_labels(labels, val_names, tasks, "validation", where)
+    if val_names:  # fold all has none: it trains on every labelled video (afwpipe.folds.split_videos)
+        _require_labels(labels, val_names, tasks, "validation", where)
     if select_names and cfg.epoch_selection == "inner":
         _require_labels(labels, select_names, tasks, "epoch-choosing (an inner split of the training videos; raise "
                         "train.inner_frac)", where)
@@ -356,7 +394,8 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     gate = SpeechGate.from_config(ws, cfg.speech_gate, identities)
     cache = LRUCache(cache)  # one budget for the run: training, validation and selection videos share it
     train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, gate=gate, cache=cache)
-    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, gate=gate, cache=cache)
+    val_ds = ClipDataset(features, labels, val_names, cfg.k, cfg.eval_stride, training=False, gate=gate,
+                         cache=cache) if val_names else None
     select_ds = None
     if select_names:
         select_ds = val_ds if cfg.epoch_selection == "val" else ClipDataset(
@@ -407,13 +446,14 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
         if cfg.epoch_selection != "val" or select_ds is None:  # the kept weights on the validation videos
             head.load_state_dict(best_state)
-            best = score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks)
+            best = score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks) if val_ds else None
 
     out_dir = Path(out_dir) if out_dir is not None else ws.models / cfg.run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out_dir / "model.pt", best_state, config=asdict(cfg), in_dims=dict(train_ds.dims), tasks=tasks,
                     encoders=[{"name": e, **identities[e]} for e in cfg.features], stats=stats,
-                    au_pos_weight=pos_w, expr_class_weight=cls_w, best_epoch=best_epoch, best_score=best["score"],
+                    au_pos_weight=pos_w, expr_class_weight=cls_w, best_epoch=best_epoch,
+                    best_score=None if best is None else best["score"],
                     train_videos=train_names, val_videos=val_names, selected_on=select_names,
                     epoch_selection=cfg.epoch_selection)
     metrics = {"run": cfg.run_name, "task": cfg.task, "head": cfg.head, "fold": cfg.fold, "scene": cfg.scene,

@@ -160,7 +160,7 @@ def test_unknown_scene_and_fold_are_errors(ws):
         split_videos(ws.read_index(), ("au",), "official", "outdoor")
     with pytest.raises(TrainError, match=r"fold 2 does not exist: the index has 2 folds"):
         split_videos(ws.read_index(), ("au",), 2)
-    with pytest.raises(TrainError, match="fold must be 'official' or a fold number"):
+    with pytest.raises(TrainError, match="fold must be 'official', 'all' or a fold number"):
         _cfg(fold="first")
     assert _cfg(fold="1").fold == 1
 
