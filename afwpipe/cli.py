@@ -428,7 +428,8 @@ def predict_cmd(obj, batch_size, device, tta, cache_gb):
     """Predict every frame with every trained head (task x fold, and scene heads).
 
     \b
-    Heads: models/<task>-<head>-<fold>[-<scene>] of params train.head, train.tasks, train.folds.
+    Heads: models/<task>-<head>-<fold>[-<scene>] of params train.head, train.tasks, train.folds, and every
+    scene head found (the DVC stage predict: the scenes of params train.scenes only).
     Videos per head: its own validation videos, every val and test split video (a scene head: only
     its scene's). Overlapping clips (the checkpoint's K and eval_stride) are averaged per frame.
     Writes <workdir>/<dataset>/predictions/<model>.zarr/<video>/{au [T,12], expr [T,8] probabilities,

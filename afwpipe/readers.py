@@ -354,7 +354,8 @@ def read_systems(ws: store.Workspace) -> dict:
 
 
 def read_post(ws: store.Workspace, system: str, name: str) -> dict[str, np.ndarray]:
-    """``prob``, ``before`` and ``after`` of one video of one system.
+    """``prob``, ``before`` and ``after`` of one video of one system, and ``general`` (the general head's
+    decisions) for a video a scene head predicted (:mod:`afwpipe.postprocess`).
 
     Raises:
         PostprocessError: the system or the video has no post-processed output.
@@ -365,7 +366,7 @@ def read_post(ws: store.Workspace, system: str, name: str) -> dict[str, np.ndarr
     with np.load(path) as z:
         if f"{name}/after" not in z.files:
             raise PostprocessError(f"{path}: no post-processed predictions of video {name!r}")
-        return {k: z[f"{name}/{k}"] for k in ("prob", "before", "after")}
+        return {k: z[f"{name}/{k}"] for k in ("prob", "before", "after", "general") if f"{name}/{k}" in z.files}
 
 
 __all__ = ["ArrayFeatures", "ZarrFeatures", "available_encoders", "load_labels", "read_post", "read_prediction",
