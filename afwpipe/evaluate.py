@@ -198,7 +198,7 @@ def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSumm
     atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     files = [out / "metrics.json", _write_csv(out / "per_class.csv", ["track", "system", "class", "before", "after"],
                                               rows)]
-    files += _write_plots(ws, systems, results, labels, cfg, scene_lines(metrics))
+    files += _write_plots(ws, systems, results, labels, cfg, scene_lines(metrics, reasons=False))
     return EvalSummary(metrics, files, time.perf_counter() - t0)
 
 

@@ -93,16 +93,17 @@ def score_scenes(track: str, scenes: Mapping[str, Mapping], eval_videos: Sequenc
     return out
 
 
-def scene_lines(metrics: Mapping[str, Mapping[str, Mapping]]) -> list[str]:
+def scene_lines(metrics: Mapping[str, Mapping[str, Mapping]], reasons: bool = True) -> list[str]:
     """One line per (track, system, scene) of evaluate's metrics: ``scene reaction, expr official: scene heads F1
-    0.41 vs general heads 0.38 (+0.03) on 2 videos`` with ``optimistic`` notes."""
+    0.41 vs general heads 0.38 (+0.03) on 2 videos`` with ``optimistic`` notes (and their reasons when
+    ``reasons``; the report PNG leaves them to metrics.json)."""
     lines = []
     for track, systems in metrics.items():
         for fold, entry in systems.items():
             for scene, r in (entry.get("scenes") or {}).items():
                 key = KEY[track]
-                notes = [f"{row.replace('_', ' ')}s optimistic: {r[row]['optimistic_reason']}" for row in ROWS
-                         if r[row].get("optimistic")]
+                notes = [f"{row.replace('_', ' ')}s optimistic" + (f": {r[row]['optimistic_reason']}" if reasons else "")
+                         for row in ROWS if r[row].get("optimistic")]
                 lines.append(f"scene {scene}, {track} {fold}: scene heads {key.upper()} {r['scene_head'][key]:.4f} vs "
                              f"general heads {r['general_head'][key]:.4f} ({r['difference']:+.4f}) on "
                              f"{r['videos']} video(s)" + (f" ({'; '.join(notes)})" if notes else ""))
