@@ -86,6 +86,19 @@ def _resolve_sides(items: dict[str, _Name], spec: DatasetSpec) -> list[dict]:
     return warnings
 
 
+def _unknown_scene_members(items: dict[str, _Name], spec: DatasetSpec) -> list[dict]:
+    """Warnings for index.json: names a manifest scene lists that are no name or video of the index (a scene
+    head never sees them; a typo would silently shrink the scene)."""
+    known = set(items) | {it.video for it in items.values()}
+    warnings = []
+    for scene, members in sorted(spec.scenes.items()):
+        for name in sorted(set(members) - known):
+            msg = f"scenes: {name} of scene {scene} is no name of the index (annotation, test-list name or video); ignored"
+            log.warning("%s", msg)
+            warnings.append({"video": name, "path": f"manifest datasets.{spec.name}.scenes.{scene}", "warning": msg})
+    return warnings
+
+
 def _annotations(spec: DatasetSpec) -> tuple[dict, dict, dict[str, Path]]:
     """Scan the chosen edition: (entries, editions summary for index.json, track -> test-list file)."""
     if not spec.annotations.is_dir():
@@ -167,6 +180,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     for v in sorted(set(videos) - covered):
         items[v] = _Name(v, None, {}, dict(other))
     warnings += _resolve_sides(items, spec)
+    warnings += _unknown_scene_members(items, spec)
 
     labelled_videos = sorted({e.video for e in entries.values()})
     folds = assign_folds(labelled_videos, spec.folds_k, spec.folds_seed)

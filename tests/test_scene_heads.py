@@ -226,3 +226,18 @@ def test_a_scene_head_that_chose_its_epoch_on_the_scored_video_is_flagged_optimi
     assert "expr-tcn-official-reaction on b" in r["scene_head"]["optimistic_reason"]
     assert r["general_head"]["optimistic"] is False  # the general head chose nothing on b
     assert read_systems(ws)["systems"]["expr-official"]["optimistic"] is True  # the fold system uses that head
+
+
+def test_the_index_warns_about_a_scene_member_it_does_not_know(tmp_path):
+    import dataclasses
+
+    from afwpipe.index import build_index
+    from synth import make_affwild2_tree
+    from test_index import _spec
+
+    root = make_affwild2_tree(tmp_path / "aw", n_frames=12)
+    spec = dataclasses.replace(_spec(root), scenes={"reaction": ["1-30-64x48", "10-60-64x48", "typo"]})
+    index = build_index(spec, store.Workspace(tmp_path / "work"), progress=False)
+    assert index["scenes"] == {"reaction": ["1-30-64x48", "10-60-64x48", "typo"]}
+    warned = [w for w in index["warnings"] if "scenes.reaction" in w["path"]]
+    assert [w["video"] for w in warned] == ["typo"] and "is no name of the index" in warned[0]["warning"]
