@@ -2,7 +2,7 @@
 ``post/`` and what ``afwpipe analyze`` writes to its tables are both :meth:`FoldChain.run` (and
 :meth:`EnsembleChain.run` for a fold ensemble) on a video's raw head outputs.
 
-A fold system's chain (the order of the ABAW seeds, docs/postprocess.md):
+A fold system's chain (afwpipe's order, docs/postprocess.md):
 
 1. *nearest-frame fill* of frames without a face (:func:`temporal.fill_nearest`; ``postprocess.fill``);
 2. *smoothing* along time with the system's method and its σ / window (:func:`temporal.smooth`), the value

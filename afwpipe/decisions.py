@@ -1,7 +1,8 @@
 """From per-frame scores to decisions, and across folds (numpy in, numpy out): AU thresholds (fixed or
 tuned for F1), fold voting (AU majority per AU, EXPR majority class, VA mean) and soft averaging.
 
-Sources: the ABAW seeds (Netease Fuxi ABAW5/6 vote over folds; USTC ABAW8 tunes AU thresholds);
+Sources: fold voting as in Netease Fuxi's ABAW5/6 entries (they vote over the five fold models). Tuning
+per-AU thresholds on out-of-fold frames is afwpipe's own: no ABAW report cited here tunes AU thresholds;
 docs/postprocess.md.
 """
 

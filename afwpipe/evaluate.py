@@ -12,13 +12,17 @@ Output (:attr:`Workspace.eval_dir`)::
     eval/metrics.json            {track: {fold|ensemble: {before: {...}, after: {...}, videos, frames,
                                  scored_on, optimistic, ...}}} with AU/EXPR ``f1`` and VA ``ccc``, ``valence``,
                                  ``arousal`` (``dvc metrics show``); see "Honesty keys" below
+                                 and, for a system with scene heads, ``scenes``: per scene ``scene_head``
+                                 and ``general_head`` (score, heads, optimistic, optimistic_reason),
+                                 ``difference``, ``videos``, ``scored_on``, ``frames`` (:mod:`afwpipe.scene_scores`)
     eval/per_class.csv           track, system, class, before, after: every per-AU / per-class F1 and CCC
     eval/plots/au_f1.csv         AU, before, after            F1 per AU of the plotted system
     eval/plots/expr_f1.csv       class, before, after         F1 per EXPR class of the plotted system
     eval/plots/expr_confusion.csv  actual, predicted          one row per valid frame (DVC confusion template)
     eval/plots/va_trace.csv      frame, valence, arousal, valence_true, arousal_true, valence_before,
                                  arousal_before               of one video (``trace_video``)
-    eval/report.png              per-class F1 bars, EXPR confusion matrix, VA trace (matplotlib, Agg)
+    eval/report.png              per-class F1 bars, EXPR confusion matrix, VA trace (matplotlib, Agg); below
+                                 them one line per scene: scene heads vs general heads
 
 Honesty keys of a metrics.json entry (from post/systems.json):
 
@@ -59,6 +63,7 @@ from .config import FromParams
 from .errors import AfwpipeError, EvaluateError
 from .labels import EXPR_NAMES, TRACKS, VA_NAMES, valid_mask
 from .readers import load_labels, read_post, read_systems
+from .scene_scores import scene_lines, score_scenes
 from .scores import CLASSES, before_after, headline, labelled, score, system_notes
 from .store import ENSEMBLE
 
@@ -142,6 +147,22 @@ def _strip(result: dict, meta: Mapping) -> dict:
     return out
 
 
+def _scene_scores(ws: store.Workspace, name: str, meta: Mapping, labels: Mapping) -> dict:
+    """Each scene's score in system ``name``: its scene heads against the general heads on the system's scored
+    videos of the scene (:func:`afwpipe.scene_scores.score_scenes`); ``{}`` without scene heads."""
+    scenes = meta.get("scenes") or {}
+    evals = set(meta["eval_videos"])
+    videos = {v for s in scenes.values() for v in s["videos"] if v in evals and v in labels}
+    outs = {}
+    for v in videos:
+        post = read_post(ws, name, v)
+        if "general" not in post:
+            raise EvaluateError(f"{ws.post(name)}: video {v} of scene heads has no general head decisions; rerun "
+                                "`afwpipe postprocess`")
+        outs[v] = post
+    return score_scenes(meta["track"], scenes, meta["eval_videos"], outs, labels)
+
+
 def _write_csv(path: Path, header, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.open_atomic(path, "w", newline="") as f:
@@ -171,6 +192,9 @@ def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSumm
             continue
         results[name] = r
         metrics.setdefault(meta["track"], {})[meta["fold"]] = _strip(r, meta)
+        scenes = _scene_scores(ws, name, meta, labels)
+        if scenes:
+            metrics[meta["track"]][meta["fold"]]["scenes"] = scenes
         for cls in r["after"]["per_class"]:
             rows.append([meta["track"], name, cls, r["before"]["per_class"][cls], r["after"]["per_class"][cls]])
     out = ws.eval_dir
@@ -178,11 +202,12 @@ def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSumm
     atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     files = [out / "metrics.json", _write_csv(out / "per_class.csv", ["track", "system", "class", "before", "after"],
                                               rows)]
-    files += _write_plots(ws, systems, results, labels, cfg)
+    files += _write_plots(ws, systems, results, labels, cfg, scene_lines(metrics, reasons=False))
     return EvalSummary(metrics, files, time.perf_counter() - t0)
 
 
-def _write_plots(ws: store.Workspace, systems: Mapping, results: Mapping, labels: Mapping, cfg: EvalConfig) -> list[Path]:
+def _write_plots(ws: store.Workspace, systems: Mapping, results: Mapping, labels: Mapping, cfg: EvalConfig,
+                 scenes: list[str] = ()) -> list[Path]:
     plots = ws.eval_dir / "plots"
     sys_name = {t: f"{t}-{cfg.plot_system}" for t in TRACKS}
     files = []
@@ -225,17 +250,18 @@ def _write_plots(ws: store.Workspace, systems: Mapping, results: Mapping, labels
             rows.append([i, float(after[i, 0]), float(after[i, 1]), t[0], t[1], float(before[i, 0]), float(before[i, 1])])
     files.append(_write_csv(plots / "va_trace.csv", ["frame", "valence", "arousal", "valence_true", "arousal_true",
                                                      "valence_before", "arousal_before"], rows))
-    files.append(_report_png(ws.eval_dir / "report.png", results, sys_name, conf, trace, video, cfg))
+    files.append(_report_png(ws.eval_dir / "report.png", results, sys_name, conf, trace, video, cfg, scenes))
     return files
 
 
-def _report_png(path: Path, results, sys_name, conf, trace, video, cfg) -> Path:
+def _report_png(path: Path, results, sys_name, conf, trace, video, cfg, scenes=()) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), dpi=80)
+    extra = 0.18 * len(scenes)  # inches of text below the plots: one line per (track, system, scene)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8 + extra), dpi=80)
     for ax, track in ((axes[0, 0], "au"), (axes[0, 1], "expr")):
         r = results.get(sys_name[track])
         names = CLASSES[track]
@@ -284,7 +310,11 @@ def _report_png(path: Path, results, sys_name, conf, trace, video, cfg) -> Path:
     else:
         ax.set_axis_off()
         ax.set_title("VA: not scored")
-    fig.tight_layout()
+    if scenes:  # each scene's score beside the general heads' (afwpipe.scene_scores)
+        fig.text(0.01, 0.005, "\n".join(scenes), fontsize=8, va="bottom", ha="left", family="monospace")
+        fig.tight_layout(rect=(0, extra / (8 + extra), 1, 1))
+    else:
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.replacing(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
@@ -297,6 +327,8 @@ def main(ws: store.Workspace, cfg: EvalConfig) -> EvalSummary:
     then its summary line (before -> after per track, caveats) printed."""
     summary = run_evaluate(ws, cfg)
     print(summary.line())
+    for line in scene_lines(summary.metrics):
+        print(line)
     print(f"metrics, plots and report in {ws.eval_dir}")
     return summary
 

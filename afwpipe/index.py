@@ -21,6 +21,7 @@ from .datasets.affwild2 import (ROOT_EDITION, align_length, choose_edition, find
                                 find_videos, read_annotation, read_test_list, resolve_sides, scan_annotations,
                                 split_side)
 from .errors import AfwpipeError, DatasetError
+from .exclusions import parse_exclude, resolve_ranges
 from .labels import TASKS, valid_mask
 from .manifest import DatasetSpec
 from .video import VideoInfo, probe_video
@@ -85,6 +86,19 @@ def _resolve_sides(items: dict[str, _Name], spec: DatasetSpec) -> list[dict]:
     return warnings
 
 
+def _unknown_scene_members(items: dict[str, _Name], spec: DatasetSpec) -> list[dict]:
+    """Warnings for index.json: names a manifest scene lists that are no name or video of the index (a scene
+    head never sees them; a typo would silently shrink the scene)."""
+    known = set(items) | {it.video for it in items.values()}
+    warnings = []
+    for scene, members in sorted(spec.scenes.items()):
+        for name in sorted(set(members) - known):
+            msg = f"scenes: {name} of scene {scene} is no name of the index (annotation, test-list name or video); ignored"
+            log.warning("%s", msg)
+            warnings.append({"video": name, "path": f"manifest datasets.{spec.name}.scenes.{scene}", "warning": msg})
+    return warnings
+
+
 def _annotations(spec: DatasetSpec) -> tuple[dict, dict, dict[str, Path]]:
     """Scan the chosen edition: (entries, editions summary for index.json, track -> test-list file)."""
     if not spec.annotations.is_dir():
@@ -111,14 +125,19 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     names it, else None; with no test list at all, a video no track annotates is ``"test"`` for every
     track. ``split`` = ``store.split_of(rec, "mtl")``. ``side`` (``left`` / ``right`` / ``largest``) is the
     face the name labels and ``side_from`` why (``afwpipe.datasets.affwild2.resolve_sides``; ``spec.sides``
-    overrides it).
+    overrides it). ``excluded_frames`` lists the name's ranges of the manifest's ``exclude.frames`` and
+    ``index["exclude"]`` the ranges and the detector-score floor (:mod:`afwpipe.exclusions`; labels.zarr keeps
+    the annotation's labels, the readers mark the frames invalid).
 
     Raises:
         DatasetError: the dataset root is missing, no video folder is found, the annotation editions
-            are ambiguous (see ``choose_edition``) or a test list cannot be read.
+            are ambiguous (see ``choose_edition``), a test list cannot be read, or an ``exclude`` entry is
+            malformed, names an unknown video or runs past its video's end.
     """
     if not spec.root.is_dir():
         raise DatasetError(f"{spec.root}: dataset root of {spec.name!r} does not exist")
+    exclude_where = f"data_manifest.yaml: datasets.{spec.name}.exclude"
+    ranges, score_floor = parse_exclude(spec.exclude, exclude_where)
     entries, editions, list_files = _annotations(spec)
     skip = tuple(p.name for p in (spec.annotations, spec.cropped_aligned) if p is not None)
     video_dirs = find_video_dirs(spec.root, spec.video_dirs, skip=skip + ("annotations", "cropped_aligned"))
@@ -161,6 +180,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     for v in sorted(set(videos) - covered):
         items[v] = _Name(v, None, {}, dict(other))
     warnings += _resolve_sides(items, spec)
+    warnings += _unknown_scene_members(items, spec)
 
     labelled_videos = sorted({e.video for e in entries.values()})
     folds = assign_folds(labelled_videos, spec.folds_k, spec.folds_seed)
@@ -177,6 +197,9 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
         if infos[v].warning:
             warnings.append({"video": v, "path": _rel(videos[v]), "warning": infos[v].warning})
 
+    # an unknown video or a range past a video's end is an error before anything is written
+    excluded = resolve_ranges(ranges, [{"name": n, "video": it.video, "n_frames": infos[it.video].n_frames}
+                                       for n, it in sorted(items.items()) if it.video in infos], exclude_where)
     records = []
     ws.root.mkdir(parents=True, exist_ok=True)
     lab_root = store.open_store(ws.labels, "w")
@@ -208,6 +231,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
             "fold": folds.get(video, -1), **{k: v for k, v in info.to_dict().items() if k != "path"},
             "annotation_frames": ann_frames, "labelled": labelled,
             "files": {t: _rel(f) for t, f in files.items()},
+            "excluded_frames": excluded.get(name, []),
         })
         g.attrs.update({"n_frames": info.n_frames, "split": rec["split"], "fold": rec["fold"], "files": rec["files"]})
         records.append(rec)
@@ -217,6 +241,8 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
         "root": _rel(spec.root),
         "folds": {"k": spec.folds_k, "seed": spec.folds_seed},
         "scenes": spec.scenes,
+        # wrong faces out (afwpipe.exclusions): the manifest's ranges and detector-score floor
+        "exclude": {"frames": [[r.video, r.first, r.last] for r in ranges], "score_below": score_floor},
         "cropped_aligned": _rel(spec.cropped_aligned) if spec.cropped_aligned else None,
         "video_dirs": [_rel(d) for d in video_dirs if d.is_dir()],
         "editions": editions,
@@ -269,6 +295,12 @@ def format_table(index: dict) -> str:
         lines.append(f"FAILED {f['path']}: {f['error']}")
     for o in index["orphan_annotations"]:
         lines.append(f"NO VIDEO for {o['name']}: {', '.join(o['files'])}")
+    ex = index.get("exclude") or {}
+    if ex.get("frames") or ex.get("score_below") is not None:
+        n = sum(last - first + 1 for r in index["videos"] for first, last in r.get("excluded_frames", []))
+        lines.append(f"excluded (invalid for training and evaluation): {n} frames in {len(ex.get('frames') or [])} "
+                     f"manifest range(s)" + (f"; face frames with detector score < {ex['score_below']}"
+                                             if ex.get("score_below") is not None else ""))
     for w in warnings:
         lines.append(f"WARNING {w['path']}: {w['warning']}")
     return "\n".join(lines)

@@ -9,8 +9,9 @@
 
 Options the ABAW teams sweep over (``train.focal_gamma``, ``train.logit_adjust_tau``; off by default):
 
-- focal loss (Lin et al. 2017, "Focal Loss for Dense Object Detection", arXiv:1708.02002; used for AU and
-  EXPR by USTC, ABAW8): each frame's term is multiplied by ``(1 − p_t)^γ``, ``p_t`` the probability of the
+- focal loss (Lin et al. 2017, "Focal Loss for Dense Object Detection", arXiv:1708.02002; used for EXPR,
+  with modality dropout, by USTC's ABAW10 EXPR entry, a cross-attention Transformer over the modalities;
+  USTC's ABAW8 report does not use it; afwpipe also offers it for AU): each frame's term is multiplied by ``(1 − p_t)^γ``, ``p_t`` the probability of the
   true label (sigmoid per AU, softmax for EXPR); the positive / class weights above stay as its α. γ = 0 is
   exactly the weighted BCE / CE.
 - logit adjustment (Menon et al. 2021, "Long-tail learning via logit adjustment", ICLR, arXiv:2007.07314;

@@ -3,8 +3,9 @@
 A dataset entry (see the file's comments) has ``root``, ``videos`` (folders under root),
 ``annotations``, optional ``cropped_aligned``, ``folds: {k, seed}``, optional ``scenes``, optional
 ``edition``, ``test_lists: {au, expr, va}`` (files relative to root), optional ``sides: {name: left|right|largest}``
-(the face a name labels, overriding ``afwpipe.datasets.affwild2.resolve_sides``) and an optional wheel
-``source`` for fetched datasets. ``${VAR}`` in a path is taken from the environment.
+(the face a name labels, overriding ``afwpipe.datasets.affwild2.resolve_sides``), optional ``exclude: {frames,
+score_below}`` (wrong faces out, :mod:`afwpipe.exclusions`) and an optional wheel ``source`` for fetched
+datasets. ``${VAR}`` in a path is taken from the environment.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class DatasetSpec:
             looked for under the annotations (``find_test_lists``).
         sides: name -> ``left`` / ``right`` / ``largest``, the face that name labels, overriding the
             rule of ``afwpipe.datasets.affwild2.resolve_sides`` (recorded as ``side_from: manifest``).
+        exclude: the manifest's ``exclude:`` entry as written (frame ranges and a detector-score floor that mark
+            frames invalid for training and evaluation), parsed and checked by the index step
+            (:mod:`afwpipe.exclusions`), or None.
     """
 
     name: str
@@ -59,6 +63,7 @@ class DatasetSpec:
     edition: str | int | None = None
     test_lists: dict[str, Path] = field(default_factory=dict)
     sides: dict[str, str] = field(default_factory=dict)
+    exclude: dict | None = None
 
 
 def _expand(value: str, where: str) -> str:
@@ -143,6 +148,7 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
         edition=edition if edition is not None else d.get("edition"),
         test_lists={t: r / p for t, p in lists.items() if p},
         sides={str(k): str(v) for k, v in sides.items()},
+        exclude=d.get("exclude"),
     )
 
 

@@ -1,12 +1,14 @@
 """Post-processing of the heads' raw per-frame outputs into per-track decisions, per fold and for the fold
-ensemble (composes :mod:`afwpipe.temporal` and :mod:`afwpipe.decisions`; the order of the ABAW seeds, Netease Fuxi ABAW5/6 and USTC ABAW8).
+ensemble (composes :mod:`afwpipe.temporal` and :mod:`afwpipe.decisions`; afwpipe's order, docs/postprocess.md).
 
 A *system* is one track (``au``, ``expr``, ``va``) of one fold (``official``, ``0``, …) or of the ``ensemble``
 of those folds. The heads that feed a track are the trained heads of task ``sources[track]`` (default the
 track itself; ``mtl`` heads serve all three). For a fold system, per video:
 
 1. *scene override*: when a scene head of the same task and fold predicted the video (the video belongs to
-   its scene), its output replaces the general head's;
+   its scene: a validation or a test video), its output replaces the general head's; the general head's
+   output goes through the same steps beside it, so evaluate can score each scene's heads against the
+   general heads on the scene's videos (:mod:`afwpipe.scene_scores`);
 2. *nearest-frame fill*: frames without a face take the output of the nearest frame with one
    (:func:`temporal.fill_nearest`; ``present`` of the predictions, i.e. faces.zarr);
 3. *smoothing* along time per track (:func:`temporal.smooth`: ``gaussian`` σ, ``median`` / ``mean`` window;
@@ -55,14 +57,19 @@ Output (:attr:`Workspace.post_dir`)::
                                              that chose a member head's epoch), warnings, models (the
                                              head used per video), smoothing (method and the σ / window
                                              used), tta (views the head's outputs were averaged over, or
-                                             null), unscored (why fold all is never scored, else null);
-                                             and the settings. The per-video chain is
+                                             null), unscored (why fold all is never scored, else null),
+                                             scenes (per scene the routed videos, and the
+                                             scene_head / general_head rows' heads and honesty,
+                                             :mod:`afwpipe.scene_scores`); and the settings. The
+                                             per-video chain is
                                              :mod:`afwpipe.chain`, run from this entry (so ``afwpipe
                                              analyze`` runs the same one)
     post/<track>-<fold>.npz  <video>/prob    [T, C] float32 processed probabilities (AU 12, EXPR 8) or VA
                              <video>/before  decisions before post-processing
                              <video>/after   decisions after: AU [T, 12] int8 {0,1}, EXPR [T] int8 class,
                                              VA [T, 2] float32
+                             <video>/general a scene head's video only: the general head's decisions after the
+                                             same chain (fill, smoothing, thresholds), for the scene's score
 
 ``post/`` holds one small ``.npz`` per system (``numpy.load``): a derived, cheap layer rewritten on every run,
 read whole by evaluate and submit (a Zarr group per video and system costs ~10 ms of metadata writes each).
@@ -91,6 +98,7 @@ from .folds import ALL
 from .honesty import chosen_on_scored, seen_videos, selected_on, whole_dataset_members
 from .labels import TRACKS
 from .readers import load_labels, read_prediction, read_predictions_index
+from .scene_scores import row_honesty
 from .scores import KEY, before_after, headline, labelled, system_notes
 from .scores import score as score_track
 from .store import ENSEMBLE
@@ -384,6 +392,11 @@ class System:
     chosen: dict[str, tuple] = field(default_factory=dict)  # video -> (chosen head's raw outputs, present)
     tta: list[str] | None = None  # views the general head's outputs were averaged over (predict.tta)
     unscored: str | None = None  # why a system is never scored (fold all), else None
+    # scene -> {"videos": routed videos, "scene_head" / "general_head": row honesty} (afwpipe.scene_scores)
+    scenes: dict[str, dict] = field(default_factory=dict)
+    general: dict[str, tuple] = field(default_factory=dict)  # routed video -> (general raw outputs, present)
+    general_prob: dict[str, np.ndarray] = field(default_factory=dict)  # routed video -> general head processed
+    general_after: dict[str, np.ndarray] = field(default_factory=dict)  # routed video -> general head decisions
 
     @property
     def name(self) -> str:
@@ -397,7 +410,7 @@ class System:
                 "thresholds_from": self.thresholds_from, "threshold_videos": self.threshold_videos,
                 "optimistic": self.optimistic, "optimistic_reason": self.optimistic_reason,
                 "seen_videos": self.seen_videos, "selected_on": self.selected_on, "warnings": self.warnings, "models": self.models,
-                "smoothing": self.smoothing, "tta": self.tta, "unscored": self.unscored}
+                "smoothing": self.smoothing, "tta": self.tta, "unscored": self.unscored, "scenes": self.scenes}
 
 
 def _records_by_fold(records: list[dict], task: str, track: str) -> dict[str, dict]:
@@ -429,7 +442,7 @@ def fold_system(ws: store.Workspace, track: str, fold: str, general: dict, scene
     if cfg.scenes:
         for r in scenes:
             for v in r["videos"]:
-                scene_of.setdefault(v, r["name"])
+                scene_of.setdefault(v, r)
     sys_ = System(track, fold, list(general["videos"]), list(general["val_videos"]), {},
                   heads=[general["name"]] + [r["name"] for r in scenes if cfg.scenes], tta=general.get("tta"))
     if fold == ALL:  # trained on every labelled video: nothing is left to score it on
@@ -438,8 +451,12 @@ def fold_system(ws: store.Workspace, track: str, fold: str, general: dict, scene
     for v in sys_.videos:
         raw = read_prediction(ws, general["name"], v)
         sys_.raw[v] = raw[track]
-        model = scene_of.get(v, general["name"])
+        model = scene_of[v]["name"] if v in scene_of else general["name"]
         chosen = raw if model == general["name"] else read_prediction(ws, model, v)
+        if v in scene_of:  # the general head's outputs stay beside, for the scene's score (afwpipe.scene_scores)
+            sys_.general[v] = (raw[track], raw.get("present"))
+            entry = sys_.scenes.setdefault(scene_of[v]["scene"], {"heads": [model], "videos": []})
+            entry["videos"].append(v)
         sys_.models[v] = model
         sys_.chosen[v] = (chosen[track], chosen.get("present"))
         filled = fill_track(chosen[track], chosen.get("present"), cfg.fill)
@@ -458,6 +475,8 @@ def finish(sys_: System, folds: Sequence[System], labels: Mapping, cfg: PostConf
     chain = FoldChain.from_system(sys_.entry(), cfg.fill, sys_.name)
     for v in sys_.videos:
         sys_.prob[v], sys_.after[v] = chain.run(*sys_.chosen[v])
+    for v, (raw, present) in sys_.general.items():  # the same chain on the general head's outputs
+        sys_.general_prob[v], sys_.general_after[v] = chain.run(raw, present)
     return sys_
 
 
@@ -468,13 +487,35 @@ def flag_chosen_on_scored(sys_: "System", members: Sequence["System"], selected:
     its ``members`` (the ensemble's fold systems). AU thresholds tuned on the scored frames on purpose
     (``tuned_on_scored``) are flagged by :func:`tune_thresholds` already. Sets ``sys_.selected_on`` (the union
     over its heads)."""
-    tuning = [] if sys_.thresholds_from == THRESHOLDS_SCORED else [sys_.threshold_videos]
-    tuning += [sys_.smoothing.get("videos", [])] + [x for m in members
-                                                    for x in (m.threshold_videos, m.smoothing.get("videos", []))]
+    tuning = tuning_videos(sys_, members, sys_.thresholds_from != THRESHOLDS_SCORED)
     heads = {h: selected.get(h, set()) for h in sys_.heads}
     sys_.selected_on = sorted(set().union(*heads.values()))
-    for reason in chosen_on_scored(sys_.eval_videos, heads, [p for t in tuning for p in t]):
+    for reason in chosen_on_scored(sys_.eval_videos, heads, tuning):
         _flag(sys_, reason)
+
+
+def tuning_videos(sys_: "System", members: Sequence["System"], thresholds: bool = True) -> list[str]:
+    """``<fold>/<video>`` entries whose frames tuned the AU thresholds (when ``thresholds``) or the smoothing of
+    ``sys_`` or of its ``members`` (the ensemble's fold systems)."""
+    tuning = [sys_.threshold_videos] if thresholds else []
+    tuning += [sys_.smoothing.get("videos", [])] + [x for m in members
+                                                    for x in (m.threshold_videos, m.smoothing.get("videos", []))]
+    return [p for t in tuning for p in t]
+
+
+def scene_honesty(ws: store.Workspace, sys_: "System", members: Sequence["System"], seen: Mapping[str, set[str]],
+                  selected: Mapping[str, set[str]]) -> None:
+    """Set the ``scene_head`` and ``general_head`` rows of each scene of ``sys_.scenes`` (its heads and honesty,
+    :func:`afwpipe.scene_scores.row_honesty`): scored on ``sys_``'s scored videos of the scene, the scene row
+    uses the scene heads, the general row the general heads (one per fold for the ensemble)."""
+    general = [m.heads[0] for m in members] if members else sys_.heads[:1]
+    tuning = tuning_videos(sys_, members)
+    for entry in sys_.scenes.values():
+        scored = [v for v in entry["videos"] if v in set(sys_.eval_videos)]
+        for row, heads in (("scene_head", entry["heads"]), ("general_head", general)):
+            trained = {h: seen.get(h, set()) - selected.get(h, set()) for h in heads}
+            fitted = {h: features_fitted_on(ws, h) for h in heads}
+            entry[row] = row_honesty(scored, heads, trained, selected, tuning, fitted)
 
 
 def features_fitted_on(ws: store.Workspace, head: str) -> dict[str, list[str]]:
@@ -534,6 +575,14 @@ def ensemble_system(track: str, folds: list[System], seen: set[str], split_val: 
         raw = [f.raw[v] for f in folds]
         _, ens.before[v] = combine(track, raw, [decide(track, r) for r in raw], cfg.ensemble, cfg.au_vote_tie)
         ens.prob[v], ens.after[v] = chain.combine([(f.prob[v], f.after[v]) for f in folds])
+        if any(v in f.general_after for f in folds):  # the general heads alone, for the scene's score
+            ens.general_prob[v], ens.general_after[v] = chain.combine(
+                [(f.general_prob.get(v, f.prob[v]), f.general_after.get(v, f.after[v])) for f in folds])
+    for f in folds:
+        for scene, e in f.scenes.items():
+            mine = ens.scenes.setdefault(scene, {"heads": [], "videos": []})
+            mine["heads"] += [h for h in e["heads"] if h not in mine["heads"]]
+            mine["videos"] += [v for v in e["videos"] if v in ens.prob and v not in mine["videos"]]
     return ens
 
 
@@ -557,6 +606,8 @@ def _write(ws: store.Workspace, s: System) -> None:
     for v in s.videos:
         arrays.update({f"{v}/prob": s.prob[v].astype(np.float32), f"{v}/before": s.before[v],
                        f"{v}/after": s.after[v]})
+        if v in s.general_after:  # a scene head's video: the general head's decisions by the same chain
+            arrays[f"{v}/general"] = s.general_after[v]
     with atomic.open_atomic(ws.post(s.name), "wb") as f:
         np.savez(f, **arrays)
 
@@ -638,8 +689,10 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         ens = ensemble_system(track, folds, seen, split_val, labels, cfg)
         for f in folds:
             flag_chosen_on_scored(f, [], selected_of)
+            scene_honesty(ws, f, [], seen_of, selected_of)
         if ens is not None:
             flag_chosen_on_scored(ens, folds, selected_of)
+            scene_honesty(ws, ens, folds, seen_of, selected_of)
             members = {h: seen_of[h] for f in folds if f.fold == ALL for h in f.heads}
             for reason in whole_dataset_members(ens.eval_videos, members):
                 _flag(ens, reason)

@@ -1,7 +1,8 @@
 """Per-frame predictions of every trained head on its evaluation videos (cached features in, raw outputs out).
 
 Which heads: the model folders ``models/<task>-<head>-<fold>[-<scene>]/model.pt`` of the chosen head type,
-tasks and folds (params ``train.head``, ``train.tasks``, ``train.folds``), scene heads included.
+tasks and folds (params ``train.head``, ``train.tasks``, ``train.folds``), scene heads included (those of
+``train.scenes`` in the DVC stage, :attr:`PredictConfig.scenes`).
 
 Which videos, per head (its *evaluation videos*):
 
@@ -97,9 +98,11 @@ def parse_model_name(name: str, path: Path | None = None) -> ModelRef | None:
                     parts[3] if len(parts) == 4 else None)
 
 
-def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=None) -> list[ModelRef]:
+def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=None,
+                scenes=None) -> list[ModelRef]:
     """Trained heads under ``ws.models`` (folders holding ``model.pt``), optionally only of head type ``head``,
-    tasks ``tasks`` and folds ``folds`` (``"official"`` or numbers). Sorted by name."""
+    tasks ``tasks``, folds ``folds`` (``"official"`` or numbers) and, among scene heads, scenes ``scenes``
+    (params ``train.scenes``; None: every scene head). Sorted by name."""
     if not ws.models.is_dir():
         return []
     folds = None if folds is None else {parse_fold(f) for f in folds}
@@ -109,7 +112,7 @@ def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=
         if ref is None or not (d / "model.pt").is_file():
             continue
         if (head is None or ref.head == head) and (tasks is None or ref.task in tasks) and \
-                (folds is None or ref.fold in folds):
+                (folds is None or ref.fold in folds) and (scenes is None or ref.scene is None or ref.scene in scenes):
             out.append(ref)
     return out
 
@@ -183,6 +186,7 @@ class PredictConfig(FromParams):
         head: head type of the model folders to use (params ``train.head``); None: every head type.
         tasks: trained tasks to use (params ``train.tasks``); None: all.
         folds: folds to use (params ``train.folds``); None: all.
+        scenes: scene heads to use (params ``train.scenes``); None: every scene head found, ``[]``: none.
         batch_size: clips per forward pass.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (bf16 autocast on CUDA).
         tta: average each head's outputs over the cached views of its visual encoders (module docstring).
@@ -197,6 +201,7 @@ class PredictConfig(FromParams):
     head: str | None = None
     tasks: list | None = None
     folds: list | None = None
+    scenes: list | None = None
     batch_size: int = 32
     device: str = "auto"
     tta: bool = False
@@ -305,7 +310,7 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
         PredictError: no trained head matches (names what exists), or :func:`predict_model`'s errors.
     """
     t0 = time.perf_counter()
-    refs = find_models(ws, cfg.head, cfg.tasks, cfg.folds)
+    refs = find_models(ws, cfg.head, cfg.tasks, cfg.folds, cfg.scenes)
     if not refs:
         have = ", ".join(r.name for r in find_models(ws)) or "(none)"
         raise PredictError(f"{ws.models}: no trained head of type {cfg.head!r}, tasks {cfg.tasks}, folds {cfg.folds}; "

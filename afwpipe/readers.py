@@ -22,6 +22,7 @@ import tensorstore as ts
 
 from . import store
 from .errors import PostprocessError, PredictError, TrainError
+from .exclusions import frame_mask, invalidate
 from .labels import TASKS
 from .views import EMB, FULL, array_name
 
@@ -303,18 +304,26 @@ def trained_on_of(encoder_config: dict | None) -> list[str]:
 def load_labels(ws: store.Workspace, names: Sequence[str], tasks: Sequence[str] = tuple(TASKS)
                 ) -> dict[str, dict[str, np.ndarray]]:
     """Whole label arrays of ``names`` from ``labels.zarr``: name -> task -> ``au [T,12] int8`` /
-    ``expr [T] int8`` / ``va [T,2] float32`` (invalid markers as stored).
+    ``expr [T] int8`` / ``va [T,2] float32`` (invalid markers as stored), with the frames the index excludes
+    (the manifest's ``exclude``: frame ranges and a detector-score floor, :mod:`afwpipe.exclusions`) set to the
+    invalid markers, so that no step trains on or scores them.
 
     Raises:
-        TrainError: a video has no labels group (the index and labels.zarr disagree).
+        TrainError: a video has no labels group (the index and labels.zarr disagree), or the score floor is set
+            and a video has no complete faces (:func:`afwpipe.exclusions.frame_mask`).
     """
     root = store.open_store(ws.labels, "r")
+    index = ws.read_index() if ws.index.is_file() else {}
     out = {}
     for name in names:
         if name not in root:
             raise TrainError(f"{ws.labels}: no labels of video {name!r}; rerun `afwpipe index`")
         g = root[name]
         out[name] = {t: g[t][...] for t in tasks}
+        n = len(next(iter(out[name].values()))) if out[name] else 0
+        mask = frame_mask(ws, index, name, n) if out[name] else None
+        if mask is not None:
+            out[name] = invalidate(out[name], mask)
     return out
 
 
@@ -354,7 +363,8 @@ def read_systems(ws: store.Workspace) -> dict:
 
 
 def read_post(ws: store.Workspace, system: str, name: str) -> dict[str, np.ndarray]:
-    """``prob``, ``before`` and ``after`` of one video of one system.
+    """``prob``, ``before`` and ``after`` of one video of one system, and ``general`` (the general head's
+    decisions) for a video a scene head predicted (:mod:`afwpipe.postprocess`).
 
     Raises:
         PostprocessError: the system or the video has no post-processed output.
@@ -365,7 +375,7 @@ def read_post(ws: store.Workspace, system: str, name: str) -> dict[str, np.ndarr
     with np.load(path) as z:
         if f"{name}/after" not in z.files:
             raise PostprocessError(f"{path}: no post-processed predictions of video {name!r}")
-        return {k: z[f"{name}/{k}"] for k in ("prob", "before", "after")}
+        return {k: z[f"{name}/{k}"] for k in ("prob", "before", "after", "general") if f"{name}/{k}" in z.files}
 
 
 __all__ = ["ArrayFeatures", "ZarrFeatures", "available_encoders", "load_labels", "read_post", "read_prediction",

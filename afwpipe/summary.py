@@ -12,6 +12,8 @@ column. This step reads them and writes, relative to ``out`` (the repository roo
     metrics/evaluate.json   {track: {system: {before, after, optimistic}}}, system = official | 0 | 1 | ...
                             | ensemble; AU/EXPR the mean F1, VA the mean CCC of valence and arousal
                             (``after_tuned_on_scored`` instead of ``after`` when evaluate wrote that)
+                            and, per scene of a system with scene heads, scene_<scene> and
+                            scene_<scene>_general (scene heads vs general heads on the scene's videos)
     metrics/train.json      {<task>-<fold>[-<scene>]: {best_epoch, score, epochs}} of every head that
                             predicted (``predictions/index.json``); ``score`` is the head's best validation
                             score (AU mean F1, EXPR macro F1, VA mean CCC, MTL their sum; none for fold
@@ -58,7 +60,9 @@ def _read_json(path: Path, what: str) -> dict:
 
 def evaluation_table(metrics: dict, path: Path | str = "eval/metrics.json") -> dict:
     """``{track: {system: {before, after | after_tuned_on_scored, optimistic}}}`` (floats, bool) from an
-    evaluate ``metrics.json`` dict (:mod:`afwpipe.evaluate`); ``path`` names it in errors.
+    evaluate ``metrics.json`` dict (:mod:`afwpipe.evaluate`); ``path`` names it in errors. A system with scene
+    heads adds per scene ``scene_<scene>`` (the scene heads' score on the scene's scored videos),
+    ``scene_<scene>_general`` (the general heads' on the same frames) and ``scene_<scene>_optimistic``.
 
     Raises:
         EvaluateError: an unknown track, or an entry without a ``before`` score of its headline metric.
@@ -74,6 +78,10 @@ def evaluation_table(metrics: dict, path: Path | str = "eval/metrics.json") -> d
                 raise EvaluateError(f"{path}: {track}.{system} has no before.{key} score")
             row = {k: float(entry[k][key]) for k in SCORE_KEYS if isinstance(entry.get(k), dict)}
             row["optimistic"] = bool(entry.get("optimistic", False))
+            for scene, s in (entry.get("scenes") or {}).items():  # scene heads vs general heads (afwpipe.scene_scores)
+                row[f"scene_{scene}"] = float(s["scene_head"][key])
+                row[f"scene_{scene}_general"] = float(s["general_head"][key])
+                row[f"scene_{scene}_optimistic"] = bool(s["scene_head"]["optimistic"] or s["general_head"]["optimistic"])
             table[track][str(system)] = row
     return table
 

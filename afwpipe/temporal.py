@@ -1,7 +1,7 @@
 """Operations along time on per-frame outputs (numpy in, numpy out): overlapping-window averaging,
 nearest-frame fill and smoothing.
 
-Order used by the ABAW seeds (Netease Fuxi ABAW5/6, USTC ABAW8) and by afwpipe: overlapping-window
+Order used by afwpipe (its own; docs/postprocess.md): overlapping-window
 inference averaged per frame (:func:`window_average`) → frames without a face take the nearest frame
 with one (:func:`fill_nearest`) → smoothing along time per track (:func:`smooth`) → decisions
 (:mod:`afwpipe.decisions`).
@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-#: Gaussian σ in frames per task: AU 5, EXPR 25, VA 25 (ABAW seeds, Fuxi ABAW5/6 and USTC ABAW8;
-#: docs/postprocess.md, "Smoothing").
+#: Gaussian σ in frames per task: AU 5, EXPR 25, VA 25: afwpipe's defaults, not values from a report
+#: (USTC's ABAW8 report does not smooth; docs/postprocess.md, "Smoothing").
 SMOOTH_SIGMA = {"au": 5.0, "expr": 25.0, "va": 25.0}
-#: Median / mean window in frames per task: AU 10, EXPR 25, VA 50 (same sources).
+#: Median / mean window in frames per task: AU 10, EXPR 25, VA 50 (afwpipe's defaults, as the σ).
 SMOOTH_WINDOW = {"au": 10, "expr": 25, "va": 50}
 SMOOTH_METHODS = ("gaussian", "median", "mean")
 

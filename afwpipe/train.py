@@ -131,7 +131,7 @@ class TrainConfig(FromParams):
     """
 
     params_section: ClassVar[str] = "train"
-    params_ignored: ClassVar[tuple[str, ...]] = ("tasks", "folds")  # the DVC matrix's lists
+    params_ignored: ClassVar[tuple[str, ...]] = ("tasks", "folds", "scenes")  # the DVC matrices' lists
     params_error: ClassVar[type[AfwpipeError]] = TrainError
 
     task: str = "au"

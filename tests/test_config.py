@@ -28,7 +28,7 @@ SECTIONS = {"dataset": DatasetConfig, "detect": DetectConfig, "extract": Extract
             "analyze": AnalyzeConfig, "transcribe": TranscribeConfig, "text": TextConfig, "finetune": FinetuneConfig}
 #: fields chosen per run (a command-line option or a DVC matrix item), not params.yaml keys
 PER_RUN = {ExtractConfig: {"encoder"}, TextConfig: {"encoder"}, TrainConfig: {"scene"},
-           PredictConfig: {"head", "tasks", "folds"},
+           PredictConfig: {"head", "tasks", "folds", "scenes"},
            FinetuneConfig: {"encoder", "task", "fold", "weights", "options"}}  # run item; extract.weights/options
 
 
@@ -90,7 +90,8 @@ def test_overrides_lay_over_the_section_and_none_keeps_it():
 
 #: dvc.yaml stages that list single keys of their own params section, with the keys that are not settings
 #: of one run (a DVC foreach / matrix list or item)
-KEYED_STAGES = {"train": ("train", {"tasks", "folds", "task", "fold"}), "extract": ("extract", {"encoders"})}
+KEYED_STAGES = {"train": ("train", {"tasks", "folds", "scenes", "task", "fold"}),
+                "train_scene": ("train", {"tasks", "folds", "scenes", "task", "fold"}), "extract": ("extract", {"encoders"})}
 
 
 @pytest.mark.parametrize("stage", sorted(KEYED_STAGES))

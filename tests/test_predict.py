@@ -25,7 +25,7 @@ from test_clips import make_workspace
 
 TCN = dict(channels=16, mlp_dim=32, dilations=(1, 2), dropout=0.1)
 RUNS = [("au", "official", None), ("au", 0, None), ("au", 1, None), ("mtl", "official", None),
-        ("au", "official", "studio")]
+        ("au", "official", "man")]
 
 
 def _test_record(name: str, n: int, **extra) -> dict:
@@ -37,11 +37,11 @@ def _test_record(name: str, n: int, **extra) -> dict:
 def ws(tmp_path_factory):
     # v0..v5 train, v6 val, v7 test (no labels), v5 is EXPR-test (AU/VA-train, no EXPR labels); p_left and
     # p_right: the two sides of test video p (own features, no labels); folds: even 0, odd 1;
-    # scene "studio": v0, v1, v2, v6, v7
+    # scene "man": v0, v1, v2, v6, v7
     from test_clips import DIMS, write_features
 
     ws = make_workspace(tmp_path_factory.mktemp("predict"), n_videos=8, n_frames=[70, 64, 80, 64, 64, 64, 90, 75],
-                        n_val=2, scenes={"studio": ["v0", "v1", "v2", "v6", "v7"]})
+                        n_val=2, scenes={"man": ["v0", "v1", "v2", "v6", "v7"]})
     index = ws.read_index()
     index["videos"][7] = _test_record("v7", 75)
     index["videos"][5]["splits"]["expr"] = "test"
@@ -67,7 +67,7 @@ def predicted(ws):
 
 def test_each_head_predicts_its_validation_videos_and_every_val_and_test_name_of_any_track(ws, predicted):
     models = {m["name"]: m for m in read_predictions_index(ws)}
-    assert sorted(models) == ["au-tcn-0", "au-tcn-1", "au-tcn-official", "au-tcn-official-studio",
+    assert sorted(models) == ["au-tcn-0", "au-tcn-1", "au-tcn-official", "au-tcn-official-man",
                               "mtl-tcn-official"]
     assert models["au-tcn-official"]["val_videos"] == ["v6"]
     # v5 is AU-train but EXPR-test: every head predicts it, and each side of test video p
@@ -76,8 +76,8 @@ def test_each_head_predicts_its_validation_videos_and_every_val_and_test_name_of
     assert models["au-tcn-0"]["videos"] == ["v0", "v2", "v4", "v5", "v6", "v7", "p_left", "p_right"]
     assert models["au-tcn-1"]["videos"] == ["v1", "v3", "v5", "v6", "v7", "p_left", "p_right"]
     assert models["mtl-tcn-official"]["val_videos"] == ["v6"]
-    assert models["au-tcn-official-studio"]["videos"] == ["v6", "v7"]
-    assert models["au-tcn-official-studio"]["scene"] == "studio"
+    assert models["au-tcn-official-man"]["videos"] == ["v6", "v7"]
+    assert models["au-tcn-official-man"]["scene"] == "man"
     assert models["mtl-tcn-official"]["tasks"] == ["au", "expr", "va"]
     mtl = read_prediction(ws, "mtl-tcn-official", "v7")
     assert mtl["au"].shape == (75, 12) and mtl["expr"].shape == (75, 8) and mtl["va"].shape == (75, 2)
@@ -175,7 +175,7 @@ def test_face_mask_comes_from_faces_store_else_from_visual_features(ws, predicte
     store.mark_complete(g)
     run_predict(ws2, PredictConfig(head="tcn", tasks=["au"], folds=["official"], device="cpu"), progress=False)
     np.testing.assert_array_equal(read_prediction(ws2, "au-tcn-official", "v7")["present"], mask)
-    assert [m["name"] for m in read_predictions_index(ws2)] == ["au-tcn-official", "au-tcn-official-studio"]
+    assert [m["name"] for m in read_predictions_index(ws2)] == ["au-tcn-official", "au-tcn-official-man"]
 
 
 def test_no_matching_head_and_missing_predictions_are_clear_errors(ws, predicted, tmp_path):
@@ -209,7 +209,7 @@ def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_pat
 
     shutil.copytree(ws.root, tmp_path / "sample", ignore=shutil.ignore_patterns("predictions"))
     params = {"dataset": {"name": "sample", "root": None}, "workdir": str(tmp_path),
-              "train": {"head": "tcn", "tasks": ["au", "mtl"], "folds": ["official", 0, 1]},
+              "train": {"head": "tcn", "tasks": ["au", "mtl"], "folds": ["official", 0, 1], "scenes": ["man"]},
               "predict": {"batch_size": 16, "device": "cpu"},
               "postprocess": {"sources": {"expr": "mtl", "va": "mtl"}, "au_thresholds": "tuned"},
               "evaluate": {"plot_system": "official"}, "submit": {"system": "official"}}
@@ -227,7 +227,7 @@ def test_chain_to_metrics_and_submission_on_trained_heads(ws, predicted, tmp_pat
     assert m["va"]["official"]["before"]["ccc"] == pytest.approx(best["va"]["ccc"], abs=1e-5)
     assert m["expr"]["official"]["before"]["f1"] == pytest.approx(best["expr"]["f1"], abs=1e-6)
     systems = json.loads((tmp_path / "sample" / "post" / "systems.json").read_text())["systems"]
-    assert systems["au-official"]["models"]["v6"] == "au-tcn-official-studio"
+    assert systems["au-official"]["models"]["v6"] == "au-tcn-official-man"
     # every test name of every track went through postprocess: v5 (EXPR-test only), p_left, p_right
     assert {"v5", "p_left", "p_right", "v7"} <= set(systems["expr-official"]["videos"])
     au, expr, va = submission.main(dataset_and_workspace(params)[1], submission.SubmitConfig.from_params(params["submit"]))

@@ -68,7 +68,8 @@ def collate(clips: np.ndarray, k: int, dims: Mapping[str, int], n_frames: Sequen
 
 
 def drop_modalities(batch: dict, p: float, rng: np.random.Generator) -> np.ndarray:
-    """Modality dropout (USTC, ABAW8): each clip loses each encoder's whole features with probability ``p``,
+    """Modality dropout (USTC's ABAW10 EXPR entry, a cross-attention Transformer with modality dropout and focal
+    loss; not in USTC's ABAW8 report): each clip loses each encoder's whole features with probability ``p``,
     never every encoder of a clip; in place, for training batches only.
 
     A dropped block of ``x`` is set to exactly zero (what a missing modality looks like after
