@@ -78,7 +78,8 @@ class TrainConfig(FromParams):
 
     Attributes:
         task: ``au``, ``expr``, ``va`` or ``mtl`` (all three heads' outputs, summed masked losses).
-        head: registered head (``tmf``, ``tcn``, ``msf``); ``head_kwargs`` go to its constructor.
+        head: registered head (``tmf``, ``tcn``, ``msf``, ``xattn``, ``mamba``, ``stack``: :mod:`afwpipe.heads`);
+            ``head_kwargs`` go to its constructor (sizes, ``fusion``, ``experts``, ``causal``, ``stack``).
         features: encoder names (feature stores), in concatenation order.
         fold: ``"official"`` or a fold number of the index.
         scene: restrict train and validation videos to this scene of the index, or None.
@@ -258,7 +259,7 @@ def train_epoch(head: torch.nn.Module, ds: ClipDataset, opt: torch.optim.Optimiz
             drop_modalities(batch, modality_dropout, rng)
         b = to_device(batch, device)
         with autocast(device):
-            out = head(b["x"], b["mask"])
+            out = head(b["x"], b["mask"], b["present"])
         loss, _ = mtl_loss({t: o.float() for t, o in out.items()}, b["labels"], b["mask"], task_weights=task_weights,
                            au_pos_weight=au_pos_weight, expr_class_weight=expr_class_weight,
                            focal_gamma=focal_gamma, expr_logit_offset=expr_logit_offset)
