@@ -82,6 +82,24 @@ def test_padded_frames_do_not_change_real_frames(name):
         assert torch.allclose(a[t][mask], b[t][mask], atol=1e-5)
 
 
+@pytest.mark.parametrize("name, extra", [*((n, {}) for n in HEADS), ("mamba", {"bidirectional": True}),
+                                         ("tcn", {"causal": True}), ("tmf", {"fusion": "gated", "experts": 3})],
+                         ids=[*HEADS, "mamba-bidirectional", "tcn-causal", "tmf-gated-experts"])
+def test_a_padded_clip_equals_the_clip_without_its_padding(name, extra):
+    """Trailing padding (the clips' last partial window) gives the real frames the outputs of the shorter,
+    unpadded clip."""
+    torch.manual_seed(0)
+    head = create_head(name, IN_DIMS, ["au", "expr", "va"], **SMALL[name], **extra).eval()
+    x = _inputs()
+    mask = torch.ones(2, 24, dtype=torch.bool)
+    mask[0, 15:] = False
+    with torch.no_grad():
+        padded = head(x, mask)
+        short = head({n: v[:1, :15] for n, v in x.items()})
+    for t in padded:
+        assert torch.allclose(padded[t][0, :15], short[t][0], atol=1e-5), t
+
+
 @pytest.mark.parametrize("name", HEADS)
 def test_clip_without_real_frames_gives_finite_outputs(name):
     head = create_head(name, IN_DIMS, ["va"], **SMALL[name]).eval()

@@ -155,12 +155,17 @@ def test_xattn_ignores_what_an_absent_modality_holds(fusion):
         assert torch.isfinite(a[t]).all() and torch.allclose(a[t], b[t], atol=1e-5)
 
 
-def test_xattn_with_a_modality_absent_everywhere_equals_the_head_without_it():
+@pytest.mark.parametrize("fusion", ["gated", "concat"])
+def test_xattn_with_a_modality_absent_everywhere_equals_the_head_without_it(fusion):
     """Dropping ``audio`` from a whole clip gives exactly the outputs of an xattn head over video and text
-    alone with the same weights (the audio projections, pairs and gate removed)."""
-    full = _build("xattn", THREE, **XATTN)
-    without = create_head("xattn", {"video": 6, "text": 5}, ALL_TASKS, **XATTN).eval()
+    alone with the same weights (the audio projections, pairs and gate removed; for ``concat`` the audio
+    columns of the fusion's projection)."""
+    full = _build("xattn", THREE, fusion=fusion, **XATTN)
+    without = create_head("xattn", {"video": 6, "text": 5}, ALL_TASKS, fusion=fusion, **XATTN).eval()
     state = {k: v for k, v in full.state_dict().items() if "audio" not in k}
+    if fusion == "concat":  # streams video, audio, text of width 16 side by side
+        w = state["fusion.combine.weight"]
+        state["fusion.combine.weight"] = torch.cat([w[:, :16], w[:, 32:]], dim=1)
     without.load_state_dict(state)  # strict: the same weights, minus every audio entry
     x = _inputs(dims=THREE)
     present = {n: torch.ones(2, 20, dtype=torch.bool) for n in THREE}
@@ -274,3 +279,26 @@ def test_fusion_option_stacks_msf_before_a_tcn():
     with torch.no_grad():
         a, b = head(x, mask), head(x2, mask)
     assert torch.allclose(a["au"][mask], b["au"][mask], atol=1e-5)
+
+
+def test_cross_attention_matches_torch_multihead_attention_over_the_present_keys():
+    """Reference: ``torch.nn.MultiheadAttention`` with the same weights and ``key_padding_mask`` = absent
+    frames; a clip row without any present key gives 0 (where the reference gives NaN)."""
+    from afwpipe.heads.xattn import CrossAttention
+
+    torch.manual_seed(0)
+    att = CrossAttention(8, 2, 0.0).eval()
+    ref = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([att.q.weight, att.kv.weight]))
+        ref.in_proj_bias.copy_(torch.cat([att.q.bias, att.kv.bias]))
+        ref.out_proj.weight.copy_(att.out.weight)
+        ref.out_proj.bias.copy_(att.out.bias)
+    hq, hk = torch.randn(3, 7, 8), torch.randn(3, 7, 8)
+    key_ok = torch.tensor([[1, 1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0] * 7], dtype=torch.bool)
+    with torch.no_grad():
+        got = att(hq, hk, key_ok)
+        want, _ = ref(hq[:2], hk[:2], hk[:2], key_padding_mask=~key_ok[:2])
+    assert torch.allclose(got[:2], want, atol=1e-5)
+    assert torch.equal(got[2], torch.zeros(7, 8))
+
