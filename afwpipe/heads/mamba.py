@@ -4,8 +4,9 @@
 Fused features (``fusion``, default ``concat``: :mod:`afwpipe.heads.fusion`) → linear projection to
 ``d_model`` → ``n_layers`` Mamba blocks (selective scan, ``state_size`` 16, ``expand`` 2, causal
 depthwise convolution of ``conv_kernel`` 4 frames; RMS-normalised output) → one output layer per task.
-``transformers`` runs its PyTorch scan on a CPU and its fused kernels where they are installed on a GPU
-(``transformers``' choice); the model is built from its config, so no weights are downloaded.
+``transformers`` (5.x, ``integrations.hub_kernels``) calls the fused kernels of the ``mamba-ssm`` and
+``causal-conv1d`` packages when they are installed and the inputs are on their device (a GPU), else its own
+PyTorch scan (every CPU run); the model is built from its config, so no weights are downloaded.
 
 The scan runs forward in time: the output at frame t depends on frames ≤ t only, and padding at the end
 of a clip never reaches a real frame (padded frames are also zeroed before and after the blocks and passed as
