@@ -52,7 +52,7 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
       transcribe    speech recogniser -> transcripts/<asr>.zarr (words, start/end s, confidence)
       extract-text  text:<hf-id> encoder over the transcripts -> features/text_<hf-id>.zarr
-      train         fusion head (tmf, tcn, msf) on cached features -> models/<task>-<head>-<fold>/
+      train         fusion head (tmf, tcn, msf, xattn, mamba, stack) on cached features -> models/<task>-<head>-<fold>/
       predict       every trained head on its evaluation videos -> predictions/<model>.zarr
       postprocess   fill, smooth, AU thresholds, scene heads, fold ensemble -> post/
       evaluate      before/after scores per fold and ensemble -> eval/metrics.json, plots, report.png
@@ -340,7 +340,13 @@ def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures
 @main.command("train")
 @click.option("--task", type=click.Choice(TRAIN_TASKS), default=None,
               help="au (12 sigmoid), expr (8-way), va (2 tanh) or mtl (all three). Default: params train.task.")
-@click.option("--head", default=None, help="Fusion head: tmf, tcn or msf (params train.head).")
+@click.option("--head", default=None,
+              help="Fusion head (params train.head): tmf (Transformer; Fuxi ABAW5/6), tcn (dilated TCN, causal: true "
+                   "for past frames only; USTC ABAW8), msf (multi-scale windowed attention; USTC ABAW8), xattn "
+                   "(cross-modal attention between every pair of encoders, absent ones masked, then a temporal "
+                   "Transformer; MAVEN ABAW8, USTC ABAW10), mamba (transformers' Mamba; Mamba-VA ABAW8) or stack "
+                   "(blocks by name, e.g. head_kwargs {stack: [msf, tcn]}). Options in params train.head_kwargs: "
+                   "sizes, fusion (concat, gated, msf, xattn), experts (mixture-of-experts outputs); docs/heads.md.")
 @click.option("--fold", default=None,
               help="'official' (train vs val split), a fold number of the index, or 'all' (every labelled train+val "
                    "video, no validation video: the ensemble's whole-dataset member, never scored on its own).")

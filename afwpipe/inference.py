@@ -68,7 +68,7 @@ def iter_frames(head: torch.nn.Module, ds: ClipDataset, device: torch.device | s
         for j, batch in enumerate(ds.batches(batch_size)):
             b = to_device(batch, device)
             with autocast(device):
-                out = head(b["x"], b["mask"])
+                out = head(b["x"], b["mask"], b["present"])
             out = {t: probs[t](o.float()).cpu().numpy() for t, o in out.items()}
             for row, (v, s) in enumerate(zip(batch["video"].tolist(), batch["start"].tolist())):
                 w = windows.setdefault(v, {t: [] for t in out})

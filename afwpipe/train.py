@@ -85,7 +85,8 @@ class TrainConfig(FromParams):
 
     Attributes:
         task: ``au``, ``expr``, ``va`` or ``mtl`` (all three heads' outputs, summed masked losses).
-        head: registered head (``tmf``, ``tcn``, ``msf``); ``head_kwargs`` go to its constructor.
+        head: registered head (``tmf``, ``tcn``, ``msf``, ``xattn``, ``mamba``, ``stack``: :mod:`afwpipe.heads`);
+            ``head_kwargs`` go to its constructor (sizes, ``fusion``, ``experts``, ``causal``, ``stack``).
         features: encoder names (feature stores), in concatenation order: one list for every task, or a
             per-task mapping ``{au: [...], expr: [...], va: [...], mtl: [...]}``
             (:func:`afwpipe.task_settings.per_task`; a comma-separated string is a list). Resolved to this run's ``task``'s list on construction, so the
@@ -291,7 +292,7 @@ def train_epoch(head: torch.nn.Module, ds: ClipDataset, opt: torch.optim.Optimiz
             drop_modalities(batch, modality_dropout, rng)
         b = to_device(batch, device)
         with autocast(device):
-            out = head(b["x"], b["mask"])
+            out = head(b["x"], b["mask"], b["present"])
         loss, _ = mtl_loss({t: o.float() for t, o in out.items()}, b["labels"], b["mask"], task_weights=task_weights,
                            au_pos_weight=au_pos_weight, expr_class_weight=expr_class_weight,
                            focal_gamma=focal_gamma, expr_logit_offset=expr_logit_offset)

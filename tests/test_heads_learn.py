@@ -19,7 +19,13 @@ SMALL = {
     "tmf": dict(d_model=32, n_layers=2, n_heads=2, dropout=0.1),
     "tcn": dict(channels=32, mlp_dim=64, dilations=(1, 2), dropout=0.1),
     "msf": dict(d_model=32, n_heads=2, windows=(3, 9), dropout=0.1),
+    "xattn": dict(d_model=32, n_heads=2, n_layers=1, dropout=0.1),
+    "mamba": dict(d_model=32, n_layers=2, state_size=8, dropout=0.1),
+    "stack": dict(stack=["xattn", "tcn"], d_model=32, mlp_dim=64, experts=2,
+                  blocks={"xattn": {"n_heads": 2}, "tcn": {"causal": True, "dilations": [1, 2]}}),
 }
+#: options on top of a head: name -> (head, extra kwargs)
+VARIANTS = {"tcn-causal-gated": ("tcn", dict(causal=True, fusion="gated")), "tmf-experts": ("tmf", dict(experts=4))}
 
 
 def _world(seed=0):
@@ -54,11 +60,12 @@ def _predict(head, feats):
     return {t: window_average(w, T) for t, w in outs.items()}
 
 
-@pytest.mark.parametrize("name", ["tmf", "tcn", "msf"])
+@pytest.mark.parametrize("name", [*SMALL, *VARIANTS])
 def test_head_learns_planted_signal(name):
     torch.manual_seed(0)
     train, val = _world()
-    head = create_head(name, {"video": 6, "audio": 3}, ["au", "expr", "va"], **SMALL[name])
+    head_name, extra = VARIANTS.get(name, (name, {}))
+    head = create_head(head_name, {"video": 6, "audio": 3}, ["au", "expr", "va"], **SMALL[head_name], **extra)
     opt = torch.optim.AdamW(head.parameters(), lr=1e-3)
     pos_w = au_pos_weights(np.concatenate([lab["au"] for _, lab in train]))
     cls_w = expr_class_weights(np.concatenate([lab["expr"] for _, lab in train]))

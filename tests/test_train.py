@@ -25,7 +25,10 @@ from test_clips import make_workspace
 
 TCN = dict(channels=32, mlp_dim=64, dilations=(1, 2), dropout=0.1)
 SMALL = {"tcn": TCN, "tmf": dict(d_model=32, n_layers=1, n_heads=2, dropout=0.1),
-         "msf": dict(d_model=32, n_heads=2, windows=(3, 9), dropout=0.1)}
+         "msf": dict(d_model=32, n_heads=2, windows=(3, 9), dropout=0.1),
+         "xattn": dict(d_model=32, n_heads=2, n_layers=1, dropout=0.1),
+         "mamba": dict(d_model=32, n_layers=1, state_size=8, dropout=0.1),
+         "stack": dict(stack=["gated", "tcn"], d_model=32, mlp_dim=32, blocks={"tcn": {"causal": True}})}
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -64,11 +67,13 @@ def test_planted_signal_is_learned_on_a_numbered_fold(ws):
     assert metrics["val_videos"] == ["v0", "v2", "v4", "v6"]
 
 
-@pytest.mark.parametrize("head", ["tmf", "msf"])
+@pytest.mark.parametrize("head", ["tmf", "msf", "xattn", "mamba", "stack"])
 def test_every_head_trains(ws, head, tmp_path):
     r = train(ws, _cfg(task="va", head=head, head_kwargs=SMALL[head], epochs=4), progress=False,
               out_dir=tmp_path / head)
     assert r.best["va"]["ccc"] > 0.5 and (tmp_path / head / "model.pt").is_file()
+    reloaded, ckpt = load_model(tmp_path / head / "model.pt")  # rebuilt from its config, weights loaded strictly
+    assert ckpt["config"]["head"] == head and not reloaded.training
 
 
 def test_metrics_json_has_every_epoch_and_the_best_per_class_scores(mtl_run):
@@ -280,16 +285,19 @@ def test_modality_dropout_zeroes_whole_encoders_at_rate_p_and_never_all_of_a_cli
 
 
 class _Recorder(torch.nn.Module):
-    """A head that records, per clip and encoder, whether its whole feature block was zero."""
+    """A head that records, per clip and encoder, whether its whole feature block was zero, and whether the
+    ``present`` it received marks that block absent (what heads such as ``xattn`` mask by)."""
 
     def __init__(self, head):
         super().__init__()
-        self.head, self.zero_blocks, self.clips = head, 0, 0
+        self.head, self.zero_blocks, self.absent_zero_blocks, self.clips = head, 0, 0, 0
 
-    def forward(self, x, mask):
-        self.zero_blocks += sum(int((v.abs().sum(dim=(1, 2)) == 0).sum()) for v in x.values())
+    def forward(self, x, mask, present):
+        zero = {e: v.abs().sum(dim=(1, 2)) == 0 for e, v in x.items()}
+        self.zero_blocks += sum(int(z.sum()) for z in zero.values())
+        self.absent_zero_blocks += sum(int((zero[e] & ~present[e].any(dim=1)).sum()) for e in x)
         self.clips += len(mask)
-        return self.head(x, mask)
+        return self.head(x, mask, present)
 
 
 def test_modality_dropout_acts_in_training_only(ws):
@@ -301,11 +309,29 @@ def test_modality_dropout_acts_in_training_only(ws):
     opt = torch.optim.SGD(rec.parameters(), lr=0.0)
     train_epoch(rec, ds, opt, np.random.default_rng(0), "cpu", 8, modality_dropout=0.5)
     assert rec.zero_blocks > 0.2 * rec.clips  # rate 0.5 − 0.25/2 per encoder, two encoders
+    assert rec.absent_zero_blocks == rec.zero_blocks  # every dropped block reaches the head marked absent
     for run in (lambda: predict(rec, ds, "cpu", 8),  # evaluation / prediction
                 lambda: train_epoch(rec, ds, opt, np.random.default_rng(0), "cpu", 8)):  # training with p = 0
         rec.zero_blocks = rec.clips = 0
         run()
         assert rec.clips > 0 and rec.zero_blocks == 0
+
+
+def test_xattn_trains_with_modality_dropout(ws):
+    """The cross-modal attention head through train_epoch with modality dropout: finite losses, and the
+    weights move (the dropped encoders are masked out of attention, never a NaN)."""
+    from afwpipe.heads import create_head
+    from afwpipe.train import train_epoch
+
+    ds = _standardised_train_clips(ws)
+    torch.manual_seed(0)
+    head = create_head("xattn", ds.dims, ("au", "va"), d_model=16, n_heads=2, n_layers=1)
+    before = [p.detach().clone() for p in head.parameters()]
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    loss = train_epoch(head, ds, opt, np.random.default_rng(0), "cpu", 8, modality_dropout=0.5)
+    assert np.isfinite(loss)
+    assert all(torch.isfinite(p).all() for p in head.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(before, head.parameters()))
 
 
 def test_sweep_options_are_checked_and_saved_in_the_checkpoint(ws, tmp_path):

@@ -1,5 +1,12 @@
-"""Head registry: :data:`HEADS`, an :class:`afwpipe.registry.Registry`; ``@register_head("name")`` on a
-builder, ``create_head(name, …)`` to build.
+"""Head registries, each an :class:`afwpipe.registry.Registry` (timm-style register / create):
+
+- :data:`HEADS`: whole heads; ``@register_head("name")`` on a builder, ``create_head(name, …)`` to build.
+- :data:`FUSIONS`: fusion blocks (``concat``, ``gated``, ``msf``, ``xattn``): built as
+  ``FUSIONS.create(name, in_dims, dim, dropout=…, **kw)``; forward ``(x, mask, present) -> [B, K, out_dim]``
+  (:mod:`afwpipe.heads.fusion`). A head's ``fusion`` option names one.
+- :data:`TEMPORAL`: temporal blocks (``tcn``, ``transformer``, ``mamba``): built as
+  ``TEMPORAL.create(name, d_model, dropout=…, **kw)``; forward ``(h [B, K, d_model], mask [B, K]) ->
+  [B, K, d_model]``. The ``stack`` head composes them (:mod:`afwpipe.heads.stack`).
 
 A builder is called as ``builder(in_dims, tasks, **kw)`` and returns an ``nn.Module`` whose forward takes
 ``(x: dict[str, Tensor [B, K, D_i]], mask: Tensor [B, K] bool | None)`` and returns
@@ -16,6 +23,8 @@ from ..errors import AfwpipeError
 from ..registry import Registry
 
 HEADS = Registry("head", AfwpipeError)
+FUSIONS = Registry("fusion block", AfwpipeError)
+TEMPORAL = Registry("temporal block", AfwpipeError)
 register_head = HEADS.register
 list_heads = HEADS.list  #: sorted names (then families), optionally matching a shell-style pattern
 is_head = HEADS.is_registered  #: whether a name is registered or belongs to a family

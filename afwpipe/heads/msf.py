@@ -12,7 +12,9 @@ since the paper gives no code:
   (equal weights), so both sums are convex combinations across modalities.
 
 Then ``LayerNorm(F)`` → one linear layer per task. Each modality of ``in_dims`` is its own stream
-(pass ``{"convnext": 1024, "whisper": 512}``, not a concatenation).
+(pass ``{"convnext": 1024, "whisper": 512}``, not a concatenation). ``F`` is also the ``msf`` fusion block
+of :data:`~afwpipe.heads.FUSIONS` (:class:`MSFFusion`): ``tcn`` with ``fusion: msf`` is USTC's msf → TCN
+→ MLP stack. The head's weights sit under ``fusion.`` in its state dict.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import AfwpipeError
-from ._registry import register_head
-from .common import FusionHead
+from ._registry import FUSIONS, register_head
+from .common import FusionHead, zero_frames
 
 
 def window_attention_mask(mask: Tensor, window: int) -> Tensor:
@@ -79,8 +81,45 @@ class ModalityStream(nn.Module):
         return self.drop(a), v
 
 
+@FUSIONS.register("msf")
+class MSFFusion(nn.Module):
+    """The ``msf`` fusion block: ``LayerNorm(Σᵢ αᵢ·Aᵢ + βᵢ·Vᵢ)`` over the streams of ``in_dims`` (module
+    docstring); ``out_dim = dim``. ``present`` is not used (an absent modality enters as stored, as in ``concat``).
+
+    Args:
+        in_dims: one stream per entry. dim: stream width (``d_model``). dropout: attention and output dropout.
+        windows: attention window sizes in frames. n_heads: attention heads per window.
+    """
+
+    def __init__(self, in_dims: dict[str, int], dim: int, dropout: float = 0.1,
+                 windows: Sequence[int] = (5, 15, 31), n_heads: int = 4):
+        super().__init__()
+        if not windows or min(windows) < 1:
+            raise AfwpipeError(f"msf: windows must be positive frame counts, got {list(windows)}")
+        self.out_dim = int(dim)
+        self.windows = tuple(int(w) for w in windows)
+        self.streams = nn.ModuleDict(
+            {n: ModalityStream(d, dim, len(self.windows), n_heads, dropout) for n, d in in_dims.items()})
+        self.alpha_logits = nn.Parameter(torch.zeros(len(in_dims)))
+        self.beta_logits = nn.Parameter(torch.zeros(len(in_dims)))
+        self.norm = nn.LayerNorm(dim)
+
+    def modality_weights(self) -> tuple[Tensor, Tensor]:
+        """``(α [M], β [M])``, each softmax-normalised over the modalities in ``in_dims`` order."""
+        return self.alpha_logits.softmax(0), self.beta_logits.softmax(0)
+
+    def forward(self, x: dict[str, Tensor], mask: Tensor, present: dict[str, Tensor]) -> Tensor:
+        masks = [window_attention_mask(mask, w) for w in self.windows]
+        alpha, beta = self.modality_weights()
+        fused = 0
+        for i, (name, stream) in enumerate(self.streams.items()):
+            a, v = stream(zero_frames(x[name], mask), masks)
+            fused = fused + alpha[i] * a + beta[i] * v
+        return self.norm(fused)
+
+
 class MSFHead(FusionHead):
-    """Multi-scale windowed self-attention fusion head.
+    """Multi-scale windowed self-attention fusion head: :class:`MSFFusion`, then one output layer per task.
 
     Args:
         in_dims, tasks: see :class:`~afwpipe.heads.common.FusionHead`; one stream per entry of ``in_dims``.
@@ -88,32 +127,22 @@ class MSFHead(FusionHead):
         windows: attention window sizes in frames ((5, 15, 31): short, medium, long context).
         n_heads: attention heads per window (4).
         dropout: attention and output dropout (0.1).
+        experts: output experts per task (:class:`~afwpipe.heads.common.MixtureOfExperts`; 1 = linear).
+
+    ``msf`` then a TCN (USTC ABAW8's stack) is ``tcn`` with ``fusion: msf`` or the ``stack`` head.
     """
 
     def __init__(self, in_dims: dict[str, int], tasks: Sequence[str], d_model: int = 128,
-                 windows: Sequence[int] = (5, 15, 31), n_heads: int = 4, dropout: float = 0.1):
-        super().__init__(in_dims, tasks, hidden=d_model)
-        if not windows or min(windows) < 1:
-            raise AfwpipeError(f"msf: windows must be positive frame counts, got {list(windows)}")
-        self.windows = tuple(int(w) for w in windows)
-        self.streams = nn.ModuleDict(
-            {n: ModalityStream(d, d_model, len(self.windows), n_heads, dropout) for n, d in self.in_dims.items()})
-        self.alpha_logits = nn.Parameter(torch.zeros(len(self.in_dims)))
-        self.beta_logits = nn.Parameter(torch.zeros(len(self.in_dims)))
-        self.norm = nn.LayerNorm(d_model)
+                 windows: Sequence[int] = (5, 15, 31), n_heads: int = 4, dropout: float = 0.1, experts: int = 1):
+        super().__init__(in_dims, tasks, hidden=d_model, experts=experts)
+        self.build_fusion("msf", d_model, dropout, {"windows": windows, "n_heads": n_heads})
 
     def modality_weights(self) -> tuple[Tensor, Tensor]:
-        """``(α [M], β [M])``, each softmax-normalised over the modalities in ``in_dims`` order."""
-        return self.alpha_logits.softmax(0), self.beta_logits.softmax(0)
+        """``(α [M], β [M])`` of the fusion block (:meth:`MSFFusion.modality_weights`)."""
+        return self.fusion.modality_weights()
 
-    def encode(self, x: dict[str, Tensor], mask: Tensor) -> Tensor:
-        masks = [window_attention_mask(mask, w) for w in self.windows]
-        alpha, beta = self.modality_weights()
-        fused = 0
-        for i, (name, stream) in enumerate(self.streams.items()):
-            a, v = stream(self.masked(name, x, mask), masks)
-            fused = fused + alpha[i] * a + beta[i] * v
-        return self.norm(fused)
+    def encode(self, x: dict[str, Tensor], mask: Tensor, present: dict[str, Tensor]) -> Tensor:
+        return self.fuse(x, mask, present)
 
 
 @register_head("msf")
