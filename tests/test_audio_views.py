@@ -107,9 +107,12 @@ def test_vggish_takes_audio_views_and_speech_models_and_faces_refuse_them(tmp_pa
     ws = _fake_face_stage(tmp_path / "w", {"talk": (10, None, 0.4)}, size=16)
     cfg = ExtractConfig.from_params({"options": {"vggish": {"views": ["full", "tfcrop0.8"]}},
                                      "weights": {"vggish": "random"}}, encoder="vggish")
+    torch.manual_seed(0)  # the random network's weights
     assert not run_extract(ws, cfg, progress=False).failures
     g = zarr.open_group(str(ws.features("vggish")), mode="r")["talk"]
     assert g["emb_tfcrop0.8"].shape == (10, 128) and np.isfinite(g["emb_tfcrop0.8"][...].astype(np.float32)).all()
+    full, local = g["emb"][...].astype(np.float32), g["emb_tfcrop0.8"][...].astype(np.float32)
+    assert np.abs(local - full).max() > 0.01 * np.abs(full).max()  # the view changed the features
     with pytest.raises(EncoderError, match=r"hubert: view fmask8 is an audio view of the log-Mel input and needs "
                                            r"an audio encoder that reads one"):
         run_extract(ws, ExtractConfig("hubert", weights="random", views="full,fmask8"), progress=False)
@@ -117,6 +120,34 @@ def test_vggish_takes_audio_views_and_speech_models_and_faces_refuse_them(tmp_pa
         run_extract(ws, ExtractConfig("mini_xception", views="full,fmask8"), progress=False)
     with pytest.raises(EncoderError, match="logmel: view flip is a view of face crops and needs a visual encoder"):
         run_extract(ws, ExtractConfig("logmel", views="full,flip"), progress=False)
+
+
+def _tiny_ast(folder):
+    import transformers as tf
+    torch.manual_seed(0)
+    tf.ASTModel(tf.ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             num_mel_bins=32, max_length=64)).save_pretrained(folder)
+    return create_encoder("hf:org/ast-tiny", weights=folder)
+
+
+@pytest.mark.parametrize("name,bands", [("logmel", 80), ("whisper-tiny", 80), ("vggish", 64), ("ast", 32)])
+def test_every_log_mel_encoder_computes_its_states_from_the_viewed_spectrogram(tmp_path, name, bands):
+    torch.manual_seed(0)
+    enc = _tiny_ast(tmp_path / "ast") if name == "ast" else create_encoder(name, weights="random" if name != "logmel" else None)
+    assert enc.mel_input
+    wave = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    times = np.arange(25) / 25.0
+    plain = enc.encode_audio(wave, times)
+    seen = []  # the log-Mel shapes the view was given
+
+    def louder(mel):  # every band 3 log units up: another input, so other states
+        seen.append(tuple(mel.shape))
+        return mel + 3.0
+    enc.mel_view = louder
+    viewed = enc.encode_audio(wave, times)
+    frames = 64 if name == "ast" else 98  # AST: each window of max_length frames; else the second of audio
+    assert seen and all(shape[1] == bands and shape[0] >= frames for shape in seen)  # [frames of 10 ms, bands]
+    assert np.abs(viewed - plain).max() > 0.01 * np.abs(plain).max()
 
 
 # -- global + local views as two inputs ------------------------------------------------------------------------
