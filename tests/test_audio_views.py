@@ -11,10 +11,10 @@ import zarr
 
 from afwpipe.audio_views import BLOCK, apply_mel_view, view_rng
 from afwpipe.encoders import create_encoder
-from afwpipe.errors import EncoderError, TrainError
+from afwpipe.errors import EncoderError, PredictError, TrainError
 from afwpipe.extract import ExtractConfig, run_extract
 from afwpipe.inference import load_model
-from afwpipe.predict import predict_model
+from afwpipe.predict import PredictConfig, predict_model, run_predict
 from afwpipe.readers import ZarrFeatures
 from afwpipe.train import TrainConfig, train
 
@@ -182,6 +182,10 @@ def test_a_view_list_reads_the_local_view_as_its_own_feature_block(local_ws):
     assert set(ckpt["in_dims"]) == {"vis", "aud", "aud@tfcrop0.8"}
     out = predict_model(local_ws, model, ckpt, ["v4"])  # predict reads the same blocks
     assert out["v4"]["va"].shape == (64, 2) and np.isfinite(out["v4"]["va"]).all()
+    with pytest.raises(PredictError, match=r"va-tcn-official: predict.tta averages a head's outputs over single "
+                                           r"views, but this head reads the views \['full', 'tfcrop0.8'\]"):
+        run_predict(local_ws, PredictConfig(head="tcn", tasks=["va"], folds=["official"], device="cpu", tta=True),
+                    progress=False)
 
 
 def test_view_lists_are_checked(local_ws):
