@@ -240,8 +240,12 @@ def finetune_cmd(obj, encoder, task, fold, weights, epochs, batch_size, workers,
                    "by its memory, 256 from 40 GiB up).")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA).")
 @click.option("--views", default=None,
-              help="Comma-separated views of each crop to cache, e.g. full,flip,crop0.8,crop0.6 (visual encoders; "
-                   "full is emb, each other view emb_<view>). Default: params extract.views ([full]).")
+              help="Comma-separated views to cache, full is emb, each other view emb_<view>. Visual encoders: "
+                   "views of each crop, e.g. full,flip,crop0.8,crop0.6 (default: params extract.views). Log-Mel "
+                   "audio encoders (logmel, whisper*, vggish, AST): seeded views of the log-Mel per 1 s block, "
+                   "fcrop<X> / tcrop<X> / tfcrop<X> (frequency / time / both crops resized back) and fmask<W> "
+                   "(a band of up to W Mel bands masked), e.g. full,tfcrop0.8,fmask8 (default: params "
+                   "extract.options.<name>.views, else [full]).")
 @click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
 @_scheduler_option
@@ -257,6 +261,9 @@ def extract_cmd(obj, encoders, weights, batch_size, device, views, names, accept
     Missing weights give an error saying how to get them; random weights only with --weights random.
     --views full,flip,crop0.8 also caches the mirrored crop (emb_flip) and the centre 0.8 crop resized
     back (emb_crop0.8); crops are read once per block for all views. train.view / predict.tta use them.
+    Audio encoders also take, in params extract.options.<name>: peak_normalize: true (the wave divided
+    by its peak; audio.zarr stays raw), pool: stats (per frame [mean, std] of the states, dim doubled)
+    and views: [full, tfcrop0.8, fmask8, ...] (log-Mel encoders; see --views).
     """
     from . import extract
 
@@ -372,8 +379,10 @@ def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures
 @click.option("--modality-dropout", type=float, default=None,
               help="Probability that a training clip loses one encoder's features (never all); 0 = off.")
 @click.option("--view", default=None,
-              help="Cached view of the visual encoders: full, a view stored by `extract --views` (flip, crop0.8, "
-                   "...) or mean (average of the stored views). Default: params train.view (full).")
+              help="Cached view: full, a view stored by `extract --views` (flip, crop0.8 ... of the visual "
+                   "encoders; tfcrop0.8, fmask8 ... of the log-Mel audio encoders), mean (average of a visual "
+                   "encoder's stored views), or full,<view>[,...]: the global and local views as separate feature "
+                   "blocks (<encoder>@<view>). Default: params train.view (full).")
 @click.pass_obj
 def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, device, focal_gamma,
               logit_adjust_tau, modality_dropout, view):
@@ -405,7 +414,12 @@ Views (visual encoders): `afwpipe extract --views full,flip,crop0.8,crop0.6` (pa
 caches each crop's features once per view in the same store: full as emb, the others as emb_<view>
 (flip: horizontal mirror; crop<X>: centre crop of X*S resized back to S). Crops are read once per
 block for all views. `train --view NAME|mean` trains on one view or their average; `predict --tta`
-averages each head's outputs over the stored views.""")
+averages each head's outputs over the stored views.
+Audio views (logmel, whisper*, vggish, AST): `extract --views full,tfcrop0.8,fmask8` (params
+extract.options.<name>.views) caches seeded crops / masks of the log-Mel input, one draw per 1 s
+block; `train --view full,tfcrop0.8` reads the global and the local view as two feature blocks.
+Audio options (extract.options.<name>): peak_normalize: true, pool: stats (mean and std per frame).
+vggish: example_hop_s (0.96 reference), relu. AST: hf:<repo_id> of an AST model or the alias ast.""")
 @click.pass_obj
 def encoders_cmd(obj):
     """List the encoder registry (name, modality, feature dim, weights source, usable offline here), the

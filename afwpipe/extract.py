@@ -5,7 +5,8 @@ frames, ``present [T] bool`` (visual: a face was found in that frame, the crop i
 nearest face's; audio: the frame lies inside the audio track), and the encoder's config as attributes
 (weights identity, dim, input size or sample rate, normalisation, afwpipe version). With ``views``
 (:mod:`afwpipe.views`) a visual encoder also writes ``emb_<view> [T, D] float16`` per extra view (e.g.
-``emb_flip``), the view list in the group's ``views`` attribute and in its identity.
+``emb_flip``), the view list in the group's ``views`` attribute and in its identity; so does an audio encoder
+that reads a log-Mel spectrogram, for the audio views of :mod:`afwpipe.audio_views` (e.g. ``emb_tfcrop0.8``).
 
 Visual encoders read crops one shard-aligned block at a time in a prefetch thread, decoding them there
 (JPEG crops of ``detect.crop_codec``: libjpeg-turbo on a CPU, nvJPEG on a CUDA device), and write in a
@@ -29,7 +30,8 @@ import torch
 from tqdm import tqdm
 
 from . import store
-from .encoders import ENCODERS, create_encoder, is_encoder
+from .encoders import ENCODERS, AudioEncoder, create_encoder, is_encoder
+from .encoders.audio_options import split_options
 from .encoders.finetuned import FT_PREFIX
 from .config import FromParams
 from .crop_codec import block_rows, is_jpeg_array, read_crops
@@ -39,7 +41,8 @@ from .labels import AUDIO_SAMPLE_RATE
 from .prefetch import prefetch
 from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
-from .views import FULL, apply_view, array_name, parse_views
+from .audio_views import apply_mel_view, view_rng
+from .views import FULL, apply_view, array_name, parse_views, view_modality
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,15 @@ class ExtractConfig(FromParams):
             ``{encoder: <registry name>, <option>: <value>, ...}``: ``encoder`` (default: the name itself) is
             built with the other keys as keyword options, e.g. ``{wavlm_l12: {encoder: "hf:microsoft/wavlm-large",
             layer: 12}}`` or ``{hubert: {layer: 9}}``. The options are recorded in the store's encoder config.
+            Every audio encoder also takes ``peak_normalize: true`` (the wave divided by its peak, read so here:
+            ``audio.zarr`` stays raw) and ``pool: stats`` (per frame ``[mean, std]`` of the states, dim doubled);
+            see :mod:`afwpipe.encoders.audio_options`.
         views: views of each crop to encode (:mod:`afwpipe.views`: ``full``, ``flip``, ``crop<X>``), a list or
             a comma-separated string; ``full`` is always stored (as ``emb``), each other view as
-            ``emb_<view> [T, D] float16`` in the same video group. Visual encoders only.
+            ``emb_<view> [T, D] float16`` in the same video group. params ``extract.views`` are the visual
+            encoders'; an audio store that reads a log-Mel spectrogram takes the audio views of
+            :mod:`afwpipe.audio_views` (``fcrop<X>``, ``tcrop<X>``, ``tfcrop<X>``, ``fmask<W>``) from
+            ``extract.options.<name>.views`` (or ``afwpipe extract --views``).
     """
 
     params_section: ClassVar[str] = "extract"
@@ -154,6 +163,7 @@ class EncoderWorker:
                       batch_size=auto_batch_size(device) if cfg.batch_size == AUTO else cfg.batch_size)
         self.ws, self.cfg, self.progress = ws, cfg, progress
         name, options = cfg.build_args()
+        options, audio_options = split_options(cfg.encoder, options)
         weights = cfg.weights
         if weights is None and name.startswith(FT_PREFIX):  # a fine-tuned run of this workspace
             weights = ws.finetune(name[len(FT_PREFIX):])
@@ -164,12 +174,36 @@ class EncoderWorker:
                 raise
             raise EncoderError(f"params extract.options.{cfg.encoder}: {name} does not take option(s) "
                                f"{sorted(options)}: {e}") from e
+        if audio_options:
+            if not isinstance(self.encoder, AudioEncoder):
+                raise EncoderError(f"params extract.options.{cfg.encoder}: {', '.join(sorted(audio_options))} "
+                                   f"apply to audio encoders; {name} is {self.encoder.cfg.modality}")
+            if "views" in audio_options:  # an audio store's views: extract.options.<name>.views
+                self.cfg = cfg = replace(cfg, views=parse_views(audio_options.pop("views"), EncoderError))
+            self.encoder.set_audio_options(**audio_options)
         if hasattr(self.encoder, "batch_size") and self.encoder.cfg.modality == "visual":
             self.encoder.batch_size = cfg.batch_size
-        if cfg.views != [FULL] and self.encoder.cfg.modality != "visual":
-            raise EncoderError(f"{cfg.encoder}: views {','.join(cfg.views)} need a visual encoder; "
-                               f"{cfg.encoder} is {self.encoder.cfg.modality} (use views: [full])")
+        self._check_views(cfg.encoder)
         self.out = ws.features(cfg.encoder)
+
+    def _check_views(self, store_name: str) -> None:
+        """Views of face crops need a visual encoder; audio views (:mod:`afwpipe.audio_views`) an audio encoder
+        that reads a log-Mel spectrogram.
+
+        Raises:
+            EncoderError: a view this encoder cannot take (names the store, the view and what takes it).
+        """
+        modality = self.encoder.cfg.modality
+        for v in self.cfg.views:
+            kind = view_modality(v)
+            if kind is None or (kind == modality and (kind == "visual" or self.encoder.mel_input)):
+                continue
+            if kind == "visual":
+                raise EncoderError(f"{store_name}: view {v} is a view of face crops and needs a visual encoder; "
+                                   f"{store_name} is {modality}")
+            raise EncoderError(f"{store_name}: view {v} is an audio view of the log-Mel input and needs an audio "
+                               f"encoder that reads one (logmel, whisper*, vggish, AST); {store_name} is "
+                               f"{self.encoder.name} ({modality})")
 
     def identity(self) -> dict:
         """The encoder config, plus ``views`` when more than ``full`` is stored (a rerun with another view
@@ -214,7 +248,7 @@ class EncoderWorker:
             self._visual(faces["crops"], embs, name)
             extra = {}
         else:
-            present, extra = self._audio(faces["times"][...], embs[FULL], name)
+            present, extra = self._audio(faces["times"][...], embs, name)
         store.write_time_array(g, "present", present, dims=("frame",))
         for key, arr in extra.items():  # encoder-specific per-frame arrays (vad: speech)
             store.write_time_array(g, key, arr, dims=("frame",))
@@ -274,27 +308,37 @@ class EncoderWorker:
             self._stream = torch.cuda.Stream(device)
         return self._stream
 
-    def _audio(self, times: np.ndarray, emb, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Encode the wave; frames outside the audio track (before its first decoded sample, i.e. in the
-        ``lead`` silence detect put before a stream that starts after the first frame, or after its end; or
-        all, without audio) get zeros, present False.
-        Returns ``present [T]`` and the encoder's extra per-frame arrays (``Encoder.frame_arrays``)."""
+    def _audio(self, times: np.ndarray, embs: dict, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Encode the wave once per view into ``embs`` (view -> ``[T, D] float16`` array; an audio view through
+        the encoder's log-Mel, :mod:`afwpipe.audio_views`, seeded by video and view); frames outside the audio
+        track (before its first decoded sample, i.e. in the ``lead`` silence detect put before a stream that
+        starts after the first frame, or after its end; or all, without audio) get zeros, present False.
+        Returns ``present [T]`` and the encoder's extra per-frame arrays (``Encoder.frame_arrays``, of ``full``)."""
         audio = store.open_store(self.ws.audio, "r")[name]
         wave = audio["wave"][...]
-        n, dim = len(times), emb.shape[1]
+        n, dim = len(times), embs[FULL].shape[1]
         if not audio.attrs.get("present", False) or wave.size == 0:
             log.warning("%s: no audio track; %s features are zeros with present=False", name, self.cfg.encoder)
             present = np.zeros(n, bool)
             return present, self.encoder.frame_arrays(np.zeros((n, dim), np.float32), present)
-        feats = self.encoder.encode_audio(wave, times)
-        _check_finite(feats, self.cfg.encoder, name)
         rate = audio.attrs.get("sample_rate", AUDIO_SAMPLE_RATE)
         present = (times < wave.size / rate) & (times >= audio.attrs.get("lead", 0) / rate - 1e-9)
-        feats[~present] = 0.0
-        if feats.shape != (n, dim):
-            raise AfwpipeError(f"{self.cfg.encoder} on {name}: got features {feats.shape}, expected {(n, dim)}")
-        emb[...] = feats.astype(np.float16)
-        return present, self.encoder.frame_arrays(feats, present)
+        extra = {}
+        for v, emb in embs.items():
+            self.encoder.mel_view = None if v == FULL else partial(apply_mel_view, view=v, rng=view_rng(name, v))
+            try:
+                feats = self.encoder.encode_audio(wave, times)
+            finally:
+                self.encoder.mel_view = None
+            who = self.cfg.encoder if v == FULL else f"{self.cfg.encoder} (view {v})"
+            _check_finite(feats, who, name)
+            feats[~present] = 0.0
+            if feats.shape != (n, dim):
+                raise AfwpipeError(f"{who} on {name}: got features {feats.shape}, expected {(n, dim)}")
+            emb[...] = feats.astype(np.float16)
+            if v == FULL:
+                extra = self.encoder.frame_arrays(feats, present)
+        return present, extra
 
 
 def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None = None,

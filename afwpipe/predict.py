@@ -332,6 +332,9 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
             else:
                 log.warning("predict %s: video %s has no complete features; skipped", ref.name, name)
                 summary.skipped.append(name)
+        if cfg.tta and isinstance(ckpt["config"].get("view"), list):
+            raise PredictError(f"{ref.name}: predict.tta averages a head's outputs over single views, but this head "
+                               f"reads the views {ckpt['config']['view']} as separate inputs; set predict.tta: false")
         views = tta_views(features, names, ref.name) if cfg.tta and names else None
         path = ws.predictions(ref.name)
         for name, out in head_outputs(ws, model, ckpt, names, device, cfg.batch_size, ref.name, views,

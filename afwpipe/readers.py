@@ -24,8 +24,10 @@ from . import store
 from .errors import PostprocessError, PredictError, TrainError
 from .exclusions import frame_mask, invalidate
 from .labels import TASKS
-from .views import EMB, FULL, array_name
+from .views import EMB, FULL, array_name, view_modality
 
+#: between an encoder and a view in the name of a local-view feature stream (``vggish@tfcrop0.8``)
+STREAM_SEP = "@"
 #: feature-group attributes that describe one video, not the encoder (left out of the identity)
 PER_VIDEO_ATTRS = {store.COMPLETE, "layout", "video", "n_frames", "present_frames"}
 
@@ -84,11 +86,17 @@ class ZarrFeatures:
     Args:
         ws: the workspace.
         encoders: encoder names, in concatenation order.
-        view: which cached view :meth:`load` reads from visual encoders (:mod:`afwpipe.views`): ``full``
-            (``emb``), a view name (``emb_<view>``) or ``mean`` (float32 average of the group's ``views``);
-            audio encoders always give ``emb``.
+        view: which cached view :meth:`load` reads (:mod:`afwpipe.views`): ``full`` (``emb``), a view name
+            (``emb_<view>``, from the encoders of its modality: a crop view from visual encoders, an audio view
+            of :mod:`afwpipe.audio_views` from audio encoders; the others give ``emb``) or ``mean`` (float32
+            average of a visual encoder's ``views``). Or a list ``[full, <view>, ...]``: the global view and
+            local views as separate feature blocks: every encoder gives ``emb`` under its own name, and each
+            encoder of a listed view's modality also ``emb_<view>`` as the stream ``<encoder>@<view>``
+            (its own entry of :attr:`encoders`, so the head sees it as one more input).
 
     Attributes:
+        encoders: the feature streams, in concatenation order: the encoders given, each followed by its
+            ``<encoder>@<view>`` streams when ``view`` is a list.
         reads: number of array reads done so far (one per video, encoder and array).
         on_disk: True: :class:`~afwpipe.clips.ClipDataset` reads these features ahead of use.
 
@@ -101,17 +109,17 @@ class ZarrFeatures:
     read. The README's benchmark rows 5c, 5g, 5h and 5j give the measured rates.
 
     Raises:
-        TrainError: an encoder has no store (the message lists the stores that exist).
+        TrainError: an encoder has no store (the message lists the stores that exist); a view list that does not
+            start with ``full``.
     """
 
     on_disk = True
 
-    def __init__(self, ws: store.Workspace, encoders: Sequence[str], view: str = FULL):
+    def __init__(self, ws: store.Workspace, encoders: Sequence[str], view: str | Sequence[str] = FULL):
         if not encoders:
             raise TrainError("no encoder given: name at least one feature store (e.g. mini_xception)")
         self.ws = ws
-        self.encoders = list(encoders)
-        self.paths = {e: ws.features(e) for e in self.encoders}
+        self.paths = {e: ws.features(e) for e in encoders}
         missing = [e for e, p in self.paths.items() if not p.is_dir()]
         if missing:
             have = available_encoders(ws)
@@ -120,9 +128,29 @@ class ZarrFeatures:
                 f"in {ws.features_dir}; stores that exist: {', '.join(have) or '(none)'} "
                 f"(run `afwpipe extract --encoder {missing[0]}`)")
         self._groups = {e: store.open_store(p, "r") for e, p in self.paths.items()}
+        self._stream_view: dict[str, str] = {}  # <encoder>@<view> -> view
+        if isinstance(view, str):
+            self.view, local = view, []
+        else:
+            if not view or view[0] != FULL:
+                raise TrainError(f"view list {list(view)}: the first view is the global one and must be {FULL!r} "
+                                 f"(e.g. [full, tfcrop0.8])")
+            self.view, local = FULL, list(view[1:])
+        self.encoders = []
+        for e in encoders:
+            self.encoders.append(e)
+            for v in local:
+                if view_modality(v) == _store_modality(self._groups[e]):
+                    s = f"{e}{STREAM_SEP}{v}"
+                    self.encoders.append(s)
+                    self._stream_view[s] = v
+                    self.paths[s], self._groups[s] = self.paths[e], self._groups[e]
+        for v in local:
+            if not any(sv == v for sv in self._stream_view.values()):
+                raise TrainError(f"view {v!r} applies to {view_modality(v)} encoders, but none of the features "
+                                 f"{', '.join(encoders)} is {view_modality(v)}")
         self._arrays: dict[tuple[str, str], tuple] = {}
         self._views: dict[tuple[str, str, str], ts.TensorStore] = {}
-        self.view = view
         self.reads = 0
 
     def _handles(self, enc: str, name: str) -> tuple:
@@ -217,7 +245,7 @@ class ZarrFeatures:
         folder = self.paths[enc] / name
         # both reads in flight before either is awaited: present's few bytes come while emb's are read
         present_read = present_array.read() if present_array is not None else None
-        if self.view == FULL:
+        if self._stream_view.get(enc, self.view) == FULL:
             emb = _result(emb_array.read(), folder / EMB)
             self.reads += 1
         else:
@@ -230,14 +258,19 @@ class ZarrFeatures:
         return emb, present
 
     def _view_emb(self, enc: str, name: str, g) -> np.ndarray:
-        if self.view == FULL or g.attrs.get("modality", "visual") != "visual":
+        view = self._stream_view.get(enc, self.view)
+        modality = g.attrs.get("modality", "visual")
+        if view == FULL or (view_modality(view) if view != "mean" else "visual") != modality:
             return self._read(enc, name, EMB)
         stored = list(g.attrs.get("views", [FULL]))
-        want = stored if self.view == "mean" else [self.view]
-        if any(v not in stored for v in want) or len(want) < (2 if self.view == "mean" else 1):
-            raise TrainError(f"{self.paths[enc]}: video {name!r} of encoder {enc!r} has views {', '.join(stored)}; "
-                             f"view {self.view!r} needs {'two or more' if self.view == 'mean' else self.view} "
-                             f"(run `afwpipe extract --encoder {enc} --views full,flip,crop0.8,...`)")
+        want = stored if view == "mean" else [view]
+        if any(v not in stored for v in want) or len(want) < (2 if view == "mean" else 1):
+            base = enc.split(STREAM_SEP)[0]
+            how = ("--views full,flip,crop0.8,..." if modality == "visual"
+                   else f"--views full,{view}` or params extract.options.{base}.views: [full, {view}]`")
+            raise TrainError(f"{self.paths[enc]}: video {name!r} of encoder {base!r} has views {', '.join(stored)}; "
+                             f"view {view!r} needs {'two or more' if view == 'mean' else view} "
+                             f"(run `afwpipe extract --encoder {base} {how}`)")
         if len(want) == 1:
             return self._read(enc, name, array_name(want[0]))
         # the mean of the views in float32, one view in memory at a time beside the sum (np.mean over a stack
@@ -248,6 +281,13 @@ class ZarrFeatures:
             total += self._read(enc, name, array_name(v))
         total /= np.float32(len(want))
         return total
+
+
+def _store_modality(group) -> str:
+    """``modality`` attribute of a feature store's first video group (``visual`` when it has none)."""
+    for _, g in group.groups():
+        return g.attrs.get("modality", "visual")
+    return "visual"
 
 
 def _files_under(folder: Path) -> list[Path]:

@@ -70,7 +70,7 @@ from .losses import au_pos_weights, expr_class_weights, expr_log_prior, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
 from .readers import ZarrFeatures, load_labels, trained_on_of
 from .folds import inner_split, parse_fold, split_videos
-from .views import FULL, parse_view
+from .views import FULL, parse_train_view
 
 
 
@@ -126,9 +126,12 @@ class TrainConfig(FromParams):
             :mod:`afwpipe.clips.gate`), or None (off).
             With per-task ``features`` the gated encoders must be in some task's list; a task gates
             those it reads (none: the gate is off for that task).
-        view: cached view of the visual encoders' features (:mod:`afwpipe.views`): ``full`` (``emb``), a view
-            stored by ``afwpipe extract --views`` (e.g. ``flip``, ``crop0.8``), or ``mean`` (average of every
-            stored view); audio encoders always give ``emb``. Prediction reads the same view.
+        view: cached view of the features (:mod:`afwpipe.views`): ``full`` (``emb``), a view stored by
+            ``afwpipe extract --views`` (``flip``, ``crop0.8``: visual encoders; ``tfcrop0.8``, ``fmask8``...:
+            log-Mel audio encoders; the other encoders give ``emb``), or ``mean`` (average of a visual
+            encoder's stored views); or a list starting with ``full`` (``[full, tfcrop0.8]``, also ``full,
+            tfcrop0.8``): the global view and each local view as separate feature blocks, ``<encoder>@<view>``
+            beside ``<encoder>`` for the encoders of that view's modality. Prediction reads the same view(s).
     """
 
     params_section: ClassVar[str] = "train"
@@ -162,7 +165,7 @@ class TrainConfig(FromParams):
     logit_adjust_tau: float = 0.0
     modality_dropout: float = 0.0
     speech_gate: dict | None = None  # speech gate (afwpipe.clips.gate); parsed in __post_init__
-    view: str = FULL
+    view: str | list = FULL  # one view, or [full, <local view>...] (parse_train_view)
 
     def __post_init__(self):
         if self.task not in TRAIN_TASKS:
@@ -205,7 +208,7 @@ class TrainConfig(FromParams):
             raise TrainError(f"train: modality_dropout={self.modality_dropout} needs at least two features "
                              f"(one clip never loses every encoder); features: {', '.join(self.features)}")
         self.speech_gate = task_speech_gate(self.speech_gate, every_task, self.features)
-        self.view = "mean" if self.view == "mean" else parse_view(self.view, TrainError)
+        self.view = parse_train_view(self.view)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -391,7 +394,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
 
     features = ZarrFeatures(ws, cfg.features, view=cfg.view)
     cache = int(cfg.cache_gb * (1 << 30))
-    identities = {e: features.identity(e, all_train + val_names) for e in cfg.features}
+    identities = {e: features.identity(e, all_train + val_names) for e in features.encoders}  # + <enc>@<view>
     gate = SpeechGate.from_config(ws, cfg.speech_gate, identities)
     cache = LRUCache(cache)  # one budget for the run: training, validation and selection videos share it
     train_ds = ClipDataset(features, labels, train_names, cfg.k, cfg.stride, gate=gate, cache=cache)
@@ -452,7 +455,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     out_dir = Path(out_dir) if out_dir is not None else ws.models / cfg.run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out_dir / "model.pt", best_state, config=asdict(cfg), in_dims=dict(train_ds.dims), tasks=tasks,
-                    encoders=[{"name": e, **identities[e]} for e in cfg.features], stats=stats,
+                    encoders=[{"name": e, **identities[e]} for e in features.encoders], stats=stats,
                     au_pos_weight=pos_w, expr_class_weight=cls_w, best_epoch=best_epoch,
                     best_score=None if best is None else best["score"],
                     train_videos=train_names, val_videos=val_names, selected_on=select_names,

@@ -9,9 +9,13 @@ View names:
   crop, resized back to ``S x S`` (bilinear with antialias, torchvision's ``center_crop`` and ``resize``;
   stored as ``emb_crop0.8``).
 
+Audio encoders that read a log-Mel spectrogram take the audio views of :mod:`afwpipe.audio_views` (``fcrop<X>``,
+``tcrop<X>``, ``tfcrop<X>``, ``fmask<W>``), stored the same way.
+
 Global plus local face views follow USTC's ABAW8 AU entry; averaging features over several crop scales
 follows an ABAW10 EXPR entry. ``train.view`` picks one stored view or ``mean`` (average of
-the stored views); ``predict.tta`` averages a head's outputs over the stored views.
+the stored views), or a list starting with ``full`` (the global view and local views as separate feature
+blocks: :class:`afwpipe.readers.ZarrFeatures`); ``predict.tta`` averages a head's outputs over the stored views.
 """
 
 from __future__ import annotations
@@ -21,29 +25,36 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .errors import AfwpipeError
+from .audio_views import AUDIO_VIEW_HELP, is_audio_view
+from .errors import AfwpipeError, TrainError
 
 FULL = "full"
 #: the array of the ``full`` view; other views are ``emb_<view>``
 EMB = "emb"
 _CROP = re.compile(r"^crop(0?\.\d+)$")
-VIEW_HELP = ("views: full (the crop), flip (horizontal mirror), crop<X> (centre crop of X*S, 0<X<1, resized "
-             "back to S, e.g. crop0.8)")
+VIEW_HELP = ("views: full (the crop, or the whole audio), flip (horizontal mirror), crop<X> (centre crop of X*S, "
+             "0<X<1, resized back to S, e.g. crop0.8); " + AUDIO_VIEW_HELP)
 
 
 def parse_view(name: str, error: type[AfwpipeError] = AfwpipeError) -> str:
-    """A checked view name (``full``, ``flip``, ``crop<X>`` with 0 < X < 1), stripped.
+    """A checked view name (``full``, ``flip``, ``crop<X>`` with 0 < X < 1, or an audio view of
+    :mod:`afwpipe.audio_views`), stripped.
 
     Raises:
         ``error`` (an AfwpipeError subclass): an unknown name or a crop scale outside (0, 1).
     """
     name = str(name).strip()
-    if name in (FULL, "flip"):
+    if name in (FULL, "flip") or is_audio_view(name):
         return name
     m = _CROP.match(name)
     if m and 0.0 < float(m.group(1)) < 1.0:
         return name
     raise error(f"unknown view {name!r}; {VIEW_HELP}")
+
+
+def view_modality(view: str) -> str | None:
+    """``"audio"`` for an audio view, ``"visual"`` for a view of face crops, None for ``full`` (both)."""
+    return None if view == FULL else "audio" if is_audio_view(view) else "visual"
 
 
 def parse_views(names: str | Iterable[str] | None, error: type[AfwpipeError] = AfwpipeError) -> list[str]:
@@ -64,6 +75,27 @@ def parse_views(names: str | Iterable[str] | None, error: type[AfwpipeError] = A
             if v not in out:
                 out.append(v)
     return out
+
+
+def parse_train_view(view, error: type[AfwpipeError] = TrainError) -> str | list[str]:
+    """``train.view`` checked: ``mean``, one view name, or a list (or comma-separated string) of two or more
+    views starting with ``full`` (the global view, then local views read as separate feature blocks); a
+    one-element list is that view.
+
+    Raises:
+        ``error``: an unknown view, ``mean`` in a list, a list not starting with ``full``, or a view twice.
+    """
+    if isinstance(view, str) and "," in view:
+        view = view.split(",")
+    if isinstance(view, str):
+        return "mean" if view.strip() == "mean" else parse_view(view, error)
+    views = [parse_view(v, error) for v in view]
+    if len(views) == 1:
+        return views[0]
+    if views[0] != FULL or len(set(views)) != len(views):
+        raise error(f"train.view {views}: a list is the global view 'full' then local views, each once "
+                    f"(e.g. [full, tfcrop0.8]); 'mean' is a single view")
+    return views
 
 
 def array_name(view: str) -> str:
@@ -99,4 +131,5 @@ def apply_view(crops: np.ndarray, view: str) -> np.ndarray:
     return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-__all__ = ["EMB", "FULL", "VIEW_HELP", "apply_view", "array_name", "parse_view", "parse_views"]
+__all__ = ["EMB", "FULL", "VIEW_HELP", "apply_view", "array_name", "parse_train_view", "parse_view", "parse_views",
+           "view_modality"]

@@ -119,7 +119,8 @@ def test_bad_view_names_and_audio_encoders_with_views_are_errors(tmp_path):
     with pytest.raises(TrainError, match="unknown view 'side'"):
         TrainConfig(view="side")
     ws = _fake_face_stage(tmp_path / "w", {"v": (4, None, 0.2)}, size=32)
-    with pytest.raises(EncoderError, match="logmel: views full,flip need a visual encoder; logmel is audio"):
+    with pytest.raises(EncoderError, match="logmel: view flip is a view of face crops and needs a visual encoder; "
+                                           "logmel is audio"):
         run_extract(ws, ExtractConfig("logmel", views="full,flip"), progress=False)
     assert not ws.features("logmel").exists()
     # params extract.views name the visual encoders' views: an audio encoder keeps [full]
@@ -132,20 +133,26 @@ STORED = ["full", "flip", "crop0.8"]
 TCN = dict(channels=16, mlp_dim=32, dilations=(1, 2), dropout=0.1)
 
 
+def store_views(ws, enc: str, views: list[str], seed: int) -> None:
+    """Give every video of ``features/<enc>.zarr`` the arrays ``emb_<view>`` of ``views[1:]`` (``views[0]`` is
+    ``full``): the full features plus noise and an offset of 0.5 per view, and the ``views`` attribute."""
+    root = store.open_store(ws.features(enc), "a")
+    rng = np.random.default_rng(seed)
+    for name in root.group_keys():
+        g = root[name]
+        emb = g["emb"][...].astype(np.float32)
+        for i, v in enumerate(views[1:]):
+            store.write_time_array(g, f"emb_{v}", (emb + 0.5 * (i + 1) + 0.3 * rng.normal(size=emb.shape))
+                                   .astype(np.float16))
+        g.attrs["views"] = list(views)
+
+
 @pytest.fixture(scope="module")
 def view_ws(tmp_path_factory):
     """The planted-signal workspace of test_clips, whose visual encoder ``vis`` also stores ``emb_flip`` and
     ``emb_crop0.8`` (the full features plus different noise and offsets)."""
     ws = make_workspace(tmp_path_factory.mktemp("train_views"), n_videos=6, n_frames=64, n_val=2)
-    root = store.open_store(ws.features("vis"), "a")
-    rng = np.random.default_rng(1)
-    for name in root.group_keys():
-        g = root[name]
-        emb = g["emb"][...].astype(np.float32)
-        for i, v in enumerate(STORED[1:]):
-            store.write_time_array(g, f"emb_{v}", (emb + 0.5 * (i + 1) + 0.3 * rng.normal(size=emb.shape))
-                                   .astype(np.float16))
-        g.attrs["views"] = STORED
+    store_views(ws, "vis", STORED, seed=1)
     return ws
 
 

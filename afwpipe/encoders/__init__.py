@@ -6,7 +6,7 @@ sample rate and hop, normalisation, weights identity) for the feature store's at
 Importing this package registers every encoder below.
 """
 
-from . import hf_audio, logmel, mini_xception, text, timm_encoders, vad, whisper_encoder  # noqa: F401  (register)
+from . import hf_audio, logmel, mini_xception, text, timm_encoders, vad, vggish, whisper_encoder  # noqa: F401  (register)
 from . import finetuned  # noqa: F401  (registers ft_<run>, after the base encoders)
 from .align import average_per_frame, frame_spans
 from .base import AUDIO_SAMPLE_RATE, AudioEncoder, Encoder, EncoderConfig, VisualEncoder

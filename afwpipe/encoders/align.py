@@ -46,6 +46,32 @@ def average_per_frame(states: np.ndarray, hop_s: float, frame_times: np.ndarray)
     Raises:
         ValueError: no states, hop not positive, or bad frame times (see :func:`frame_spans`).
     """
+    return _span_mean(np.asarray(states), hop_s, frame_times).astype(np.float32)
+
+
+def stats_per_frame(states: np.ndarray, hop_s: float, frame_times: np.ndarray) -> np.ndarray:
+    """Statistics pooling of model states over each video frame's span: their mean and their standard
+    deviation (population, ``ddof=0``), concatenated (the pooling of x-vectors, Snyder et al. 2018, over the
+    states of one frame instead of one utterance). The states counted are those of :func:`average_per_frame`;
+    a frame that takes its nearest state (no state centre in its span) or holds one state has std 0.
+
+    Args:
+        states, hop_s, frame_times: as :func:`average_per_frame`.
+
+    Returns:
+        float32 [T, 2D]: ``[:, :D]`` the mean, ``[:, D:]`` the std.
+
+    Raises:
+        ValueError: as :func:`average_per_frame`.
+    """
+    x = np.asarray(states, dtype=np.float64)
+    mean = _span_mean(x, hop_s, frame_times)
+    var = np.maximum(_span_mean(x * x, hop_s, frame_times) - mean * mean, 0.0)
+    return np.concatenate([mean, np.sqrt(var)], axis=1).astype(np.float32)
+
+
+def _span_mean(states: np.ndarray, hop_s: float, frame_times: np.ndarray) -> np.ndarray:
+    """float64 [T,D] mean of the states whose centre lies in each frame's span (module docstring)."""
     states = np.asarray(states)
     if states.ndim != 2 or states.shape[0] == 0:
         raise ValueError(f"states must be [S,D] with S >= 1, got shape {states.shape}")
@@ -64,4 +90,4 @@ def average_per_frame(states: np.ndarray, hop_s: float, frame_times: np.ndarray)
         mid = np.where(np.isfinite(end), (start + end) / 2, start)[empty]
         nearest = np.clip(np.rint(mid / hop_s - 0.5), 0, n - 1).astype(np.int64)
         out[empty] = states[nearest]
-    return out.astype(np.float32)
+    return out

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from ..device import autocast
 from ..labels import AUDIO_SAMPLE_RATE
-from .align import average_per_frame
+from .align import average_per_frame, stats_per_frame
+from .audio_options import POOLS, peak_normalize
 
 
 
@@ -153,7 +154,36 @@ class VisualEncoder(Encoder):
 
 
 class AudioEncoder(Encoder):
-    """A 16 kHz waveform in, one vector per video frame out. Subclasses implement :meth:`states`."""
+    """A 16 kHz waveform in, one vector per video frame out. Subclasses implement :meth:`states`.
+    :meth:`set_audio_options` adds peak normalisation of the wave and statistics pooling
+    (:mod:`afwpipe.encoders.audio_options`)."""
+
+    #: True for encoders that compute a log-Mel spectrogram from the wave and pass it through :meth:`view_mel`
+    #: (they take the audio views of :mod:`afwpipe.audio_views`)
+    mel_input = False
+    #: ``[M frames, F bands] -> [M, F]`` transform of the log-Mel (an audio view), or None
+    mel_view = None
+
+    def view_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """``mel [M frames, F bands]`` through :attr:`mel_view` (unchanged without one)."""
+        return mel if self.mel_view is None else self.mel_view(mel)
+
+    def set_audio_options(self, pool: str = "mean", peak_normalize: bool = False) -> None:
+        """Read the wave peak-normalised and / or pool the states of a frame as ``[mean, std]`` (dim doubles);
+        recorded in ``cfg.extra`` (``pool: stats``, ``peak_normalize: true``) only when not the defaults.
+
+        Raises:
+            ValueError: ``pool`` not one of :data:`~afwpipe.encoders.audio_options.POOLS`.
+        """
+        if pool not in POOLS:
+            raise ValueError(f"{self.name}: pool={pool!r} is not one of {', '.join(POOLS)}")
+        extra = dict(self.cfg.extra)
+        dim = self.cfg.dim
+        if pool != "mean" and extra.get("pool", "mean") == "mean":
+            extra["pool"], dim = pool, 2 * dim
+        if peak_normalize:
+            extra["peak_normalize"] = True
+        self.cfg = self.cfg.with_(dim=dim, extra=extra)
 
     def states(self, wave: torch.Tensor) -> torch.Tensor:
         """float32 [N] waveform (on the device) -> [S,D] states, state j covering
@@ -168,7 +198,9 @@ class AudioEncoder(Encoder):
             frame_times: float64 [T] start time in seconds of each video frame (non-decreasing).
 
         Returns:
-            float32 [T,D]: states averaged over [t_i, t_{i+1}) (see ``average_per_frame``).
+            float32 [T,D]: states averaged over [t_i, t_{i+1}) (see ``average_per_frame``); with ``pool: stats``
+            their mean and std (``stats_per_frame``, D = twice the states' size). With ``peak_normalize`` the
+            wave is first divided by its peak absolute sample.
 
         Raises:
             ValueError: wave not 1-D or empty; frame_times not 1-D or decreasing.
@@ -176,6 +208,8 @@ class AudioEncoder(Encoder):
         w = torch.as_tensor(np.asarray(wave, dtype=np.float32) if not torch.is_tensor(wave) else wave)
         if w.ndim != 1 or w.numel() == 0:
             raise ValueError(f"{self.name}: wave must be a non-empty 1-D float array, got shape {tuple(w.shape)}")
+        if self.cfg.extra.get("peak_normalize"):
+            w = peak_normalize(w.float())
         times = np.asarray(frame_times, dtype=np.float64)
         if times.ndim != 1:
             raise ValueError(f"{self.name}: frame_times must be 1-D, got shape {times.shape}")
@@ -183,4 +217,5 @@ class AudioEncoder(Encoder):
             return np.zeros((0, self.dim), np.float32)
         with torch.inference_mode(), autocast(self.device):
             s = self.states(w.float().to(self.device))
-        return average_per_frame(s.float().cpu().numpy(), self.cfg.hop_s, times)
+        pool = stats_per_frame if self.cfg.extra.get("pool") == "stats" else average_per_frame
+        return pool(s.float().cpu().numpy(), self.cfg.hop_s, times)

@@ -7,6 +7,10 @@
 * ``hubert``: HuBERT base (Hsu et al. 2021), ``facebook/hubert-base-ls960``.
 * ``wav2vec2``: wav2vec 2.0 base fine-tuned on LibriSpeech 960 h (Baevski et al. 2020),
   ``facebook/wav2vec2-base-960h``.
+* ``ast``: the Audio Spectrogram Transformer fine-tuned on AudioSet (Gong et al. 2021),
+  ``MIT/ast-finetuned-audioset-10-10-0.4593``. ``hf:<repo_id>`` of any AST model (``model_type``
+  ``audio-spectrogram-transformer``) builds the same encoder: log-Mel input, states every 100 ms
+  (:mod:`afwpipe.encoders.hf_ast`, which says how; nothing below about the conv front end or chunks applies).
 
 The aliases are this family with a default repo id and, for a bare state-dict file or
 ``weights="random"``, the base model's architecture (transformers' default config of that model type);
@@ -50,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import EncoderError, WeightsError
+from . import hf_ast
 from .base import AUDIO_SAMPLE_RATE, AudioEncoder, EncoderConfig
 from .layers import layer_label, layer_range
 from .registry import ENCODERS, register_encoder
@@ -66,6 +71,10 @@ default_cfgs = {
         name="wav2vec2", modality="audio", dim=768, sample_rate=AUDIO_SAMPLE_RATE, hop_s=HOP / AUDIO_SAMPLE_RATE,
         extra={"repo_id": "facebook/wav2vec2-base-960h", "architecture": "wav2vec2", "layer": -1, "chunk_s": 30.0,
                "chunk_context_states": 64, "normalize": True}),
+    "ast": EncoderConfig(
+        name="ast", modality="audio", dim=768, sample_rate=AUDIO_SAMPLE_RATE, hop_s=0.1,
+        extra={"repo_id": "MIT/ast-finetuned-audioset-10-10-0.4593", "architecture": hf_ast.MODEL_TYPE,
+               "layer": -1, "normalize": True}),
 }
 # What every ``hf:<repo_id>`` shares; dim, architecture, hop and normalisation come from the model.
 hf_family_cfg = EncoderConfig(name="hf:<repo_id>", modality="audio", dim=0, sample_rate=AUDIO_SAMPLE_RATE,
@@ -200,8 +209,9 @@ def build_hf_audio(name: str, repo_id: str, weights=None, device: str = "cpu", l
         normalize: zero-mean / unit-variance wave unless the model folder's preprocessor config says.
 
     Raises:
-        EncoderError: ``layer`` out of range or malformed, ``chunk_s`` not positive, or the model has no
-            convolutional waveform front end (not a wav2vec2-style speech model).
+        EncoderError: ``layer`` out of range or malformed, ``chunk_s`` not positive, or the model is neither a
+            wav2vec2-style speech model (a convolutional waveform front end) nor an AST (AST ignores
+            ``chunk_s``: its window is the model's ``max_length``).
         WeightsError: weights or config missing and not downloadable (the message says how to get them),
             or a folder / file that does not load.
     """
@@ -218,10 +228,13 @@ def build_hf_audio(name: str, repo_id: str, weights=None, device: str = "cpu", l
         said = _do_normalize(resolved.path)
         normalize = normalize if said is None else bool(said)
     c = model.config
+    if c.model_type == hf_ast.MODEL_TYPE:
+        folder = None if resolved.random or resolved.path.is_file() else resolved.path
+        return hf_ast.build_ast(name, repo_id, model, resolved.identity, folder, layer=layer, device=device)
     if not (hasattr(c, "conv_stride") and hasattr(c, "conv_kernel") and hasattr(c, "num_hidden_layers")):
-        raise EncoderError(f"{name}: {type(model).__name__} ({c.model_type}) has no convolutional waveform front "
-                           f"end; hf:<repo_id> takes wav2vec2-style speech models (wav2vec2, HuBERT, WavLM, "
-                           f"data2vec-audio ...)")
+        raise EncoderError(f"{name}: {type(model).__name__} ({c.model_type}) is neither a wav2vec2-style speech "
+                           f"model (no convolutional waveform front end) nor an Audio Spectrogram Transformer; "
+                           f"hf:<repo_id> takes wav2vec2, HuBERT, WavLM, data2vec-audio ... and AST models")
     first, last = layer_range(name, layer, c.num_hidden_layers + 1)
     hop, field = conv_geometry(c)
     extra = {"repo_id": repo_id, "architecture": c.model_type, "layer": layer_label(layer, first, last),

@@ -23,12 +23,14 @@ default_cfgs = {
 
 
 class LogMelEncoder(AudioEncoder):
+    mel_input = True
+
     def states(self, wave: torch.Tensor) -> torch.Tensor:
         n = wave.numel()
         wave = F.pad(wave, (0, max(N_FFT - n, 0)))  # the centred STFT needs a few hundred samples
         with torch.autocast(self.device.type, enabled=False):
             mel = log_mel_spectrogram(wave.float(), N_MELS)
-        return mel[:, :max(1, n // HOP_LENGTH)].T
+        return self.view_mel(mel[:, :max(1, n // HOP_LENGTH)].T)
 
 
 @register_encoder("logmel", default_cfg=default_cfgs["logmel"])

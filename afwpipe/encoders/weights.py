@@ -223,6 +223,9 @@ class UrlFile:
     url: str
     folder: Callable[[], Path]
     sha256: str | None = None
+    #: leading hex digits of the file's sha256 (torch hub's ``check_hash`` convention: the part of the file
+    #: name after the last ``-``, e.g. ``vggish-10086976.pth``); checked when ``sha256`` is not known in full
+    sha256_prefix: str | None = None
 
     @property
     def host(self) -> str | None:
@@ -238,6 +241,13 @@ class UrlFile:
         if self.sha256 and sha256_file(p) != self.sha256:
             log.warning("%s: sha256 differs from %s; ignoring the cached file", p, self.sha256)
             return None
+        if self.sha256_prefix:
+            digest = sha256_file(p)
+            if not digest.startswith(self.sha256_prefix):
+                log.warning("%s: sha256 %s does not start with %s; ignoring the cached file", p, digest,
+                            self.sha256_prefix)
+                return None
+            return p, f"sha256:{digest}"
         return p, f"sha256:{self.sha256}" if self.sha256 else self.url
 
     def download(self) -> tuple[Path, str]:
@@ -247,7 +257,7 @@ class UrlFile:
         torch.hub.download_url_to_file(self.url, str(p), progress=True)
         found = self.find_cached()
         if found is None:
-            raise OSError(f"downloaded {self.url} to {p} but its sha256 is not {self.sha256}")
+            raise OSError(f"downloaded {self.url} to {p} but its sha256 is not {self.sha256 or self.sha256_prefix}")
         return found
 
     def how_to_get(self) -> str:

@@ -80,6 +80,8 @@ default_cfgs = {"whisper": whisper_config("base", "whisper"),
 class WhisperEncoder(AudioEncoder):
     """Whisper's audio encoder over 30 s windows; ``batch_size`` windows per forward pass."""
 
+    mel_input = True
+
     def __init__(self, cfg: EncoderConfig, model: WhisperAudioEncoder, device: str = "cpu", batch_size: int = 4):
         super().__init__(cfg, device)
         self.model = model.eval().to(self.device)
@@ -89,6 +91,8 @@ class WhisperEncoder(AudioEncoder):
         with torch.autocast(self.device.type, enabled=False):  # the Mel stays fp32 as whisper makes it
             mel = log_mel_spectrogram(wave.float(), self.cfg.extra["n_mels"], padding=N_SAMPLES)
         content = mel.shape[-1] - N_FRAMES  # real Mel frames, N // 160
+        if self.mel_view is not None:  # an audio view of the real frames; the padding stays silence
+            mel = torch.cat([self.view_mel(mel[:, :content].T).T, mel[:, content:]], dim=1)
         seeks = list(range(0, max(content, 1), N_FRAMES))
         keep = [max(1, min(N_AUDIO_CTX, math.ceil((min(content, s + N_FRAMES) - s) / 2))) for s in seeks]
         out = []
