@@ -102,7 +102,8 @@ def check_decoder(decoder: str) -> None:
         raise ConfigError(f"detect.decoder: unknown decoder {decoder!r}; known: {', '.join(DECODERS)}")
     if decoder == "torchcodec":
         try:
-            from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads libtorchcodec and FFmpeg)
+            from torchcodec.decoders import VideoDecoder  # noqa: F401
+            _torchcodec_ffmpeg()
         except ImportError as e:
             raise ConfigError(f"detect.decoder: torchcodec is not installed ({e}); pip install torchcodec, "
                               f"or use decoder: pyav") from e
@@ -110,6 +111,28 @@ def check_decoder(decoder: str) -> None:
             raise ConfigError(
                 f"detect.decoder: torchcodec cannot load FFmpeg's shared libraries ({', '.join(FFMPEG_LIBS)}, "
                 f"FFmpeg 4 to 8; e.g. apt-get install ffmpeg, or conda install ffmpeg): {e}") from e
+
+
+def _torchcodec_ffmpeg() -> None:
+    """Raise torchcodec's own error when its FFmpeg-based video ops did not load.
+
+    torchcodec >= 0.17 imports without FFmpeg (its JPEG decoder does not need it) and records whether its
+    FFmpeg-based core loaded in ``torchcodec._core.ops._FFMPEG_AVAILABLE``; the video decoder then fails only
+    when first called. Older releases load FFmpeg on import, and have no such flag (nothing to check).
+
+    Raises:
+        RuntimeError: the core libraries did not load (torchcodec's message, naming the FFmpeg versions tried).
+    """
+    from torchcodec._core import ops
+
+    if getattr(ops, "_FFMPEG_AVAILABLE", True):
+        return
+    try:
+        with ops.expose_ffmpeg_dlls():
+            ops.load_core_libraries()
+    except Exception as e:  # torchcodec raises RuntimeError (OSError from the loader on some releases)
+        raise RuntimeError(str(e)) from e
+    raise RuntimeError("torchcodec's FFmpeg-based video decoder did not load when torchcodec was imported")
 
 
 def torchcodec_batches(path: str | Path, batch_size: int, device: str = "cpu") -> Iterator[FrameBatch]:

@@ -36,6 +36,19 @@ def test_torchcodec_without_ffmpeg_names_the_missing_libraries(failing_import):
     assert "libavutil.so.56" in msg and all(lib in msg for lib in FFMPEG_LIBS) and "decoder" in msg
 
 
+def test_torchcodec_that_imports_without_ffmpeg_is_refused(monkeypatch):
+    """torchcodec >= 0.17 imports without FFmpeg and fails at the first decode: the check must find out."""
+    ops = pytest.importorskip("torchcodec._core.ops")
+
+    def fail():
+        raise RuntimeError("Could not load libtorchcodec: libavutil.so.59: cannot open shared object file")
+
+    monkeypatch.setattr(ops, "_FFMPEG_AVAILABLE", False, raising=False)
+    monkeypatch.setattr(ops, "load_core_libraries", fail)
+    with pytest.raises(ConfigError, match=r"cannot load FFmpeg's shared libraries .*libavutil\.so\.59"):
+        check_decoder("torchcodec")
+
+
 @pytest.mark.parametrize("video", ["face_noface", "rotated_90"])
 def test_pyav_batches_are_the_streamed_frames(sample_videos, video):
     path = sample_videos.get(video) or Path(__file__).parent / "data" / f"{video}.mp4"
