@@ -51,7 +51,8 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       finetune      fine-tune a visual encoder on the face crops -> finetune/<run>/ (encoder ft_<run>)
       extract       frozen encoder -> features/<encoder>.zarr (per-frame embeddings)
       transcribe    speech recogniser -> transcripts/<asr>.zarr (words, start/end s, confidence)
-      extract-text  text:<hf-id> encoder over the transcripts -> features/text_<hf-id>.zarr
+      describe      vision-language model describes each segment's behaviour -> descriptions/<vlm>.zarr
+      extract-text  text:<hf-id> encoder over transcripts or descriptions -> features/text_<hf-id>.zarr
       train         fusion head (tmf, tcn, msf, xattn, mamba, stack) on cached features -> models/<task>-<head>-<fold>/
       predict       every trained head on its evaluation videos -> predictions/<model>.zarr
       postprocess   fill, smooth, AU thresholds, scene heads, fold ensemble -> post/
@@ -308,11 +309,77 @@ def transcribe_cmd(obj, asr, weights, device, names, accept_failures, scheduler)
                              scheduler=scheduler))
 
 
+@main.command("describe")
+@click.option("--vlm", "vlms", multiple=True,
+              help="hf:<repo_id> of a transformers image-text-to-text model, e.g. hf:Qwen/Qwen2.5-VL-3B-Instruct; "
+                   "repeatable. Default: the VLMs (values) of params.yaml describe.vlms.")
+@click.option("--weights", default=None,
+              help="A save_pretrained folder with the model, its processor and chat template, or 'random' (tests; "
+                   "needs the cached config and processor). Default: params describe.weights, then the Hugging "
+                   "Face cache of <repo_id>, then a download.")
+@click.option("--input", "input_", type=click.Choice(["crops", "frames"]), default=None,
+              help="crops: the aligned face crops of faces.zarr (a segment without a face gets no model call and "
+                   "the text ''); frames: the full decoded frames, longer side scaled to --frame-side. "
+                   "Default: params describe.input.")
+@click.option("--segment-s", type=float, default=None, help="Segment length in seconds; one description each "
+                                                            "(params describe.segment_s).")
+@click.option("--frames-per-segment", type=int, default=None,
+              help="Images per segment, evenly spaced in it (params describe.frames_per_segment).")
+@click.option("--frame-side", type=int, default=None, help="--input frames: longer side in pixels (params "
+                                                           "describe.frame_side).")
+@click.option("--prompt", default=None, help="The instruction after the images (params describe.prompt; its "
+                                             "default asks for expression, gaze, head and body movement, gestures).")
+@click.option("--max-new-tokens", type=int, default=None, help="Bound on each description's tokens, greedy "
+                                                               "decoding (params describe.max_new_tokens).")
+@click.option("--batch-size", type=int, default=None, help="Segments per generate call (params describe.batch_size).")
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (bfloat16 on CUDA).")
+@click.option("--video", "names", multiple=True, help="Only this video (annotation name); repeatable.")
+@click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
+@_scheduler_option
+@click.pass_obj
+def describe_cmd(obj, vlms, weights, input_, segment_s, frames_per_segment, frame_side, prompt, max_new_tokens,
+                 batch_size, device, names, accept_failures, scheduler):
+    """Describe the person's visible behaviour in every segment of every video with a vision-language model.
+
+    \b
+    Segments: each video is cut into --segment-s second pieces from its first frame (the last one ends with
+    the video). Input: --frames-per-segment frames of each segment, evenly spaced, as face crops (faces.zarr,
+    from detect) or full frames (decoded from the video). Prompt: one user turn of those images in time order,
+    then the prompt, rendered with the model's own chat template; greedy decoding of at most --max-new-tokens.
+    Writes <workdir>/<dataset>/descriptions/<vlm>.zarr/<video>/ text [S] (string), start / end [S] float64
+    seconds. Complete videos with the same model and options are skipped; rerun to resume. Failed videos are
+    listed in describe_failures_<vlm>.json. `afwpipe extract-text --source descriptions` embeds the text.
+
+    \b
+    Cost: one generate per segment (batched): about (images x tokens per image + prompt) tokens in and up to
+    --max-new-tokens out; a 3-4B model on one GPU takes seconds per segment (docs/describe.md works it out per
+    minute of video; an estimate).
+    """
+    from . import describe
+
+    section = _section(obj, "describe") or {}
+    _, ws = _workspace(obj)
+    vlms = vlms or list((section.get("vlms") or {}).values())
+    if not vlms:
+        raise ConfigError("describe: no model given: use --vlm hf:<repo_id> or list params describe.vlms")
+    code = 0
+    for vlm in vlms:
+        cfg = describe.DescribeConfig.from_params(
+            section, vlm=vlm, weights=weights, input=input_, segment_s=segment_s, frames_per_segment=frames_per_segment,
+            frame_side=frame_side, prompt=prompt, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
+        code |= describe.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures, scheduler=scheduler)
+    sys.exit(code)
+
+
 @main.command("extract-text")
 @click.option("--encoder", "encoders", multiple=True,
               help="text:<hf-id>, e.g. text:bert-base-uncased; repeatable. Default: the encoders (values) of "
                    "params.yaml text.encoders.")
+@click.option("--source", type=click.Choice(["transcripts", "descriptions"]), default=None,
+              help="Read the words of `afwpipe transcribe` or the segment descriptions of `afwpipe describe` "
+                   "(default: params.yaml text.source).")
 @click.option("--asr", default=None, help="Whose transcripts to read (default: params.yaml text.asr).")
+@click.option("--vlm", default=None, help="Whose descriptions to read, hf:<repo_id> (default: params.yaml text.vlm).")
 @click.option("--weights", default=None,
               help="A save_pretrained folder with the model and its fast tokenizer, or 'random' (needs the "
                    "cached config and tokenizer). Default: the Hugging Face cache, then download.")
@@ -321,14 +388,16 @@ def transcribe_cmd(obj, asr, weights, device, names, accept_failures, scheduler)
 @click.option("--accept-failures", is_flag=True, help="Exit 0 even when some videos failed.")
 @_scheduler_option
 @click.pass_obj
-def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures, scheduler):
-    """Contextual word embeddings of the transcripts, spread over the frames each word spans.
+def extract_text_cmd(obj, encoders, source, asr, vlm, weights, device, names, accept_failures, scheduler):
+    """Contextual word embeddings of the transcripts (or descriptions), spread over the frames each word spans.
 
     \b
     The transcript's words (transcripts/<asr>.zarr, from `afwpipe transcribe`) go through the text
     encoder in time order; a word's embedding is the mean of its sub-token states of the last layer.
     Writes <workdir>/<dataset>/features/<encoder>.zarr/<video>/emb [T, D] float16 on faces.zarr's frames
     (the mean of the words overlapping each frame) and present [T] bool (False and zeros outside speech).
+    --source descriptions: each segment's description (descriptions/<vlm>.zarr, from `afwpipe describe`) is
+    embedded as the mean of its words' embeddings and covers every frame of its segment.
     """
     from . import text
 
@@ -339,7 +408,8 @@ def extract_text_cmd(obj, encoders, asr, weights, device, names, accept_failures
         raise ConfigError("extract-text: no encoder given: use --encoder text:<hf-id> or list params text.encoders")
     code = 0
     for enc in encoders:
-        cfg = text.TextConfig.from_params(section, encoder=enc, asr=asr, weights=weights, device=device)
+        cfg = text.TextConfig.from_params(section, encoder=enc, source=source, asr=asr, vlm=vlm, weights=weights,
+                                          device=device)
         code |= text.main(ws, cfg, names=list(names) or None, accept_failures=accept_failures, scheduler=scheduler)
     sys.exit(code)
 

@@ -48,11 +48,14 @@ class FromParams:
         params_section: the section's name (for error messages).
         params_ignored: keys of the section that are not settings of one run (a DVC matrix's lists).
         params_error: the error class raised for an unknown key.
+        params_weights_by: the field naming one run's model when the section's ``weights`` is a mapping
+            model -> weights (``text``: ``encoder``; ``describe``: ``vlm``); None: ``weights`` is the value itself.
     """
 
     params_section: ClassVar[str] = ""
     params_ignored: ClassVar[tuple[str, ...]] = ()
     params_error: ClassVar[type[AfwpipeError]] = ConfigError
+    params_weights_by: ClassVar[str | None] = None
 
     @classmethod
     def params_kwargs(cls, section: Mapping | None, overrides: Mapping) -> dict:
@@ -73,7 +76,14 @@ class FromParams:
     @classmethod
     def from_params(cls, section: Mapping | None, **overrides):
         """The config of params.yaml section ``section`` (None: all defaults), then ``overrides`` (the
-        command line's options; None values are skipped)."""
+        command line's options; None values are skipped). With :attr:`params_weights_by` set, the section's
+        ``weights`` maps model names to weights and the run's model (that field of ``overrides``) picks its own,
+        unless ``overrides`` give ``weights``."""
+        if cls.params_weights_by:
+            section, overrides = dict(section or {}), dict(overrides)
+            per_model = section.pop("weights", None) or {}
+            if overrides.get("weights") is None:
+                overrides["weights"] = per_model.get(overrides.get(cls.params_weights_by))
         return cls(**cls.params_kwargs(section, overrides))
 
 

@@ -67,3 +67,8 @@ class RenderError(AfwpipeError):
 class ASRError(AfwpipeError):
     """An unknown speech recogniser (the message lists the registered ones), an invalid ASR option, or a
     transcript store that is missing or unusable."""
+
+
+class DescribeError(AfwpipeError):
+    """An unknown vision-language model (the message lists the registered families), an invalid describe option,
+    or a descriptions store that is missing or unusable."""

@@ -8,6 +8,7 @@ Layout of a workspace (one per dataset, e.g. ``work/sample``)::
     audio.zarr/<name>/wave              [N] float32, 16 kHz mono; attribute ``present``
     features/<encoder>.zarr/<name>/emb  [T, D] float16, aligned to the video's decoded frames
     transcripts/<asr>.zarr/<name>/{word,start,end,confidence}   [W] words of one ASR (transcribe)
+    descriptions/<vlm>.zarr/<name>/{text,start,end}   [S] behaviour descriptions of one VLM per segment (describe)
     finetune/<encoder>-<task>[-<fold>]/{model.safetensors,head.safetensors,record.json}   a fine-tuned encoder
     models/<task>-<head>-<fold>[-<scene>]/{model.pt,metrics.json}
     predictions/<model>.zarr/<name>/{au,expr,va,present}   raw per-frame outputs of one head (predict)
@@ -166,6 +167,16 @@ class Workspace:
     def transcripts(self, asr: str) -> Path:
         """``transcripts/<asr>.zarr`` (``asr`` made safe as in :meth:`features`): the words of each video."""
         return self.transcripts_dir / (safe_name(asr) + ".zarr")
+
+    @property
+    def descriptions_dir(self) -> Path:
+        """``descriptions/``: one store per vision-language model (``afwpipe describe``)."""
+        return self.root / "descriptions"
+
+    def descriptions(self, vlm: str) -> Path:
+        """``descriptions/<vlm>.zarr`` (``vlm`` made safe as in :meth:`features`, e.g. ``hf_Qwen_Qwen2.5-VL-3B-Instruct``):
+        the behaviour descriptions of each video's segments."""
+        return self.descriptions_dir / (safe_name(vlm) + ".zarr")
 
     def read_index(self) -> dict:
         """Load ``index.json``. Raises FileNotFoundError with a hint to run ``afwpipe index``."""
@@ -345,6 +356,32 @@ def mark_complete(group: zarr.Group, **attrs) -> None:
     looks complete)."""
     group.attrs.update({**attrs, "layout": LAYOUT})
     group.attrs[COMPLETE] = True
+
+
+def write_columns(group: zarr.Group, columns: dict[str, np.ndarray], dim: str) -> None:
+    """Write equal-length 1-D ``columns`` into ``group`` as one-chunk arrays along Zarr dimension ``dim``
+    (``xarray.open_zarr`` reads them as one dataset). An object array of ``str`` becomes a Zarr v3 variable-length
+    UTF-8 ``string`` array; other arrays keep their dtype. Zero rows give empty arrays.
+
+    Raises:
+        ValueError: the columns are not 1-D or differ in length.
+    """
+    lengths = {k: np.shape(v) for k, v in columns.items()}
+    if len({s for s in lengths.values()}) > 1 or any(len(s) != 1 for s in lengths.values()):
+        raise ValueError(f"columns of equal 1-D length expected; got {lengths}")
+    for key, data in columns.items():
+        n = len(data)
+        dtype = str if data.dtype == object else data.dtype
+        arr = group.create_array(key, shape=(n,), dtype=dtype, chunks=(max(n, 1),), overwrite=True,
+                                 dimension_names=(dim,))
+        if n:
+            arr[...] = data
+
+
+def read_columns(path: Path, name: str, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """The whole 1-D arrays ``keys`` of group ``<path>/<name>`` (as :func:`write_columns` wrote them)."""
+    g = open_store(path, "r")[name]
+    return [g[k][...] for k in keys]
 
 
 def read_array(path: Path, name: str, array: str) -> np.ndarray:

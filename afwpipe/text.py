@@ -1,4 +1,5 @@
-"""The text step: a transcript's words through a ``text:<hf-id>`` encoder, spread over the video's frames.
+"""The text step: a transcript's words, or a VLM's behaviour descriptions, through a ``text:<hf-id>`` encoder, spread
+over the video's frames.
 
 For each video: ``features/<encoder>.zarr/<name>/emb [T, D] float16`` aligned to the decoded frames of
 ``faces.zarr`` ``times`` and ``present [T] bool``. Frame i spans ``[t_i, t_{i+1})`` (the last one median
@@ -8,7 +9,15 @@ the embeddings of the words covering it and ``present=True``; a frame outside sp
 ``present=False``. Attributes: the encoder config (weights identity), ``asr`` and ``asr_config`` of the
 transcript used. The store is the same kind as ``afwpipe extract``'s, so ``train.features`` can name
 ``text:<hf-id>``. Completeness follows ``afwpipe.store``; a video is redone when the encoder or the
-transcript's ASR identity changed.
+identity of what it read (``source_config``: the transcript's ASR, or the descriptions' VLM and options) changed.
+
+``source: descriptions`` reads ``descriptions/<vlm>.zarr`` (``afwpipe describe``) instead: each segment's
+description is one "word" spanning ``[start, end)`` of its segment, embedded as the mean of the encoder's
+contextual embeddings of its whitespace-separated words (the description alone is the context; mean pooling of
+token states as in Reimers & Gurevych 2019, Sentence-BERT), and a frame belongs to the segment holding its start
+time (segments tile the video, so no frame mixes two; :func:`segments_to_frames`). So every frame of a segment gets
+its description's embedding and ``present=True``; a segment with an empty description (no face) leaves its frames
+absent. Attributes then: ``source``, ``source_config`` (the descriptions' ``describe_config``), ``vlm``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from scipy import sparse
 from . import store
 from .asr.transcripts import read_words
 from .config import FromParams
+from .descriptions import read_descriptions
 from .device import resolve_device
 from .encoders import create_encoder, frame_spans, is_encoder
 from .errors import AfwpipeError, EncoderError, VideoError
@@ -34,13 +44,19 @@ from .runner import run_videos, scheduler_address
 log = logging.getLogger(__name__)
 
 
+SOURCES = ("transcripts", "descriptions")
+
+
 @dataclass
 class TextConfig(FromParams):
     """Options of one text encoder's step (``params.yaml`` section ``text``; defaults equal params.yaml).
 
     Attributes:
         encoder: ``text:<hf-id>`` (chosen per run: ``--encoder`` or the DVC foreach item).
-        asr: whose transcripts to read (``transcripts/<asr>.zarr``, written by ``afwpipe transcribe``).
+        source: ``transcripts`` (the words of ``afwpipe transcribe``) or ``descriptions`` (the segments'
+            behaviour descriptions of ``afwpipe describe``).
+        asr: whose transcripts to read (``transcripts/<asr>.zarr``) when ``source: transcripts``.
+        vlm: whose descriptions to read (``descriptions/<vlm>.zarr``, ``hf:<repo_id>``) when ``source: descriptions``.
         weights: None (hub cache of ``<hf-id>``), a ``save_pretrained`` folder, or ``"random"``; in
             params.yaml ``text.weights`` maps encoder names to these values.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
@@ -48,21 +64,22 @@ class TextConfig(FromParams):
 
     params_section: ClassVar[str] = "text"
     params_ignored: ClassVar[tuple[str, ...]] = ("encoders",)  # the DVC foreach list
+    params_weights_by: ClassVar[str] = "encoder"  # params weights: encoder -> weights
     params_error: ClassVar[type[AfwpipeError]] = EncoderError
 
     encoder: str
+    source: str = "transcripts"
     asr: str = "pocketsphinx"
+    vlm: str | None = None
     weights: str | None = None
     device: str = "auto"
 
-    @classmethod
-    def from_params(cls, section, **overrides) -> "TextConfig":
-        """The config of encoder ``overrides["encoder"]``: its weights from the ``weights`` mapping unless given."""
-        section = dict(section or {})
-        per_encoder = section.pop("weights", None) or {}
-        if overrides.get("weights") is None:
-            overrides["weights"] = per_encoder.get(overrides.get("encoder"))
-        return cls(**cls.params_kwargs(section, overrides))
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise EncoderError(f"text.source: {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.source == "descriptions" and not self.vlm:
+            raise EncoderError("text.source: descriptions needs text.vlm, the hf:<repo_id> of `afwpipe describe`")
+
 
 
 def words_to_frames(emb: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -101,6 +118,33 @@ def words_to_frames(emb: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     return total, count > 0
 
 
+def segments_to_frames(emb: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                       frame_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Give every frame the embedding of the segment holding its start time.
+
+    Args:
+        emb: float [S, D] one embedding per segment.
+        starts, ends: float64 [S] seconds, segments ``[start, end)`` sorted and not overlapping.
+        frame_times: float64 [T] start of each frame in seconds.
+
+    Returns:
+        (float32 [T, D] the segment's embedding, zeros for a frame in no segment; bool [T] present).
+
+    Raises:
+        ValueError: shapes disagree.
+    """
+    emb = np.asarray(emb, np.float32)
+    starts, ends = np.asarray(starts, np.float64), np.asarray(ends, np.float64)
+    if emb.ndim != 2 or starts.shape != (len(emb),) or ends.shape != (len(emb),):
+        raise ValueError(f"emb [S, D] with starts, ends [S] expected; got {emb.shape}, {starts.shape}, {ends.shape}")
+    t = np.asarray(frame_times, np.float64)
+    k = np.searchsorted(starts, t, side="right") - 1
+    present = (k >= 0) & (t < ends[np.maximum(k, 0)]) if len(emb) else np.zeros(len(t), bool)
+    out = np.zeros((len(t), emb.shape[1]), np.float32)
+    out[present] = emb[k[present]]
+    return out, present
+
+
 class TextWorker:
     """Runs one text encoder over the transcripts of a workspace (the model is built once)."""
 
@@ -111,37 +155,52 @@ class TextWorker:
             raise EncoderError(f"{cfg.encoder} is not a text encoder (modality {self.encoder.cfg.modality}); "
                               f"use `afwpipe extract`")
         self.out = ws.features(cfg.encoder)
-        self.transcripts = ws.transcripts(cfg.asr)
+        self.source = ws.transcripts(cfg.asr) if cfg.source == "transcripts" else ws.descriptions(cfg.vlm)
+        self.identity_key = "asr_config" if cfg.source == "transcripts" else "describe_config"
 
-    def _asr_config(self, name: str):
-        if not store.is_complete(self.transcripts, name):
+    def _source_config(self, name: str):
+        """The identity of what video ``name``'s features are made of (None when it is not complete)."""
+        if not store.is_complete(self.source, name):
             return None
-        return store.open_store(self.transcripts, "r")[name].attrs.get("asr_config")
+        return store.open_store(self.source, "r")[name].attrs.get(self.identity_key)
+
+    def _spans(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(float32 [W, D] embeddings, float64 [W] starts, [W] ends) of the source's words or descriptions."""
+        if self.cfg.source == "transcripts":
+            words = read_words(self.source, name)
+            return (self.encoder.encode_words([w.word for w in words]), np.array([w.start for w in words]),
+                    np.array([w.end for w in words]))
+        said = [d for d in read_descriptions(self.source, name) if d.text.split()]
+        emb = np.stack([self.encoder.encode_words(d.text.split()).mean(0) for d in said]) if said else \
+            np.zeros((0, self.encoder.dim), np.float32)
+        return emb, np.array([d.start for d in said]), np.array([d.end for d in said])
 
     def run_video(self, rec: dict) -> VideoResult:
         name = rec["name"]
-        if store.is_complete_with(self.out, name, encoder_config=self.encoder.config,
-                                  asr_config=self._asr_config(name)):
+        source_config = self._source_config(name)
+        if store.is_complete_with(self.out, name, encoder_config=self.encoder.config, source=self.cfg.source,
+                                  source_config=source_config):
             return VideoResult(name, skipped=True)
         res = VideoResult(name)
         if not store.is_complete(self.ws.faces, name):
             raise VideoError(f"{self.ws.faces}/{name}: no complete detect output; run `afwpipe detect` first")
         t0 = time.perf_counter()
-        words = read_words(self.transcripts, name)
         times = store.read_array(self.ws.faces, name, "times")
-        wemb = self.encoder.encode_words([w.word for w in words])
+        wemb, starts, ends = self._spans(name)
         if not np.isfinite(wemb).all():
-            raise AfwpipeError(f"{self.cfg.encoder} on {name}: NaN/Inf word embeddings")
-        emb, present = words_to_frames(wemb, np.array([w.start for w in words]), np.array([w.end for w in words]),
-                                       times)
+            raise AfwpipeError(f"{self.cfg.encoder} on {name}: NaN/Inf embeddings of its {self.cfg.source}")
+        spread = words_to_frames if self.cfg.source == "transcripts" else segments_to_frames
+        emb, present = spread(wemb, starts, ends, times)
         cfg = self.encoder.config
+        of = ({"asr": self.cfg.asr, "asr_config": source_config} if self.cfg.source == "transcripts"
+              else {"vlm": self.cfg.vlm, "describe_config": source_config})
         g = store.begin_video(self.out, name, {"encoder": self.cfg.encoder, "encoder_config": cfg,
                                                 "modality": "text", "dim": cfg["dim"], "weights": cfg["weights"],
-                                                "asr": self.cfg.asr, "asr_config": self._asr_config(name),
+                                                "source": self.cfg.source, "source_config": source_config, **of,
                                                 "video": rec.get("path")})
         store.write_time_array(g, "emb", emb.astype(np.float16), dims=("frame", "feature"))
         store.write_time_array(g, "present", present, dims=("frame",))
-        store.mark_complete(g, n_frames=len(times), n_words=len(words))
+        store.mark_complete(g, n_frames=len(times), n_words=len(wemb))
         res.frames, res.present = len(times), int(present.sum())
         res.seconds = time.perf_counter() - t0
         return res
@@ -172,6 +231,7 @@ def main(ws: store.Workspace, cfg: TextConfig, *, names: list[str] | None = None
     """One text encoder's step as ``afwpipe extract-text`` and ``python -m stages.text`` run it; returns the
     exit code (1 when a video failed, unless ``accept_failures``)."""
     summary = run_text(ws, cfg, names=names, progress=progress, scheduler=scheduler)
-    print(f"text features in {ws.features(cfg.encoder)} (transcripts {ws.transcripts(cfg.asr)}; the weights "
+    read = ws.transcripts(cfg.asr) if cfg.source == "transcripts" else ws.descriptions(cfg.vlm)
+    print(f"text features in {ws.features(cfg.encoder)} ({cfg.source} {read}; the weights "
           f"identity is each video's attribute `weights`)")
     return summary.report(accept_failures)

@@ -2,7 +2,8 @@
 
 Run as ``python -m stages.text encoder=text:<hf-id> store=<name>`` (DVC's foreach over the mapping params
 ``text.encoders``, store name -> encoder; the name must be the encoder's store name, ``text_<hf-id>``).
-Reads: params.yaml (dataset, workdir, text), faces.zarr (frame times) and transcripts/<text.asr>.zarr.
+Reads: params.yaml (dataset, workdir, text), faces.zarr (frame times) and transcripts/<text.asr>.zarr, or with
+``text.source: descriptions`` descriptions/<text.vlm>.zarr (stage describe).
 Writes: <workdir>/<dataset>/features/<encoder>.zarr. Exit code 1 when a video failed.
 """
 

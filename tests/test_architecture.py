@@ -10,7 +10,7 @@ from conftest import REPO
 
 #: modules that are one pipeline step each (a DVC stage or a command), with a ``main``
 STEPS = ("sample", "index", "detect", "extract", "feature_set", "train", "predict", "postprocess", "evaluate",
-         "submission", "summary", "transcribe", "text")
+         "submission", "summary", "transcribe", "text", "describe")
 
 
 def _imports(path: Path) -> set[str]:

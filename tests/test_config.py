@@ -8,6 +8,7 @@ import yaml
 
 from afwpipe.analyze import AnalyzeConfig
 from afwpipe.config import DEFAULT_WORKDIR, DatasetConfig, FromParams, load_params
+from afwpipe.describe import DescribeConfig
 from afwpipe.detect import DetectConfig
 from afwpipe.errors import ConfigError, EncoderError, TrainError
 from afwpipe.evaluate import EvalConfig
@@ -25,9 +26,10 @@ from conftest import REPO
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 SECTIONS = {"dataset": DatasetConfig, "detect": DetectConfig, "extract": ExtractConfig, "train": TrainConfig,
             "predict": PredictConfig, "postprocess": PostConfig, "evaluate": EvalConfig, "submit": SubmitConfig,
-            "analyze": AnalyzeConfig, "transcribe": TranscribeConfig, "text": TextConfig, "finetune": FinetuneConfig}
+            "analyze": AnalyzeConfig, "transcribe": TranscribeConfig, "text": TextConfig, "finetune": FinetuneConfig,
+            "describe": DescribeConfig}
 #: fields chosen per run (a command-line option or a DVC matrix item), not params.yaml keys
-PER_RUN = {ExtractConfig: {"encoder"}, TextConfig: {"encoder"}, TrainConfig: {"scene"},
+PER_RUN = {ExtractConfig: {"encoder"}, TextConfig: {"encoder"}, DescribeConfig: {"vlm"}, TrainConfig: {"scene"},
            PredictConfig: {"head", "tasks", "folds", "scenes"},
            FinetuneConfig: {"encoder", "task", "fold", "weights", "options"}}  # run item; extract.weights/options
 
@@ -49,7 +51,7 @@ def test_params_yaml_equals_the_dataclass_defaults(name):
         if key in cls.params_ignored:
             continue
         assert key in fields, f"params.yaml {name}.{key} is not a field of {cls.__name__}"
-        if cls in (ExtractConfig, TextConfig) and key == "weights":  # per-encoder mapping of the field's value
+        if cls in (ExtractConfig, TextConfig, DescribeConfig) and key == "weights":  # per-model mapping of the value
             assert value == {} and _default(fields[key]) is None
             continue
         assert _default(fields[key]) == value, f"{cls.__name__}.{key} defaults to {_default(fields[key])!r}, " \
@@ -66,7 +68,8 @@ def test_workdir_default_and_every_section_has_a_config():
 def test_missing_params_file_gives_the_same_configs_as_params_yaml(tmp_path):
     assert load_params(tmp_path / "none.yaml") == {}
     for name, cls in SECTIONS.items():
-        extra = {"encoder": "logmel"} if cls is ExtractConfig else {"encoder": "text:x"} if cls is TextConfig else {}
+        extra = {"encoder": "logmel"} if cls is ExtractConfig else {"encoder": "text:x"} if cls is TextConfig else \
+            {"vlm": "hf:x/y"} if cls is DescribeConfig else {}
         assert cls.from_params(None, **extra) == cls.from_params(PARAMS[name], **extra), name
 
 

@@ -26,16 +26,10 @@ from .base import Word
 
 def write_words(group: zarr.Group, words: list[Word]) -> None:
     """Write ``words`` into ``group`` as the arrays of the module docstring (empty arrays for no words)."""
-    n = len(words)
-    columns = {"word": (np.array([w.word for w in words], dtype=object), str),
-               "start": (np.array([w.start for w in words], np.float64), np.float64),
-               "end": (np.array([w.end for w in words], np.float64), np.float64),
-               "confidence": (np.array([w.confidence for w in words], np.float32), np.float32)}
-    for key, (data, dtype) in columns.items():
-        arr = group.create_array(key, shape=(n,), dtype=dtype, chunks=(max(n, 1),), overwrite=True,
-                                 dimension_names=("word",))
-        if n:
-            arr[...] = data
+    store.write_columns(group, {"word": np.array([w.word for w in words], dtype=object),
+                                "start": np.array([w.start for w in words], np.float64),
+                                "end": np.array([w.end for w in words], np.float64),
+                                "confidence": np.array([w.confidence for w in words], np.float32)}, dim="word")
 
 
 def read_words(path: Path, name: str) -> list[Word]:
@@ -46,6 +40,5 @@ def read_words(path: Path, name: str) -> list[Word]:
     """
     if not store.is_complete(path, name):
         raise ASRError(f"{path}/{name}: no complete transcript; run `afwpipe transcribe` first")
-    g = store.open_store(path, "r")[name]
-    cols = [g[k][...] for k in ("word", "start", "end", "confidence")]
+    cols = store.read_columns(path, name, ("word", "start", "end", "confidence"))
     return [Word(str(w), float(s), float(e), float(c)) for w, s, e, c in zip(*cols)]
