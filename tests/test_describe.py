@@ -22,7 +22,7 @@ from afwpipe.crop_codec import CropCodec
 from afwpipe.descriptions import read_descriptions
 from afwpipe.errors import DescribeError, WeightsError
 
-from speech_workspace import CLIP
+from speech_workspace import CLIP, DATA
 from test_text import _reference_word_embeddings, tiny_bert  # noqa: F401  (session fixture)
 from vlm_models import FAMILIES, IDEFICS3_IMAGE_SEQ_LEN
 
@@ -49,14 +49,14 @@ CROPS = _crops(len(TIMES))
 PRESENT = ~((TIMES >= ABSENT[0]) & (TIMES < ABSENT[1]))
 
 
-def _workspace(root, names=("clip", "again"), broken=()):
+def _workspace(root, names=("clip", "again"), broken=(), short=()):
     """faces.zarr (times, present, lossless crops) and index.json for the clip under each name; a ``broken`` name
-    points at a file that is not a video."""
+    points at a file that is not a video, a ``short`` one at a 6-frame video (fewer frames than detect found)."""
     ws = store.Workspace(root)
     root.mkdir(parents=True, exist_ok=True)
     videos = []
-    for name in (*names, *broken):
-        path = CLIP
+    for name in (*names, *broken, *short):
+        path = DATA / "rotated_90.mp4" if name in short else CLIP
         if name in broken:
             path = root / f"{name}.mp4"
             path.write_bytes(b"not a video" * 100)
@@ -152,13 +152,12 @@ def test_one_description_per_segment_with_its_times_equal_to_the_models_own_gene
 def test_batched_segments_give_the_texts_of_one_at_a_time(tmp_path, tiny_vlm):
     _, folder = tiny_vlm
     ws = _workspace(tmp_path / "ws", names=("clip",))
-    cfg = _cfg(folder, segment_s=1.0, frames_per_segment=2)
-    one = describe.DescribeWorker(ws, cfg)
-    batched = describe.DescribeWorker(ws, _cfg(folder, segment_s=1.0, frames_per_segment=2, batch_size=3))
-    _, _, shown = one.shown_frames("clip", TIMES)
-    segs = [[CROPS[i] for i in s] for s in shown if len(s)]
-    assert len(segs) >= 4
-    assert batched.vlm.describe(segs, cfg.prompt, 6) == [one.vlm.describe([s], cfg.prompt, 6)[0] for s in segs]
+    cfg = _cfg(folder)
+    vlm = describe.DescribeWorker(ws, cfg).vlm
+    segs = [CROPS[a:a + n] for a, n in ((0, 1), (10, 3), (50, 2), (90, 4), (120, 1))]  # prompts of unequal length
+    batch = vlm.inputs(segs, cfg.prompt)
+    assert (batch["attention_mask"] == 0).any()  # padded
+    assert vlm.generate(batch, 6) == [_own_generate(folder, s, cfg.prompt, 6) for s in segs]
 
 
 def test_rerun_skips_done_videos_and_another_option_redoes_them(tmp_path, tiny_vlm):
@@ -173,12 +172,13 @@ def test_rerun_skips_done_videos_and_another_option_redoes_them(tmp_path, tiny_v
 
 def test_a_bad_video_is_reported_by_name_and_the_others_are_described(tmp_path, tiny_vlm):
     _, folder = tiny_vlm
-    ws = _workspace(tmp_path / "ws", names=("clip",), broken=("broken",))
+    ws = _workspace(tmp_path / "ws", names=("clip",), broken=("broken",), short=("short",))
     cfg = _cfg(folder, input="frames", frame_side=64)
     summary = describe.run_describe(ws, cfg, progress=False)
-    assert [r.name for r in summary.failures] == ["broken"] and "broken.mp4" in summary.failures[0].error
+    assert [r.name for r in summary.failures] == ["broken", "short"]
+    assert "broken.mp4" in summary.failures[0].error and "rotated_90.mp4: decoded" in summary.failures[1].error
     listed = json.loads((ws.root / f"describe_failures_{ws.descriptions(cfg.vlm).stem}.json").read_text())
-    assert [f["name"] for f in listed] == ["broken"]
+    assert [f["name"] for f in listed] == ["broken", "short"]
     got = read_descriptions(ws.descriptions(cfg.vlm), "clip")
     assert len(got) == 4 and all(d.text for d in got)  # frames input: every segment has frames
     assert store.open_store(ws.descriptions(cfg.vlm), "r")["clip"].attrs["frames"] == \
