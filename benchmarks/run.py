@@ -30,6 +30,8 @@ Rows (issue 8):
      same head); each run its own process.
   8. the extract stage's data path (issue 21): crops per CPU-second with a null encoder (registered through the
      encoder registry) on a faces store of each crop codec ÷ the goal's 1,000, beside the cores one GPU needs;
+  1d. describe stage segments/s ÷ the model's own generate on the same crops (issue 24; a random Qwen2-VL,
+     ``--describe-seconds`` of 25 fps JPEG crops, segments of 2 s, 4 frames each, batches of 4; both warm);
   9. crop codecs (issue 21): bytes per 224x224 crop ÷ the goal's 20 KB, with encode / decode crops per
      CPU-second, the projected size of Aff-Wild2's faces store (2.8 M frames) and the cosine of mini_xception /
      random ViT-B features of the decoded crops to the raw crops' (benchmarks/crop_codecs.py).
@@ -66,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import analyze_speed  # noqa: E402
 import crop_codecs  # noqa: E402
+import describe_speed  # noqa: E402
 import detect_speed  # noqa: E402
 import e2e_speed  # noqa: E402
 import extract_speed  # noqa: E402
@@ -74,7 +77,7 @@ import text_speed  # noqa: E402
 import train_speed  # noqa: E402
 from common import disk_bytes, loop_video_to, machine, sample_video, sequential_read_rate  # noqa: E402
 
-QUICK = {"path_frames": 16, "codec_crops": 4, "vit_crops": 1, "text_words": 30, "big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
+QUICK = {"describe_seconds": 4.0, "describe_hidden": 32, "path_frames": 16, "codec_crops": 4, "vit_crops": 1, "text_words": 30, "big_videos": 6, "big_frames": 300, "big_cache_gb": 1.5e-3, "frames": 1, "loops": 10, "mae_frames": 2, "mae_batch_size": 1, "whisper_seconds": 2.0, "videos": 3,
          "video_frames": 200, "disk_mib": 16, "batch_size": 2, "rss_frames": 4, "detect_frames": 4, "e2e_frames": 4,
          "data_frames": 8, "detect_loops": [20, 30],
          "repeats": 2,
@@ -173,6 +176,21 @@ def text_rows(t: Table, tmp: Path, args) -> None:
           f"({r['model_build_s']:.1f} s), order alternating; 1.0 = the forward is the only cost",
           ratios=_paired(r["stage_all"], r["forward_all"]), goal=(">=", 0.9))
     shutil.rmtree(tmp / "text", ignore_errors=True)
+
+
+def describe_rows(t: Table, tmp: Path, args) -> None:
+    folder = describe_speed.bench_model(tmp / "describe" / "vlm", hidden=args.describe_hidden, layers=2)
+    ws = describe_speed.fake_face_stage(tmp / "describe" / "ws", args.describe_seconds)
+    r = describe_speed.measure(ws, folder, args.device, max(args.repeats, 5))
+    t.add("1d", "describe stage ÷ the model's own generate", r["stage_fps"], r["generate_fps"],
+          f"stage {_rate(r['stage_all'], 'segments/s')}, {r['segments']} segments",
+          f"generate {_rate(r['generate_all'], 'segments/s')}",
+          f"random-weight Qwen2-VL 2 × {args.describe_hidden}; {args.describe_seconds:g} s of 25 fps JPEG 224 crops, "
+          f"2 s segments of {r['frames_per_segment']} crops, batches of {r['batch_size']}, {r['max_new_tokens']} new "
+          f"tokens; generate = the model's processor + chat template + generate on the crops in memory; both warm in "
+          f"one process, order alternating; 1.0 = the model is the only cost",
+          ratios=_paired(r["stage_all"], r["generate_all"]), goal=(">=", 0.9))
+    shutil.rmtree(tmp / "describe", ignore_errors=True)
 
 
 def detect_rows(t: Table, tmp: Path, args) -> None:
@@ -478,6 +496,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--path-frames", type=int, default=2000, help="rows 8: crops in the null-encoder data path")
     ap.add_argument("--codec-crops", type=int, default=300, help="rows 9: real crops coded with each codec")
     ap.add_argument("--vit-crops", type=int, default=24, help="rows 9: of those, crops through the random ViT-B")
+    ap.add_argument("--describe-seconds", type=float, default=60.0, help="row 1d: seconds of the synthetic face store")
+    ap.add_argument("--describe-hidden", type=int, default=128, help="row 1d: width of the random Qwen2-VL")
+    ap.add_argument("--rows", default=None, help="only these parts, comma-separated (e.g. describe_rows)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
     args = ap.parse_args(argv)
     if args.quick:
@@ -493,8 +514,9 @@ def main(argv: list[str] | None = None) -> dict:
     table = Table()
     tmp = Path(tempfile.mkdtemp(prefix="afwpipe-bench-", dir=args.workdir))
     try:
-        for part in (extract_rows, text_rows, detect_rows, train_and_read_rows, beyond_cache_rows, memory_rows, e2e_rows,
-                     analyze_rows, extract_data_path_rows, codec_rows):
+        parts = (extract_rows, text_rows, detect_rows, train_and_read_rows, beyond_cache_rows, memory_rows, e2e_rows,
+                 analyze_rows, extract_data_path_rows, codec_rows, describe_rows)
+        for part in (p for p in parts if args.rows is None or p.__name__ in args.rows.split(",")):
             t = time.perf_counter()
             part(table, tmp, args)
             print(f"   ({part.__name__}: {time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)

@@ -40,8 +40,9 @@ QWEN_TEMPLATE = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {% for c i
                  "{% endif %}")
 
 
-def tiny_qwen2_vl(out: Path) -> Path:
-    """A 2-layer Qwen2-VL (hidden 32, one vision block, patch 14, 2x2 merge) with its processor in ``out``."""
+def tiny_qwen2_vl(out: Path, hidden: int = 32, layers: int = 2) -> Path:
+    """A ``layers``-layer Qwen2-VL (``hidden`` wide; one vision block, patch 14, 2x2 merge) with its processor in
+    ``out``."""
     import transformers as t
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
@@ -52,11 +53,12 @@ def tiny_qwen2_vl(out: Path) -> Path:
                        tokenizer=tok, video_processor=t.Qwen2VLVideoProcessor(),
                        chat_template=QWEN_TEMPLATE).save_pretrained(out)
     cfg = t.Qwen2VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]}, bos_token_id=None,
+        text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, bos_token_id=None,
+                         rope_scaling={"type": "mrope", "mrope_section": [hidden // 32, hidden // 32, hidden // 16]},
                          eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=hidden, num_heads=2, mlp_ratio=2, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2, in_chans=3),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
