@@ -6,8 +6,8 @@ For each video: ``features/<encoder>.zarr/<name>/emb [T, D] float16`` aligned to
 frame duration, ``afwpipe.encoders.align.frame_spans``); a word ``[start, end)`` covers every frame whose
 span it overlaps (a zero-length word: the frame holding its start). A covered frame gets the mean of
 the embeddings of the words covering it and ``present=True``; a frame outside speech gets zeros and
-``present=False``. Attributes: the encoder config (weights identity), ``asr`` and ``asr_config`` of the
-transcript used. The store is the same kind as ``afwpipe extract``'s, so ``train.features`` can name
+``present=False``. Attributes: the encoder config (weights identity), ``source`` and ``source_config`` (what
+was read and its identity), ``asr`` and ``asr_config`` of the transcript used. The store is the same kind as ``afwpipe extract``'s, so ``train.features`` can name
 ``text:<hf-id>``. Completeness follows ``afwpipe.store``; a video is redone when the encoder or the
 identity of what it read (``source_config``: the transcript's ASR, or the descriptions' VLM and options) changed.
 
