@@ -22,6 +22,7 @@ from afwpipe.crop_codec import CropCodec
 from afwpipe.descriptions import read_descriptions
 from afwpipe.errors import DescribeError, WeightsError
 
+from conftest import REPO
 from speech_workspace import CLIP, DATA
 from test_text import _reference_word_embeddings, tiny_bert  # noqa: F401  (session fixture)
 from vlm_models import FAMILIES, IDEFICS3_IMAGE_SEQ_LEN
@@ -256,3 +257,34 @@ def test_the_stage_refuses_a_store_name_that_is_not_the_vlms(tmp_path):
     with pytest.raises(ConfigError, match="hf_Qwen_Qwen2.5-VL-3B-Instruct"):
         run({}, vlm="hf:Qwen/Qwen2.5-VL-3B-Instruct", store="qwen")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.sample
+@pytest.mark.slow
+def test_afwpipe_describe_runs_on_the_sample(sample_workspace, tmp_path_factory):
+    """`afwpipe describe` end to end on the five sample videos (detected by mtcnn), tiny Qwen2-VL: one description per
+    2 s segment, a video without a face gets only empty texts, a rerun skips every video."""
+    from click.testing import CliRunner
+
+    from afwpipe.cli import main
+    from vlm_models import tiny_qwen2_vl
+
+    folder = tiny_qwen2_vl(tmp_path_factory.mktemp("qwen2_vl_sample"))
+    ws = sample_workspace
+    params = tmp_path_factory.mktemp("params") / "params.yaml"
+    params.write_text(f"workdir: {ws.root.parent}\ndataset: {{name: sample}}\n")
+    args = ["--params", str(params), "--manifest", str(REPO / "data_manifest.yaml"), "describe", "--vlm", "hf:tiny/vlm",
+            "--weights", str(folder), "--device", "cpu", "--max-new-tokens", "4"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "5 videos processed, 0 already complete, 0 failed" in first.output
+    for rec in ws.read_index()["videos"]:
+        times = store.read_array(ws.faces, rec["name"], "times")
+        end = times[-1] + np.median(np.diff(times))
+        got = read_descriptions(ws.descriptions("hf:tiny/vlm"), rec["name"])
+        assert len(got) == math.ceil(end / 2.0 - 1e-9) and got[-1].end == pytest.approx(end)
+        present = store.read_array(ws.faces, rec["name"], "present")
+        if not present.any():
+            assert all(d.text == "" for d in got), rec["name"]
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "0 videos processed, 5 already complete" in again.output
