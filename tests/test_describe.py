@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import av
 import numpy as np
@@ -250,13 +249,12 @@ def test_describe_cli_without_a_model_says_how_to_name_one(tmp_path):
     assert res.exit_code == 2 and "--vlm hf:<repo_id>" in res.output
 
 
-def test_the_stage_refuses_a_store_name_that_is_not_the_vlms(tmp_path):
+def test_the_stage_refuses_a_store_name_that_is_not_the_vlms():
     from afwpipe.errors import ConfigError
     from stages.describe import run
 
     with pytest.raises(ConfigError, match="hf_Qwen_Qwen2.5-VL-3B-Instruct"):
         run({}, vlm="hf:Qwen/Qwen2.5-VL-3B-Instruct", store="qwen")
-    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.mark.sample
