@@ -59,7 +59,7 @@ def main(ctx, params_path, manifest, dataset, root, verbose):
       evaluate      before/after scores per fold and ensemble -> eval/metrics.json, plots, report.png
       submit        ABAW5/6 submission files, one per track -> submission/
       analyze       a trained model on new videos -> one table (AU, EXPR, VA per frame) per video
-      encoders      list the encoder and ASR registries
+      encoders      list the encoder, ASR and vision-language model registries
       export        feature store -> HDF5 for older loaders
     """
     level = logging.WARNING - 10 * min(verbose, 2)
@@ -494,7 +494,8 @@ vggish: example_hop_s (0.96 reference), relu. AST: hf:<repo_id> of an AST model 
 def encoders_cmd(obj):
     """List the encoder registry (name, modality, feature dim, weights source, usable offline here), the
     fine-tuned encoders of this workspace (ft_<run>, from `afwpipe finetune`), then the speech recognisers of
-    `afwpipe transcribe` (name, usable offline here, weights source)."""
+    `afwpipe transcribe` (name, usable offline here, weights source), then the vision-language model families of
+    `afwpipe describe`."""
     from .asr import describe_asrs
     from .encoders import describe_encoders
     from .encoders.finetuned import list_runs
@@ -515,6 +516,11 @@ def encoders_cmd(obj):
     click.echo(f"\nspeech recognisers (afwpipe transcribe)\n{'name':<18} {'offline':<9} weights")
     for r in describe_asrs():
         click.echo(f"{r['name']:<18} {'yes' if r['offline'] else 'no':<9} {r['weights']}")
+    from .vlm import VLMS
+
+    click.echo(f"\nvision-language models (afwpipe describe)\n{'name':<18} weights")
+    for e in VLMS.entries():
+        click.echo(f"{e.name:<18} {e.source}")
 
 
 @main.command("export")
