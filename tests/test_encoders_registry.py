@@ -147,7 +147,8 @@ def test_cli_encoders_prints_one_row_per_registry_entry_from_its_default_cfg():
 
     res = CliRunner().invoke(main, ["encoders"])
     assert res.exit_code == 0, res.output
-    encoders, finetuned, asrs = res.output.split("\n\n")
+    encoders, finetuned, asrs, vlms = res.output.split("\n\n")
+    assert [line.split()[0] for line in vlms.splitlines()[2:]] == ["hf:<repo_id>"]  # afwpipe describe
     assert finetuned.startswith("fine-tuned encoders of ")  # the workspace's ft_<run> (afwpipe finetune)
     rows = [line.split() for line in encoders.splitlines()[1:]]
     assert [r[0] for r in rows] == list_encoders()  # every name and family, once, in registry order
