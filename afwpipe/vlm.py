@@ -82,7 +82,7 @@ class HFVisionLanguageModel:
 
     def generate(self, inputs, max_new_tokens: int) -> list[str]:
         """Greedy answers (module docstring) to a batch of :meth:`inputs`."""
-        inputs = inputs.to(self.device)
+        inputs = inputs.to(self.device, dtype=self.model.dtype)  # pixels in the model's dtype (bfloat16 on CUDA)
         with torch.inference_mode():
             out = self.model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
         new = out[:, inputs["input_ids"].shape[1]:]
