@@ -72,7 +72,8 @@ from .clips.gate import VAD
 from .inference import load_model
 from .labels import AU_NAMES, EXPR_NAMES, HEAD_TASKS, TRACKS, VA_NAMES
 from .postprocess import PostConfig
-from .predict import head_outputs, parse_model_name
+from .layout import checkpoint, model_dir, parse_model_name
+from .predict import head_outputs
 from .readers import read_systems
 from .results import VideoResult
 from .runner import run_videos
@@ -177,7 +178,7 @@ class ModelPlan:
     def fingerprint(self) -> dict:
         """What a written table depends on: heads (and their checkpoints' mtimes), thresholds, settings."""
         return {"spec": self.spec, "post": asdict(self.post),
-                "models": {str(m): (m / "model.pt").stat().st_mtime_ns for m in self.models},
+                "models": {str(m): checkpoint(m).stat().st_mtime_ns for m in self.models},
                 "tracks": {t: {"system": p.system, "ensemble": p.ensemble,
                                "thresholds": [None if m.thresholds is None else m.thresholds.tolist()
                                               for m in p.members],
@@ -215,7 +216,7 @@ def _general_head(ws: store.Workspace, system: dict, name: str) -> Path:
     heads = sorted(r.name for r in refs if r is not None and r.scene is None)
     if len(heads) != 1:
         raise ConfigError(f"{ws.post_systems}: system {name} has no single general head ({heads})")
-    return ws.models / heads[0]
+    return model_dir(ws, heads[0])
 
 
 def _from_model_dir(path: Path, params: dict) -> ModelPlan:
@@ -277,7 +278,7 @@ def resolve_model(spec: str, ws: store.Workspace, params: dict | None = None) ->
         PostprocessError: a system name but ``ws`` has no ``post/systems.json`` (run ``afwpipe postprocess``).
     """
     path = Path(spec)
-    if (path / "model.pt").is_file():
+    if checkpoint(path).is_file():
         return _from_model_dir(path, params or {})
     if path.is_dir() or "/" in spec:
         raise ConfigError(f"--model {spec}: no model.pt in that folder (a model folder is "
@@ -328,7 +329,7 @@ def encoder_workers(ws: store.Workspace, plan: ModelPlan, params: dict, device: 
     wanted: dict[str, tuple[str, dict]] = {}
     gated = None
     for model in plan.models:
-        ckpt = torch.load(model / "model.pt", map_location="cpu", weights_only=True)
+        ckpt = torch.load(checkpoint(model), map_location="cpu", weights_only=True)
         if ckpt["config"].get("speech_gate") and gated is None:
             gated = model.name
         for enc in ckpt["encoders"]:
@@ -595,7 +596,7 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
     names = [r["name"] for r in todo if r["name"] not in errors]
     raw: dict[str, dict[str, dict[Path, np.ndarray]]] = {n: {} for n in names}
     for model in plan.models if names else []:
-        head, ckpt = load_model(model / "model.pt", device)
+        head, ckpt = load_model(checkpoint(model), device)
         for n, outputs in head_outputs(ws, head, ckpt, names, device, cfg.batch_size, model.name, plan.views(model),
                                        DEFAULT_CACHE_BYTES):
             for track, arr in outputs.items():

@@ -29,7 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import store
+from . import layout, store
 from .config import FromParams
 from .crop_codec import read_frames
 from .descriptions import Description, write_descriptions
@@ -233,7 +233,7 @@ def run_describe(ws: store.Workspace, cfg: DescribeConfig, names: list[str] | No
     summary = RunSummary(step=f"describe {cfg.vlm}", unit="segments")
     summary.results = run_videos(partial(DescribeWorker, ws, cfg), recs, f"describe-{cfg.vlm}", progress, scheduler,
                                  gpu=resolve_device(cfg.device).startswith("cuda"))
-    summary.write_failures(ws.root / f"describe_failures_{ws.descriptions(cfg.vlm).stem}.json")
+    summary.write_failures(layout.failures_file(ws, "describe", ws.descriptions(cfg.vlm)))
     return summary
 
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from . import store
+from . import layout, store
 from .crop_codec import DEFAULT as DEFAULT_CROP_CODEC, parse_crop_codec
 from .config import FromParams
 from .device import resolve_device
@@ -342,7 +342,7 @@ def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None =
     summary = RunSummary()
     summary.results = run_videos(factory, recs, "detect", progress, scheduler,
                                  gpu=resolve_device(cfg.device).startswith("cuda"))
-    summary.write_failures(ws.root / "detect_failures.json")
+    summary.write_failures(layout.failures_file(ws, "detect"))
     return summary
 
 

@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, store
+from . import atomic, layout, store
 from .decisions import THRESHOLDS_SCORED
 from .config import FromParams
 from .errors import AfwpipeError, EvaluateError
@@ -197,25 +197,24 @@ def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSumm
             metrics[meta["track"]][meta["fold"]]["scenes"] = scenes
         for cls in r["after"]["per_class"]:
             rows.append([meta["track"], name, cls, r["before"]["per_class"][cls], r["after"]["per_class"][cls]])
-    out = ws.eval_dir
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-    files = [out / "metrics.json", _write_csv(out / "per_class.csv", ["track", "system", "class", "before", "after"],
-                                              rows)]
+    ws.eval_dir.mkdir(parents=True, exist_ok=True)
+    path = layout.eval_file(ws, layout.EVAL_METRICS)
+    atomic.write_text(path, json.dumps(metrics, indent=1) + "\n")
+    files = [path, _write_csv(layout.eval_file(ws, layout.EVAL_PER_CLASS),
+                              ["track", "system", "class", "before", "after"], rows)]
     files += _write_plots(ws, systems, results, labels, cfg, scene_lines(metrics, reasons=False))
     return EvalSummary(metrics, files, time.perf_counter() - t0)
 
 
 def _write_plots(ws: store.Workspace, systems: Mapping, results: Mapping, labels: Mapping, cfg: EvalConfig,
                  scenes: list[str] = ()) -> list[Path]:
-    plots = ws.eval_dir / "plots"
     sys_name = {t: f"{t}-{cfg.plot_system}" for t in TRACKS}
     files = []
     for track, first in (("au", "AU"), ("expr", "class")):
         r = results.get(sys_name[track])
         rows = [] if r is None else [[c, r["before"]["per_class"][c], r["after"]["per_class"][c]]
                                      for c in CLASSES[track]]
-        files.append(_write_csv(plots / f"{track}_f1.csv", [first, "before", "after"], rows))
+        files.append(_write_csv(layout.eval_plot(ws, f"{track}_f1"), [first, "before", "after"], rows))
     # EXPR confusion (after), one row per valid frame
     conf_rows, conf = [], np.zeros((len(EXPR_NAMES), len(EXPR_NAMES)), np.int64)
     if sys_name["expr"] in results:
@@ -227,7 +226,7 @@ def _write_plots(ws: store.Workspace, systems: Mapping, results: Mapping, labels
             ok = true >= 0
             np.add.at(conf, (true[ok].astype(int), pred[ok].astype(int)), 1)
             conf_rows += [[EXPR_NAMES[a], EXPR_NAMES[p]] for a, p in zip(true[ok], pred[ok])]
-    files.append(_write_csv(plots / "expr_confusion.csv", ["actual", "predicted"], conf_rows))
+    files.append(_write_csv(layout.eval_plot(ws, "expr_confusion"), ["actual", "predicted"], conf_rows))
     # VA trace of one video
     trace, video = None, None
     va_meta = systems.get(sys_name["va"])
@@ -248,9 +247,9 @@ def _write_plots(ws: store.Workspace, systems: Mapping, results: Mapping, labels
         for i in range(len(true)):
             t = [None if x == -5 else float(x) for x in true[i]]
             rows.append([i, float(after[i, 0]), float(after[i, 1]), t[0], t[1], float(before[i, 0]), float(before[i, 1])])
-    files.append(_write_csv(plots / "va_trace.csv", ["frame", "valence", "arousal", "valence_true", "arousal_true",
+    files.append(_write_csv(layout.eval_plot(ws, "va_trace"), ["frame", "valence", "arousal", "valence_true", "arousal_true",
                                                      "valence_before", "arousal_before"], rows))
-    files.append(_report_png(ws.eval_dir / "report.png", results, sys_name, conf, trace, video, cfg, scenes))
+    files.append(_report_png(layout.eval_file(ws, layout.EVAL_REPORT), results, sys_name, conf, trace, video, cfg, scenes))
     return files
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import store
+from . import layout, store
 from .encoders import ENCODERS, AudioEncoder, create_encoder, is_encoder
 from .encoders.audio_options import split_options
 from .encoders.finetuned import FT_PREFIX
@@ -365,7 +365,7 @@ def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None
     done = [r for r in recs if store.is_complete(ws.features(cfg.encoder), r["name"])]
     if done:
         summary.weights = store.open_store(ws.features(cfg.encoder), "r")[done[0]["name"]].attrs["weights"]
-    summary.write_failures(ws.root / f"extract_failures_{ws.features(cfg.encoder).stem}.json")
+    summary.write_failures(layout.failures_file(ws, "extract", ws.features(cfg.encoder)))
     return summary
 
 

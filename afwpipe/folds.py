@@ -15,27 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import store
+from . import layout, store
 from .errors import TrainError
 
-#: the fold of the whole-dataset member (module docstring)
-ALL = "all"
-
-
-def parse_fold(fold) -> str | int:
-    """A fold as it names a model folder (``models/<task>-<head>-<fold>``): ``"official"``, ``"all"`` or a fold
-    number (int, or a string of digits).
-
-    Raises:
-        TrainError: anything else.
-    """
-    if isinstance(fold, (int, np.integer)) and not isinstance(fold, bool):
-        return int(fold)
-    if isinstance(fold, str) and fold.strip().lstrip("-").isdigit():
-        return int(fold)
-    if fold in ("official", ALL):
-        return fold
-    raise TrainError(f"fold must be 'official', '{ALL}' or a fold number, got {fold!r}")
+#: the fold of the whole-dataset member (module docstring) and how a fold names a model folder live in
+#: afwpipe.layout, beside the folder names; they are this module's too
+ALL, parse_fold = layout.ALL, layout.parse_fold
 
 
 def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from . import store
+from . import layout, store
 from .errors import PostprocessError, TrainError
 from .folds import ALL, split_videos
 from .labels import HEAD_TASKS
@@ -38,7 +38,7 @@ def head_videos(ws: store.Workspace, index: dict, record: dict) -> tuple[set[str
     Raises:
         PostprocessError: metrics.json is unreadable or lacks the lists, or the split cannot be recomputed.
     """
-    path = ws.models / record["name"] / "metrics.json"
+    path = layout.run_record(ws, record["name"])
     if path.is_file():
         try:
             m = json.loads(path.read_text())

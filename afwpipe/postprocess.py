@@ -88,7 +88,7 @@ from typing import ClassVar
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, atomic, store, temporal
+from . import __version__, atomic, layout, store, temporal
 from .chain import SMOOTH_PARAM, EnsembleChain, FoldChain, combine, decide, fill_track, smooth_with
 from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED, THRESHOLDS_OOF, THRESHOLDS_SCORED,
                         tune_au_thresholds)
@@ -522,7 +522,7 @@ def features_fitted_on(ws: store.Workspace, head: str) -> dict[str, list[str]]:
     """encoder -> videos whose labels fine-tuned the features head ``head`` reads (``features_trained_on`` of its
     ``models/<head>/metrics.json``, written by the train step; ``{}`` for a head without fine-tuned features or
     without that file)."""
-    path = ws.models / head / "metrics.json"
+    path = layout.run_record(ws, head)
     if not path.is_file():
         return {}
     try:

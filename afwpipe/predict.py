@@ -55,14 +55,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__, atomic, store
+from . import __version__, atomic, layout, store
 from .clips import DEFAULT_CACHE_BYTES, ClipDataset
 from .clips.gate import SpeechGate
 from .device import resolve_device
 from .config import FromParams
 from .errors import AfwpipeError, PredictError
 from .inference import checkpoint_stats, iter_frames, load_model
-from .labels import TASKS, TRAIN_TASKS
+from .labels import TASKS
 from .folds import parse_fold
 from .readers import ZarrFeatures
 from .views import FULL
@@ -73,33 +73,8 @@ log = logging.getLogger(__name__)
 PRED_DTYPE = np.float32
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """A trained head's folder ``models/<task>-<head>-<fold>[-<scene>]``."""
-
-    name: str
-    path: Path
-    task: str
-    head: str
-    fold: str | int
-    scene: str | None = None
-
-
-def parse_model_name(name: str, path: Path | None = None) -> ModelRef | None:
-    """``<task>-<head>-<fold>[-<scene>]`` -> :class:`ModelRef`, or None when ``name`` is not such a folder."""
-    parts = name.split("-", 3)
-    if len(parts) < 3 or parts[0] not in TRAIN_TASKS:
-        return None
-    try:
-        fold = parse_fold(parts[2])
-    except Exception:
-        return None
-    return ModelRef(name, Path(path) if path is not None else Path(name), parts[0], parts[1], fold,
-                    parts[3] if len(parts) == 4 else None)
-
-
 def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=None,
-                scenes=None) -> list[ModelRef]:
+                scenes=None) -> list[layout.ModelRef]:
     """Trained heads under ``ws.models`` (folders holding ``model.pt``), optionally only of head type ``head``,
     tasks ``tasks``, folds ``folds`` (``"official"`` or numbers) and, among scene heads, scenes ``scenes``
     (params ``train.scenes``; None: every scene head). Sorted by name."""
@@ -108,8 +83,8 @@ def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=
     folds = None if folds is None else {parse_fold(f) for f in folds}
     out = []
     for d in sorted(ws.models.iterdir()):
-        ref = parse_model_name(d.name, d)
-        if ref is None or not (d / "model.pt").is_file():
+        ref = layout.parse_model_name(d.name, d)
+        if ref is None or not ref.checkpoint.is_file():
             continue
         if (head is None or ref.head == head) and (tasks is None or ref.task in tasks) and \
                 (folds is None or ref.fold in folds) and (scenes is None or ref.scene is None or ref.scene in scenes):
@@ -322,7 +297,7 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
     ws.predictions_dir.mkdir(parents=True)
     summary = PredictSummary()
     for ref in tqdm(refs, desc="predict", unit="head", disable=not progress):
-        model, ckpt = load_model(ref.path / "model.pt", device)
+        model, ckpt = load_model(ref.checkpoint, device)
         features = ZarrFeatures(ws, ckpt["config"]["features"])
         val = list(ckpt.get("val_videos", []))
         names = []
@@ -365,5 +340,5 @@ def main(ws: store.Workspace, cfg: PredictConfig, *, progress: bool = True) -> P
     return summary
 
 
-__all__ = ["ModelRef", "PredictConfig", "PredictSummary", "evaluation_videos", "face_present", "find_models",
-           "head_outputs", "main", "parse_model_name", "predict_model", "run_predict"]
+__all__ = ["PredictConfig", "PredictSummary", "evaluation_videos", "face_present", "find_models",
+           "head_outputs", "main", "predict_model", "run_predict"]

@@ -106,7 +106,7 @@ class ZarrFeatures:
     (``shape`` opens them); ``emb`` and ``present`` are read in the same call (both reads in flight at
     once), so ``present`` costs next to nothing beside ``emb``. A cold read of one file at a time waits on
     the disk's latency, so :meth:`will_need` lets the OS read the next videos' files while this one is
-    read. The README's benchmark rows 5c, 5g, 5h and 5j give the measured rates.
+    read. docs/guide/benchmarks.md's rows 5c, 5g, 5h and 5j give the measured rates.
 
     Raises:
         TrainError: an encoder has no store (the message lists the stores that exist); a view list that does not

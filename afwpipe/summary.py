@@ -30,12 +30,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic
+from . import atomic, layout
 from .errors import EvaluateError
 from .store import Workspace
 
 #: the evaluate plots copied to ``plots/`` (files of ``eval/plots/``)
-PLOTS = ("au_f1.csv", "expr_f1.csv", "expr_confusion.csv", "va_trace.csv")
 #: keys of an evaluate metrics.json entry whose headline score goes to ``metrics/evaluate.json``
 SCORE_KEYS = ("before", "after", "after_tuned_on_scored")
 #: the headline score of each track's before/after dict (evaluate's keys)
@@ -96,7 +95,7 @@ def training_table(ws: Workspace) -> dict:
     index = _read_json(ws.predictions_index, "predictions index")
     table = {}
     for rec in index.get("models", []):
-        path = ws.models / rec["name"] / "metrics.json"
+        path = layout.run_record(ws, rec["name"])
         m = _read_json(path, "training metrics")
         key = "-".join(str(p) for p in (rec["task"], rec["fold"], rec.get("scene")) if p is not None)
         if m.get("best", {}) is None and not m.get("val_videos", True):  # fold all: no validation video
@@ -117,10 +116,10 @@ def main(ws: Workspace, out: Path | str = ".") -> SummaryResult:
         EvaluateError: a missing or malformed input file (named); nothing is written then.
     """
     out = Path(out)
-    path = ws.eval_dir / "metrics.json"
+    path = layout.eval_file(ws, layout.EVAL_METRICS)
     evaluation = evaluation_table(_read_json(path, "evaluation metrics"), path)
     training = training_table(ws)
-    plots = [ws.eval_dir / "plots" / name for name in PLOTS]
+    plots = [layout.eval_plot(ws, name) for name in layout.EVAL_PLOT_NAMES]
     missing = [str(p) for p in plots if not p.is_file()]
     if missing:
         raise EvaluateError(f"evaluate plots missing: {', '.join(missing)}; run `dvc repro evaluate`")

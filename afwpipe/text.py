@@ -31,7 +31,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import sparse
 
-from . import store
+from . import layout, store
 from .asr.transcripts import read_words
 from .config import FromParams
 from .descriptions import read_descriptions
@@ -222,7 +222,7 @@ def run_text(ws: store.Workspace, cfg: TextConfig, names: list[str] | None = Non
     summary = RunSummary(step=f"extract-text {cfg.encoder}")
     summary.results = run_videos(partial(TextWorker, ws, cfg), recs, f"text-{cfg.encoder}", progress, scheduler,
                                  gpu=resolve_device(cfg.device).startswith("cuda"))
-    summary.write_failures(ws.root / f"text_failures_{ws.features(cfg.encoder).stem}.json")
+    summary.write_failures(layout.failures_file(ws, "text", ws.features(cfg.encoder)))
     return summary
 
 

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import atomic, store
+from . import atomic, layout, store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
 from .clips.cache import LRUCache
 from .clips.gate import SpeechGate, parse_speech_gate
@@ -218,7 +218,7 @@ class TrainConfig(FromParams):
     @property
     def run_name(self) -> str:
         """``<task>-<head>-<fold>[-<scene>]``, the model folder's name."""
-        return "-".join([self.task, self.head, str(self.fold)] + ([self.scene] if self.scene else []))
+        return layout.model_name(self.task, self.head, self.fold, self.scene)
 
 
 def task_speech_gate(gate, every_task, features: list[str]) -> dict | None:
@@ -452,9 +452,9 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
             head.load_state_dict(best_state)
             best = score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks) if val_ds else None
 
-    out_dir = Path(out_dir) if out_dir is not None else ws.models / cfg.run_name
+    out_dir = Path(out_dir) if out_dir is not None else layout.model_dir(ws, cfg.run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out_dir / "model.pt", best_state, config=asdict(cfg), in_dims=dict(train_ds.dims), tasks=tasks,
+    save_checkpoint(layout.checkpoint(out_dir), best_state, config=asdict(cfg), in_dims=dict(train_ds.dims), tasks=tasks,
                     encoders=[{"name": e, **identities[e]} for e in features.encoders], stats=stats,
                     au_pos_weight=pos_w, expr_class_weight=cls_w, best_epoch=best_epoch,
                     best_score=None if best is None else best["score"],
@@ -465,7 +465,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
                "epoch_selection": cfg.epoch_selection, "selected_on": select_names, "selection": selection,
                "train_videos": train_names, "val_videos": val_names,
                "features_trained_on": features_trained_on(identities)}
-    atomic.write_text(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1) + "\n")
+    atomic.write_text(out_dir / layout.RUN_RECORD, json.dumps(_finite(metrics), indent=1) + "\n")
     return TrainResult(cfg, out_dir, best_epoch, best, len(history), len(train_names), len(val_names),
                        time.perf_counter() - t0, select_names)
 

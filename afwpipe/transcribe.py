@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import store
+from . import layout, store
 from .asr import create_asr, is_asr
 from .asr.transcripts import write_words
 from .config import FromParams
@@ -98,7 +98,7 @@ def run_transcribe(ws: store.Workspace, cfg: TranscribeConfig, names: list[str] 
     summary = RunSummary(step=f"transcribe {cfg.asr}", unit="words")
     summary.results = run_videos(partial(TranscribeWorker, ws, cfg), recs, f"transcribe-{cfg.asr}", progress,
                                  scheduler, gpu=resolve_device(cfg.device).startswith("cuda"))
-    summary.write_failures(ws.root / f"transcribe_failures_{ws.transcripts(cfg.asr).stem}.json")
+    summary.write_failures(layout.failures_file(ws, "transcribe", ws.transcripts(cfg.asr)))
     return summary
 
 

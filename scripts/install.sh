@@ -12,7 +12,7 @@ case "${1:-}" in
   *) echo "usage: scripts/install.sh [test]" >&2; exit 2 ;;
 esac
 # torch/torchvision first, pinned: timm needs torchvision, and these releases are the newest allowed
-# on our machines (see README "Install"). A GPU machine gets the CUDA build from the same wheels.
+# on our machines (see docs/guide/install.md). A GPU machine gets the CUDA build from the same wheels.
 $PY -m pip install --disable-pip-version-check -q "torch==2.14.1" "torchvision==0.29.1"
 # facenet-pytorch (MTCNN weights ship inside it) pins torch<2.3 in its metadata but runs on current
 # torch; install it without its dependencies so pip does not downgrade torch.

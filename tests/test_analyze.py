@@ -24,7 +24,7 @@ from afwpipe.predict import PredictConfig, run_predict
 from afwpipe.readers import read_post
 from afwpipe.train import TrainConfig, train
 
-#: the documented columns, written out by hand (README "afwpipe analyze", module docstring)
+#: the documented columns, written out by hand (docs/guide/analyze.md, module docstring)
 COLUMNS = (["frame", "time", "present", "x1", "y1", "x2", "y2"]
            + [c for au in AU_NAMES for c in (f"{au}_prob", au)]
            + [f"{c}_prob" for c in EXPR_NAMES] + ["expr", "expr_index", "valence", "arousal"])

@@ -3,6 +3,7 @@ cites a file outside the project (``DESIGN.md`` / ``STYLE.md`` of ``../shared``)
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -97,18 +98,49 @@ def test_code_cites_nothing_outside_the_project(path):
     assert hits == [], f"{path.relative_to(REPO)} cites a file outside the project: {hits}"
 
 
+def doc_pages() -> list[Path]:
+    """Every Markdown page of ``docs/``, the guide's pages in ``docs/guide/`` included."""
+    return sorted(DOCS.rglob("*.md"))
+
+
 def test_docs_cross_references_resolve_and_the_index_lists_every_note():
-    notes = sorted(DOCS.glob("*.md"))
-    assert {p.name for p in notes} >= {"README.md", "affwild2.md", "stores.md", "encoders.md", "heads.md",
-                                        "postprocess.md"}
+    notes = doc_pages()
+    names = {p.relative_to(DOCS).as_posix() for p in notes}
+    assert names >= {"README.md", "affwild2.md", "stores.md", "encoders.md", "heads.md", "postprocess.md",
+                     "guide/install.md", "guide/train.md", "guide/benchmarks.md"}
     index = (DOCS / "README.md").read_text(encoding="utf-8")
     found = []
     for note in notes:
+        name = note.relative_to(DOCS).as_posix()
         text = note.read_text(encoding="utf-8")
-        found += problems(f"docs/{note.name}", text)
-        found += [f"docs/{note.name}: cites a file outside the project: {m[0]}" for m in FORBIDDEN.finditer(text)]
-        found += [f"docs/{note.name}: links {link}, which does not exist"
-                  for link in re.findall(r"\]\(([\w./-]+\.md)\)", text) if not (DOCS / link).is_file()]
-        if note.name != "README.md" and f"]({note.name})" not in index:
-            found.append(f"docs/README.md does not list {note.name}")
+        found += problems(f"docs/{name}", text)
+        found += [f"docs/{name}: cites a file outside the project: {m[0]}" for m in FORBIDDEN.finditer(text)]
+        found += [f"docs/{name}: links {link}, which does not exist"
+                  for link in re.findall(r"\]\(([\w./-]+\.md)(?:#[\w-]+)?\)", text)
+                  if not (note.parent / link).is_file()]
+        if name != "README.md" and f"]({name})" not in index:
+            found.append(f"docs/README.md does not list {name}")
     assert found == []
+
+
+def test_readme_links_resolve():
+    """The landing page's links into ``docs/`` (pages and images) name files that exist."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([\w./-]+)(?:#[\w-]+)?\)", readme)
+    assert any(link.startswith("docs/guide/") for link in links)
+    assert [link for link in links if not (REPO / link).exists()] == []
+
+
+def test_mkdocs_builds_the_site_strictly(tmp_path):
+    """``mkdocs build --strict`` (MkDocs' own link, anchor and nav validation, warnings made errors) succeeds:
+    every page is in the nav, and no link or anchor between pages is broken."""
+    import subprocess
+    import sys
+
+    # no -q: MkDocs counts the warnings it logs, and -q hides them, so --strict would pass a broken link
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(REPO / "mkdocs.yml"),
+                          "-d", str(tmp_path / "site")], capture_output=True, text=True, env=env, cwd=REPO)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert (tmp_path / "site" / "guide" / "train" / "index.html").is_file()

@@ -14,6 +14,10 @@ def _entry(key, before, after, optimistic=False, after_key="after"):
             "optimistic": optimistic}
 
 
+#: the plot tables dvc.yaml's summary stage declares (written out by hand, not read from the code)
+PLOTS = ("au_f1.csv", "expr_f1.csv", "expr_confusion.csv", "va_trace.csv")
+
+
 def _workspace(tmp_path, head, after_key="after"):
     """A workspace as the evaluate and train stages leave it, for one head (hand-written values)."""
     ws = Workspace(tmp_path / head / "work" / "sample")
@@ -22,7 +26,7 @@ def _workspace(tmp_path, head, after_key="after"):
                       "ensemble": _entry("f1", 0.125, 0.375, True, after_key=after_key)},
                "va": {"0": _entry("ccc", -0.5, 0.75)}}
     (ws.eval_dir / "metrics.json").write_text(json.dumps(metrics))
-    for name in summary.PLOTS:
+    for name in PLOTS:
         (ws.eval_dir / "plots" / name).write_text(f"x,y\n{head},1\n")
     models = [{"name": f"au-{head}-official", "task": "au", "head": head, "fold": "official", "scene": None},
               {"name": f"va-{head}-0-indoor", "task": "va", "head": head, "fold": 0, "scene": "indoor"}]
@@ -50,7 +54,7 @@ def test_two_heads_share_every_key_and_path(tmp_path):
             "va-0-indoor": {"best_epoch": 1, "score": -0.25, "epochs": 4}}
         assert (out / "plots" / "au_f1.csv").read_text() == f"x,y\n{head},1\n"
     assert written["tmf"] == written["tcn"] == sorted(
-        ["metrics/evaluate.json", "metrics/train.json"] + [f"plots/{p}" for p in summary.PLOTS])
+        ["metrics/evaluate.json", "metrics/train.json"] + [f"plots/{p}" for p in PLOTS])
 
 
 def test_after_tuned_on_scored_keeps_its_own_key(tmp_path):

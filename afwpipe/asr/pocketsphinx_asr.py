@@ -8,7 +8,7 @@ so memory and search stay bounded on long videos), and each utterance is decoded
 ``frate`` 100) plus the utterance's start; its confidence is pocketsphinx's posterior word probability
 (``Segment.prob``). Entries of the model's filler dictionary (``noisedict``: ``<s>``, ``</s>``,
 ``<sil>``, noises) are dropped, and alternate pronunciations (``the(2)``) are reported as the word.
-Accuracy is modest (measured on tests/data/speech_clip.mp4: README "Transcripts"); the tests use it
+Accuracy is modest (measured on tests/data/speech_clip.mp4: docs/guide/text.md); the tests use it
 because it is the offline recogniser, ``whisper`` is the one for real data.
 """
 
