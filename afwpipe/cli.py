@@ -397,6 +397,9 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, d
     <workdir>/<dataset>/models/<task>-<head>-<fold>[-<scene>]/model.pt (weights, exact config,
     encoder identities, standardisation stats, selected_on) and metrics.json (selected_on: the
     names that chose the epoch; best: the kept weights' validation score).
+    Training curves (DVCLive): each epoch's loss and the choosing videos' scores go to
+    <workdir>/<dataset>/curves/<task>-<fold>[-<scene>]/ (metrics.json, the latest epoch;
+    plots/metrics/*.tsv, one row per epoch); `dvc plots show` draws them (README, "Training curves").
     """
     from . import train
 

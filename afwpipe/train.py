@@ -35,7 +35,9 @@ standardisation statistics, ``selected_on``) and ``metrics.json``: ``best_epoch`
 ``best`` (validation metrics of the kept weights; None for fold ``all``), ``epochs`` (per epoch the loss
 and, when names choose the epoch, their scores), ``epoch_selection``, ``selected_on``, ``selection`` (the
 selection names' score at the kept epoch, or None), ``train_videos`` (names whose frames fit the weights), ``val_videos`` and
-``features_trained_on`` (per fine-tuned encoder, the videos whose labels fitted it).
+``features_trained_on`` (per fine-tuned encoder, the videos whose labels fitted it). The same per-epoch loss and
+scores go, epoch by epoch, to DVCLive's ``<ws>/curves/<task>-<fold>[-<scene>]/`` (:mod:`afwpipe.curves`), the
+curves ``dvc plots show`` draws.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from . import atomic, store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
 from .clips.cache import LRUCache
 from .clips.gate import SpeechGate, parse_speech_gate
+from .curves import EpochCurves, curves_dir
 from .device import autocast, resolve_device
 from .config import FromParams
 from .task_settings import DEFAULT_TRAIN_FEATURES, name_list, per_task
@@ -364,7 +367,8 @@ def _deterministic():
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
-def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir: Path | None = None) -> TrainResult:
+def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir: Path | None = None,
+          curves: Path | None = None) -> TrainResult:
     """Train ``cfg.head`` on the features of workspace ``ws`` and write the checkpoint and metrics.
 
     Args:
@@ -372,6 +376,8 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         cfg: the run's settings.
         progress: show a tqdm bar over epochs (loss and validation score).
         out_dir: model folder (default ``ws.models / cfg.run_name``).
+        curves: DVCLive folder of the per-epoch curves (default ``<ws>/curves/<task>-<fold>[-<scene>]``;
+            :mod:`afwpipe.curves`).
 
     Raises:
         TrainError: missing store, features of different lengths, NaN/Inf in features, unknown fold or
@@ -424,6 +430,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         history, best, best_epoch, best_state, stale = [], None, 0, None, 0
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.run_name}", unit="epoch", disable=not progress)
+        live = EpochCurves(curves if curves is not None else curves_dir(ws, cfg.task, cfg.fold, cfg.scene))
         for epoch in bar:
             loss = train_epoch(head, train_ds, opt, rng, device, cfg.batch_size, task_weights=cfg.task_weights,
                                au_pos_weight=pos_w, expr_class_weight=cls_w, focal_gamma=cfg.focal_gamma,
@@ -431,10 +438,12 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
                                where=f"{cfg.run_name}, epoch {epoch}")
             if select_ds is None:  # a fixed epoch count: the last epoch is kept
                 history.append({"epoch": epoch, "loss": loss})
+                live.log(epoch, loss)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 continue
             sel = score(predict_frames(head, select_ds, device, cfg.batch_size), labels, tasks)
             history.append({"epoch": epoch, "loss": loss, **sel})
+            live.log(epoch, loss, sel)
             if best is None or sel["score"] > best["score"]:
                 best, best_epoch, stale = sel, epoch, 0
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
@@ -444,6 +453,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
             if cfg.patience and stale >= cfg.patience:
                 break
         bar.close()
+        live.close()
         selection = best
         if select_ds is None:
             best_epoch = len(history)
