@@ -12,12 +12,15 @@ fold. DVCLive's layout in it::
     plots/metrics/select/au_f1.tsv      step, au_f1          (AU mean F1, threshold 0.5)
     plots/metrics/select/expr_f1.tsv    step, expr_f1        (EXPR macro F1 over 8 classes)
     plots/metrics/select/va_ccc.tsv     step, va_ccc         (VA mean CCC; valence_ccc, arousal_ccc beside it)
+    plots/metrics/val/score.tsv ...     the same scores of the fold's validation videos (``train.val_curves``)
 
 ``select/*`` are the scores of the videos that choose the epoch (``train.epoch_selection``: an inner split of
 the training videos, or the fold's validation videos with ``val``; :mod:`afwpipe.train`), present only when
 some videos choose it; a run with a fixed epoch count (fold ``all``, too few training videos) logs ``loss``
-only. The numbers are exactly those of the model's ``metrics.json`` ``epochs`` list, which stays the run's
-record (per-AU and per-class scores included); these files are its curves.
+only. ``val/*`` (``train.val_curves: true``, off by default) scores the fold's validation videos after every
+epoch for the curves alone; they never choose the epoch. The numbers are exactly those of the model's
+``metrics.json`` ``epochs`` list, which stays the run's record (per-AU and per-class scores included); these
+files are its curves.
 
 DVCLive settings, for a DVC stage (DVCLive's guide "DVCLive with DVC"): ``dvcyaml=False`` (dvc.yaml declares
 the folder's ``metrics.json`` and ``plots/metrics`` itself), ``save_dvc_exp=False`` (``dvc exp run`` records the
@@ -91,15 +94,17 @@ class EpochCurves:
         self.path = Path(path)
         self.live = ProjectLive(str(self.path), report=None, save_dvc_exp=False, dvcyaml=False)
 
-    def log(self, epoch: int, loss: float, select: dict | None = None) -> None:
-        """One epoch: ``loss`` (mean training batch loss) and, when videos choose the epoch, their scores
-        ``select`` (:func:`afwpipe.train.score`'s dict: ``score`` and the tasks' headline metrics); then
+    def log(self, epoch: int, loss: float, select: dict | None = None, *, val: dict | None = None) -> None:
+        """One epoch: ``loss`` (mean training batch loss), when videos choose the epoch their scores ``select``,
+        and with ``train.val_curves`` the validation videos' scores ``val`` (each :func:`afwpipe.train.score`'s
+        dict: ``score`` and the tasks' headline metrics, logged as ``select/*`` and ``val/*``); then
         ``metrics.json`` is rewritten, so a running experiment shows the epoch at once. ``epoch`` (1-based) is
         the TSV files' ``step``."""
         self.live.step = epoch
         self.live.log_metric("loss", float(loss))
-        for name, value in _select_metrics(select):
-            self.live.log_metric(f"select/{name}", value)
+        for prefix, scores in (("select", select), ("val", val)):
+            for name, value in _headlines(scores):
+                self.live.log_metric(f"{prefix}/{name}", value)
         self.live.next_step()
 
     def close(self) -> None:
@@ -107,13 +112,13 @@ class EpochCurves:
         self.live.end()
 
 
-def _select_metrics(select: dict | None) -> list[tuple[str, float]]:
-    if not select:
+def _headlines(scores: dict | None) -> list[tuple[str, float]]:
+    if not scores:
         return []
-    out = [("score", float(select["score"]))]
+    out = [("score", float(scores["score"]))]
     for task, pairs in HEADLINES.items():
-        if task in select:
-            out += [(name, float(select[task][key])) for key, name in pairs]
+        if task in scores:
+            out += [(name, float(scores[task][key])) for key, name in pairs]
     return out
 
 

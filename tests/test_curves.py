@@ -17,6 +17,7 @@ import yaml
 
 from afwpipe import store, summary
 from afwpipe.curves import ProjectLive
+from afwpipe.errors import TrainError
 from afwpipe.train import TrainConfig, train
 from conftest import REPO
 from test_clips import make_workspace
@@ -94,6 +95,33 @@ def test_a_fixed_epoch_count_logs_the_loss_only_and_a_rerun_starts_afresh(tmp_pa
         [(e["epoch"], e["loss"]) for e in record]
 
 
+def test_val_curves_score_the_validation_videos_without_changing_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ws = _workspace(tmp_path / "ws")
+    # inner epoch selection (the default): one of the 5 training videos chooses, v5..v7 validate
+    plain = train(ws, _cfg(task="va", epochs=4), progress=False, out_dir=tmp_path / "plain")
+    r = train(ws, _cfg(task="va", epochs=4, val_curves=True), progress=False)
+    record = json.loads((r.model_dir / "metrics.json").read_text())["epochs"]
+    plain_record = json.loads((plain.model_dir / "metrics.json").read_text())["epochs"]
+    assert [e["loss"] for e in record] == [e["loss"] for e in plain_record]  # the extra pass trains nothing
+    assert [e["score"] for e in record] == [e["score"] for e in plain_record]
+    assert "val" not in plain_record[0] and r.selected_on and r.best_epoch == plain.best_epoch
+
+    metrics = ws.root / "curves" / "va-official" / "plots" / "metrics"
+    val = _tsv(metrics / "val" / "score.tsv")
+    assert val == [(e["epoch"], e["val"]["score"]) for e in record]
+    assert _tsv(metrics / "val" / "valence_ccc.tsv") == [(e["epoch"], e["val"]["va"]["valence"]) for e in record]
+    assert _tsv(metrics / "select" / "score.tsv") == [(e["epoch"], e["score"]) for e in record]
+    # train's own score of the kept weights on the validation videos (after reloading them) is that epoch's
+    assert dict(val)[r.best_epoch] == pytest.approx(r.best["score"], abs=1e-6)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_val_curves_must_be_a_bool(value):
+    with pytest.raises(TrainError, match="val_curves"):
+        _cfg(val_curves=value)
+
+
 def _dvc(repo: Path, *args: str) -> str:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                DVC_NO_ANALYTICS="1", DVC_STUDIO_OFFLINE="true")
@@ -165,3 +193,24 @@ def test_outside_a_dvc_project_a_git_repository_is_left_alone(tmp_path, monkeypa
     assert _tsv(repo / "curves" / "plots" / "metrics" / "loss.tsv") == [(0, 0.5)]
     assert not (repo / ".dvc").exists() and not (repo / ".dvcignore").exists()
     assert _dvc(repo, "git", "status", "--porcelain") == "?? curves/\n"
+
+
+def test_cli_val_curves_reaches_the_config_and_the_curves(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from afwpipe.cli import main
+    from afwpipe.inference import load_model
+
+    monkeypatch.chdir(tmp_path)
+    ws = _workspace(tmp_path / "sample")
+    params = {"workdir": str(tmp_path), "train": {"head": "tcn", "features": ["vis", "aud"], "k": 32, "patience": 0,
+                                                  "batch_size": 8, "device": "cpu", "head_kwargs": TCN}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(REPO / "data_manifest.yaml"),
+                                    "train", "--task", "va", "--epochs", "2", "--val-curves"])
+    assert res.exit_code == 0, res.output
+    _, ckpt = load_model(ws.models / "va-tcn-official" / "model.pt")
+    assert ckpt["config"]["val_curves"] is True
+    record = json.loads((ws.models / "va-tcn-official" / "metrics.json").read_text())["epochs"]
+    assert _tsv(ws.root / "curves" / "va-official" / "plots" / "metrics" / "val" / "score.tsv") == \
+        [(e["epoch"], e["val"]["score"]) for e in record] and len(record) == 2
