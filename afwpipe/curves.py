@@ -27,8 +27,9 @@ the folder's ``metrics.json`` and ``plots/metrics`` itself), ``save_dvc_exp=Fals
 experiment; a hand run makes none), ``report=None`` (no HTML / Markdown report). Nothing here needs a network or
 a git remote: DVCLive posts to DVC Studio only when a Studio token is configured (``DVC_STUDIO_TOKEN`` or ``dvc
 config studio.token``; ``DVC_STUDIO_OFFLINE=true`` turns it off), and its log level is ``DVCLIVE_LOGLEVEL``
-(default WARNING). Outside a DVC project DVCLive would run ``dvc init`` in an enclosing git repository (its
-``get_dvc_repo``); :class:`ProjectLive` leaves such a directory alone and only writes the files.
+(default WARNING). Run from outside a DVC project (the working directory), DVCLive would run ``dvc init`` in an
+enclosing git repository (its ``get_dvc_repo``); :class:`ProjectLive` leaves such a directory alone and only
+writes the files.
 
 DVCLive starts a run by deleting the folder's previous ``metrics.json`` and ``plots/metrics`` (a rerun never
 appends to the last run's curves) and then writes only files it created, so a file hardlinked to the DVC
@@ -46,9 +47,7 @@ from .store import Workspace
 
 #: workspace subfolder holding one curves folder per head
 CURVES = "curves"
-#: DVCLive's subfolder of per-metric TSV files (``plots/metrics``), the DVC plots output
-PLOTS_SUBDIR = Path("plots") / "metrics"
-#: the per-task headline score of a :func:`afwpipe.train.score` dict, logged as ``select/<name>``
+#: per task, (key of its :func:`afwpipe.train.score` entry, curve name): logged as ``select/<name>``, ``val/<name>``
 HEADLINES = {"au": (("f1", "au_f1"),), "expr": (("f1", "expr_f1"),),
              "va": (("ccc", "va_ccc"), ("valence", "valence_ccc"), ("arousal", "arousal_ccc"))}
 
@@ -122,4 +121,4 @@ def _headlines(scores: dict | None) -> list[tuple[str, float]]:
     return out
 
 
-__all__ = ["CURVES", "PLOTS_SUBDIR", "EpochCurves", "ProjectLive", "curves_dir", "curves_key"]
+__all__ = ["CURVES", "HEADLINES", "EpochCurves", "ProjectLive", "curves_dir", "curves_key"]

@@ -33,7 +33,8 @@ Folds and scenes: which videos train and which validate is :func:`afwpipe.folds.
 Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, config, encoder identities,
 standardisation statistics, ``selected_on``) and ``metrics.json``: ``best_epoch`` (kept epoch, 1-based),
 ``best`` (validation metrics of the kept weights; None for fold ``all``), ``epochs`` (per epoch the loss,
-when names choose the epoch their scores, and with ``val_curves`` the validation videos' scores under ``val``), ``epoch_selection``, ``selected_on``, ``selection`` (the
+when names choose the epoch their scores, and with ``val_curves`` the validation videos' scores under
+``val``), ``epoch_selection``, ``selected_on``, ``selection`` (the
 selection names' score at the kept epoch, or None), ``train_videos`` (names whose frames fit the weights), ``val_videos`` and
 ``features_trained_on`` (per fine-tuned encoder, the videos whose labels fitted it). The same per-epoch loss and
 scores go, epoch by epoch, to DVCLive's ``<ws>/curves/<task>-<fold>[-<scene>]/`` (:mod:`afwpipe.curves`), the

@@ -89,7 +89,8 @@ def test_a_fixed_epoch_count_logs_the_loss_only_and_a_rerun_starts_afresh(tmp_pa
     record = json.loads((r.model_dir / "metrics.json").read_text())["epochs"]
     assert _tsv(live / "plots" / "metrics" / "loss.tsv") == [(e["epoch"], e["loss"]) for e in record]
     assert not (live / "plots" / "metrics" / "select").exists()
-    r2 = train(ws, _cfg(task="va", fold="all", epochs=2, epoch_selection="val", seed=1), progress=False)  # rerun: two rows, not four
+    # a rerun: two rows, not four
+    r2 = train(ws, _cfg(task="va", fold="all", epochs=2, epoch_selection="val", seed=1), progress=False)
     record2 = json.loads((r2.model_dir / "metrics.json").read_text())["epochs"]
     assert _tsv(live / "plots" / "metrics" / "loss.tsv") == [(e["epoch"], e["loss"]) for e in record2] != \
         [(e["epoch"], e["loss"]) for e in record]
@@ -206,8 +207,9 @@ def test_cli_val_curves_reaches_the_config_and_the_curves(tmp_path, monkeypatch)
     params = {"workdir": str(tmp_path), "train": {"head": "tcn", "features": ["vis", "aud"], "k": 32, "patience": 0,
                                                   "batch_size": 8, "device": "cpu", "head_kwargs": TCN}}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest", str(REPO / "data_manifest.yaml"),
-                                    "train", "--task", "va", "--epochs", "2", "--val-curves"])
+    res = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--manifest",
+                                    str(REPO / "data_manifest.yaml"), "train", "--task", "va", "--epochs", "2",
+                                    "--val-curves"])
     assert res.exit_code == 0, res.output
     _, ckpt = load_model(ws.models / "va-tcn-official" / "model.pt")
     assert ckpt["config"]["val_curves"] is True
