@@ -453,9 +453,12 @@ def extract_text_cmd(obj, encoders, source, asr, vlm, weights, device, names, ac
                    "encoders; tfcrop0.8, fmask8 ... of the log-Mel audio encoders), mean (average of a visual "
                    "encoder's stored views), or full,<view>[,...]: the global and local views as separate feature "
                    "blocks (<encoder>@<view>). Default: params train.view (full).")
+@click.option("--val-curves/--no-val-curves", default=None,
+              help="Also score the fold's validation videos after every epoch, for the curves only (val/*; never "
+                   "chooses the epoch; one more prediction pass per epoch). Default: params train.val_curves (false).")
 @click.pass_obj
 def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, device, focal_gamma,
-              logit_adjust_tau, modality_dropout, view):
+              logit_adjust_tau, modality_dropout, view, val_curves):
     """Train a fusion head on cached features (never reads video).
 
     \b
@@ -467,6 +470,10 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, d
     <workdir>/<dataset>/models/<task>-<head>-<fold>[-<scene>]/model.pt (weights, exact config,
     encoder identities, standardisation stats, selected_on) and metrics.json (selected_on: the
     names that chose the epoch; best: the kept weights' validation score).
+    Training curves (DVCLive): each epoch's loss and the choosing videos' scores go to
+    <workdir>/<dataset>/curves/<task>-<fold>[-<scene>]/ (metrics.json, the latest epoch;
+    plots/metrics/*.tsv, one row per epoch: loss, select/* and with --val-curves val/*);
+    `dvc plots show` draws them (README, "Training curves").
     """
     from . import train
 
@@ -474,7 +481,7 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, d
                                         scene=scene, epochs=epochs, epoch_selection=epoch_selection, device=device,
                                         focal_gamma=focal_gamma,
                                         logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout,
-                                        view=view)
+                                        view=view, val_curves=val_curves)
     _, ws = _workspace(obj)
     train.main(ws, cfg)
 

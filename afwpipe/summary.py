@@ -21,7 +21,8 @@ column. This step reads them and writes, relative to ``out`` (the repository roo
     plots/<name>.csv        copies of ``eval/plots/*.csv`` (per-AU / per-class F1, EXPR confusion, VA trace)
 
 Keys are head-independent by construction: the head is an experiment parameter (``train.head``), shown by
-``dvc exp show`` in its own column.
+``dvc exp show`` in its own column. The per-epoch curves are not copied here: DVCLive writes them during
+training at head-independent paths that dvc.yaml declares as the train stages' plots (:mod:`afwpipe.curves`).
 """
 
 from __future__ import annotations

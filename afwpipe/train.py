@@ -32,10 +32,13 @@ Folds and scenes: which videos train and which validate is :func:`afwpipe.folds.
 
 Writes ``<ws>/models/<task>-<head>-<fold>[-<scene>]/model.pt`` (state dict, config, encoder identities,
 standardisation statistics, ``selected_on``) and ``metrics.json``: ``best_epoch`` (kept epoch, 1-based),
-``best`` (validation metrics of the kept weights; None for fold ``all``), ``epochs`` (per epoch the loss
-and, when names choose the epoch, their scores), ``epoch_selection``, ``selected_on``, ``selection`` (the
+``best`` (validation metrics of the kept weights; None for fold ``all``), ``epochs`` (per epoch the loss,
+when names choose the epoch their scores, and with ``val_curves`` the validation videos' scores under
+``val``), ``epoch_selection``, ``selected_on``, ``selection`` (the
 selection names' score at the kept epoch, or None), ``train_videos`` (names whose frames fit the weights), ``val_videos`` and
-``features_trained_on`` (per fine-tuned encoder, the videos whose labels fitted it).
+``features_trained_on`` (per fine-tuned encoder, the videos whose labels fitted it). The same per-epoch loss and
+scores go, epoch by epoch, to DVCLive's ``<ws>/curves/<task>-<fold>[-<scene>]/`` (:mod:`afwpipe.curves`), the
+curves ``dvc plots show`` draws.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from . import atomic, layout, store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
 from .clips.cache import LRUCache
 from .clips.gate import SpeechGate, parse_speech_gate
+from .curves import EpochCurves, curves_dir
 from .device import autocast, resolve_device
 from .config import FromParams
 from .task_settings import DEFAULT_TRAIN_FEATURES, name_list, per_task
@@ -132,6 +136,10 @@ class TrainConfig(FromParams):
             encoder's stored views); or a list starting with ``full`` (``[full, tfcrop0.8]``, also ``full,
             tfcrop0.8``): the global view and each local view as separate feature blocks, ``<encoder>@<view>``
             beside ``<encoder>`` for the encoders of that view's modality. Prediction reads the same view(s).
+        val_curves: also score the fold's validation videos after every epoch (``val`` of each ``epochs`` entry
+            and the ``val/*`` curves of :mod:`afwpipe.curves`); the scores never choose the epoch or stop
+            training. Off by default: one more prediction pass per epoch. Nothing to add with
+            ``epoch_selection: val`` (the ``select`` scores are the validation videos') or fold ``all``.
     """
 
     params_section: ClassVar[str] = "train"
@@ -166,6 +174,7 @@ class TrainConfig(FromParams):
     modality_dropout: float = 0.0
     speech_gate: dict | None = None  # speech gate (afwpipe.clips.gate); parsed in __post_init__
     view: str | list = FULL  # one view, or [full, <local view>...] (parse_train_view)
+    val_curves: bool = False  # also score the validation videos every epoch, for the curves only (afwpipe.curves)
 
     def __post_init__(self):
         if self.task not in TRAIN_TASKS:
@@ -209,6 +218,8 @@ class TrainConfig(FromParams):
                              f"(one clip never loses every encoder); features: {', '.join(self.features)}")
         self.speech_gate = task_speech_gate(self.speech_gate, every_task, self.features)
         self.view = parse_train_view(self.view)
+        if not isinstance(self.val_curves, bool):
+            raise TrainError(f"train.val_curves must be true or false, got {self.val_curves!r}")
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -364,7 +375,8 @@ def _deterministic():
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
-def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir: Path | None = None) -> TrainResult:
+def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir: Path | None = None,
+          curves: Path | None = None) -> TrainResult:
     """Train ``cfg.head`` on the features of workspace ``ws`` and write the checkpoint and metrics.
 
     Args:
@@ -372,6 +384,8 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         cfg: the run's settings.
         progress: show a tqdm bar over epochs (loss and validation score).
         out_dir: model folder (default ``ws.models / cfg.run_name``).
+        curves: DVCLive folder of the per-epoch curves (default ``<ws>/curves/<task>-<fold>[-<scene>]``;
+            :mod:`afwpipe.curves`).
 
     Raises:
         TrainError: missing store, features of different lengths, NaN/Inf in features, unknown fold or
@@ -424,17 +438,22 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         history, best, best_epoch, best_state, stale = [], None, 0, None, 0
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.run_name}", unit="epoch", disable=not progress)
+        live = EpochCurves(curves if curves is not None else curves_dir(ws, cfg.task, cfg.fold, cfg.scene))
         for epoch in bar:
             loss = train_epoch(head, train_ds, opt, rng, device, cfg.batch_size, task_weights=cfg.task_weights,
                                au_pos_weight=pos_w, expr_class_weight=cls_w, focal_gamma=cfg.focal_gamma,
                                expr_logit_offset=offset, modality_dropout=cfg.modality_dropout,
                                where=f"{cfg.run_name}, epoch {epoch}")
+            val = (score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks)
+                   if cfg.val_curves and val_ds is not None and select_ds is not val_ds else None)
             if select_ds is None:  # a fixed epoch count: the last epoch is kept
-                history.append({"epoch": epoch, "loss": loss})
+                history.append({"epoch": epoch, "loss": loss, **({"val": val} if val else {})})
+                live.log(epoch, loss, val=val)
                 bar.set_postfix(loss=f"{loss:.4f}")
                 continue
             sel = score(predict_frames(head, select_ds, device, cfg.batch_size), labels, tasks)
-            history.append({"epoch": epoch, "loss": loss, **sel})
+            history.append({"epoch": epoch, "loss": loss, **sel, **({"val": val} if val else {})})
+            live.log(epoch, loss, sel, val=val)
             if best is None or sel["score"] > best["score"]:
                 best, best_epoch, stale = sel, epoch, 0
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
@@ -444,6 +463,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
             if cfg.patience and stale >= cfg.patience:
                 break
         bar.close()
+        live.close()
         selection = best
         if select_ds is None:
             best_epoch = len(history)

@@ -89,6 +89,12 @@ def test_queued_experiments_show_two_heads_side_by_side(sample_workspace, sample
         assert training["va-official"]["epochs"] == training["va-official-man"]["epochs"] == 2
         # the head's own training metrics (work/, never in git) give the same best score
         assert training["va-official"]["score"] == pytest.approx(evaluation["va"]["official"]["before"], abs=1e-6)
+        # each head's curves (DVCLive, afwpipe/curves.py): its last epoch, beside today's two files
+        assert set(data["metrics"]) == {"metrics/evaluate.json", "metrics/train.json",
+                                        "work/sample/curves/va-official/metrics.json",
+                                        "work/sample/curves/va-official-man/metrics.json"}
+        curve = data["metrics"]["work/sample/curves/va-official/metrics.json"]["data"]
+        assert curve["step"] == 2 and set(curve) == {"step", "loss"}  # 2 training videos: no epoch choice
     assert rows["exp-tmf"]["metrics"] != rows["exp-tcn"]["metrics"], "two heads, identical scores"
     # detect and extract were not rerun: their seeded outputs are unchanged in both experiments
     assert "Running stage 'detect'" not in _run(repo, "dvc", "queue", "logs", "exp-tcn")
