@@ -2,7 +2,7 @@
 annotation trees of every edition; ``video_csv`` and ``frame_csv`` read generic label tables (docs/datasets.md).
 Importing this package registers every reader."""
 
-from . import affwild2_reader  # noqa: F401  (registers affwild2)
+from . import affwild2_reader, frame_csv, video_csv  # noqa: F401  (register affwild2, frame_csv, video_csv)
 from .affwild2 import (
     AnnotationEntry,
     find_videos,
