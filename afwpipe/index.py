@@ -19,8 +19,7 @@ from tqdm import tqdm
 from . import atomic, store
 from .datasets import create_reader
 from .datasets.affwild2 import ROOT_EDITION
-from .datasets.affwild2_reader import AFFWILD2_TASKS
-from .datasets.base import Item, TaskSpec, parse_tasks, rel
+from .datasets.base import Item, TaskSpec, index_tasks, rel
 from .errors import AfwpipeError, DatasetError
 from .exclusions import parse_exclude, resolve_ranges
 from .manifest import DatasetSpec
@@ -162,13 +161,6 @@ def _read_labels(reader, item: Item, task: TaskSpec, n_frames: int) -> tuple[np.
     except AfwpipeError as err:
         log.error("%s", err)
         return task.empty(n_frames if task.level == "frame" else 1), 0, {"path": source, "error": str(err)}
-
-
-def index_tasks(index: dict) -> dict[str, TaskSpec]:
-    """The tasks of an index: its ``tasks`` declarations (generic readers), else Aff-Wild2's AU/EXPR/VA."""
-    if "tasks" in index:
-        return parse_tasks(index["tasks"], f"index.json of {index.get('dataset')}")
-    return dict(AFFWILD2_TASKS)
 
 
 def _track_cell(rec: dict, task: str) -> str:

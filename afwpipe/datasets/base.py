@@ -279,6 +279,30 @@ def rel(p: Path) -> str:
         return str(p)
 
 
+def index_tasks(index: Mapping) -> dict[str, TaskSpec]:
+    """The tasks of an ``index.json``: its ``tasks`` declarations (the generic readers write them), else Aff-Wild2's
+    built-in AU / EXPR / VA (:data:`afwpipe.datasets.affwild2_reader.AFFWILD2_TASKS`).
+
+    Raises:
+        DatasetError: a malformed ``tasks`` entry (see :func:`parse_tasks`).
+    """
+    if "tasks" in index:
+        return parse_tasks(index["tasks"], f"index.json of {index.get('dataset')}: tasks")
+    from .affwild2_reader import AFFWILD2_TASKS  # the affwild2 reader imports this module
+
+    return dict(AFFWILD2_TASKS)
+
+
+#: the ``train.task`` that trains every declared task in one head (as ``mtl`` trains AU, EXPR and VA together)
+ALL_TASKS = "mtl"
+
+
+def is_generic(index: Mapping) -> bool:
+    """Whether an ``index.json`` declares its own tasks (a generic reader: video_csv, frame_csv) rather than
+    Aff-Wild2's AU / EXPR / VA, whose steps (thresholds, smoothing, ABAW submission) are their own."""
+    return "tasks" in index
+
+
 #: reader name -> reader class (``create_reader(name)`` builds one)
 READERS = Registry("dataset reader", DatasetError)
 
