@@ -13,7 +13,10 @@ import yaml
 from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
+from click.testing import CliRunner
+
 from afwpipe import store
+from afwpipe.cli import main
 from afwpipe.detect import DetectConfig, run_detect
 from afwpipe.evaluate import run_evaluate
 from afwpipe.extract import ExtractConfig, run_extract
@@ -23,6 +26,8 @@ from afwpipe.postprocess import PostConfig, run_postprocess
 from afwpipe.predict import PredictConfig, run_predict
 from afwpipe.readers import read_prediction
 from afwpipe.train import TrainConfig, train
+
+from conftest import REPO
 
 CLIPS = {"single_face": "val", "face_noface": "val", "noface_face": "train", "no_face": "train"}
 EMOTION = {"single_face": "calm", "face_noface": "happy", "noface_face": "calm", "no_face": "happy"}
@@ -93,6 +98,17 @@ def test_video_csv_dataset_runs_every_step_to_uar_and_war(cached, fer_hdf5):
     assert r["after"]["uar"] == pytest.approx(balanced_accuracy_score(truth, decided))
     assert r["after"]["war"] == pytest.approx(accuracy_score(truth, decided))
     assert "emotion official uar" in summary.line()
+
+    # `afwpipe train` without --task trains every task the dataset declares
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["workdir"] = str(tmp / "work")
+    params["dataset"].update(name="clips", root=None)
+    params["train"].update({k: v for k, v in SMALL.items()}, features=SMALL["features"])
+    (tmp / "p.yaml").write_text(yaml.safe_dump(params))
+    res = CliRunner().invoke(main, ["--params", str(tmp / "p.yaml"), "--manifest", str(tmp / "clips.yaml"),
+                                    "train", "--fold", "0"])
+    assert res.exit_code == 0, res.output
+    assert "train emotion-tcn-0:" in res.output and (ws.models / "emotion-tcn-0" / "model.pt").is_file()
 
 
 FRAME_CSV = """

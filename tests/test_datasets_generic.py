@@ -160,3 +160,48 @@ def test_frame_csv_aligns_listed_frames_and_reports_a_frame_past_the_end(tmp_pat
     assert fail["video"] == "face_noface" and fail["path"].endswith("labels/face_noface.csv")
     assert f"line 3: frame {n['face_noface'] + 1} is past the video's end ({n['face_noface']} decoded frames)" in fail["error"]
     assert recs["face_noface"]["labelled"] == {"valence": 0}
+
+
+def _video_head(name, pool):
+    from afwpipe.heads import create_head, list_heads  # noqa: F401
+
+    kw = {"tcn": dict(channels=8, mlp_dim=8, dilations=[1, 2]), "tmf": dict(d_model=16, n_layers=1, n_heads=2),
+          "msf": dict(d_model=16, n_heads=2), "xattn": dict(d_model=16, n_heads=2),
+          "mamba": dict(d_model=16, n_layers=1), "stack": dict(d_model=16)}.get(name, {})
+    return create_head(name, {"a": 6, "b": 4}, {"emotion": {"width": 3, "level": "video"},
+                                                "valence": {"width": 1, "level": "frame"}}, video_pool=pool, **kw)
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_every_head_gives_one_output_per_clip_for_a_video_task_whatever_the_padding_holds(pool):
+    import torch
+
+    from afwpipe.heads import list_heads
+
+    torch.manual_seed(0)
+    x = {"a": torch.randn(2, 10, 6), "b": torch.randn(2, 10, 4)}
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    for name in list_heads():
+        head = _video_head(name, pool).eval()
+        out = head(x, mask)
+        assert out["emotion"].shape == (2, 3) and out["valence"].shape == (2, 10, 1), name
+        noisy = {k: v.clone() for k, v in x.items()}
+        noisy["a"][1, 7:] = 100.0
+        with torch.no_grad():
+            torch.testing.assert_close(head(noisy, mask)["emotion"], out["emotion"].detach(), msg=name)
+
+
+def test_mean_pooling_is_the_mean_of_the_real_frames_and_attention_weights_skip_padding():
+    import torch
+
+    from afwpipe.heads.readout import AttentionPool, MeanPool
+
+    h = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    pooled = MeanPool(4)(h, mask).numpy()
+    np.testing.assert_allclose(pooled[0], h[0].numpy().mean(0), rtol=1e-6)
+    np.testing.assert_allclose(pooled[1], h[1, :2].numpy().mean(0), rtol=1e-6)
+    a = AttentionPool(4).weights(h, mask).detach().numpy()
+    np.testing.assert_allclose(a.sum(1), [1, 1], rtol=1e-6)
+    assert (a[1, 2:] == 0).all() and (a[1, :2] > 0).all()
