@@ -205,3 +205,18 @@ def test_mean_pooling_is_the_mean_of_the_real_frames_and_attention_weights_skip_
     a = AttentionPool(4).weights(h, mask).detach().numpy()
     np.testing.assert_allclose(a.sum(1), [1, 1], rtol=1e-6)
     assert (a[1, 2:] == 0).all() and (a[1, :2] > 0).all()
+
+
+def test_excluded_frames_of_a_frame_csv_dataset_are_invalid_for_training_and_scoring(tmp_path, sample_videos):
+    from afwpipe import store
+    from afwpipe.index import build_index
+    from afwpipe.readers import load_labels
+
+    root = _clips(tmp_path, sample_videos, names=("single_face",))
+    (root / "labels").mkdir()
+    (root / "labels" / "single_face.csv").write_text("frame,valence\n" + "".join(f"{f},0.5\n" for f in range(1, 11)))
+    body = FRAME_TASKS + "    exclude: {frames: [{video: single_face, frames: [2, 4]}]}\n"
+    ws = store.Workspace(tmp_path / "w")
+    build_index(_manifest(tmp_path, root, body), ws, progress=False)
+    lab = load_labels(ws, ["single_face"], ("valence",))["single_face"]["valence"][:, 0]
+    assert np.isnan(lab[2:5]).all() and (lab[[0, 1, 5, 9]] == 0.5).all() and np.isnan(lab[10:]).all()
