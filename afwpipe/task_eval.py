@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, store
+from . import atomic, layout, store
 from .datasets.base import index_tasks
 from .readers import load_labels, read_post, read_systems
 from .task_metrics import task_scores
@@ -80,9 +80,8 @@ def run_evaluate_declared(ws: store.Workspace, index: dict) -> DeclaredEvalSumma
             rows += [[spec.name, name, target, k, v[k]] for k in ("ccc", "pearson")]
         for cls, f1 in s.get("per_class", {}).items():
             rows.append([spec.name, name, cls, "f1", f1])
-    out = ws.eval_dir
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-    csv = out / "per_class.csv"
+    ws.eval_dir.mkdir(parents=True, exist_ok=True)
+    path, csv = layout.eval_file(ws, layout.EVAL_METRICS), layout.eval_file(ws, layout.EVAL_PER_CLASS)
+    atomic.write_text(path, json.dumps(metrics, indent=1) + "\n")
     atomic.write_text(csv, "task,system,class,score,value\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return DeclaredEvalSummary(metrics, [out / "metrics.json", csv], time.perf_counter() - t0)
+    return DeclaredEvalSummary(metrics, [path, csv], time.perf_counter() - t0)

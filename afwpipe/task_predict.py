@@ -21,15 +21,15 @@ import logging
 import shutil
 import time
 
-from . import __version__, atomic, store
+from . import __version__, atomic, layout, store
 from .clips import ClipDataset
 from .clips.gate import SpeechGate
 from .datasets.base import ALL_TASKS, index_tasks
 from .device import resolve_device
 from .errors import PredictError
-from .folds import parse_fold
+from .layout import ModelRef, parse_fold
 from .inference import checkpoint_stats, load_model
-from .predict import PRED_DTYPE, ModelRef, PredictConfig, PredictSummary, evaluation_videos, face_present
+from .predict import PRED_DTYPE, PredictConfig, PredictSummary, evaluation_videos, face_present
 from .readers import ZarrFeatures, load_labels
 from .task_inference import predict_declared
 from .views import FULL
@@ -45,15 +45,11 @@ def declared_models(ws: store.Workspace, index: dict, cfg: PredictConfig) -> lis
     folds = None if cfg.folds is None else {parse_fold(f) for f in cfg.folds}
     out = []
     for d in sorted(ws.models.iterdir()) if ws.models.is_dir() else []:
-        parts = d.name.split("-", 3)
-        if len(parts) < 3 or parts[0] not in wanted or not (d / "model.pt").is_file():
+        ref = layout.parse_model_name(d.name, d, tasks=wanted)
+        if ref is None or not ref.checkpoint.is_file():
             continue
-        try:
-            fold = parse_fold(parts[2])
-        except Exception:
-            continue
-        if (cfg.head is None or parts[1] == cfg.head) and (folds is None or fold in folds):
-            out.append(ModelRef(d.name, d, parts[0], parts[1], fold, parts[3] if len(parts) == 4 else None))
+        if (cfg.head is None or ref.head == cfg.head) and (folds is None or ref.fold in folds):
+            out.append(ref)
     return out
 
 
@@ -78,7 +74,7 @@ def run_predict_declared(ws: store.Workspace, cfg: PredictConfig, index: dict, p
     ws.predictions_dir.mkdir(parents=True)
     summary = PredictSummary()
     for ref in refs:
-        model, ckpt = load_model(ref.path / "model.pt", device)
+        model, ckpt = load_model(ref.checkpoint, device)
         tasks = {t: declared[t] for t in ckpt["tasks"]}
         conf = ckpt["config"]
         features = ZarrFeatures(ws, conf["features"], view=conf.get("view", FULL))

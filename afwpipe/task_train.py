@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import atomic, store
+from . import atomic, layout, store
 from .clips import ClipDataset, drop_modalities
 from .clips.cache import LRUCache
 from .clips.gate import SpeechGate
@@ -177,9 +177,9 @@ def train_declared(ws: store.Workspace, cfg: TrainConfig, index: dict, progress:
             best = (score_declared(predict_declared(head, val_ds, tasks, device, cfg.batch_size), labels, tasks)
                     if val_ds else None)
 
-    out_dir = Path(out_dir) if out_dir is not None else ws.models / cfg.run_name
+    out_dir = Path(out_dir) if out_dir is not None else layout.model_dir(ws, cfg.run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out_dir / "model.pt", best_state, config=asdict(cfg), in_dims=dict(train_ds.dims),
+    save_checkpoint(layout.checkpoint(out_dir), best_state, config=asdict(cfg), in_dims=dict(train_ds.dims),
                     tasks=output_specs(tasks), encoders=[{"name": e, **identities[e]} for e in features.encoders],
                     stats=stats, au_pos_weight=None, expr_class_weight=None, best_epoch=best_epoch,
                     best_score=None if best is None else best["score"], train_videos=train_names,
@@ -189,6 +189,6 @@ def train_declared(ws: store.Workspace, cfg: TrainConfig, index: dict, progress:
                "epoch_selection": cfg.epoch_selection, "selected_on": select_names, "selection": selection,
                "train_videos": train_names, "val_videos": val_names,
                "features_trained_on": features_trained_on(identities)}
-    atomic.write_text(out_dir / "metrics.json", json.dumps(_finite(metrics), indent=1) + "\n")
+    atomic.write_text(out_dir / layout.RUN_RECORD, json.dumps(_finite(metrics), indent=1) + "\n")
     return TrainResult(cfg, out_dir, best_epoch, best, len(history), len(train_names), len(val_names),
                        time.perf_counter() - t0, select_names)
