@@ -415,8 +415,11 @@ def extract_text_cmd(obj, encoders, source, asr, vlm, weights, device, names, ac
 
 
 @main.command("train")
-@click.option("--task", type=click.Choice(TRAIN_TASKS), default=None,
-              help="au (12 sigmoid), expr (8-way), va (2 tanh) or mtl (all three). Default: params train.task.")
+@click.option("--task", default=None,
+              help="au (12 sigmoid), expr (8-way), va (2 tanh) or mtl (all three). Default: params train.task. "
+                   "A dataset with declared tasks (reader video_csv / frame_csv): one of its tasks, or mtl (all of "
+                   "them in one head); without --task every declared task is trained, one head each "
+                   "(docs/datasets.md).")
 @click.option("--head", default=None,
               help="Fusion head (params train.head): tmf (Transformer; Fuxi ABAW5/6), tcn (dilated TCN, causal: true "
                    "for past frames only; USTC ABAW8), msf (multi-scale windowed attention; USTC ABAW8), xattn "
@@ -469,21 +472,31 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, d
     that choose the epoch (--epoch-selection), fixed seeds. Writes
     <workdir>/<dataset>/models/<task>-<head>-<fold>[-<scene>]/model.pt (weights, exact config,
     encoder identities, standardisation stats, selected_on) and metrics.json (selected_on: the
-    names that chose the epoch; best: the kept weights' validation score).
+    names that chose the epoch; best: the kept weights' validation score). A dataset's declared
+    tasks (docs/datasets.md) are scored by type: class UAR, multilabel F1, regression CCC.
     Training curves (DVCLive): each epoch's loss and the choosing videos' scores go to
     <workdir>/<dataset>/curves/<task>-<fold>[-<scene>]/ (metrics.json, the latest epoch;
     plots/metrics/*.tsv, one row per epoch: loss, select/* and with --val-curves val/*);
-    `dvc plots show` draws them (README, "Training curves").
+    `dvc plots show` draws them (docs/guide/experiments.md, "Training curves").
     """
     from . import train
+    from .datasets.base import index_tasks, is_generic
 
-    cfg = train.TrainConfig.from_params(_section(obj, "train"), task=task, head=head, fold=fold, features=features,
-                                        scene=scene, epochs=epochs, epoch_selection=epoch_selection, device=device,
-                                        focal_gamma=focal_gamma,
-                                        logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout,
-                                        view=view, val_curves=val_curves)
     _, ws = _workspace(obj)
-    train.main(ws, cfg)
+    index = ws.read_index() if ws.index.is_file() else {}
+    if task is None and is_generic(index):  # every task the dataset declares, one head each
+        tasks = list(index_tasks(index))
+    else:
+        tasks = [task]
+        if task is not None and task not in TRAIN_TASKS and not is_generic(index):
+            raise click.BadParameter(f"{task!r} is not one of {', '.join(TRAIN_TASKS)}", param_hint="--task")
+    for t in tasks:
+        cfg = train.TrainConfig.from_params(_section(obj, "train"), task=t, head=head, fold=fold, features=features,
+                                            scene=scene, epochs=epochs, epoch_selection=epoch_selection, device=device,
+                                            focal_gamma=focal_gamma,
+                                            logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout,
+                                            view=view, val_curves=val_curves)
+        train.main(ws, cfg)
 
 
 @main.command("encoders", epilog="""\b

@@ -60,12 +60,14 @@ import numpy as np
 from . import atomic, layout, store
 from .decisions import THRESHOLDS_SCORED
 from .config import FromParams
+from .datasets.base import is_generic
 from .errors import AfwpipeError, EvaluateError
 from .labels import EXPR_NAMES, TRACKS, VA_NAMES, valid_mask
 from .readers import load_labels, read_post, read_systems
 from .scene_scores import scene_lines, score_scenes
 from .scores import CLASSES, before_after, headline, labelled, score, system_notes
 from .store import ENSEMBLE
+from .task_eval import run_evaluate_declared
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,9 @@ def run_evaluate(ws: store.Workspace, cfg: EvalConfig | None = None) -> EvalSumm
     Raises:
         EvaluateError: no post-processed predictions, or ``trace_video`` is not an evaluation video.
     """
+    index = ws.read_index()
+    if is_generic(index):  # a dataset's declared tasks, scored by type (afwpipe.task_eval)
+        return run_evaluate_declared(ws, index)
     t0 = time.perf_counter()
     cfg = cfg or EvalConfig()
     systems = read_systems(ws)["systems"]

@@ -136,14 +136,16 @@ def excluded_mask(n_frames: int, ranges: Sequence[Sequence[int]] = (), floor: fl
     return mask
 
 
-def invalidate(labels: Mapping[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+def invalidate(labels: Mapping[str, np.ndarray], mask: np.ndarray, markers: Mapping[str, float] | None = None
+               ) -> dict[str, np.ndarray]:
     """Copies of one video's labels (task -> array) with every label of the frames of ``mask`` set to the task's
-    invalid marker (:data:`afwpipe.labels.TASKS`: AU ``-1`` on all twelve, EXPR ``-1``, VA ``-5``)."""
+    invalid marker (:data:`afwpipe.labels.TASKS`: AU ``-1`` on all twelve, EXPR ``-1``, VA ``-5``; or
+    ``markers[task]``, a declared task's, :class:`afwpipe.datasets.base.TaskSpec`)."""
     out = {}
     for task, arr in labels.items():
         arr = np.array(arr, copy=True)
         n = min(len(arr), len(mask))
-        arr[:n][mask[:n]] = TASKS[task][2]
+        arr[:n][mask[:n]] = TASKS[task][2] if markers is None else markers[task]
         out[task] = arr
     return out
 

@@ -16,6 +16,7 @@ Per-frame predictions: a video's overlapping clips are run through the head and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def save_checkpoint(path: str | Path, state_dict: dict, *, config: dict, in_dims
         "state_dict": state_dict,
         "config": config,
         "in_dims": dict(in_dims),
-        "tasks": list(tasks),
+        "tasks": dict(tasks) if isinstance(tasks, Mapping) else list(tasks),  # declared tasks: output specs
         "encoders": encoders,
         "stats": None if stats is None else {e: {"mean": tensor(m), "std": tensor(s)} for e, (m, s) in stats.items()},
         "au_pos_weight": tensor(au_pos_weight),

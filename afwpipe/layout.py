@@ -87,11 +87,12 @@ class ModelRef:
         return self.path / RUN_RECORD
 
 
-def parse_model_name(name: str, path: Path | None = None) -> ModelRef | None:
+def parse_model_name(name: str, path: Path | None = None, tasks=TRAIN_TASKS) -> ModelRef | None:
     """``<task>-<head>-<fold>[-<scene>]`` -> :class:`ModelRef` (``path`` defaults to ``Path(name)``), or None when
-    ``name`` is not such a folder name (an unknown task, no fold, a fold :func:`parse_fold` refuses)."""
+    ``name`` is not such a folder name (a task not in ``tasks``, no fold, a fold :func:`parse_fold` refuses).
+    ``tasks``: the training tasks (Aff-Wild2's, or a dataset's declared tasks and ``mtl``, :mod:`afwpipe.datasets`)."""
     parts = name.split("-", 3)
-    if len(parts) < 3 or parts[0] not in TRAIN_TASKS:
+    if len(parts) < 3 or parts[0] not in tasks:
         return None
     try:
         fold = parse_fold(parts[2])

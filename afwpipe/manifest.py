@@ -6,6 +6,10 @@ A dataset entry (see the file's comments) has ``root``, ``videos`` (folders unde
 (the face a name labels, overriding ``afwpipe.datasets.affwild2.resolve_sides``), optional ``exclude: {frames,
 score_below}`` (wrong faces out, :mod:`afwpipe.exclusions`) and an optional wheel ``source`` for fetched
 datasets. ``${VAR}`` in a path is taken from the environment.
+
+``reader:`` names the dataset's format (:mod:`afwpipe.datasets`; default ``affwild2``). The generic readers
+(``video_csv``, ``frame_csv``; docs/datasets.md) take ``tasks: {name: {level, type, classes | targets,
+range}}`` and their own keys (``labels:``), kept as written in ``DatasetSpec.options``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class DatasetSpec:
         exclude: the manifest's ``exclude:`` entry as written (frame ranges and a detector-score floor that mark
             frames invalid for training and evaluation), parsed and checked by the index step
             (:mod:`afwpipe.exclusions`), or None.
+        reader: the dataset reader's registry name (``affwild2``, ``video_csv``, ``frame_csv``; :mod:`afwpipe.datasets`).
+        options: the manifest entry as written, for the reader's own keys (``tasks``, ``labels`` ...).
     """
 
     name: str
@@ -64,6 +70,8 @@ class DatasetSpec:
     test_lists: dict[str, Path] = field(default_factory=dict)
     sides: dict[str, str] = field(default_factory=dict)
     exclude: dict | None = None
+    reader: str = "affwild2"
+    options: dict = field(default_factory=dict)
 
 
 def _expand(value: str, where: str) -> str:
@@ -135,6 +143,10 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
     if bad:
         raise DatasetError(f"{manifest}: datasets.{name}.sides: " + ", ".join(f"{k}: {v!r}" for k, v in bad.items())
                            + f" not one of {', '.join(SIDE_CHOICES)}")
+    reader = str(d.get("reader", "affwild2"))
+    if reader == "affwild2" and d.get("tasks"):
+        raise DatasetError(f"{manifest}: datasets.{name}.tasks: the affwild2 reader's tasks are built in (au, expr, va); "
+                           "declare tasks for a generic reader (reader: video_csv or frame_csv)")
     return DatasetSpec(
         name=name,
         root=r,
@@ -149,6 +161,8 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
         test_lists={t: r / p for t, p in lists.items() if p},
         sides={str(k): str(v) for k, v in sides.items()},
         exclude=d.get("exclude"),
+        reader=reader,
+        options=dict(d),
     )
 
 

@@ -93,6 +93,7 @@ from .chain import SMOOTH_PARAM, EnsembleChain, FoldChain, combine, decide, fill
 from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED, THRESHOLDS_OOF, THRESHOLDS_SCORED,
                         tune_au_thresholds)
 from .config import FromParams
+from .datasets.base import is_generic
 from .errors import AfwpipeError, PostprocessError
 from .folds import ALL
 from .honesty import chosen_on_scored, seen_videos, selected_on, whole_dataset_members
@@ -102,6 +103,7 @@ from .scene_scores import row_honesty
 from .scores import KEY, before_after, headline, labelled, system_notes
 from .scores import score as score_track
 from .store import ENSEMBLE
+from .task_post import run_postprocess_declared
 
 log = logging.getLogger(__name__)
 
@@ -663,9 +665,11 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         PostprocessError: no predictions, no head predicts any track, or a head's training videos are unknown
             (:func:`seen_videos`).
     """
+    index = ws.read_index()
+    if is_generic(index):  # a dataset's declared tasks pass through unchanged (afwpipe.task_post)
+        return run_postprocess_declared(ws, index)
     t0 = time.perf_counter()
     records = read_predictions_index(ws)
-    index = ws.read_index()
     labelled = {r["name"] for r in index["videos"] if any(r.get("labelled", {}).values())}
     all_videos = sorted({v for r in records for v in r["videos"]} & labelled)
     labels = load_labels(ws, all_videos) if all_videos else {}

@@ -60,6 +60,7 @@ from .clips import DEFAULT_CACHE_BYTES, ClipDataset
 from .clips.gate import SpeechGate
 from .device import resolve_device
 from .config import FromParams
+from .datasets.base import is_generic
 from .errors import AfwpipeError, PredictError
 from .inference import checkpoint_stats, iter_frames, load_model
 from .labels import TASKS
@@ -284,13 +285,16 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
     Raises:
         PredictError: no trained head matches (names what exists), or :func:`predict_model`'s errors.
     """
+    index = ws.read_index()
+    if is_generic(index):  # a dataset's declared tasks (video_csv, frame_csv)
+        from .task_predict import run_predict_declared  # it builds on this module
+        return run_predict_declared(ws, cfg, index, progress)
     t0 = time.perf_counter()
     refs = find_models(ws, cfg.head, cfg.tasks, cfg.folds, cfg.scenes)
     if not refs:
         have = ", ".join(r.name for r in find_models(ws)) or "(none)"
         raise PredictError(f"{ws.models}: no trained head of type {cfg.head!r}, tasks {cfg.tasks}, folds {cfg.folds}; "
                            f"heads there: {have} (run `afwpipe train` or `dvc repro train`)")
-    index = ws.read_index()
     device = resolve_device(cfg.device)
     if ws.predictions_dir.exists():
         shutil.rmtree(ws.predictions_dir)

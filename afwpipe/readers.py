@@ -22,6 +22,7 @@ import tensorstore as ts
 
 from . import store
 from .errors import PostprocessError, PredictError, TrainError
+from .datasets.base import index_tasks, is_generic
 from .exclusions import frame_mask, invalidate
 from .labels import TASKS
 from .views import EMB, FULL, array_name, view_modality
@@ -344,7 +345,8 @@ def trained_on_of(encoder_config: dict | None) -> list[str]:
 def load_labels(ws: store.Workspace, names: Sequence[str], tasks: Sequence[str] = tuple(TASKS)
                 ) -> dict[str, dict[str, np.ndarray]]:
     """Whole label arrays of ``names`` from ``labels.zarr``: name -> task -> ``au [T,12] int8`` /
-    ``expr [T] int8`` / ``va [T,2] float32`` (invalid markers as stored), with the frames the index excludes
+    ``expr [T] int8`` / ``va [T,2] float32`` (a dataset's declared tasks: ``[T, ...]`` / ``[1, ...]``,
+    :mod:`afwpipe.datasets`) (invalid markers as stored), with the frames the index excludes
     (the manifest's ``exclude``: frame ranges and a detector-score floor, :mod:`afwpipe.exclusions`) set to the
     invalid markers, so that no step trains on or scores them.
 
@@ -354,16 +356,19 @@ def load_labels(ws: store.Workspace, names: Sequence[str], tasks: Sequence[str] 
     """
     root = store.open_store(ws.labels, "r")
     index = ws.read_index() if ws.index.is_file() else {}
+    specs = index_tasks(index) if is_generic(index) else None
     out = {}
     for name in names:
         if name not in root:
             raise TrainError(f"{ws.labels}: no labels of video {name!r}; rerun `afwpipe index`")
         g = root[name]
         out[name] = {t: g[t][...] for t in tasks}
-        n = len(next(iter(out[name].values()))) if out[name] else 0
-        mask = frame_mask(ws, index, name, n) if out[name] else None
-        if mask is not None:
-            out[name] = invalidate(out[name], mask)
+        frames = {t: a for t, a in out[name].items() if specs is None or specs[t].level == "frame"}
+        n = len(next(iter(frames.values()))) if frames else 0
+        mask = frame_mask(ws, index, name, n) if frames else None
+        if mask is not None:  # a video task's label is the whole video's: excluded frames leave it
+            markers = None if specs is None else {t: specs[t].invalid for t in frames}
+            out[name] = {**out[name], **invalidate(frames, mask, markers)}
     return out
 
 

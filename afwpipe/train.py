@@ -63,6 +63,7 @@ from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
 from .clips.cache import LRUCache
 from .clips.gate import SpeechGate, parse_speech_gate
 from .curves import EpochCurves, curves_dir
+from .datasets.base import is_generic
 from .device import autocast, resolve_device
 from .config import FromParams
 from .task_settings import DEFAULT_TRAIN_FEATURES, name_list, per_task
@@ -177,12 +178,14 @@ class TrainConfig(FromParams):
     val_curves: bool = False  # also score the validation videos every epoch, for the curves only (afwpipe.curves)
 
     def __post_init__(self):
-        if self.task not in TRAIN_TASKS:
-            raise TrainError(f"unknown task {self.task!r}; use one of {', '.join(TRAIN_TASKS)}")
+        if self.task not in TRAIN_TASKS and not str(self.task).isidentifier():
+            raise TrainError(f"unknown task {self.task!r}; use one of {', '.join(TRAIN_TASKS)} or a task the "
+                             "dataset declares (data_manifest.yaml tasks:)")
+        known = TRAIN_TASKS if self.task in TRAIN_TASKS else declared_task_keys(self.task, self.features, self.k)
         every_task = self.features
-        self.features = name_list(per_task(self.features, [self.task], "train.features", TRAIN_TASKS,
+        self.features = name_list(per_task(self.features, [self.task], "train.features", known,
                                               TrainError)[self.task], f"train.features ({self.task})", TrainError)
-        self.k = per_task(self.k, [self.task], "train.k", TRAIN_TASKS, TrainError)[self.task]
+        self.k = per_task(self.k, [self.task], "train.k", known, TrainError)[self.task]
         self.fold = parse_fold(self.fold)
         try:  # YAML reads 1e-4 (no dot) as a string
             self.lr, self.weight_decay, self.cache_gb = float(self.lr), float(self.weight_decay), float(self.cache_gb)
@@ -230,6 +233,14 @@ class TrainConfig(FromParams):
     def run_name(self) -> str:
         """``<task>-<head>-<fold>[-<scene>]``, the model folder's name."""
         return layout.model_name(self.task, self.head, self.fold, self.scene)
+
+
+def declared_task_keys(task: str, *settings) -> tuple[str, ...]:
+    """The task names a per-task setting may use in a run of a declared task ``task`` (a generic dataset's,
+    checked against the index when the run starts): the built-in ones, the run's, and the keys the settings'
+    mappings give (other declared tasks of the dataset)."""
+    keys = [k for s in settings if isinstance(s, Mapping) for k in s]
+    return tuple(dict.fromkeys([*TRAIN_TASKS, task, *map(str, keys)]))
 
 
 def task_speech_gate(gate, every_task, features: list[str]) -> dict | None:
@@ -393,9 +404,14 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
             names), or a non-finite loss.
     """
     t0 = time.perf_counter()
+    index = ws.read_index()
+    if is_generic(index):  # a dataset's declared tasks (video_csv, frame_csv)
+        from .task_train import train_declared  # it builds on this module
+        return train_declared(ws, cfg, index, progress, out_dir)
+    if cfg.task not in TRAIN_TASKS:
+        raise TrainError(f"unknown task {cfg.task!r} for dataset {index.get('dataset')!r}; use one of {', '.join(TRAIN_TASKS)}")
     tasks = cfg.tasks
     where = f"fold {cfg.fold}" + (f", scene {cfg.scene!r}" if cfg.scene else "")
-    index = ws.read_index()
     all_train, val_names = split_videos(index, tasks, cfg.fold, cfg.scene)
     train_names, select_names = selection_split(index, all_train, val_names, cfg)
     labels = load_labels(ws, all_train + val_names)

@@ -69,7 +69,9 @@ class ClipDataset(torch.utils.data.Dataset):
         cache: an :class:`~.cache.LRUCache` to share instead (``cache_bytes`` is then ignored): the training
             and validation sets of one run share one budget. Datasets sharing a cache must read the same
             features (videos are cached by name).
-        tasks: label tasks carried in batches.
+        tasks: label tasks carried in batches: built-in names, or name -> :class:`~afwpipe.datasets.base.TaskSpec`
+            of a dataset's declared tasks (video tasks carry ``[1, ...]`` labels; a video's length is then its
+            frame tasks' labels', or with none its features').
         gate: a :class:`~afwpipe.clips.gate.SpeechGate` zeroing audio features outside speech, or None.
         read_ahead: fraction of ``cache_bytes`` kept for reading the next videos while the current ones
             train, when the videos do not all fit: shuffled epochs then use blocks of ``1 - read_ahead``
@@ -93,7 +95,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.encoders = list(features.encoders)
         self.labels = labels
         self.names = list(names)
-        self.tasks = tuple(tasks)
+        self.tasks = dict(tasks) if isinstance(tasks, Mapping) else tuple(tasks)
         self.k = int(k)
         self.stride = int(stride) if stride else (max(1, self.k // 2) if training else self.k)
         self.cache = LRUCache(cache_bytes) if cache is None else cache
@@ -102,6 +104,8 @@ class ClipDataset(torch.utils.data.Dataset):
         self.video_bytes: list[int] = []
         for name in self.names:
             t = self._labels_length(name)
+            if t is None:  # video tasks only: the features give the length
+                t = features.shape(self.encoders[0], name)[0]
             nbytes = 0
             for enc in self.encoders:
                 te, d = features.shape(enc, name)
@@ -124,8 +128,11 @@ class ClipDataset(torch.utils.data.Dataset):
         nbytes = getattr(self.features, "nbytes", None)
         return int(nbytes(enc, name)) if nbytes is not None else t * d * 2 + t
 
-    def _labels_length(self, name: str) -> int:
-        lengths = {t: len(a) for t, a in self.labels[name].items()}
+    def _labels_length(self, name: str) -> int | None:
+        levels = {t: s.level for t, s in self.tasks.items()} if isinstance(self.tasks, dict) else {}
+        lengths = {t: len(a) for t, a in self.labels[name].items() if levels.get(t, "frame") == "frame"}
+        if not lengths:
+            return None
         if len(set(lengths.values())) > 1:
             raise TrainError(f"labels of video {name!r} differ in length: {lengths}")
         return next(iter(lengths.values()))

@@ -15,7 +15,7 @@ A builder is called as ``builder(in_dims, tasks, **kw)`` and returns an ``nn.Mod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from torch import nn
 
@@ -30,14 +30,22 @@ list_heads = HEADS.list  #: sorted names (then families), optionally matching a 
 is_head = HEADS.is_registered  #: whether a name is registered or belongs to a family
 
 
-def create_head(name: str, in_dims: dict[str, int], tasks: Sequence[str], **kw) -> nn.Module:
-    """Build head ``name`` for encoders ``in_dims`` (encoder/modality name -> feature dim) and ``tasks``.
+def create_head(name: str, in_dims: dict[str, int], tasks: Sequence[str] | Mapping[str, dict], **kw) -> nn.Module:
+    """Build head ``name`` for encoders ``in_dims`` (encoder/modality name -> feature dim) and ``tasks`` (built-in
+    names, or declared tasks' output specs ``{name: {width, level, pool}}``: :func:`afwpipe.heads.common.output_specs`).
 
-    Extra keyword arguments go to the head's constructor (``d_model``, ``dropout``, …).
+    Extra keyword arguments go to the head's constructor (``d_model``, ``dropout``, …), except ``video_pool``
+    (``mean`` / ``attention``: the pooling of every video task, :mod:`afwpipe.heads.readout`).
 
     Raises:
         AfwpipeError: unknown head name (the message lists the registered ones), empty ``in_dims``,
             or a task outside ``au``/``expr``/``va``.
         afwpipe.registry.DuplicateNameError: (at import) two heads registered under one name.
     """
-    return HEADS.create(name, dict(in_dims), list(tasks), **kw)
+    pool = kw.pop("video_pool", None)
+    if pool is not None:
+        if not isinstance(tasks, Mapping):
+            raise AfwpipeError(f"head_kwargs video_pool={pool!r}: the pooling of video tasks; the tasks "
+                               f"{list(tasks)} are frame tasks")
+        tasks = {t: {**o, "pool": pool} if o.get("level") == "video" else o for t, o in tasks.items()}
+    return HEADS.create(name, dict(in_dims), dict(tasks) if isinstance(tasks, Mapping) else list(tasks), **kw)

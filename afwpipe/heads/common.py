@@ -9,6 +9,11 @@ frame: a face was found, the audio track covers it; the batches' ``present`` of
 every real frame). Outputs: ``dict[task, Tensor]`` with ``au [B, K, 12]`` logits, ``expr [B, K, 8]``
 logits and ``va [B, K, 2]`` in [-1, 1] (tanh), only for the head's tasks.
 
+Declared tasks (a generic dataset's, :mod:`afwpipe.datasets`): ``tasks`` may instead map each task to its
+output spec ``{"width": C, "level": "frame" | "video", "pool": "mean" | "attention"}`` (:func:`output_specs`). A
+frame task gives ``[B, K, C]`` raw outputs (logits, or values for regression: no tanh), a video task ``[B, C]``:
+the frame features pooled over the clip's real frames (:mod:`afwpipe.heads.readout`), then the output layer.
+
 Padded frames are zeroed before a head sees them, and every head keeps them from reaching real
 frames, so the outputs at real frames do not depend on what the padding holds. ``present`` reaches the
 fusion block: ``concat`` ignores it (an absent modality's features are what the store holds, zeros after
@@ -30,6 +35,7 @@ from torch import Tensor, nn
 from ..errors import AfwpipeError
 from ..labels import AU_NAMES, EXPR_NAMES, VA_NAMES
 from ._registry import FUSIONS
+from .readout import VideoReadout
 
 #: task -> output channels per frame
 TASK_DIMS = {"au": len(AU_NAMES), "expr": len(EXPR_NAMES), "va": len(VA_NAMES)}
@@ -69,12 +75,33 @@ def output_layer(hidden: int, out: int, experts: int = 1) -> nn.Module:
     return nn.Linear(hidden, out) if int(experts) == 1 else MixtureOfExperts(hidden, out, int(experts))
 
 
+def output_specs(tasks) -> dict[str, dict] | None:
+    """``tasks`` as the output specs of declared tasks (name -> ``{width, level, pool}``), or None for a
+    sequence of built-in task names (au, expr, va).
+
+    Raises:
+        AfwpipeError: a spec without a positive ``width`` or with a ``level`` other than frame / video.
+    """
+    if not isinstance(tasks, Mapping):
+        return None
+    out = {}
+    for name, spec in tasks.items():
+        width, level = int(spec.get("width", 0)), spec.get("level")
+        if width < 1 or level not in ("frame", "video"):
+            raise AfwpipeError(f"task {name!r}: output spec needs width ≥ 1 and level frame or video, got {dict(spec)}")
+        out[str(name)] = {"width": width, "level": level, "pool": str(spec.get("pool", "mean"))}
+    if not out:
+        raise AfwpipeError("a head needs at least one task (the output specs are empty)")
+    return out
+
+
 class FusionHead(nn.Module):
     """Base class: subclasses implement ``encode(x, mask, present) -> Tensor [B, K, hidden]``.
 
     Args:
         in_dims: encoder/modality name -> feature dim; its order is the concatenation order.
-        tasks: non-empty subset of ``("au", "expr", "va")``.
+        tasks: non-empty subset of ``("au", "expr", "va")``, or declared tasks' output specs
+            (:func:`output_specs`; module docstring).
         hidden: width of the features ``encode`` returns, fed to one output layer per task.
         experts: experts of each task's output layer (1: one ``nn.Linear``; module docstring).
     """
@@ -83,10 +110,18 @@ class FusionHead(nn.Module):
         super().__init__()
         if not in_dims:
             raise AfwpipeError("a head needs at least one input encoder (in_dims is empty)")
+        self.in_dims = {str(k): int(v) for k, v in in_dims.items()}
+        self.outputs = output_specs(tasks)
+        if self.outputs is not None:
+            self.tasks = tuple(self.outputs)
+            self.task_layers = nn.ModuleDict({t: output_layer(hidden, o["width"], experts)
+                                              for t, o in self.outputs.items() if o["level"] == "frame"})
+            self.video_layers = nn.ModuleDict({t: VideoReadout(hidden, o["pool"], output_layer(hidden, o["width"], experts))
+                                               for t, o in self.outputs.items() if o["level"] == "video"})
+            return
         bad = [t for t in tasks if t not in TASK_DIMS]
         if bad or not tasks or len(set(tasks)) != len(tasks):
             raise AfwpipeError(f"tasks must be a non-empty subset of {sorted(TASK_DIMS)} without repeats, got {list(tasks)}")
-        self.in_dims = {str(k): int(v) for k, v in in_dims.items()}
         self.tasks = tuple(tasks)
         self.task_layers = nn.ModuleDict({t: output_layer(hidden, TASK_DIMS[t], experts) for t in self.tasks})
 
@@ -117,6 +152,8 @@ class FusionHead(nn.Module):
         present = self.check_present(present, mask)
         h = self.encode(x, mask, present)
         out = {t: layer(h) for t, layer in self.task_layers.items()}
+        if self.outputs is not None:
+            return {**out, **{t: readout(h, mask) for t, readout in self.video_layers.items()}}
         if "va" in out:
             out["va"] = torch.tanh(out["va"])
         return out
