@@ -17,7 +17,6 @@ The AU / EXPR / VA options (``focal_gamma``, ``logit_adjust_tau``, ``task_weight
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import asdict
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import atomic, layout, store
 from .clips import ClipDataset, drop_modalities
@@ -41,7 +39,9 @@ from .readers import ZarrFeatures, load_labels
 from .task_inference import predict_declared
 from .task_losses import class_weights, tasks_loss
 from .task_metrics import HEADLINE, decide, task_scores
-from .train import TrainConfig, TrainResult, _deterministic, _finite, features_trained_on, selection_split
+from .curves import EpochCurves, curves_dir
+from .train import (TrainConfig, TrainResult, _deterministic, _finite, features_trained_on, fit_epochs,
+                    selection_split)
 
 def run_tasks(index: dict, task: str) -> dict[str, TaskSpec]:
     """The declared tasks a run of ``train.task`` fits: that one, or every one for ``mtl``.
@@ -151,31 +151,14 @@ def train_declared(ws: store.Workspace, cfg: TrainConfig, index: dict, progress:
         rng = np.random.default_rng(cfg.seed)
         head = create_head(cfg.head, train_ds.dims, output_specs(tasks), **cfg.head_kwargs).to(device)
         opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        history, best, best_epoch, best_state, stale = [], None, 0, None, 0
-        bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.run_name}", unit="epoch", disable=not progress)
-        for epoch in bar:
-            loss = _epoch(head, train_ds, tasks, weights, opt, rng, device, cfg, f"{cfg.run_name}, epoch {epoch}")
-            if select_ds is None:
-                history.append({"epoch": epoch, "loss": loss})
-                continue
-            sel = score_declared(predict_declared(head, select_ds, tasks, device, cfg.batch_size), labels, tasks)
-            history.append({"epoch": epoch, "loss": loss, **sel})
-            if best is None or sel["score"] > best["score"]:
-                best, best_epoch, stale = sel, epoch, 0
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
-            else:
-                stale += 1
-            if cfg.patience and stale >= cfg.patience:
-                break
-        bar.close()
-        selection = best
-        if select_ds is None:
-            best_epoch = len(history)
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
-        if cfg.epoch_selection != "val" or select_ds is None:
-            head.load_state_dict(best_state)
-            best = (score_declared(predict_declared(head, val_ds, tasks, device, cfg.batch_size), labels, tasks)
-                    if val_ds else None)
+        live = EpochCurves(curves_dir(ws, cfg.task, cfg.fold, cfg.scene))
+        fit = fit_epochs(head, cfg,
+                         lambda epoch: _epoch(head, train_ds, tasks, weights, opt, rng, device, cfg,
+                                              f"{cfg.run_name}, epoch {epoch}"),
+                         lambda ds: score_declared(predict_declared(head, ds, tasks, device, cfg.batch_size), labels,
+                                                   tasks),
+                         select_ds, val_ds, live, progress)
+        history, best, best_epoch, best_state, selection = fit
 
     out_dir = Path(out_dir) if out_dir is not None else layout.model_dir(ws, cfg.run_name)
     out_dir.mkdir(parents=True, exist_ok=True)

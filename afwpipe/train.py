@@ -386,6 +386,53 @@ def _deterministic():
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
+def fit_epochs(head: torch.nn.Module, cfg: TrainConfig, run_epoch, evaluate, select_ds, val_ds,
+               live: EpochCurves, progress: bool = True):
+    """The epoch loop every training shares (Aff-Wild2's tasks and a dataset's declared ones): train an epoch
+    (``run_epoch(epoch) -> mean loss``), score the videos that choose the epoch (``evaluate(dataset) -> {"score":
+    ..., ...}`` on ``select_ds``), keep the best weights, stop after ``cfg.patience`` epochs without a better
+    score, log every epoch to ``live`` (DVCLive curves; with ``cfg.val_curves`` the validation videos' scores
+    too). With no ``select_ds`` (a fixed epoch count) the last epoch is kept. The kept weights are loaded into
+    ``head`` and scored on ``val_ds`` unless ``val_ds`` chose them (``epoch_selection: val``).
+
+    Returns:
+        ``(history, best, best_epoch, best_state, selection)``: one dict per epoch; the kept weights' validation
+        score (None without validation videos); the kept epoch (1-based); the kept ``state_dict`` (CPU
+        tensors); the choosing videos' score of the kept epoch (None for a fixed count).
+    """
+    history, best, best_epoch, best_state, stale = [], None, 0, None, 0
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.run_name}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        loss = run_epoch(epoch)
+        val = evaluate(val_ds) if cfg.val_curves and val_ds is not None and select_ds is not val_ds else None
+        if select_ds is None:  # a fixed epoch count: the last epoch is kept
+            history.append({"epoch": epoch, "loss": loss, **({"val": val} if val else {})})
+            live.log(epoch, loss, val=val)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            continue
+        sel = evaluate(select_ds)
+        history.append({"epoch": epoch, "loss": loss, **sel, **({"val": val} if val else {})})
+        live.log(epoch, loss, sel, val=val)
+        if best is None or sel["score"] > best["score"]:
+            best, best_epoch, stale = sel, epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
+        else:
+            stale += 1
+        bar.set_postfix(loss=f"{loss:.4f}", select=f"{sel['score']:.4f}", best=f"{best['score']:.4f}")
+        if cfg.patience and stale >= cfg.patience:
+            break
+    bar.close()
+    live.close()
+    selection = best
+    if select_ds is None:
+        best_epoch = len(history)
+        best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
+    if cfg.epoch_selection != "val" or select_ds is None:  # the kept weights on the validation videos
+        head.load_state_dict(best_state)
+        best = evaluate(val_ds) if val_ds else None
+    return history, best, best_epoch, best_state, selection
+
+
 def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir: Path | None = None,
           curves: Path | None = None) -> TrainResult:
     """Train ``cfg.head`` on the features of workspace ``ws`` and write the checkpoint and metrics.
@@ -452,41 +499,18 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         rng = np.random.default_rng(cfg.seed)
         head = create_head(cfg.head, train_ds.dims, tasks, **cfg.head_kwargs).to(device)
         opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        history, best, best_epoch, best_state, stale = [], None, 0, None, 0
-        bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.run_name}", unit="epoch", disable=not progress)
         live = EpochCurves(curves if curves is not None else curves_dir(ws, cfg.task, cfg.fold, cfg.scene))
-        for epoch in bar:
-            loss = train_epoch(head, train_ds, opt, rng, device, cfg.batch_size, task_weights=cfg.task_weights,
+
+        def run_epoch(epoch: int) -> float:
+            return train_epoch(head, train_ds, opt, rng, device, cfg.batch_size, task_weights=cfg.task_weights,
                                au_pos_weight=pos_w, expr_class_weight=cls_w, focal_gamma=cfg.focal_gamma,
                                expr_logit_offset=offset, modality_dropout=cfg.modality_dropout,
                                where=f"{cfg.run_name}, epoch {epoch}")
-            val = (score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks)
-                   if cfg.val_curves and val_ds is not None and select_ds is not val_ds else None)
-            if select_ds is None:  # a fixed epoch count: the last epoch is kept
-                history.append({"epoch": epoch, "loss": loss, **({"val": val} if val else {})})
-                live.log(epoch, loss, val=val)
-                bar.set_postfix(loss=f"{loss:.4f}")
-                continue
-            sel = score(predict_frames(head, select_ds, device, cfg.batch_size), labels, tasks)
-            history.append({"epoch": epoch, "loss": loss, **sel, **({"val": val} if val else {})})
-            live.log(epoch, loss, sel, val=val)
-            if best is None or sel["score"] > best["score"]:
-                best, best_epoch, stale = sel, epoch, 0
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
-            else:
-                stale += 1
-            bar.set_postfix(loss=f"{loss:.4f}", select=f"{sel['score']:.4f}", best=f"{best['score']:.4f}")
-            if cfg.patience and stale >= cfg.patience:
-                break
-        bar.close()
-        live.close()
-        selection = best
-        if select_ds is None:
-            best_epoch = len(history)
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in head.state_dict().items()})
-        if cfg.epoch_selection != "val" or select_ds is None:  # the kept weights on the validation videos
-            head.load_state_dict(best_state)
-            best = score(predict_frames(head, val_ds, device, cfg.batch_size), labels, tasks) if val_ds else None
+
+        fit = fit_epochs(head, cfg, run_epoch, lambda ds: score(predict_frames(head, ds, device, cfg.batch_size),
+                                                                labels, tasks),
+                         select_ds, val_ds, live, progress)
+        history, best, best_epoch, best_state, selection = fit
 
     out_dir = Path(out_dir) if out_dir is not None else layout.model_dir(ws, cfg.run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
