@@ -58,6 +58,7 @@ from tqdm import tqdm
 from . import __version__, atomic, layout, store
 from .clips import DEFAULT_CACHE_BYTES, ClipDataset
 from .clips.gate import SpeechGate
+from .heap import limit_heap_retention
 from .device import resolve_device
 from .config import FromParams
 from .datasets.base import is_generic
@@ -289,6 +290,7 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
     if is_generic(index):  # a dataset's declared tasks (video_csv, frame_csv)
         from .task_predict import run_predict_declared  # it builds on this module
         return run_predict_declared(ws, cfg, index, progress)
+    limit_heap_retention()  # freed video arrays go back to the OS (afwpipe.heap)
     t0 = time.perf_counter()
     refs = find_models(ws, cfg.head, cfg.tasks, cfg.folds, cfg.scenes)
     if not refs:

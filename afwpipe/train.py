@@ -64,6 +64,7 @@ from .clips.cache import LRUCache
 from .clips.gate import SpeechGate, parse_speech_gate
 from .curves import EpochCurves, curves_dir
 from .datasets.base import is_generic
+from .heap import limit_heap_retention
 from .device import autocast, resolve_device
 from .config import FromParams
 from .task_settings import DEFAULT_TRAIN_FEATURES, name_list, per_task
@@ -450,6 +451,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
             scene, a fold/task with no labelled frame (in the training, validation or epoch-choosing
             names), or a non-finite loss.
     """
+    limit_heap_retention()  # freed video arrays go back to the OS (afwpipe.heap)
     t0 = time.perf_counter()
     index = ws.read_index()
     if is_generic(index):  # a dataset's declared tasks (video_csv, frame_csv)
