@@ -8,7 +8,7 @@ splits (never a ``test`` one) and has no validation video: the
 whole-dataset member of the fold vote (Netease Fuxi ABAW5/6 vote over their five fold models and one model
 trained on all labelled videos). It is never scored on its own, since it trained on every labelled video.
 ``scene`` keeps only the videos listed under that scene in the index (from the manifest). Splits are per
-track (:func:`afwpipe.store.split_of`).
+track (:func:`split_of`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,35 @@ from .errors import TrainError
 ALL, parse_fold = layout.ALL, layout.parse_fold
 
 
+#: Official splits of an index record, per track (``rec["splits"]``): ``train``, ``val``, ``test`` or None.
+SPLITS = ("train", "val", "test")
+
+
+def split_of(rec: dict, task: str) -> str | None:
+    """The official split of index record ``rec`` for ``task``.
+
+    ``rec["splits"]`` maps each track (``au``, ``expr``, ``va``) to ``"train"`` / ``"val"`` (the track
+    annotates the name in that folder), ``"test"`` (the name is in the track's test list, or no track
+    annotates the video and the dataset has no test lists), or None (the track neither annotates nor
+    tests the name). A name can be VA-train and EXPR-test at once. ``task="mtl"`` (all tracks) gives
+    ``"val"`` when any track validates on the name, else ``"train"`` when any trains on it, else
+    ``"test"`` when any tests it, else None. A record without ``splits`` (an index written before
+    per-track splits) has its one ``split`` for every track.
+    """
+    if "splits" not in rec:  # an index written before per-track splits: one split for every track
+        return rec.get("split")
+    splits = rec["splits"] or {}
+    if task in splits:
+        return splits[task]
+    values = set(splits.values())
+    return next((s for s in ("val", "train", "test") if s in values), None)
+
+
 def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:
     """Training and validation video names for ``fold`` (module docstring).
 
     Only videos with at least one labelled frame of one of ``tasks`` are kept. The split of a name is its
-    split for the trained task (:func:`afwpipe.store.split_of`; ``mtl``, i.e. several ``tasks``, takes the ``mtl``
+    split for the trained task (:func:`split_of`; ``mtl``, i.e. several ``tasks``, takes the ``mtl``
     summary): ``official`` trains on that task's ``train`` names and validates on its ``val`` names; a
     numbered fold never uses a name that is ``test`` for the task (e.g. an EXPR test name that VA annotates
     stays out of EXPR folds); ``all`` trains on every name of the task's ``train`` and ``val`` splits (never
@@ -45,7 +69,7 @@ def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) 
         members = set(scenes[scene])
         records = [r for r in records if r["name"] in members or r["video"] in members]
     task = tasks[0] if len(tasks) == 1 else "mtl"
-    split = {r["name"]: store.split_of(r, task) for r in records}
+    split = {r["name"]: split_of(r, task) for r in records}
     if fold == "official":
         train = [r["name"] for r in records if split[r["name"]] == "train"]
         val = [r["name"] for r in records if split[r["name"]] == "val"]

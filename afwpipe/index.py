@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import atomic, store
+from .folds import split_of
 from .datasets import create_reader
 from .datasets.affwild2 import ROOT_EDITION
 from .datasets.base import Item, TaskSpec, index_tasks, rel
@@ -63,7 +64,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     their per-task ``splits`` and label files; this step probes every video, reads each item's labels of each
     task (a frame task ``[T, ...]`` aligned to the decoded frames, a video task ``[1, ...]``), deals the
     reader's ``fold_videos`` into seeded folds (unless the reader gives the dataset's own fold) and writes
-    ``labels.zarr`` and ``index.json``. ``split`` = ``store.split_of(rec, "mtl")``. ``side`` (``left`` /
+    ``labels.zarr`` and ``index.json``. ``split`` = ``split_of(rec, "mtl")``. ``side`` (``left`` /
     ``right`` / ``largest``) is the face the name labels and ``side_from`` why. ``excluded_frames`` lists the
     name's ranges of the manifest's ``exclude.frames`` and ``index["exclude"]`` the ranges and the
     detector-score floor (:mod:`afwpipe.exclusions`; labels.zarr keeps the labels, the readers mark the frames
@@ -123,7 +124,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
             labelled[task] = int(ts.valid(lab).sum())
         rec = {"name": name, "video": video, "path": rel(Path(info.path)), "side": it.side,
                "side_from": it.side_from, "splits": it.splits}
-        rec["split"] = store.split_of(rec, "mtl")
+        rec["split"] = split_of(rec, "mtl")
         rec.update({
             "fold": it.fold if it.fold is not None else folds.get(video, -1),
             **{k: v for k, v in info.to_dict().items() if k != "path"},

@@ -95,7 +95,7 @@ from .decisions import (AU_THRESHOLD_GRID, THRESHOLDS_DEFAULT, THRESHOLDS_FIXED,
 from .config import FromParams
 from .datasets.base import is_generic
 from .errors import AfwpipeError, PostprocessError
-from .folds import ALL
+from .folds import ALL, split_of
 from .honesty import chosen_on_scored, seen_videos, selected_on, whole_dataset_members
 from .labels import TRACKS
 from .readers import load_labels, read_prediction, read_predictions_index
@@ -688,7 +688,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         for f in folds:
             finish(f, folds, labels, cfg)
         systems += folds
-        split_val = {r["name"] for r in index["videos"] if store.split_of(r, track) == "val"}
+        split_val = {r["name"] for r in index["videos"] if split_of(r, track) == "val"}
         seen = set().union(*(seen_of[h] for f in folds for h in f.heads))
         ens = ensemble_system(track, folds, seen, split_val, labels, cfg)
         for f in folds:

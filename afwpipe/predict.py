@@ -8,7 +8,7 @@ Which videos, per head (its *evaluation videos*):
 
 - its own validation videos (``val_videos`` of the checkpoint: the fold's held-out videos),
 - every name that is ``val`` (for the fold ensemble) or ``test`` (for submissions) in any track's split
-  (:func:`store.split_of`), whatever task the head was trained for: a name can be VA-train and EXPR-test,
+  (:func:`afwpipe.folds.split_of`), whatever task the head was trained for: a name can be VA-train and EXPR-test,
   and each side ``X_left`` / ``X_right`` of a two-person test video is its own name;
 
 a scene head keeps only the videos of its scene (``index["scenes"]``). A head of fold ``all`` (trained on every
@@ -65,7 +65,7 @@ from .datasets.base import is_generic
 from .errors import AfwpipeError, PredictError
 from .inference import checkpoint_stats, iter_frames, load_model
 from .labels import TASKS
-from .folds import parse_fold
+from .folds import parse_fold, split_of
 from .readers import ZarrFeatures
 from .views import FULL
 
@@ -96,7 +96,7 @@ def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=
 
 def evaluation_videos(index: dict, val_videos, scene: str | None = None) -> list[str]:
     """A head's evaluation videos: its own ``val_videos`` plus every name that is ``val`` or ``test`` in any
-    track (:func:`store.split_of`; e.g. a VA-train name in the EXPR test list, or ``X_left`` of a two-person
+    track (:func:`afwpipe.folds.split_of`; e.g. a VA-train name in the EXPR test list, or ``X_left`` of a two-person
     test video), only the members of ``scene`` for a scene head, in index order."""
     own = set(val_videos)
     members = None
@@ -104,7 +104,7 @@ def evaluation_videos(index: dict, val_videos, scene: str | None = None) -> list
         members = set((index.get("scenes") or {}).get(scene, []))
     out = []
     for r in index["videos"]:
-        if r["name"] in own or any(store.split_of(r, t) in ("val", "test") for t in TASKS):
+        if r["name"] in own or any(split_of(r, t) in ("val", "test") for t in TASKS):
             if members is None or r["name"] in members or r.get("video") in members:
                 out.append(r["name"])
     return out

@@ -185,30 +185,6 @@ class Workspace:
         return json.loads(self.index.read_text())
 
 
-#: Official splits of an index record, per track (``rec["splits"]``): ``train``, ``val``, ``test`` or None.
-SPLITS = ("train", "val", "test")
-
-
-def split_of(rec: dict, task: str) -> str | None:
-    """The official split of index record ``rec`` for ``task``.
-
-    ``rec["splits"]`` maps each track (``au``, ``expr``, ``va``) to ``"train"`` / ``"val"`` (the track
-    annotates the name in that folder), ``"test"`` (the name is in the track's test list, or no track
-    annotates the video and the dataset has no test lists), or None (the track neither annotates nor
-    tests the name). A name can be VA-train and EXPR-test at once. ``task="mtl"`` (all tracks) gives
-    ``"val"`` when any track validates on the name, else ``"train"`` when any trains on it, else
-    ``"test"`` when any tests it, else None. A record without ``splits`` (an index written before
-    per-track splits) has its one ``split`` for every track.
-    """
-    if "splits" not in rec:  # an index written before per-track splits: one split for every track
-        return rec.get("split")
-    splits = rec["splits"] or {}
-    if task in splits:
-        return splits[task]
-    values = set(splits.values())
-    return next((s for s in ("val", "train", "test") if s in values), None)
-
-
 def chunk_rows(row_shape: tuple[int, ...], dtype, n_rows: int, min_bytes: int = MIN_CHUNK_BYTES) -> int:
     """Rows per inner chunk: at least ``min_bytes`` per chunk, with ``n_rows`` split as evenly as possible.
 

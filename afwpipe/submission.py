@@ -15,7 +15,7 @@ Which rows, per track (the rule used is printed per track, :meth:`TrackSummary.l
   must be in the index (else :class:`SubmissionError` naming the file and the names) and have predictions.
   A name whose example rows run past its predictions repeats its last prediction (padding), one with more
   predictions than rows is cut (truncating), each with a logged warning naming the name and the counts.
-- without one: every name whose split for the track (:func:`store.split_of`) is in ``splits`` (default
+- without one: every name whose split for the track (:func:`afwpipe.folds.split_of`) is in ``splits`` (default
   ``test`` only: the track's test list, which includes names another track trains on and each side
   ``X_left`` / ``X_right`` of a two-person video), in name order. A ``test`` name gets one row per decoded
   frame (``n_frames`` of the index; the ABAW test frames are the decoded frames, ``00001.jpg`` …). A name
@@ -43,7 +43,8 @@ from .config import FromParams
 from .errors import AfwpipeError, SubmissionError
 from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
 from .readers import read_post, read_systems
-from .store import ENSEMBLE, SPLITS
+from .folds import SPLITS, split_of
+from .store import ENSEMBLE
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=DEFAULT
                 raise SubmissionError(f"{example}: {len(unknown)} name(s) are not in the index {ws.index}: "
                                       f"{', '.join(unknown[:5])}{', …' if len(unknown) > 5 else ''}")
         else:
-            names = sorted(v for v, r in index.items() if store.split_of(r, track) in set(splits))
+            names = sorted(v for v, r in index.items() if split_of(r, track) in set(splits))
             n_rows = {v: _rows_without_example(index[v], track) for v in names}
             rule = _rule(track, names, index, splits)
         have = set(systems[name]["videos"])
@@ -281,7 +282,7 @@ def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=DEFAULT
 def _rows_without_example(rec: dict, track: str) -> int:
     """Rows of a name without an example file: its annotation's line count when ``track`` annotates it,
     else (a test name) its decoded frame count."""
-    if store.split_of(rec, track) in ("train", "val"):
+    if split_of(rec, track) in ("train", "val"):
         return int((rec.get("annotation_frames") or {}).get(track) or rec["n_frames"])
     return int(rec["n_frames"])
 
@@ -290,7 +291,7 @@ def _rule(track: str, names, index: Mapping, splits) -> str:
     """``, one per decoded frame of 105 test names (no example file)`` (and the val / train names)."""
     parts = []
     for split in (s for s in SPLITS if s in splits):
-        n = sum(store.split_of(index[v], track) == split for v in names)
+        n = sum(split_of(index[v], track) == split for v in names)
         per = "decoded frame" if split == "test" else "annotation line"
         parts.append(f"one per {per} of {n} {split} name{'s' if n != 1 else ''}")
     return ", " + ", ".join(parts) + " (no example file)"

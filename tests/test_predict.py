@@ -15,6 +15,7 @@ import pytest
 from afwpipe import submission
 from afwpipe.config import dataset_and_workspace
 from afwpipe import store
+from afwpipe.folds import split_of
 from afwpipe.readers import load_labels
 from afwpipe.errors import PredictError
 from afwpipe.predict import PredictConfig, evaluation_videos, find_models, run_predict
@@ -98,7 +99,7 @@ def test_every_name_val_or_test_in_any_track_is_evaluated():
     """e: EXPR-test and VA-train (its ``split`` summary is train); q_left / q_right: sides of a two-person test
     video; a: AU-val only; r: train everywhere; n: no track (neither annotated nor tested)."""
     def rec(name, video=None, **splits):
-        return {"name": name, "video": video or name, "split": store.split_of({"splits": splits}, "mtl"),
+        return {"name": name, "video": video or name, "split": split_of({"splits": splits}, "mtl"),
                 "splits": {t: splits.get(t) for t in ("au", "expr", "va")}}
 
     index = {"videos": [rec("r", au="train", expr="train", va="train"), rec("e", expr="test", va="train"),

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from afwpipe import store
+from afwpipe.folds import split_of
 from afwpipe.errors import SubmissionError
 from afwpipe.labels import AU_NAMES
 from afwpipe.postprocess import PostConfig, run_postprocess
@@ -133,7 +134,7 @@ def _hand_workspace(root, sources=None, unpredicted=()) -> store.Workspace:
     for name, splits in _SPLITS.items():
         splits = dict(zip(("au", "expr", "va"), splits))
         records.append({"name": name, "video": name.split("_")[0], "side": name.split("_")[1] if "_" in name else None,
-                        "split": store.split_of({"splits": splits}, "mtl"), "splits": splits, "fold": -1,
+                        "split": split_of({"splits": splits}, "mtl"), "splits": splits, "fold": -1,
                         "n_frames": _FRAMES[name],
                         "annotation_frames": {t: 7 if name == "v" else _FRAMES[name] for t, s in splits.items()
                                               if s in ("train", "val")}})

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from afwpipe import store
+from afwpipe.folds import split_of
 from afwpipe.clips import ClipDataset
 from afwpipe.readers import ZarrFeatures, load_labels
 from afwpipe.errors import TrainError
@@ -146,7 +147,7 @@ def test_splits_are_per_task():
 
     def rec(name, fold, **splits):
         return {"name": name, "video": name, "fold": fold, "labelled": lab,
-                "split": store.split_of({"splits": splits}, "mtl"), "splits": splits}
+                "split": split_of({"splits": splits}, "mtl"), "splits": splits}
 
     index = {"folds": {"k": 2}, "videos": [
         rec("x", 0, au="train", expr="val", va="train"), rec("y", 0, au="val", expr="train", va="val"),

@@ -11,7 +11,7 @@ import pytest
 
 from afwpipe import store
 from afwpipe.evaluate import run_evaluate
-from afwpipe.folds import ALL, parse_fold, split_videos
+from afwpipe.folds import ALL, parse_fold, split_of, split_videos
 from afwpipe.honesty import whole_dataset_members
 from afwpipe.inference import load_model
 from afwpipe.postprocess import run_postprocess
@@ -29,7 +29,7 @@ def test_all_trains_on_every_labelled_train_and_val_name_of_the_task_and_never_a
     """x: EXPR-val, VA-train; t: AU-test with an AU annotation; n: unlabelled for AU; folds 0 / 1 / -1."""
     def rec(name, fold, labelled=5, **splits):
         return {"name": name, "video": name, "fold": fold, "labelled": dict.fromkeys(("au", "expr", "va"), labelled),
-                "split": store.split_of({"splits": splits}, "mtl"), "splits": splits}
+                "split": split_of({"splits": splits}, "mtl"), "splits": splits}
 
     index = {"folds": {"k": 2}, "videos": [
         rec("x", 0, au="train", expr="val", va="train"), rec("y", 1, au="val", expr="train", va="val"),

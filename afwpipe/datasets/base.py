@@ -207,7 +207,7 @@ class Item:
         video: the video's file stem.
         side: the face the name labels (``left`` / ``right`` / ``largest``; None before sides are resolved).
         files: task -> the file holding this name's labels of the task (the index's ``files``).
-        splits: task -> ``train`` / ``val`` / ``test`` / None (:func:`afwpipe.store.split_of`).
+        splits: task -> ``train`` / ``val`` / ``test`` / None (:func:`afwpipe.folds.split_of`).
         side_from: why ``side``.
         fold: the dataset's own fold (0-based), or None to deal the video into the seeded folds.
         values: task -> labels the reader parsed while scanning (one-CSV formats), or an AnnotationError

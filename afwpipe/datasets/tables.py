@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..store import SPLITS
+from ..folds import SPLITS
 from .affwild2 import VIDEO_EXTENSIONS, find_video_dirs, find_videos
 from .base import Item, Scan, TaskSpec, columns, rel
 
