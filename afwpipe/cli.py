@@ -15,6 +15,7 @@ from . import __version__
 from .config import DEFAULT_PARAMS, dataset_and_workspace, load_params
 from .errors import AfwpipeError, ConfigError
 from .labels import TRACKS, TRAIN_TASKS
+from .layout import AUTO
 from .manifest import DEFAULT_MANIFEST
 
 
@@ -419,7 +420,9 @@ def extract_text_cmd(obj, encoders, source, asr, vlm, weights, device, names, ac
               help="au (12 sigmoid), expr (8-way), va (2 tanh) or mtl (all three). Default: params train.task. "
                    "A dataset with declared tasks (reader video_csv / frame_csv): one of its tasks, or mtl (all of "
                    "them in one head); without --task every declared task is trained, one head each "
-                   "(docs/datasets.md).")
+                   "(docs/datasets.md). auto: every task of the dataset (declared, or au, expr and va), one head "
+                   "each, into models/auto-<head>-<fold>/ as the DVC stage train@auto-<fold> of params "
+                   "train.tasks: [auto] does (docs/guide/train.md).")
 @click.option("--head", default=None,
               help="Fusion head (params train.head): tmf (Transformer; Fuxi ABAW5/6), tcn (dilated TCN, causal: true "
                    "for past frames only; USTC ABAW8), msf (multi-scale windowed attention; USTC ABAW8), xattn "
@@ -483,6 +486,14 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, d
     from .datasets.base import index_tasks, is_generic
 
     _, ws = _workspace(obj)
+    opts = dict(head=head, features=features, scene=scene, epochs=epochs, epoch_selection=epoch_selection,
+                device=device, focal_gamma=focal_gamma, logit_adjust_tau=logit_adjust_tau,
+                modality_dropout=modality_dropout, view=view, val_curves=val_curves)
+    if task == AUTO:  # every task of the dataset into models/auto-<head>-<fold>/ (the train@auto-<fold> stage)
+        from .train_all import train_all
+
+        train_all(ws, _section(obj, "train"), fold, **opts)
+        return
     index = ws.read_index() if ws.index.is_file() else {}
     if task is None and is_generic(index):  # every task the dataset declares, one head each
         tasks = list(index_tasks(index))
@@ -491,11 +502,7 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, d
         if task is not None and task not in TRAIN_TASKS and not is_generic(index):
             raise click.BadParameter(f"{task!r} is not one of {', '.join(TRAIN_TASKS)}", param_hint="--task")
     for t in tasks:
-        cfg = train.TrainConfig.from_params(_section(obj, "train"), task=t, head=head, fold=fold, features=features,
-                                            scene=scene, epochs=epochs, epoch_selection=epoch_selection, device=device,
-                                            focal_gamma=focal_gamma,
-                                            logit_adjust_tau=logit_adjust_tau, modality_dropout=modality_dropout,
-                                            view=view, val_curves=val_curves)
+        cfg = train.TrainConfig.from_params(_section(obj, "train"), task=t, fold=fold, **opts)
         train.main(ws, cfg)
 
 

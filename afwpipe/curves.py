@@ -93,22 +93,46 @@ class EpochCurves:
         self.path = Path(path)
         self.live = ProjectLive(str(self.path), report=None, save_dvc_exp=False, dvcyaml=False)
 
-    def log(self, epoch: int, loss: float, select: dict | None = None, *, val: dict | None = None) -> None:
+    def log(self, epoch: int, loss: float, select: dict | None = None, *, val: dict | None = None,
+            scope: str = "") -> None:
         """One epoch: ``loss`` (mean training batch loss), when videos choose the epoch their scores ``select``,
         and with ``train.val_curves`` the validation videos' scores ``val`` (each :func:`afwpipe.train.score`'s
         dict: ``score`` and the tasks' headline metrics, logged as ``select/*`` and ``val/*``); then
         ``metrics.json`` is rewritten, so a running experiment shows the epoch at once. ``epoch`` (1-based) is
-        the TSV files' ``step``."""
+        the TSV files' ``step``. ``scope``: a prefix of every name (``<scope>/loss`` ...), for
+        :meth:`scoped`."""
+        at = f"{scope}/" if scope else ""
         self.live.step = epoch
-        self.live.log_metric("loss", float(loss))
+        self.live.log_metric(f"{at}loss", float(loss))
         for prefix, scores in (("select", select), ("val", val)):
             for name, value in _headlines(scores):
-                self.live.log_metric(f"{prefix}/{name}", value)
+                self.live.log_metric(f"{at}{prefix}/{name}", value)
         self.live.next_step()
+
+    def scoped(self, scope: str) -> ScopedCurves:
+        """One run's curves inside this folder, every name under ``<scope>/`` (``plots/metrics/<scope>/loss.tsv``,
+        ``metrics.json``'s ``<scope>`` entry): a ``train@auto-<fold>`` run (:mod:`afwpipe.train_all`) logs each
+        task's head this way into the one folder its DVC stage declares. Its ``close`` leaves this folder open."""
+        return ScopedCurves(self, scope)
 
     def close(self) -> None:
         """Write the final ``metrics.json`` (the last epoch's values)."""
         self.live.end()
+
+
+class ScopedCurves:
+    """:meth:`EpochCurves.scoped`: logs into a shared :class:`EpochCurves` under a prefix; closing it does
+    nothing (the shared folder is closed once, by its owner)."""
+
+    def __init__(self, curves: EpochCurves, scope: str):
+        self.curves, self.scope = curves, scope
+
+    def log(self, epoch: int, loss: float, select: dict | None = None, *, val: dict | None = None) -> None:
+        """:meth:`EpochCurves.log` under ``<scope>/``."""
+        self.curves.log(epoch, loss, select, val=val, scope=self.scope)
+
+    def close(self) -> None:
+        """Nothing: the owner of the shared folder closes it."""
 
 
 def _headlines(scores: dict | None) -> list[tuple[str, float]]:
@@ -121,4 +145,4 @@ def _headlines(scores: dict | None) -> list[tuple[str, float]]:
     return out
 
 
-__all__ = ["CURVES", "HEADLINES", "EpochCurves", "ProjectLive", "curves_dir", "curves_key"]
+__all__ = ["CURVES", "HEADLINES", "EpochCurves", "ProjectLive", "ScopedCurves", "curves_dir", "curves_key"]

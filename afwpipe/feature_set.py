@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -31,6 +32,7 @@ from .config import FromParams
 from .task_settings import DEFAULT_TRAIN_FEATURES, name_list, per_task
 from .errors import AfwpipeError, TrainError
 from .labels import TRAIN_TASKS
+from .layout import AUTO
 
 #: the encoder whose store a speech gate reads (afwpipe.clips.gate.VAD)
 GATE_ENCODER = "vad"
@@ -45,7 +47,8 @@ class FeatureSetConfig(FromParams):
         features: encoder names, as ``train.features``: one list (or comma-separated string) for every task,
             or a per-task mapping ``{au: [...], expr: [...], ...}`` (:func:`afwpipe.task_settings.per_task`);
             resolved on construction to ``{task: [encoders]}`` for ``tasks``.
-        tasks: the trained tasks (``train.tasks``, the DVC matrix).
+        tasks: the trained tasks (``train.tasks``, the DVC matrix); ``auto`` (every task of the dataset,
+            :mod:`afwpipe.train_all`) reads every entry of a per-task ``features`` mapping.
         speech_gate: ``train.speech_gate`` (None: off); when set, the ``vad`` store is read too.
 
     Raises:
@@ -62,6 +65,8 @@ class FeatureSetConfig(FromParams):
 
     def __post_init__(self):
         self.tasks = name_list(self.tasks, "train.tasks", TrainError)
+        if AUTO in self.tasks and isinstance(self.features, Mapping):  # every task: every per-task entry
+            self.tasks = list(dict.fromkeys([t for t in self.tasks if t != AUTO] + list(self.features)))
         per = per_task(self.features, self.tasks, "train.features", TRAIN_TASKS, TrainError)
         self.features = {t: name_list(v, f"train.features ({t})", TrainError) for t, v in per.items()}
 

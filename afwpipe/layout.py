@@ -7,12 +7,18 @@ what a writer wrote (docs/architecture.md, "One config and one main per step")::
 
     models/<task>-<head>-<fold>[-<scene>]/model.pt        a trained head (afwpipe.inference's checkpoint)
     models/<task>-<head>-<fold>[-<scene>]/metrics.json    its training record (train; honesty, summary read it)
+    models/auto-<head>-<fold>/<task>-<head>-<fold>/       the same folders, grouped by one train@auto-<fold> run
     eval/metrics.json, eval/per_class.csv, eval/report.png, eval/plots/<name>.csv    evaluate
     <step>_failures[_<store>].json                        the videos a step failed on, with their errors
 
 A model folder's name is ``<task>-<head>-<fold>[-<scene>]``: ``task`` one of ``labels.TRAIN_TASKS``, ``head``
 a registered head (no ``-``), ``fold`` as :func:`afwpipe.folds.parse_fold` reads it, ``scene`` a scene of
 the manifest (it may hold ``-``).
+
+Params ``train.tasks: [auto]`` trains every task the dataset declares in one DVC stage per fold
+(``train@auto-<fold>``, :mod:`afwpipe.train_all`): that stage owns the group folder ``models/auto-<head>-<fold>/``
+and writes each task's ordinary model folder inside it. Readers find a model folder in either place
+(:func:`model_folders`, :func:`model_dir`), so nothing after training knows how the heads were grouped.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ EVAL_PLOT_NAMES = ("au_f1", "expr_f1", "expr_confusion", "va_trace")
 
 #: the fold of the whole-dataset member (afwpipe.folds' docstring)
 ALL = "all"
+#: params ``train.tasks: [auto]``: every task of the dataset, one head each (module docstring)
+AUTO = "auto"
 
 
 def parse_fold(fold) -> str | int:
@@ -102,9 +110,36 @@ def parse_model_name(name: str, path: Path | None = None, tasks=TRAIN_TASKS) -> 
                     parts[3] if len(parts) == 4 else None)
 
 
+def group_dir(ws: Workspace, head: str, fold) -> Path:
+    """``models/auto-<head>-<fold>``: the folder of one ``train@auto-<fold>`` run, holding a model folder per task."""
+    return ws.models / model_name(AUTO, head, fold)
+
+
 def model_dir(ws: Workspace, name: str) -> Path:
-    """``models/<name>``: a trained head's folder."""
-    return ws.models / name
+    """A trained head's folder: ``models/<name>``, or ``models/auto-<head>-<fold>/<name>`` when a
+    ``train@auto-<fold>`` run wrote it there (and ``models/<name>`` does not exist)."""
+    direct = ws.models / name
+    parts = name.split("-", 3)
+    if direct.is_dir() or len(parts) < 3 or parts[0] == AUTO:
+        return direct
+    grouped = group_dir(ws, parts[1], parts[2]) / name
+    return grouped if grouped.is_dir() else direct
+
+
+def model_folders(ws: Workspace) -> list[Path]:
+    """Every folder under ``models/`` that may be a model folder: ``models/<name>`` and the folders inside each
+    group ``models/auto-<head>-<fold>/``, sorted by folder name (the group folders themselves are left out)."""
+    if not ws.models.is_dir():
+        return []
+    out = []
+    for d in ws.models.iterdir():
+        if not d.is_dir():
+            continue
+        if d.name.split("-", 1)[0] == AUTO:
+            out += [g for g in d.iterdir() if g.is_dir()]
+        else:
+            out.append(d)
+    return sorted(out, key=lambda d: d.name)
 
 
 def checkpoint(folder: Path) -> Path:
@@ -133,6 +168,6 @@ def failures_file(ws: Workspace, step: str, store_path: Path | None = None) -> P
     return ws.root / (f"{step}_failures" + (f"_{Path(store_path).stem}" if store_path is not None else "") + ".json")
 
 
-__all__ = ["ALL", "EVAL_METRICS", "EVAL_PER_CLASS", "EVAL_PLOT_NAMES", "EVAL_PLOTS", "EVAL_REPORT", "MODEL_FILE", "ModelRef", "RUN_RECORD",
-           "checkpoint", "eval_file", "eval_plot", "failures_file", "model_dir", "model_name", "parse_fold", "parse_model_name",
+__all__ = ["ALL", "AUTO", "EVAL_METRICS", "EVAL_PER_CLASS", "EVAL_PLOT_NAMES", "EVAL_PLOTS", "EVAL_REPORT", "MODEL_FILE", "ModelRef", "RUN_RECORD",
+           "checkpoint", "eval_file", "eval_plot", "failures_file", "group_dir", "model_dir", "model_folders", "model_name", "parse_fold", "parse_model_name",
            "run_record"]

@@ -77,14 +77,14 @@ PRED_DTYPE = np.float32
 
 def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=None,
                 scenes=None) -> list[layout.ModelRef]:
-    """Trained heads under ``ws.models`` (folders holding ``model.pt``), optionally only of head type ``head``,
-    tasks ``tasks``, folds ``folds`` (``"official"`` or numbers) and, among scene heads, scenes ``scenes``
+    """Trained heads under ``ws.models`` (folders holding ``model.pt``, in a group folder or not:
+    :func:`afwpipe.layout.model_folders`), optionally only of head type ``head``, tasks ``tasks`` (a list holding
+    ``"auto"``: every task), folds ``folds`` (``"official"`` or numbers) and, among scene heads, scenes ``scenes``
     (params ``train.scenes``; None: every scene head). Sorted by name."""
-    if not ws.models.is_dir():
-        return []
     folds = None if folds is None else {parse_fold(f) for f in folds}
+    tasks = None if tasks is None or layout.AUTO in tasks else tasks  # auto: every task (afwpipe.train_all)
     out = []
-    for d in sorted(ws.models.iterdir()):
+    for d in layout.model_folders(ws):
         ref = layout.parse_model_name(d.name, d)
         if ref is None or not ref.checkpoint.is_file():
             continue

@@ -44,7 +44,7 @@ def declared_models(ws: store.Workspace, index: dict, cfg: PredictConfig) -> lis
     wanted = named | ({ALL_TASKS} & asked) if named else set(index_tasks(index)) | {ALL_TASKS}
     folds = None if cfg.folds is None else {parse_fold(f) for f in cfg.folds}
     out = []
-    for d in sorted(ws.models.iterdir()) if ws.models.is_dir() else []:
+    for d in layout.model_folders(ws):
         ref = layout.parse_model_name(d.name, d, tasks=wanted)
         if ref is None or not ref.checkpoint.is_file():
             continue
@@ -64,7 +64,7 @@ def run_predict_declared(ws: store.Workspace, cfg: PredictConfig, index: dict, p
         raise PredictError("predict.tta: test-time augmentation is not applied to declared tasks; set predict.tta: false")
     refs = declared_models(ws, index, cfg)
     if not refs:
-        have = ", ".join(sorted(d.name for d in ws.models.iterdir())) if ws.models.is_dir() else "(none)"
+        have = ", ".join(d.name for d in layout.model_folders(ws))
         raise PredictError(f"{ws.models}: no trained head of the tasks {', '.join(index_tasks(index))} (head "
                            f"{cfg.head!r}, folds {cfg.folds}); heads there: {have or '(none)'}")
     declared = index_tasks(index)

@@ -39,9 +39,8 @@ from .readers import ZarrFeatures, load_labels
 from .task_inference import predict_declared
 from .task_losses import class_weights, tasks_loss
 from .task_metrics import HEADLINE, decide, task_scores
-from .curves import EpochCurves, curves_dir
 from .train import (TrainConfig, TrainResult, _deterministic, _finite, features_trained_on, fit_epochs,
-                    selection_split)
+                    open_curves, selection_split)
 
 def run_tasks(index: dict, task: str) -> dict[str, TaskSpec]:
     """The declared tasks a run of ``train.task`` fits: that one, or every one for ``mtl``.
@@ -103,9 +102,9 @@ def _epoch(head, ds: ClipDataset, tasks, weights, opt, rng, device, cfg: TrainCo
 
 
 def train_declared(ws: store.Workspace, cfg: TrainConfig, index: dict, progress: bool = True,
-                   out_dir: Path | None = None) -> TrainResult:
+                   out_dir: Path | None = None, curves=None) -> TrainResult:
     """Train ``cfg.head`` on the declared task(s) ``cfg.task`` (module docstring); write ``model.pt`` and
-    ``metrics.json`` as :func:`afwpipe.train.train` does.
+    ``metrics.json`` as :func:`afwpipe.train.train` does (``out_dir``, ``curves``: as there).
 
     Raises:
         TrainError: an undeclared task, an AU/EXPR/VA-only option set, no valid label on a side, what
@@ -151,7 +150,7 @@ def train_declared(ws: store.Workspace, cfg: TrainConfig, index: dict, progress:
         rng = np.random.default_rng(cfg.seed)
         head = create_head(cfg.head, train_ds.dims, output_specs(tasks), **cfg.head_kwargs).to(device)
         opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        live = EpochCurves(curves_dir(ws, cfg.task, cfg.fold, cfg.scene))
+        live = open_curves(ws, cfg, curves)
         fit = fit_epochs(head, cfg,
                          lambda epoch: _epoch(head, train_ds, tasks, weights, opt, rng, device, cfg,
                                               f"{cfg.run_name}, epoch {epoch}"),

@@ -62,7 +62,7 @@ from . import atomic, layout, store
 from .clips import DEFAULT_CACHE_BYTES, DEFAULT_K, ClipDataset, drop_modalities
 from .clips.cache import LRUCache
 from .clips.gate import SpeechGate, parse_speech_gate
-from .curves import EpochCurves, curves_dir
+from .curves import EpochCurves, ScopedCurves, curves_dir
 from .datasets.base import is_generic
 from .heap import limit_heap_retention
 from .device import autocast, resolve_device
@@ -387,8 +387,16 @@ def _deterministic():
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
+def open_curves(ws: store.Workspace, cfg: TrainConfig, curves: Path | ScopedCurves | None = None):
+    """The run's curves: ``curves`` itself when it is a shared folder's :class:`afwpipe.curves.ScopedCurves`, else
+    a DVCLive folder at ``curves`` (default :func:`afwpipe.curves.curves_dir` of the run's task, fold, scene)."""
+    if isinstance(curves, ScopedCurves):
+        return curves
+    return EpochCurves(curves if curves is not None else curves_dir(ws, cfg.task, cfg.fold, cfg.scene))
+
+
 def fit_epochs(head: torch.nn.Module, cfg: TrainConfig, run_epoch, evaluate, select_ds, val_ds,
-               live: EpochCurves, progress: bool = True):
+               live: EpochCurves | ScopedCurves, progress: bool = True):
     """The epoch loop every training shares (Aff-Wild2's tasks and a dataset's declared ones): train an epoch
     (``run_epoch(epoch) -> mean loss``), score the videos that choose the epoch (``evaluate(dataset) -> {"score":
     ..., ...}`` on ``select_ds``), keep the best weights, stop after ``cfg.patience`` epochs without a better
@@ -435,7 +443,7 @@ def fit_epochs(head: torch.nn.Module, cfg: TrainConfig, run_epoch, evaluate, sel
 
 
 def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir: Path | None = None,
-          curves: Path | None = None) -> TrainResult:
+          curves: Path | ScopedCurves | None = None) -> TrainResult:
     """Train ``cfg.head`` on the features of workspace ``ws`` and write the checkpoint and metrics.
 
     Args:
@@ -444,7 +452,8 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         progress: show a tqdm bar over epochs (loss and validation score).
         out_dir: model folder (default ``ws.models / cfg.run_name``).
         curves: DVCLive folder of the per-epoch curves (default ``<ws>/curves/<task>-<fold>[-<scene>]``;
-            :mod:`afwpipe.curves`).
+            :mod:`afwpipe.curves`), or a shared folder's :class:`afwpipe.curves.ScopedCurves`
+            (:mod:`afwpipe.train_all`).
 
     Raises:
         TrainError: missing store, features of different lengths, NaN/Inf in features, unknown fold or
@@ -456,7 +465,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
     index = ws.read_index()
     if is_generic(index):  # a dataset's declared tasks (video_csv, frame_csv)
         from .task_train import train_declared  # it builds on this module
-        return train_declared(ws, cfg, index, progress, out_dir)
+        return train_declared(ws, cfg, index, progress, out_dir, curves)
     if cfg.task not in TRAIN_TASKS:
         raise TrainError(f"unknown task {cfg.task!r} for dataset {index.get('dataset')!r}; use one of {', '.join(TRAIN_TASKS)}")
     tasks = cfg.tasks
@@ -501,7 +510,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         rng = np.random.default_rng(cfg.seed)
         head = create_head(cfg.head, train_ds.dims, tasks, **cfg.head_kwargs).to(device)
         opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        live = EpochCurves(curves if curves is not None else curves_dir(ws, cfg.task, cfg.fold, cfg.scene))
+        live = open_curves(ws, cfg, curves)
 
         def run_epoch(epoch: int) -> float:
             return train_epoch(head, train_ds, opt, rng, device, cfg.batch_size, task_weights=cfg.task_weights,

@@ -11,11 +11,16 @@ Writes: <workdir>/<dataset>/models/<task>-<head>-<fold>-<scene>/model.pt and met
 from afwpipe import train
 from afwpipe.config import dataset_and_workspace
 from afwpipe.entry import stage_main
+from afwpipe.errors import TrainError
+from afwpipe.layout import AUTO
 from afwpipe.scenes import check_scene_params
 
 
 def run(params: dict, task: str, fold: str | int, scene: str):
     spec, ws = dataset_and_workspace(params)
+    if task == AUTO:
+        raise TrainError("train.tasks [auto] with train.scenes: a scene head needs named tasks; list them in "
+                         "train.tasks, or set train.scenes: []")
     check_scene_params(spec, (params.get("train") or {}).get("scenes"))
     return train.main(ws, train.TrainConfig.from_params(params.get("train"), task=task, fold=fold, scene=scene))
 

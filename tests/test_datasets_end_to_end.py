@@ -109,6 +109,13 @@ def test_video_csv_dataset_runs_every_step_to_uar_and_war(cached, fer_hdf5):
                                     "train", "--fold", "0"])
     assert res.exit_code == 0, res.output
     assert "train emotion-tcn-0:" in res.output and (ws.models / "emotion-tcn-0" / "model.pt").is_file()
+    # `--task auto` (params train.tasks: [auto], the DVC stage train@auto-<fold>): every declared task, grouped
+    res = CliRunner().invoke(main, ["--params", str(tmp / "p.yaml"), "--manifest", str(tmp / "clips.yaml"),
+                                    "train", "--task", "auto", "--fold", "1"])
+    assert res.exit_code == 0, res.output
+    assert (ws.models / "auto-tcn-1" / "emotion-tcn-1" / "model.pt").is_file()
+    pred = run_predict(ws, PredictConfig(head="tcn", tasks=["auto"], folds=[1], device="cpu"), progress=False)
+    assert [m["name"] for m in pred.models] == ["emotion-tcn-1"]
 
 
 FRAME_CSV = """
