@@ -108,6 +108,28 @@ def test_aligned_images_are_their_own_crops_without_audio(tmp_path):
     assert all(r.skipped for r in run_detect(ws, cfg, progress=False).results)  # a rerun finds every image complete
 
 
+def test_exif_orientation_is_applied_as_pillow_applies_it(tmp_path):
+    from PIL import Image, ImageOps
+
+    rows, cols = np.mgrid[:32, :48]
+    stored = np.stack([rows * 7, cols * 5, 255 - cols * 5], -1).astype(np.uint8)  # smooth ramps along each axis
+    root = tmp_path / "faces"
+    root.mkdir()
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(root / "r.jpg", exif=exif, quality=95)
+    _, spec, ws = _dataset(tmp_path, ["r.jpg,train,happy,0"], aligned=True)
+    (rec,) = build_index(spec, ws, progress=False)["videos"]
+    assert (rec["width"], rec["height"], rec["rotation"]) == (32, 48, 270)
+    assert not run_detect(ws, DetectConfig(size=32, device="cpu", crop_codec="zstd"), progress=False).failures
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(root / "r.jpg")))  # [48, 32, 3]
+    crop = store.open_store(ws.faces, "r")["r"]["crops"][0]
+    # the centre square of the upright image (two JPEG decoders: FFmpeg + libswscale vs libjpeg, a few levels apart)
+    assert np.abs(crop.astype(int) - shown[8:40]).mean() < 6
+    assert np.abs(crop.astype(int) - stored[:, 8:40]).mean() > 50  # not the stored (unrotated) one
+
+
 @pytest.fixture
 def planted(tmp_path, one_torch_thread):
     """An aligned image dataset of 16 images (12 train, 2 val, 2 test) whose class is planted in the brightness
