@@ -194,8 +194,9 @@ def detect_cmd(obj, detector, size, batch_size, device, weights, use_cropped, de
 @click.option("--encoder", default=None,
               help="Visual encoder to fine-tune: mini_xception, mae, convnext, timm:<id>, or a name of params "
                    "extract.options. Default: params finetune (mini_xception).")
-@click.option("--task", type=click.Choice(["au", "expr", "va"]), default=None,
-              help="One linear output on the encoder: au (12, BCE), expr (8, CE) or va (2, CCC). Default: expr.")
+@click.option("--task", default=None,
+              help="One linear output on the encoder: au (12, BCE), expr (8, CE) or va (2, CCC), or a frame task the "
+                   "dataset declares (image_csv, frame_csv). Default: expr.")
 @click.option("--fold", default=None,
               help="'official' (the task's official training videos) or a fold number (that fold's training videos: "
                    "one encoder per fold keeps the fold's scores honest).")

@@ -140,13 +140,22 @@ def fill_runs(present: np.ndarray) -> list[tuple[int, int, int]]:
     return runs
 
 
+#: the detect identity's ``detector`` of an aligned image dataset (the image is the crop, no detector ran)
+ALIGNED = "aligned_image"
+
+
 class FaceWorker:
     """The per-video worker of the face step: detects, aligns and writes one video at a time; one detector
-    instance is reused across videos."""
+    instance is reused across videos.
+
+    ``aligned`` (the index's ``aligned``: an ``image_csv`` dataset of aligned face images, docs/datasets.md): every
+    decoded frame is already the face; its centre square resized to the crop size is the crop (present, score 1,
+    box the square, no landmarks) and no detector is built.
+    """
 
     def __init__(self, ws: store.Workspace, cfg: DetectConfig, progress: bool = True,
-                 cropped_root: Path | None = None):
-        self.ws, self.progress, self.cropped_root = ws, progress, cropped_root
+                 cropped_root: Path | None = None, aligned: bool = False):
+        self.ws, self.progress, self.cropped_root, self.aligned = ws, progress, cropped_root, aligned
         self.cfg = replace(cfg, device=resolve_device(cfg.device))
         self._detector = None
 
@@ -157,6 +166,8 @@ class FaceWorker:
         return self._detector
 
     def identity(self) -> dict:
+        if self.aligned:
+            return {**self.cfg.identity(None), "detector": ALIGNED}
         return self.cfg.identity(None if self.cfg.use_cropped else self.detector.cfg.as_dict())
 
     def is_done(self, name: str, side: str | None = None) -> bool:
@@ -166,7 +177,7 @@ class FaceWorker:
         if not (store.is_complete(self.ws.faces, name) and store.is_complete(self.ws.audio, name)):
             return False
         attrs = store.open_store(self.ws.faces, "r")[name].attrs.asdict()
-        same_side = self.cfg.use_cropped or (attrs.get("side") or "largest") == (side or "largest")
+        same_side = self.cfg.use_cropped or self.aligned or (attrs.get("side") or "largest") == (side or "largest")
         return attrs.get("identity") == self.identity() and same_side
 
     def run_video(self, rec: dict) -> VideoResult:
@@ -252,6 +263,9 @@ class FaceWorker:
         """Yield per-batch dicts of arrays (boxes, landmarks, score, present, crops, times)."""
         S, B = self.cfg.size, self.cfg.batch_size
         cropped_root = self.cropped_root
+        if self.aligned:
+            yield from self._aligned_blocks(path)
+            return
         if self.cfg.use_cropped:
             if cropped_root is None or not (cropped_root / rec["name"]).is_dir():
                 raise VideoError(f"{cropped_root}/{rec['name']}: no cropped_aligned folder for this video")
@@ -290,6 +304,22 @@ class FaceWorker:
             yield {"boxes": boxes, "landmarks": lms, "score": score, "present": present, "crops": crops,
                    "times": t - t_first}
 
+    def _aligned_blocks(self, path: Path):
+        """The blocks of an aligned face image (class docstring): each decoded frame's centre square resized to
+        ``size`` (:func:`_center_crop`), present with score 1 and box ``[x0, y0, x0 + s, y0 + s]`` (pixels)."""
+        t_first = None
+        for batch in prefetch(frame_batches(path, self.cfg.batch_size, self.cfg.decoder, self.cfg.device),
+                              self.cfg.queue_batches):
+            frames, m = batch.frames, len(batch.frames)
+            h, w = frames.shape[1:3]
+            s = min(h, w)
+            x0, y0 = (w - s) // 2, (h - s) // 2
+            t = np.array([np.nan if x is None else x for x in batch.times], np.float64)
+            t_first = t[0] if t_first is None else t_first
+            yield {"boxes": np.tile(np.array([x0, y0, x0 + s, y0 + s], np.float32), (m, 1)),
+                   "landmarks": np.full((m, 5, 2), np.nan, np.float32), "score": np.ones(m, np.float32),
+                   "present": np.ones(m, bool), "crops": _center_crop(frames, self.cfg.size), "times": t - t_first}
+
     def _placeholders(self, rec: dict, path: Path, n: int):
         """The crops of a video without any face, again: centre crops of the frames (black crops with
         ``use_cropped``), in blocks; a second decode, only for faceless videos longer than the fill's hold."""
@@ -325,7 +355,8 @@ def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None =
                progress: bool = True, scheduler: str | None = None) -> RunSummary:
     """Run the detect step on every indexed video (or ``names``) of ``ws``; one failure never stops the others.
 
-    With ``scheduler`` (a Dask scheduler address) each video is one task on the cluster
+    An index with ``aligned: true`` (an ``image_csv`` dataset of aligned faces) takes each image as its crop
+    (:class:`FaceWorker`). With ``scheduler`` (a Dask scheduler address) each video is one task on the cluster
     (``afwpipe.runner``); ``ws`` must then be on storage every worker sees.
     Writes ``faces.zarr``, ``audio.zarr`` and ``detect_failures.json`` (the failed videos and why).
 
@@ -338,7 +369,7 @@ def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None =
     if scheduler_address(scheduler):
         for path in (ws.faces, ws.audio):
             store.open_store(path, "a")  # create the roots once, before concurrent writers
-    factory = partial(FaceWorker, ws, cfg, progress and scheduler is None, cropped)
+    factory = partial(FaceWorker, ws, cfg, progress and scheduler is None, cropped, bool(index.get("aligned")))
     summary = RunSummary()
     summary.results = run_videos(factory, recs, "detect", progress, scheduler,
                                  gpu=resolve_device(cfg.device).startswith("cuda"))

@@ -88,7 +88,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     folds = assign_folds(scan.fold_videos, spec.folds_k, spec.folds_seed)
 
     infos: dict[str, VideoInfo] = {}
-    failures = []
+    failures = list(scan.failures)
     for v in tqdm(sorted({it.video for it in items.values()}), desc="probe", unit="video", disable=not progress):
         try:
             infos[v] = probe_video(videos[v])

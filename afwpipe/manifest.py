@@ -8,8 +8,8 @@ score_below}`` (wrong faces out, :mod:`afwpipe.exclusions`) and an optional whee
 datasets. ``${VAR}`` in a path is taken from the environment.
 
 ``reader:`` names the dataset's format (:mod:`afwpipe.datasets`; default ``affwild2``). The generic readers
-(``video_csv``, ``frame_csv``; docs/datasets.md) take ``tasks: {name: {level, type, classes | targets,
-range}}`` and their own keys (``labels:``), kept as written in ``DatasetSpec.options``.
+(``video_csv``, ``frame_csv``, ``image_csv``; docs/datasets.md) take ``tasks: {name: {level, type, classes |
+targets, range}}`` and their own keys (``labels:``, ``aligned:``), kept as written in ``DatasetSpec.options``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class DatasetSpec:
         exclude: the manifest's ``exclude:`` entry as written (frame ranges and a detector-score floor that mark
             frames invalid for training and evaluation), parsed and checked by the index step
             (:mod:`afwpipe.exclusions`), or None.
-        reader: the dataset reader's registry name (``affwild2``, ``video_csv``, ``frame_csv``; :mod:`afwpipe.datasets`).
+        reader: the dataset reader's registry name (``affwild2``, ``video_csv``, ``frame_csv``, ``image_csv``;
+            :mod:`afwpipe.datasets`).
         options: the manifest entry as written, for the reader's own keys (``tasks``, ``labels`` ...).
     """
 
@@ -146,7 +147,7 @@ def dataset_spec(name: str, manifest: str | Path = DEFAULT_MANIFEST, root: str |
     reader = str(d.get("reader", "affwild2"))
     if reader == "affwild2" and d.get("tasks"):
         raise DatasetError(f"{manifest}: datasets.{name}.tasks: the affwild2 reader's tasks are built in (au, expr, va); "
-                           "declare tasks for a generic reader (reader: video_csv or frame_csv)")
+                           "declare tasks for a generic reader (reader: video_csv, frame_csv or image_csv)")
     return DatasetSpec(
         name=name,
         root=r,

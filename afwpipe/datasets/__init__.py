@@ -1,8 +1,9 @@
 """Dataset readers behind a registry (:mod:`afwpipe.datasets.base`): ``affwild2`` reads the Aff-Wild2 / ABAW
-annotation trees of every edition; ``video_csv`` and ``frame_csv`` read generic label tables (docs/datasets.md).
+annotation trees of every edition; ``video_csv``, ``frame_csv`` and ``image_csv`` read generic label tables
+(docs/datasets.md).
 Importing this package registers every reader."""
 
-from . import affwild2_reader, frame_csv, video_csv  # noqa: F401  (register affwild2, frame_csv, video_csv)
+from . import affwild2_reader, frame_csv, image_csv, video_csv  # noqa: F401  (register every reader)
 from .affwild2 import (
     AnnotationEntry,
     find_videos,

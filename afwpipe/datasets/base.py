@@ -235,6 +235,8 @@ class Scan:
         warnings: ``{video, path, warning}`` rows of ``index.json``.
         fold_videos: the videos dealt into the seeded folds (:func:`afwpipe.index.assign_folds`).
         folds: the ``folds`` field of ``index.json`` (``{k, seed}``, or the dataset's own folds).
+        failures: ``{video, path, error}`` rows of ``index.json``'s ``failures`` found while scanning (a table row
+            that is skipped; the error names the file and line).
     """
 
     items: dict[str, Item]
@@ -244,6 +246,7 @@ class Scan:
     warnings: list[dict] = field(default_factory=list)
     fold_videos: list[str] = field(default_factory=list)
     folds: dict = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
 
 
 class DatasetReader(Protocol):
@@ -298,7 +301,7 @@ ALL_TASKS = "mtl"
 
 
 def is_generic(index: Mapping) -> bool:
-    """Whether an ``index.json`` declares its own tasks (a generic reader: video_csv, frame_csv) rather than
+    """Whether an ``index.json`` declares its own tasks (a generic reader: video_csv, frame_csv, image_csv) rather than
     Aff-Wild2's AU / EXPR / VA, whose steps (thresholds, smoothing, ABAW submission) are their own."""
     return "tasks" in index
 

@@ -3,7 +3,8 @@ encoder ``ft_<run>`` (:mod:`afwpipe.encoders.finetuned`): the first stage of the
 (docs/finetune.md).
 
 ``config`` (the settings, params ``finetune``), ``data`` (which frames, their order, the block reader),
-``model`` (encoder + linear output, loss, timm optimizer and schedule), ``loop`` (training, epoch choice,
+``tasks`` (what the linear output learns: an Aff-Wild2 track or a declared frame task; its size, loss and score),
+``model`` (encoder + linear output, timm optimizer and schedule), ``loop`` (training, epoch choice,
 resume, DistributedDataParallel).
 """
 

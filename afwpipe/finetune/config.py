@@ -33,14 +33,15 @@ def parse_run(run: str) -> tuple[str, str, str | int]:
     ``("mini_xception", "expr", "official")``, ``"mae-au-0"`` -> ``("mae", "au", 0)``.
 
     Raises:
-        TrainError: the run does not end in ``-au``, ``-expr`` or ``-va`` (optionally followed by ``-<fold>``).
+        TrainError: the run does not end in ``-<task>`` (optionally followed by ``-<fold>``), the task a name of
+            letters, digits and ``_`` (``au``, ``expr``, ``va`` or a task the dataset declares).
     """
     parts, fold = str(run).split("-"), "official"
     if len(parts) >= 3 and parts[-1].isdigit():
         parts, fold = parts[:-1], int(parts[-1])
-    if len(parts) < 2 or parts[-1] not in TRACKS or not parts[0]:
+    if len(parts) < 2 or not parts[-1].isidentifier() or not parts[0]:
         raise TrainError(f"finetune run {run!r}: expected <encoder>-<task> with task one of {', '.join(TRACKS)} "
-                         f"(e.g. mini_xception-expr)")
+                         f"or a declared task (e.g. mini_xception-expr)")
     return "-".join(parts[:-1]), parts[-1], fold
 
 
@@ -52,7 +53,9 @@ class FinetuneConfig(FromParams):
         encoder: the visual encoder to fine-tune: a registry name (``mae``, ``convnext``, ``timm:<id>``,
             ``mini_xception``) or a name of params ``extract.options`` (built with those options).
         task: ``au``, ``expr`` or ``va``: one linear output layer on the encoder's features (12 logits, 8 logits,
-            2 values through tanh).
+            2 values through tanh); on a dataset with declared tasks (``image_csv``, ``frame_csv``) the name of one
+            of its frame tasks (one output per class or target; :mod:`afwpipe.finetune.tasks`), checked against
+            the index when the run starts.
         fold: ``official`` (the task's official training videos) or a fold number (that fold's training
             videos): the videos the scored heads never validate on (:func:`afwpipe.folds.split_videos`).
         runs: the DVC foreach list of ``<encoder>-<task>[-<fold>]`` items (stages ``finetune@<item>``), not a
@@ -125,9 +128,9 @@ class FinetuneConfig(FromParams):
             self.max_steps = None if self.max_steps is None else int(self.max_steps)
         except (TypeError, ValueError) as e:
             raise TrainError(f"finetune: a numeric setting is not a number: {e}") from None
-        if self.task not in TRACKS:
-            raise TrainError(f"finetune: task must be one of {', '.join(TRACKS)} (one linear output per task), "
-                             f"got {self.task!r}")
+        if not str(self.task).isidentifier():
+            raise TrainError(f"finetune: task must be one of {', '.join(TRACKS)} or a task the dataset declares "
+                             f"(letters, digits and _), got {self.task!r}")
         if min(self.epochs, self.batch_size, self.accum_steps, self.frame_stride, self.block_frames,
                self.buffer_blocks) < 1 or self.workers < 0 or (self.max_steps is not None and self.max_steps < 1):
             raise TrainError("finetune: epochs, batch_size, accum_steps, frame_stride, block_frames, buffer_blocks "

@@ -1,7 +1,9 @@
 """The fine-tune's frames: which frames, in what order, and how their crops reach the model.
 
 Frames: every ``frame_stride``-th frame of a video that has a face (``faces.zarr`` ``present``) and a valid
-label of the task (``labels.zarr``); the others are skipped.
+label of the task (``labels.zarr``); the others are skipped. An image of an ``image_csv`` dataset is a video of one
+frame: it is kept whatever the stride (the stride thins frames within a video), it is a block of its own, and the
+buffers shuffle ``buffer_blocks`` images together.
 
 Order (one epoch, from indices only, so it is known before any crop is read and a resumed run skips to its
 step without reading): the frames are cut into blocks of ``block_frames`` consecutive video frames; the
@@ -32,8 +34,8 @@ import torch
 from .. import store
 from ..crop_codec import read_frames
 from ..errors import TrainError
-from ..labels import valid_mask
 from ..readers import load_labels
+from .tasks import FinetuneTask
 
 
 @dataclass
@@ -44,7 +46,7 @@ class FramePlan:
         names: video (annotation) names.
         frames: per video, int64 ``[n_v]`` sorted frame indices (face present, task label valid, stride).
         labels: per video, the task's labels at those frames (``au [n_v, 12]`` int8, ``expr [n_v]`` int8,
-            ``va [n_v, 2]`` float32).
+            ``va [n_v, 2]`` float32; a declared task's ``[n_v]`` / ``[n_v, K]`` as ``labels.zarr`` stores them).
     """
 
     names: list[str]
@@ -60,30 +62,31 @@ class FramePlan:
         return np.concatenate(self.labels) if self.labels else np.zeros(0)
 
 
-def plan_frames(ws: store.Workspace, names, task: str, stride: int = 1) -> FramePlan:
-    """The :class:`FramePlan` of ``names`` for ``task``.
+def plan_frames(ws: store.Workspace, names, task: FinetuneTask | str, stride: int = 1) -> FramePlan:
+    """The :class:`FramePlan` of ``names`` for ``task`` (a name: that Aff-Wild2 track).
 
     Raises:
         TrainError: a video has no complete ``faces.zarr`` group, its labels and frames differ in length, or no
             video has a usable frame.
     """
     names = list(names)
-    labels = load_labels(ws, names, (task,))
+    task = task if isinstance(task, FinetuneTask) else FinetuneTask(task)
+    labels = load_labels(ws, names, (task.name,))
     frames, lab = [], []
     for name in names:
         if not store.is_complete(ws.faces, name):
             raise TrainError(f"{ws.faces}/{name}: no complete detect output; run `afwpipe detect` first")
         present = np.asarray(store.read_array(ws.faces, name, "present"), bool)
-        y = labels[name][task]
+        y = labels[name][task.name]
         if len(y) != len(present):
-            raise TrainError(f"{ws.labels}/{name}: {len(y)} {task} labels for {len(present)} frames in "
+            raise TrainError(f"{ws.labels}/{name}: {len(y)} {task.name} labels for {len(present)} frames in "
                              f"{ws.faces}; rerun `afwpipe index` and `afwpipe detect`")
-        idx = np.flatnonzero(present & valid_mask(y, task))[::stride].astype(np.int64)
+        idx = np.flatnonzero(present & task.valid(y))[::stride].astype(np.int64)
         frames.append(idx)
         lab.append(y[idx])
     plan = FramePlan(names, frames, lab)
     if plan.n_frames == 0:
-        raise TrainError(f"finetune: no frame with a face and a valid {task.upper()} label in "
+        raise TrainError(f"finetune: no frame with a face and a valid {task.name} label in "
                          f"{', '.join(names[:5])}{', …' if len(names) > 5 else ''}")
     return plan
 

@@ -42,10 +42,10 @@ from ..encoders import create_encoder
 from ..encoders.weights import sha256_path
 from ..errors import TrainError
 from ..folds import inner_split, split_videos
-from ..train import score
 from .config import FinetuneConfig
 from .data import CropBuffers, epoch_order, local_batches, make_augment, plan_frames, sequential_batches
-from .model import FinetuneNet, build_optimizer, build_scheduler, class_weights, task_loss
+from .model import FinetuneNet, build_optimizer, build_scheduler
+from .tasks import FinetuneTask, finetune_task
 
 log = logging.getLogger(__name__)
 
@@ -133,21 +133,20 @@ def _gather(t: torch.Tensor, differentiable: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def selection_score(net: FinetuneNet, ws: store.Workspace, plan, task: str, device, batch_size: int) -> dict:
-    """The task's validation metrics (:func:`afwpipe.train.score`) of the linear output on every planned frame
-    of ``plan`` (no augmentation)."""
+def selection_score(net: FinetuneNet, ws: store.Workspace, plan, task: FinetuneTask, device, batch_size: int) -> dict:
+    """The task's validation metrics (:meth:`~afwpipe.finetune.tasks.FinetuneTask.score`) of the linear output on
+    every planned frame of ``plan`` (no augmentation)."""
     was = net.training
     net.eval()
     preds = {n: [] for n in plan.names}
     for v, _, crops in sequential_batches(ws, plan, batch_size):
         with autocast(device):
             out = net(torch.from_numpy(crops).to(device)).float()
-        out = torch.sigmoid(out) if task == "au" else torch.softmax(out, -1) if task == "expr" else out
-        preds[plan.names[v]].append(out.cpu().numpy())
+        preds[plan.names[v]].append(task.predictions(out).cpu().numpy())
     net.train(was)
     names = [n for n in plan.names if preds[n]]
-    return score({n: {task: np.concatenate(preds[n])} for n in names},
-                 {n: {task: plan.labels[plan.names.index(n)]} for n in names}, (task,))
+    return task.score({n: np.concatenate(preds[n]) for n in names},
+                      {n: plan.labels[plan.names.index(n)] for n in names})
 
 
 def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, after_epoch=None) -> FinetuneResult:
@@ -160,8 +159,9 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
         after_epoch: called with the epoch number after its checkpoint is written (tests stop a run here).
 
     Raises:
-        TrainError: no usable frame, fewer frames than one batch, a checkpoint of another config in the run
-            folder, a non-finite loss, a non-visual encoder.
+        TrainError: the task is no frame task of the index, ``focal_gamma`` on a declared task, no usable frame,
+            fewer frames than one batch, a checkpoint of another config in the run folder, a non-finite loss, a
+            non-visual encoder.
         EncoderError, WeightsError: the base encoder cannot be built.
     """
     rank, world = _dist()
@@ -170,10 +170,13 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
     key = _config_key(cfg)
     device = torch.device(resolve_device(cfg.device))
     index = ws.read_index()
+    task = finetune_task(index, cfg.task)
+    if task.spec is not None and cfg.focal_gamma:
+        raise TrainError(f"finetune: focal_gamma is an AU / EXPR option; task {task.name} is declared by the dataset")
     train_names, _ = split_videos(index, (cfg.task,), cfg.fold)
     fit, select = inner_split(index, train_names, cfg.seed, cfg.select_frac)
-    plan = plan_frames(ws, fit, cfg.task, cfg.frame_stride)
-    sel_plan = plan_frames(ws, select, cfg.task, cfg.frame_stride) if select else None
+    plan = plan_frames(ws, fit, task, cfg.frame_stride)
+    sel_plan = plan_frames(ws, select, task, cfg.frame_stride) if select else None
 
     micro = cfg.batch_size // cfg.accum_steps
     if micro % world:
@@ -200,9 +203,9 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
             return FinetuneResult(out_dir, rec, skipped=True)
         log.warning("finetune %s: %s holds another config, base weights, videos or crops (detect identity); "
                     "fine-tuning again", cfg.run, record_path)
-    net = FinetuneNet(encoder, cfg.task).to(device)
+    net = FinetuneNet(encoder, task).to(device)
     encoder.device = device
-    cw = class_weights(cfg.task, plan.all_labels())
+    cw = task.class_weights(plan.all_labels())
     cw = None if cw is None else torch.as_tensor(cw, device=device)
     opt, layer_note = build_optimizer(net, cfg.lr, cfg.weight_decay, cfg.layer_decay)
     sched = build_scheduler(opt, steps * cfg.epochs, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
@@ -247,7 +250,7 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
                 out, y = out.float(), y.to(device)
                 if world > 1:
                     out, y = _gather(out, True), _gather(y, False)
-                loss = task_loss(cfg.task, out, y, cw, cfg.focal_gamma)
+                loss = task.loss(out, y, cw, cfg.focal_gamma)
                 if not torch.isfinite(loss):
                     raise TrainError(f"finetune {cfg.run}, epoch {epoch}: loss became {loss.item()}; lower lr "
                                      f"(now {cfg.lr})")
@@ -260,7 +263,7 @@ def finetune(ws: store.Workspace, cfg: FinetuneConfig, progress: bool = True, af
                 sched.step_update(step)
         row = {"epoch": epoch, "loss": total / max(1, n), "steps": step, "seconds": time.perf_counter() - t0}
         if sel_plan is not None:
-            val = selection_score(net, ws, sel_plan, cfg.task, device, micro) if rank == 0 else None
+            val = selection_score(net, ws, sel_plan, task, device, micro) if rank == 0 else None
             if world > 1:
                 import torch.distributed as dist
                 box = [val]

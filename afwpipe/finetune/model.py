@@ -1,11 +1,10 @@
-"""The trainable model of a fine-tune: a visual encoder of the registry plus one linear output, its loss, its
-optimizer and its schedule (timm's factory, not our own).
+"""The trainable model of a fine-tune: a visual encoder of the registry plus one linear output, its optimizer and
+its schedule (timm's factory, not our own); the output's size, loss and score are its task's
+(:mod:`afwpipe.finetune.tasks`).
 
 * :class:`FinetuneNet`: uint8 crops ``[B, S, S, 3]`` -> the encoder's own preprocessing (``preprocess``:
   resize to its input size, its mean / std; the same code ``extract`` runs) -> its features ``[B, D]`` ->
-  ``nn.Linear(D, 12 | 8 | 2)`` (VA through tanh).
-* :func:`task_loss`: the heads' losses (:mod:`afwpipe.losses`): AU BCE with positive weights, EXPR CE with
-  class weights (focal with ``focal_gamma``), VA ``2 - CCC_v - CCC_a``.
+  ``nn.Linear(D, 12 | 8 | 2 | C)`` (VA through tanh; ``C`` the classes or targets of a declared task).
 * :func:`build_optimizer`: timm ``create_optimizer_v2(backbone, "adamw", layer_decay=...)`` (layer-wise lr
   decay of BEiT / MAE fine-tuning: block ``i`` of ``L`` gets ``lr · decay^(L - i)``), the output layer added at
   full lr; a backbone without timm's ``group_matcher`` gets no layer decay (the returned note says so).
@@ -16,17 +15,13 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from ..encoders.base import VisualEncoder
-from ..losses import au_bce_loss, au_pos_weights, expr_ce_loss, expr_class_weights, va_ccc_loss
+from .tasks import FinetuneTask
 
 log = logging.getLogger(__name__)
-
-#: outputs of the linear layer per task
-OUT_DIMS = {"au": 12, "expr": 8, "va": 2}
 
 
 class FinetuneNet(nn.Module):
@@ -34,19 +29,19 @@ class FinetuneNet(nn.Module):
 
     Args:
         encoder: a :class:`~afwpipe.encoders.base.VisualEncoder` with a torch ``model`` (fine-tuned in place).
-        task: ``au``, ``expr`` or ``va``.
+        task: the fine-tune's task (:class:`~afwpipe.finetune.tasks.FinetuneTask`; a name: that Aff-Wild2 track).
 
-    ``forward(x uint8 [B, S, S, 3]) -> [B, 12 | 8 | 2]`` float (logits; VA in [-1, 1]).
+    ``forward(x uint8 [B, S, S, 3]) -> [B, task.out_dim]`` float (logits or values; VA in [-1, 1]).
     """
 
-    def __init__(self, encoder: VisualEncoder, task: str):
+    def __init__(self, encoder: VisualEncoder, task: FinetuneTask | str):
         super().__init__()
         if not isinstance(getattr(encoder, "model", None), nn.Module):
             raise TypeError(f"{encoder.name}: no torch model to fine-tune")
         self.backbone = encoder.model
         self.encoder = encoder  # not a Module: its ``model`` is ``backbone``
-        self.task = task
-        self.head = nn.Linear(encoder.dim, OUT_DIMS[task])
+        self.task = task if isinstance(task, FinetuneTask) else FinetuneTask(task)
+        self.head = nn.Linear(encoder.dim, self.task.out_dim)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 ``[B, S, S, 3]`` -> the encoder's ``[B, D]`` features (as ``encode_crops`` computes them)."""
@@ -54,34 +49,7 @@ class FinetuneNet(nn.Module):
         return self.encoder.forward(self.encoder.preprocess(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.features(x).float())
-        return torch.tanh(out) if self.task == "va" else out
-
-
-def class_weights(task: str, labels: np.ndarray) -> np.ndarray | None:
-    """AU positive weights or EXPR class weights of the training labels (as the heads use them); None for VA."""
-    if task == "au":
-        return au_pos_weights(labels)
-    if task == "expr":
-        return expr_class_weights(labels)
-    return None
-
-
-def task_loss(task: str, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
-              focal_gamma: float = 0.0) -> torch.Tensor:
-    """The task's loss on a batch of frames (every frame's label is valid).
-
-    Args:
-        out: ``[B, 12 | 8 | 2]`` float outputs of :class:`FinetuneNet`.
-        y: ``au [B, 12]`` int, ``expr [B]`` int, ``va [B, 2]`` float labels.
-        weights: :func:`class_weights` as a tensor, or None.
-    """
-    out = out.float()
-    if task == "au":
-        return au_bce_loss(out, y, weights, gamma=focal_gamma)
-    if task == "expr":
-        return expr_ce_loss(out, y, weights, gamma=focal_gamma)
-    return va_ccc_loss(out, y.float())
+        return self.task.activate(self.head(self.features(x).float()))
 
 
 def build_optimizer(net: FinetuneNet, lr: float, weight_decay: float,
@@ -117,4 +85,4 @@ def build_scheduler(opt: torch.optim.Optimizer, total_steps: int, lr: float, war
                              warmup_t=warm, warmup_lr_init=lr / 100, warmup_prefix=True, t_in_epochs=False)
 
 
-__all__ = ["FinetuneNet", "OUT_DIMS", "build_optimizer", "build_scheduler", "class_weights", "task_loss"]
+__all__ = ["FinetuneNet", "build_optimizer", "build_scheduler"]
