@@ -192,3 +192,24 @@ def test_two_gloo_processes_give_the_weights_of_one_process_with_the_same_global
                 assert (a[k][d:2 * d] - b[k][d:2 * d]).abs().max() <= lr * steps
                 a[k], b[k] = torch.cat([a[k][:d], a[k][2 * d:]]), torch.cat([b[k][:d], b[k][2 * d:]])
             torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6, msg=f"{f}:{k}")
+
+
+@pytest.mark.parametrize("run, parsed", [
+    ("mini_xception-expr", ("mini_xception", "expr", "official")),
+    ("mae-au-0", ("mae", "au", 0)),
+    ("vit-expr-all", ("vit", "expr", "all")),  # the whole-dataset fold (an image_csv set without val images)
+    ("timm_vit_small-valence-3", ("timm_vit_small", "valence", 3)),
+])
+def test_run_names_parse_into_encoder_task_and_fold(run, parsed):
+    from afwpipe.finetune.config import parse_run
+
+    assert parse_run(run) == parsed
+
+
+@pytest.mark.parametrize("run", ["expr", "mae-", "-expr", "mae-expr-first-x!"])
+def test_bad_run_names_are_errors(run):
+    from afwpipe.errors import TrainError
+    from afwpipe.finetune.config import parse_run
+
+    with pytest.raises(TrainError, match="expected <encoder>-<task>"):
+        parse_run(run)

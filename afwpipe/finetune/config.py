@@ -13,7 +13,7 @@ from typing import ClassVar
 from ..config import FromParams
 from ..encoders.finetuned import FT_PREFIX
 from ..errors import AfwpipeError, TrainError
-from ..folds import parse_fold
+from ..folds import ALL, parse_fold
 from ..labels import TRACKS
 from ..store import safe_name
 
@@ -30,15 +30,16 @@ def run_name(encoder: str, task: str, fold) -> str:
 
 def parse_run(run: str) -> tuple[str, str, str | int]:
     """``"<encoder>-<task>[-<fold>]"`` -> ``(encoder, task, fold)``, e.g. ``"mini_xception-expr"`` ->
-    ``("mini_xception", "expr", "official")``, ``"mae-au-0"`` -> ``("mae", "au", 0)``.
+    ``("mini_xception", "expr", "official")``, ``"mae-au-0"`` -> ``("mae", "au", 0)``, ``"vit-expr-all"`` ->
+    ``("vit", "expr", "all")`` (every labelled train+val video, :mod:`afwpipe.folds`).
 
     Raises:
         TrainError: the run does not end in ``-<task>`` (optionally followed by ``-<fold>``), the task a name of
             letters, digits and ``_`` (``au``, ``expr``, ``va`` or a task the dataset declares).
     """
     parts, fold = str(run).split("-"), "official"
-    if len(parts) >= 3 and parts[-1].isdigit():
-        parts, fold = parts[:-1], int(parts[-1])
+    if len(parts) >= 3 and (parts[-1].isdigit() or parts[-1] == ALL):
+        parts, fold = parts[:-1], parse_fold(parts[-1])
     if len(parts) < 2 or not parts[-1].isidentifier() or not parts[0]:
         raise TrainError(f"finetune run {run!r}: expected <encoder>-<task> with task one of {', '.join(TRACKS)} "
                          f"or a declared task (e.g. mini_xception-expr)")
