@@ -132,7 +132,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
             "files": {t: rel(f) for t, f in files.items()},
             "excluded_frames": excluded.get(name, []),
         })
-        g.attrs.update({"n_frames": info.n_frames, "split": rec["split"], "fold": rec["fold"], "files": rec["files"]})
+        g.update_attributes({"n_frames": info.n_frames, "split": rec["split"], "fold": rec["fold"], "files": rec["files"]})
         records.append(rec)
 
     index = {
