@@ -421,7 +421,7 @@ def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[IndexReco
     merged = {**old, **{r.name: r for r in records}}
     if merged != old:  # a rerun on the same files rewrites nothing
         ws.root.mkdir(parents=True, exist_ok=True)
-        IndexFile(dataset="analyze", records=list(merged.values())).save(ws.index)
+        IndexFile(dataset="analyze", records=list(merged.values())).save(ws.index)  # atomic: IndexFile.save
     return records, failures
 
 

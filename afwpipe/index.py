@@ -136,7 +136,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
         exclude_frames=[[r.video, r.first, r.last] for r in ranges], score_below=score_floor,
         reader_fields=scan.header, records=records, failures=failures, orphan_annotations=scan.orphans,
         warnings=warnings)
-    index.save(ws.index)
+    index.save(ws.index)  # atomic: IndexFile.save writes through atomic.write_text
     return index
 
 

@@ -87,14 +87,15 @@ def save_checkpoint(path: str | Path, state_dict: dict, *, config: dict, in_dims
     def tensor(a):
         return None if a is None else torch.from_numpy(np.asarray(a))
 
-    return Checkpoint(
+    ckpt = Checkpoint(
         state_dict=state_dict, config=config, in_dims=dict(in_dims),
         tasks=dict(tasks) if isinstance(tasks, Mapping) else list(tasks),  # declared tasks: output specs
         encoders=encoders,
         stats=None if stats is None else {e: {"mean": tensor(m), "std": tensor(s)} for e, (m, s) in stats.items()},
         au_pos_weight=tensor(au_pos_weight), expr_class_weight=tensor(expr_class_weight), best_epoch=best_epoch,
         best_score=best_score, train_videos=train_videos, val_videos=val_videos, selected_on=list(selected_on or []),
-        epoch_selection=epoch_selection, afwpipe_version=__version__).save(path)
+        epoch_selection=epoch_selection, afwpipe_version=__version__)
+    return ckpt.save(path)  # atomic: Checkpoint.save writes through atomic.open_atomic
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Checkpoint]:

@@ -205,7 +205,7 @@ def test_encoders_must_match_the_checkpoint_and_missing_weights_say_which(traine
     for name, edit in (("mtl-tmf-0", lambda e: e["encoder_config"].update(weights="sha256:other")),
                        ("mtl-tmf-1", lambda e: e.update(name="mae", encoder_config={"name": "mae"}))):
         (ws.models / name).mkdir(parents=True)
-        c = {**ckpt, "encoders": [dict(e, encoder_config=dict(e["encoder_config"])) for e in ckpt.encoders]}
+        c = {**ckpt, "encoders": [dict(e, encoder_config=dict(e["encoder_config"])) for e in ckpt["encoders"]]}
         edit(c["encoders"][0])
         torch.save(c, ws.models / name / "model.pt")
     with pytest.raises(EncoderError, match="mtl-tmf-0 was trained on mini_xception with weights='sha256:other'"):

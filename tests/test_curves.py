@@ -18,6 +18,7 @@ import yaml
 from afwpipe import store, summary
 from afwpipe.curves import ProjectLive
 from afwpipe.errors import TrainError
+from afwpipe.records import Checkpoint
 from afwpipe.train import TrainConfig, train
 from conftest import REPO
 from test_clips import make_workspace
@@ -57,7 +58,7 @@ def test_one_row_per_epoch_equal_to_the_runs_record(tmp_path, monkeypatch):
     r = train(ws, _cfg(epoch_selection="val"), progress=False)
     live = ws.root / "curves" / "mtl-official"
     record = json.loads((r.model_dir / "metrics.json").read_text())["epochs"]
-    ckpt = torch.load(r.model_dir / "model.pt", weights_only=True)
+    ckpt = Checkpoint.load(r.model_dir / "model.pt")
     assert [e["epoch"] for e in record] == [1, 2, 3]
 
     loss = _tsv(live / "plots" / "metrics" / "loss.tsv")

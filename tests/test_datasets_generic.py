@@ -143,7 +143,7 @@ def test_frame_csv_aligns_listed_frames_and_reports_a_frame_past_the_end(tmp_pat
     (root / "labels").mkdir()
     (root / "labels" / "single_face.csv").write_text("frame,valence\n1,-2.5\n3,4\n")
     index0 = build_index(_manifest(tmp_path, root, FRAME_TASKS), store.Workspace(tmp_path / "w0"), progress=False)
-    n = {r.name: r.n_frames for r in index0["videos"]}
+    n = {r.name: r.n_frames for r in index0.records}
     (root / "labels" / "noface_face.csv").write_text("frame,valence\n" + "".join(
         f"{f},{f / n['noface_face']:.3f}\n" for f in range(1, n["noface_face"] + 1)))
     (root / "labels" / "face_noface.csv").write_text(f"frame,valence\n2,1\n{n['face_noface'] + 1},0\n")

@@ -199,14 +199,14 @@ def test_tta_is_the_mean_of_per_view_predictions(view_ws):
     model, ckpt = load_model(result.model_dir / "model.pt")
     per_view = [predict_model(view_ws, model, ckpt, rec["videos"], view=v) for v in STORED]
     for name in rec["videos"]:
-        got = read_prediction(view_ws, rec.name, name)["au"]
+        got = read_prediction(view_ws, rec["name"], name)["au"]
         np.testing.assert_allclose(got, np.mean([p[name]["au"] for p in per_view], axis=0), atol=1e-6)
         assert np.abs(got - per_view[0][name]["au"]).max() > 1e-3  # TTA changed the full-view output
     run_predict(view_ws, PredictConfig(head="tcn", tasks=["au"], folds=["official"], device="cpu"), progress=False)
     (rec,) = read_predictions_index(view_ws)
     assert rec["tta"] is None
     name = rec["videos"][0]
-    np.testing.assert_allclose(read_prediction(view_ws, rec.name, name)["au"], per_view[0][name]["au"], atol=1e-6)
+    np.testing.assert_allclose(read_prediction(view_ws, rec["name"], name)["au"], per_view[0][name]["au"], atol=1e-6)
     assert json.loads(view_ws.predictions_index.read_text())["models"][0]["view"] == "full"
 
 
