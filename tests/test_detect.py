@@ -24,7 +24,7 @@ from afwpipe.store import Workspace, is_complete
 from afwpipe.video import iter_frames
 
 from conftest import REPO
-from synth import complete_index, make_video, write_annotation
+from synth import make_video, write_annotation
 
 ARTIFACTS = REPO / "artifacts"
 

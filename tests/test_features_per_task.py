@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import yaml
 
-from synth import complete_index
 from afwpipe import feature_set, store
 from afwpipe.clips import ClipDataset
 from afwpipe.task_settings import per_task

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from synth import as_index, complete_index
+from synth import as_index
 from afwpipe import store
 from afwpipe.folds import summary_split
 from afwpipe.clips import ClipDataset
