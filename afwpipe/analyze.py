@@ -75,6 +75,7 @@ from .postprocess import PostConfig
 from .layout import checkpoint, model_dir, parse_model_name
 from .predict import head_outputs
 from .readers import read_systems
+from .records import Checkpoint, IndexFile, IndexRecord
 from .results import VideoResult
 from .runner import run_videos
 from .store import ENSEMBLE
@@ -324,15 +325,13 @@ def encoder_workers(ws: store.Workspace, plan: ModelPlan, params: dict, device: 
         WeightsError: an encoder's weights are missing (names the model and says how to get them).
         EncoderError: an encoder's identity differs from the checkpoint's (names the differing keys).
     """
-    import torch
-
     wanted: dict[str, tuple[str, dict]] = {}
     gated = None
     for model in plan.models:
-        ckpt = torch.load(checkpoint(model), map_location="cpu", weights_only=True)
-        if ckpt["config"].get("speech_gate") and gated is None:
+        ckpt = Checkpoint.load(checkpoint(model))
+        if ckpt.config.get("speech_gate") and gated is None:
             gated = model.name
-        for enc in ckpt["encoders"]:
+        for enc in ckpt.encoders:
             seen = wanted.setdefault(enc["name"], (model.name, enc["encoder_config"]))
             if seen[1] != enc["encoder_config"]:
                 raise EncoderError(f"heads {seen[0]} and {model.name} were trained on different {enc['name']} "
@@ -388,7 +387,7 @@ def _stamp(path: Path) -> dict:
             "ctime_ns": st.st_ctime_ns}
 
 
-def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], list[VideoResult]]:
+def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[IndexRecord], list[VideoResult]]:
     """Probe ``paths`` into ``ws/index.json`` records (the index's format, no labels, split None); a video
     probed before with the same path, size, mtime, inode and ctime (:func:`_stamp`) keeps its record, another
     file under a known name (or the same file rewritten) has that name's stored faces, audio and features
@@ -397,14 +396,14 @@ def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], li
     Returns:
         ``(records, failures)``: an unreadable video or a second file of an existing stem is a failure.
     """
-    old = {r["name"]: r for r in (ws.read_index()["videos"] if ws.index.is_file() else [])}
+    old = ws.read_index().by_name if ws.index.is_file() else {}
     records, failures = [], []
     for path in paths:
         name, stamp = path.stem, _stamp(path)
-        if any(r["name"] == name for r in records):
+        if any(r.name == name for r in records):
             failures.append(VideoResult(name, error=f"{path}: a second video named {name}; rename one"))
             continue
-        if name in old and old[name].get("stamp") == stamp:
+        if name in old and old[name].stamp == stamp:
             records.append(old[name])
             continue
         if name in old:  # another file under this name (or the file changed): its stored video groups are stale
@@ -416,13 +415,13 @@ def index_videos(ws: store.Workspace, paths: list[Path]) -> tuple[list[dict], li
             log.error("%s", e)
             failures.append(VideoResult(name, error=str(e)))
             continue
-        records.append({"name": name, "video": name, "path": str(path), "side": None,
-                        "splits": dict.fromkeys(TRACKS), "split": None, "fold": -1,
-                        **{k: v for k, v in info.to_dict().items() if k != "path"}, "stamp": stamp})
-    merged = {**old, **{r["name"]: r for r in records}}
+        records.append(IndexRecord(name=name, video=name, path=str(path), side=None, splits=dict.fromkeys(TRACKS),
+                                   split=None, fold=-1, **{k: v for k, v in info.to_dict().items() if k != "path"},
+                                   stamp=stamp))
+    merged = {**old, **{r.name: r for r in records}}
     if merged != old:  # a rerun on the same files rewrites nothing
         ws.root.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(ws.index, json.dumps({"dataset": "analyze", "videos": list(merged.values())}, indent=1) + "\n")
+        IndexFile(dataset="analyze", records=list(merged.values())).save(ws.index)  # atomic: IndexFile.save
     return records, failures
 
 
@@ -519,7 +518,7 @@ class AnalyzeSummary:
                 f"{len(self.failures)} failed; {frames} frames in {self.seconds:.1f} s{rate}; tables in {self.out}")
 
 
-def _render(name: str, table: pd.DataFrame, rec: dict, out: Path, cfg: AnalyzeConfig, res: VideoOutput) -> None:
+def _render(name: str, table: pd.DataFrame, rec: IndexRecord, out: Path, cfg: AnalyzeConfig, res: VideoOutput) -> None:
     """Timeline PNG and overlay MP4 by the render modules (``afwpipe.timeline``, ``afwpipe.overlay``)."""
     if cfg.timeline:
         try:
@@ -536,7 +535,7 @@ def _render(name: str, table: pd.DataFrame, rec: dict, out: Path, cfg: AnalyzeCo
             return
         path = out / f"{name}.overlay.mp4"
         try:
-            write_overlay(rec["path"], table, path)
+            write_overlay(rec.path, table, path)
         except (AfwpipeError, OSError) as e:  # the table is written; the video is reported, the others go on
             res.error = f"{path.name}: {e}"
             return
@@ -571,10 +570,10 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
            "renderers": _renderers()}
     todo = []
     for r in recs:
-        last = dict(done.get(r["name"]) or {})
+        last = dict(done.get(r.name) or {})
         files = last.pop("files", [])
-        if last == {**key, "stamp": r["stamp"]} and files and all((out / f).is_file() for f in files):
-            summary.videos.append(VideoOutput(r["name"], r["n_frames"], skipped=True))
+        if last == {**key, "stamp": r.stamp} and files and all((out / f).is_file() for f in files):
+            summary.videos.append(VideoOutput(r.name, r.n_frames, skipped=True))
         else:
             todo.append(r)
     if not todo:
@@ -593,7 +592,7 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
     for res in results:
         if res.error:
             errors.setdefault(res.name, res.error)
-    names = [r["name"] for r in todo if r["name"] not in errors]
+    names = [r.name for r in todo if r.name not in errors]
     raw: dict[str, dict[str, dict[Path, np.ndarray]]] = {n: {} for n in names}
     for model in plan.models if names else []:
         head, ckpt = load_model(checkpoint(model), device)
@@ -604,7 +603,7 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
     out.mkdir(parents=True, exist_ok=True)
     faces_root = store.open_store(ws.faces, "r") if names else None
     for r in todo:
-        name = r["name"]
+        name = r.name
         if name in errors:
             summary.videos.append(VideoOutput(name, error=errors[name]))
             continue
@@ -621,7 +620,7 @@ def run_analyze(inputs, plan: ModelPlan, cfg: AnalyzeConfig, out: Path, params: 
         summary.videos.append(res)
         if res.error:
             continue
-        done[name] = {**key, "stamp": r["stamp"], "files": [p.name for p in res.files]}
+        done[name] = {**key, "stamp": r.stamp, "files": [p.name for p in res.files]}
         atomic.write_text(done_path, json.dumps(done, indent=1) + "\n")
     summary.seconds = time.perf_counter() - t0
     return summary

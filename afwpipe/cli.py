@@ -495,7 +495,7 @@ def train_cmd(obj, task, head, fold, features, scene, epochs, epoch_selection, d
 
         train_all(ws, _section(obj, "train"), fold, **opts)
         return
-    index = ws.read_index() if ws.index.is_file() else {}
+    index = ws.read_index() if ws.index.is_file() else None
     if task is None and is_generic(index):  # every task the dataset declares, one head each
         tasks = list(index_tasks(index))
     else:

@@ -40,6 +40,7 @@ from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
 from .video import iter_frames
 from .vlm import VLMS, create_vlm
+from .records import IndexRecord
 
 log = logging.getLogger(__name__)
 
@@ -164,32 +165,32 @@ class DescribeWorker:
             shown.append(evenly_spaced(idx[present[a:b]], self.cfg.frames_per_segment))
         return starts, ends, shown
 
-    def images(self, rec: dict, wanted: np.ndarray) -> dict[int, np.ndarray]:
+    def images(self, rec: IndexRecord, wanted: np.ndarray) -> dict[int, np.ndarray]:
         """Frame index -> ``uint8 [H, W, 3]`` RGB image of every index in ``wanted``.
 
         Raises:
             VideoError: the video cannot be decoded, or decodes fewer frames than detect found (names the file).
         """
         if self.cfg.input == "crops":
-            crops = store.open_store(self.ws.faces, "r")[rec["name"]]["crops"]
+            crops = store.open_store(self.ws.faces, "r")[rec.name]["crops"]
             try:
                 return dict(zip(wanted.tolist(), read_frames(crops, wanted)))
             except ValueError as e:
-                raise VideoError(f"{rec['name']}: face crops cannot be read ({e})") from e
+                raise VideoError(f"{rec.name}: face crops cannot be read ({e})") from e
         want, out = set(wanted.tolist()), {}
         last = max(want, default=-1)
-        for i, _, rgb in iter_frames(rec["path"]):
+        for i, _, rgb in iter_frames(rec.path):
             if i in want:
                 out[i] = _scale_down(rgb, self.cfg.frame_side)
             if i >= last:
                 break
         if len(out) < len(want):
-            raise VideoError(f"{rec['path']}: decoded {len(out)} of the {len(want)} frames to describe; the file "
+            raise VideoError(f"{rec.path}: decoded {len(out)} of the {len(want)} frames to describe; the file "
                              f"ends before frame {last} that detect found")
         return out
 
-    def run_video(self, rec: dict) -> VideoResult:
-        name = rec["name"]
+    def run_video(self, rec: IndexRecord) -> VideoResult:
+        name = rec.name
         if store.is_complete_with(self.out, name, describe_config=self.identity):
             return VideoResult(name, skipped=True)
         res = VideoResult(name)
@@ -208,7 +209,7 @@ class DescribeWorker:
             for k, text in zip(batch, answers):
                 texts[k] = text
         g = store.begin_video(self.out, name, {"vlm": self.cfg.vlm, "describe_config": self.identity,
-                                               "weights": self.vlm.weights, "video": rec.get("path")})
+                                               "weights": self.vlm.weights, "video": rec.path})
         write_descriptions(g, [Description(t, float(s), float(e)) for t, s, e in zip(texts, starts, ends)])
         store.mark_complete(g, n_segments=len(texts), frames=[s.tolist() for s in shown])
         res.frames, res.present = len(texts), len(todo)
@@ -227,7 +228,7 @@ def run_describe(ws: store.Workspace, cfg: DescribeConfig, names: list[str] | No
         WeightsError: weights missing and not downloadable (the message names the model and where it looked).
     """
     VLMS.entry(cfg.vlm)  # raises DescribeError listing the families
-    recs = [r for r in ws.read_index()["videos"] if names is None or r["name"] in names]
+    recs = [r for r in ws.read_index().records if names is None or r.name in names]
     if scheduler_address(scheduler):
         store.open_store(ws.descriptions(cfg.vlm), "a")  # create the root once, before concurrent writers
     summary = RunSummary(step=f"describe {cfg.vlm}", unit="segments")

@@ -37,6 +37,7 @@ from .fill import NearestFill
 from .frames import check_decoder, frame_batches
 from .prefetch import prefetch
 from .results import RunSummary, VideoResult
+from .records import IndexRecord
 from .runner import run_videos, scheduler_address
 from .video import decoded_seconds, probe_video, read_audio_track, truncation_warning
 
@@ -180,8 +181,8 @@ class FaceWorker:
         same_side = self.cfg.use_cropped or self.aligned or (attrs.get("side") or "largest") == (side or "largest")
         return attrs.get("identity") == self.identity() and same_side
 
-    def run_video(self, rec: dict) -> VideoResult:
-        """Process one index record (``name``, ``path``, ``side``, ``n_frames``, ``width``).
+    def run_video(self, rec: IndexRecord) -> VideoResult:
+        """Process one index record (its ``name``, ``path``, ``side``, ``n_frames``, ``width``).
 
         ``side``: ``left`` / ``right`` (that person of a two-person video), ``largest`` or None (the largest
         face, then tracked); ``afwpipe.faces.select``.
@@ -194,14 +195,14 @@ class FaceWorker:
             VideoError: the video cannot be decoded, or decodes to fewer frames than indexed.
             WeightsError: the detector's weights are missing.
         """
-        name, path, n = rec["name"], Path(rec["path"]), int(rec["n_frames"])
+        name, path, n = rec.name, Path(rec.path), rec.n_frames
         res = VideoResult(name)
-        if self.is_done(name, rec.get("side")):
+        if self.is_done(name, rec.side):
             res.skipped = True
             return res
         t0 = time.perf_counter()
         ident = self.identity()
-        g = store.begin_video(self.ws.faces, name, {"video": str(path), "side": rec.get("side"), "identity": ident})
+        g = store.begin_video(self.ws.faces, name, {"video": str(path), "side": rec.side, "identity": ident})
         S = self.cfg.size
         codec = parse_crop_codec(self.cfg.crop_codec)
         arrays = {
@@ -242,8 +243,8 @@ class FaceWorker:
             if pending is not None:
                 pending.result()
         bar.close()
-        short = truncation_warning(pos, int(rec.get("declared_frames") or 0), decoded_seconds(times_all[:pos]),
-                                   float(rec.get("declared_duration") or 0))
+        short = truncation_warning(pos, rec.declared_frames, decoded_seconds(times_all[:pos]),
+                                   float(rec.declared_duration))
         if pos < n or short:
             log.warning("%s: %s", path, f"decoded {pos} frames but the index recorded {n}" if pos < n else short)
         if pos < n:
@@ -259,7 +260,7 @@ class FaceWorker:
         res.seconds = time.perf_counter() - t0
         return res
 
-    def _blocks(self, rec: dict, path: Path, n: int):
+    def _blocks(self, rec: IndexRecord, path: Path, n: int):
         """Yield per-batch dicts of arrays (boxes, landmarks, score, present, crops, times)."""
         S, B = self.cfg.size, self.cfg.batch_size
         cropped_root = self.cropped_root
@@ -267,11 +268,11 @@ class FaceWorker:
             yield from self._aligned_blocks(path)
             return
         if self.cfg.use_cropped:
-            if cropped_root is None or not (cropped_root / rec["name"]).is_dir():
-                raise VideoError(f"{cropped_root}/{rec['name']}: no cropped_aligned folder for this video")
+            if cropped_root is None or not (cropped_root / rec.name).is_dir():
+                raise VideoError(f"{cropped_root}/{rec.name}: no cropped_aligned folder for this video")
             times = probe_video(path).times
             i = 0
-            for present, crops in prefetch(_cropped_batches(cropped_root / rec["name"], n, B, S),
+            for present, crops in prefetch(_cropped_batches(cropped_root / rec.name, n, B, S),
                                             self.cfg.queue_batches):
                 m = len(present)
                 yield {"boxes": np.full((m, 4), np.nan, np.float32),
@@ -280,8 +281,8 @@ class FaceWorker:
                        "times": times[i:i + m]}
                 i += m
             return
-        side = rec.get("side")
-        selector = FaceSelector(side=None if side == "largest" else side, frame_width=rec.get("width"))
+        side = rec.side
+        selector = FaceSelector(side=None if side == "largest" else side, frame_width=rec.width)
         t_first = None
         source = frame_batches(path, B, self.cfg.decoder, self.cfg.device)
         for batch in prefetch(source, self.cfg.queue_batches):
@@ -320,7 +321,7 @@ class FaceWorker:
                    "landmarks": np.full((m, 5, 2), np.nan, np.float32), "score": np.ones(m, np.float32),
                    "present": np.ones(m, bool), "crops": _center_crop(frames, self.cfg.size), "times": t - t_first}
 
-    def _placeholders(self, rec: dict, path: Path, n: int):
+    def _placeholders(self, rec: IndexRecord, path: Path, n: int):
         """The crops of a video without any face, again: centre crops of the frames (black crops with
         ``use_cropped``), in blocks; a second decode, only for faceless videos longer than the fill's hold."""
         log.info("%s: no face in any frame; decoding again for the placeholder crops", path)
@@ -335,14 +336,14 @@ class FaceWorker:
                 yield _center_crop(batch.frames[:k], S)
             pos += k
 
-    def _write_audio(self, name: str, path: Path, rec: dict) -> bool:
+    def _write_audio(self, name: str, path: Path, rec: IndexRecord) -> bool:
         """``audio.zarr/<name>/wave``: 16 kHz mono float32 whose sample 0 is at the first decoded frame's
         container time (silence without an audio stream); attributes ``present``, ``seconds``, ``offset``
         (audio start - first frame, s) and ``lead`` (leading samples of silence added)."""
         track = read_audio_track(path, AUDIO_SAMPLE_RATE)
         present = track is not None
         if track is None:
-            wave, offset, lead = np.zeros(int(round(rec.get("duration", 0) * AUDIO_SAMPLE_RATE)), np.float32), None, 0
+            wave, offset, lead = np.zeros(int(round(rec.duration * AUDIO_SAMPLE_RATE)), np.float32), None, 0
         else:
             wave, offset, lead = track.wave, track.offset, track.lead
         g = store.begin_video(self.ws.audio, name, {"video": str(path), "sample_rate": AUDIO_SAMPLE_RATE})
@@ -364,12 +365,13 @@ def run_detect(ws: store.Workspace, cfg: DetectConfig, names: list[str] | None =
         WeightsError: the detector's weights are missing (nothing is written).
     """
     index = ws.read_index()
-    recs = [r for r in index["videos"] if names is None or r["name"] in names]
-    cropped = Path(index["cropped_aligned"]) if index.get("cropped_aligned") else None
+    recs = [r for r in index.records if names is None or r.name in names]
+    cropped_aligned = index.reader_fields.get("cropped_aligned")  # the affwild2 reader's field
+    cropped = Path(cropped_aligned) if cropped_aligned else None
     if scheduler_address(scheduler):
         for path in (ws.faces, ws.audio):
             store.open_store(path, "a")  # create the roots once, before concurrent writers
-    factory = partial(FaceWorker, ws, cfg, progress and scheduler is None, cropped, bool(index.get("aligned")))
+    factory = partial(FaceWorker, ws, cfg, progress and scheduler is None, cropped, bool(index.reader_fields.get("aligned")))
     summary = RunSummary()
     summary.results = run_videos(factory, recs, "detect", progress, scheduler,
                                  gpu=resolve_device(cfg.device).startswith("cuda"))

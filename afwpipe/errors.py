@@ -72,3 +72,9 @@ class ASRError(AfwpipeError):
 class DescribeError(AfwpipeError):
     """An unknown vision-language model (the message lists the registered families), an invalid describe option,
     or a descriptions store that is missing or unusable."""
+
+
+class RecordError(AfwpipeError):
+    """A stored record (an ``index.json`` entry, a ``model.pt`` checkpoint) lacks a field, has a field of the
+    wrong type, or has a version this afwpipe does not read (:mod:`afwpipe.records`); the message names the
+    file, the record and the field."""

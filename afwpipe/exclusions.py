@@ -30,6 +30,7 @@ import numpy as np
 from . import store
 from .errors import DatasetError, TrainError
 from .labels import TASKS
+from .records import IndexFile
 
 
 @dataclass(frozen=True)
@@ -86,22 +87,23 @@ def parse_exclude(value, where: str) -> tuple[tuple[FrameRange, ...], float | No
     return tuple(ranges), floor
 
 
-def resolve_ranges(ranges: Sequence[FrameRange], records: Sequence[Mapping], where: str) -> dict[str, list[list[int]]]:
+def resolve_ranges(ranges: Sequence[FrameRange], records: Sequence[tuple[str, str, int]],
+                   where: str) -> dict[str, list[list[int]]]:
     """Index name -> its excluded ranges ``[[first, last], ...]`` (in manifest order).
 
     Args:
         ranges: :func:`parse_exclude`'s ranges.
-        records: the index records (``name``, ``video``, ``n_frames``).
+        records: ``(name, video, n_frames)`` of each name the index will hold.
         where: the manifest entry for messages.
 
     Raises:
         DatasetError: a range names no index name and no video file stem (the message lists a few known
             names), or ends at or past the video's last frame (``n_frames``).
     """
-    by_name = {r["name"]: [r] for r in records}
-    by_video: dict[str, list[Mapping]] = {}
+    by_name = {r[0]: [r] for r in records}
+    by_video: dict[str, list[tuple[str, str, int]]] = {}
     for r in records:
-        by_video.setdefault(r["video"], []).append(r)
+        by_video.setdefault(r[1], []).append(r)
     out: dict[str, list[list[int]]] = {}
     for i, fr in enumerate(ranges):
         recs = by_name.get(fr.video) or by_video.get(fr.video)
@@ -109,12 +111,11 @@ def resolve_ranges(ranges: Sequence[FrameRange], records: Sequence[Mapping], whe
             known = sorted(by_name)
             raise DatasetError(f"{where}.frames[{i}]: unknown video {fr.video!r}: no name or video file of the index "
                                f"({', '.join(known[:8])}{', …' if len(known) > 8 else ''})")
-        for r in recs:
-            n = int(r["n_frames"])
+        for name, _, n in recs:
             if fr.last >= n:
                 raise DatasetError(f"{where}.frames[{i}]: {fr.video} frames [{fr.first}, {fr.last}] run past the "
-                                   f"video's end: {r['name']} has {n} frames (0..{n - 1})")
-            out.setdefault(r["name"], []).append([fr.first, fr.last])
+                                   f"video's end: {name} has {n} frames (0..{n - 1})")
+            out.setdefault(name, []).append([fr.first, fr.last])
     return out
 
 
@@ -150,7 +151,7 @@ def invalidate(labels: Mapping[str, np.ndarray], mask: np.ndarray, markers: Mapp
     return out
 
 
-def frame_mask(ws: store.Workspace, index: Mapping, name: str, n_frames: int) -> np.ndarray | None:
+def frame_mask(ws: store.Workspace, index: IndexFile | None, name: str, n_frames: int) -> np.ndarray | None:
     """The excluded frames of index name ``name`` (:func:`excluded_mask` from ``index.json``'s record and floor,
     and ``faces.zarr`` scores when the floor is set), or None when nothing of the index excludes any frame.
 
@@ -158,9 +159,9 @@ def frame_mask(ws: store.Workspace, index: Mapping, name: str, n_frames: int) ->
         TrainError: the floor is set but ``faces.zarr`` has no complete group for ``name`` (run detect), or its
             ``score`` / ``present`` length differs from the labels'.
     """
-    rec = next((r for r in index.get("videos", []) if r["name"] == name), None)
-    ranges = (rec or {}).get("excluded_frames") or []
-    floor = (index.get("exclude") or {}).get("score_below")
+    rec = None if index is None else index.by_name.get(name)
+    ranges = [] if rec is None else rec.excluded_frames
+    floor = None if index is None else index.score_below
     if not ranges and floor is None:
         return None
     score = present = None

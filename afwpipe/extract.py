@@ -43,6 +43,7 @@ from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
 from .audio_views import apply_mel_view, view_rng
 from .views import FULL, apply_view, array_name, parse_views, view_modality
+from .records import IndexRecord
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +226,8 @@ class EncoderWorker:
             return None
         return store.open_store(self.ws.faces, "r")[name].attrs.get("identity")
 
-    def run_video(self, rec: dict) -> VideoResult:
-        name = rec["name"]
+    def run_video(self, rec: IndexRecord) -> VideoResult:
+        name = rec.name
         res = VideoResult(name)
         if self.is_done(name):
             res.skipped = True
@@ -240,7 +241,7 @@ class EncoderWorker:
         g = store.begin_video(self.out, name, {"encoder": self.cfg.encoder, "encoder_config": self.identity(),
                                                 "modality": cfg["modality"], "dim": cfg["dim"],
                                                 "weights": cfg["weights"], "views": self.cfg.views,
-                                                "video": rec.get("path"), "faces": self._faces_identity(name)})
+                                                "video": rec.path, "faces": self._faces_identity(name)})
         embs = {v: store.create_time_array(g, array_name(v), (n, cfg["dim"]), np.float16, dims=("frame", "feature"))
                 for v in self.cfg.views}
         if cfg["modality"] == "visual":
@@ -355,16 +356,16 @@ def run_extract(ws: store.Workspace, cfg: ExtractConfig, names: list[str] | None
     if not is_encoder(cfg.build_args()[0]):
         create_encoder(cfg.build_args()[0])  # raises EncoderError listing the registry
     index = ws.read_index()
-    recs = [r for r in index["videos"] if names is None or r["name"] in names]
+    recs = [r for r in index.records if names is None or r.name in names]
     if scheduler_address(scheduler):
         store.open_store(ws.features(cfg.encoder), "a")  # create the root once, before concurrent writers
     factory = partial(EncoderWorker, ws, cfg, progress and scheduler is None)
     summary = RunSummary(step=f"extract {cfg.encoder}")
     summary.results = run_videos(factory, recs, f"extract-{cfg.encoder}", progress, scheduler,
                                  gpu=resolve_device(cfg.device).startswith("cuda"))
-    done = [r for r in recs if store.is_complete(ws.features(cfg.encoder), r["name"])]
+    done = [r for r in recs if store.is_complete(ws.features(cfg.encoder), r.name)]
     if done:
-        summary.weights = store.open_store(ws.features(cfg.encoder), "r")[done[0]["name"]].attrs["weights"]
+        summary.weights = store.open_store(ws.features(cfg.encoder), "r")[done[0].name].attrs["weights"]
     summary.write_failures(layout.failures_file(ws, "extract", ws.features(cfg.encoder)))
     return summary
 

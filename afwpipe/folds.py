@@ -17,37 +17,43 @@ import numpy as np
 
 from . import layout, store
 from .errors import TrainError
+from .records import IndexFile, IndexRecord
 
 #: the fold of the whole-dataset member (module docstring) and how a fold names a model folder live in
 #: afwpipe.layout, beside the folder names; they are this module's too
 ALL, parse_fold = layout.ALL, layout.parse_fold
 
 
-#: Official splits of an index record, per track (``rec["splits"]``): ``train``, ``val``, ``test`` or None.
+#: Official splits of an index record, per track (``rec.splits``): ``train``, ``val``, ``test`` or None.
 SPLITS = ("train", "val", "test")
 
 
-def split_of(rec: dict, task: str) -> str | None:
+def split_of(rec: IndexRecord, task: str) -> str | None:
     """The official split of index record ``rec`` for ``task``.
 
-    ``rec["splits"]`` maps each track (``au``, ``expr``, ``va``) to ``"train"`` / ``"val"`` (the track
+    ``rec.splits`` maps each track (``au``, ``expr``, ``va``) to ``"train"`` / ``"val"`` (the track
     annotates the name in that folder), ``"test"`` (the name is in the track's test list, or no track
     annotates the video and the dataset has no test lists), or None (the track neither annotates nor
     tests the name). A name can be VA-train and EXPR-test at once. ``task="mtl"`` (all tracks) gives
     ``"val"`` when any track validates on the name, else ``"train"`` when any trains on it, else
-    ``"test"`` when any tests it, else None. A record without ``splits`` (an index written before
-    per-track splits) has its one ``split`` for every track.
+    ``"test"`` when any tests it, else None (:func:`summary_split`). A record without ``splits`` (an index
+    written before per-track splits) has its one ``split`` for every track.
     """
-    if "splits" not in rec:  # an index written before per-track splits: one split for every track
-        return rec.get("split")
-    splits = rec["splits"] or {}
-    if task in splits:
-        return splits[task]
-    values = set(splits.values())
+    if rec.splits is None:  # an index written before per-track splits: one split for every track
+        return rec.split
+    if task in rec.splits:
+        return rec.splits[task]
+    return summary_split(rec.splits)
+
+
+def summary_split(splits: dict) -> str | None:
+    """The ``mtl`` split of per-track ``splits`` (task -> split): ``val`` when any track validates on the name,
+    else ``train``, else ``test``, else None (the ``split`` field of an index record)."""
+    values = set((splits or {}).values())
     return next((s for s in ("val", "train", "test") if s in values), None)
 
 
-def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:
+def split_videos(index: IndexFile, tasks, fold: str | int, scene: str | None = None) -> tuple[list[str], list[str]]:
     """Training and validation video names for ``fold`` (module docstring).
 
     Only videos with at least one labelled frame of one of ``tasks`` are kept. The split of a name is its
@@ -61,27 +67,27 @@ def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) 
         TrainError: an unknown scene (lists the known ones), a fold outside ``0..k-1``, or an empty side
             (the training side only, for ``all``).
     """
-    records = [r for r in index["videos"] if any(r.get("labelled", {}).get(t, 0) > 0 for t in tasks)]
+    records = [r for r in index.records if any(r.labelled.get(t, 0) > 0 for t in tasks)]
     if scene is not None:
-        scenes = index.get("scenes") or {}
+        scenes = index.scenes
         if scene not in scenes:
             raise TrainError(f"unknown scene {scene!r}; scenes of the index: {', '.join(sorted(scenes)) or '(none)'}")
         members = set(scenes[scene])
-        records = [r for r in records if r["name"] in members or r["video"] in members]
+        records = [r for r in records if r.name in members or r.video in members]
     task = tasks[0] if len(tasks) == 1 else "mtl"
-    split = {r["name"]: split_of(r, task) for r in records}
+    split = {r.name: split_of(r, task) for r in records}
     if fold == "official":
-        train = [r["name"] for r in records if split[r["name"]] == "train"]
-        val = [r["name"] for r in records if split[r["name"]] == "val"]
+        train = [r.name for r in records if split[r.name] == "train"]
+        val = [r.name for r in records if split[r.name] == "val"]
     elif fold == ALL:
-        train, val = [r["name"] for r in records if split[r["name"]] in ("train", "val")], []
+        train, val = [r.name for r in records if split[r.name] in ("train", "val")], []
     else:
-        k = int((index.get("folds") or {}).get("k", 0))
+        k = int(index.folds.get("k", 0))
         if not 0 <= fold < k:
             raise TrainError(f"fold {fold} does not exist: the index has {k} folds (0..{k - 1}) and 'official'")
-        records = [r for r in records if split[r["name"]] != "test"]
-        train = [r["name"] for r in records if r["fold"] >= 0 and r["fold"] != fold]
-        val = [r["name"] for r in records if r["fold"] == fold]
+        records = [r for r in records if split[r.name] != "test"]
+        train = [r.name for r in records if r.fold >= 0 and r.fold != fold]
+        val = [r.name for r in records if r.fold == fold]
     where = f"fold {fold}" + (f", scene {scene!r}" if scene else "")
     for side, names in (("training", train), ("validation", val)):
         if not names and not (side == "validation" and fold == ALL):
@@ -89,7 +95,7 @@ def split_videos(index: dict, tasks, fold: str | int, scene: str | None = None) 
     return sorted(train), sorted(val)
 
 
-def inner_split(index: dict, names, seed: int, frac: float = 0.2,
+def inner_split(index: IndexFile, names, seed: int, frac: float = 0.2,
                 min_groups: int = 3) -> tuple[list[str], list[str]]:
     """Split a fold's training names into the names that fit weights and the names that choose the epoch.
 
@@ -115,7 +121,7 @@ def inner_split(index: dict, names, seed: int, frac: float = 0.2,
     """
     if not 0.0 < float(frac) < 1.0:
         raise TrainError(f"the inner selection fraction must lie in (0, 1), got {frac!r}")
-    video_of = {r["name"]: r.get("video", r["name"]) for r in index.get("videos", [])}
+    video_of = {r.name: r.video for r in index.records}
     groups: dict[str, list[str]] = {}
     for name in sorted(set(names)):
         groups.setdefault(video_of.get(name, name), []).append(name)
@@ -130,4 +136,4 @@ def inner_split(index: dict, names, seed: int, frac: float = 0.2,
     return fit, select
 
 
-__all__ = ["ALL", "inner_split", "parse_fold", "split_videos"]
+__all__ = ["ALL", "inner_split", "parse_fold", "split_videos", "summary_split"]

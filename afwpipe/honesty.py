@@ -23,9 +23,10 @@ from . import layout, store
 from .errors import PostprocessError, TrainError
 from .folds import ALL, split_videos
 from .labels import HEAD_TASKS
+from .records import IndexFile
 
 
-def head_videos(ws: store.Workspace, index: dict, record: dict) -> tuple[set[str], set[str]]:
+def head_videos(ws: store.Workspace, index: IndexFile, record: dict) -> tuple[set[str], set[str]]:
     """``(trained, selected)``: the videos head ``record`` (a predictions/index.json record) fit its weights on
     and those that chose its epoch.
 
@@ -53,7 +54,7 @@ def head_videos(ws: store.Workspace, index: dict, record: dict) -> tuple[set[str
     return set(train), set(val)
 
 
-def seen_videos(ws: store.Workspace, index: dict, record: dict) -> set[str]:
+def seen_videos(ws: store.Workspace, index: IndexFile, record: dict) -> set[str]:
     """Videos head ``record`` trained on or chose its epoch on (:func:`head_videos`).
 
     Raises:
@@ -63,7 +64,7 @@ def seen_videos(ws: store.Workspace, index: dict, record: dict) -> set[str]:
     return trained | selected
 
 
-def selected_on(ws: store.Workspace, index: dict, record: dict) -> set[str]:
+def selected_on(ws: store.Workspace, index: IndexFile, record: dict) -> set[str]:
     """Videos that chose head ``record``'s epoch (:func:`head_videos`).
 
     Raises:

@@ -7,23 +7,21 @@ reported by name and never stops the others.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from . import atomic, store
-from .folds import split_of
+from . import store
+from .folds import summary_split
 from .datasets import create_reader
 from .datasets.affwild2 import ROOT_EDITION
 from .datasets.base import Item, TaskSpec, index_tasks, rel
 from .errors import AfwpipeError, DatasetError
 from .exclusions import parse_exclude, resolve_ranges
 from .manifest import DatasetSpec
+from .records import IndexFile, IndexRecord
 from .video import VideoInfo, probe_video
 
 log = logging.getLogger(__name__)
@@ -55,9 +53,9 @@ def _unknown_scene_members(items: dict[str, Item], spec: DatasetSpec) -> list[di
     return warnings
 
 
-def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -> dict:
+def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -> IndexFile:
     """Index dataset ``spec`` into workspace ``ws`` with its reader (``spec.reader``, :mod:`afwpipe.datasets`) and
-    return the index dict (also written to disk).
+    return the index (:class:`afwpipe.records.IndexFile`, also written to disk).
 
     The reader names the items (for ``affwild2``: one per annotation name, ``X_left``/``X_right`` for the two
     people of video ``X``, one per test-list name and one per other video; :mod:`afwpipe.datasets.affwild2_reader`),
@@ -66,7 +64,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
     reader's ``fold_videos`` into seeded folds (unless the reader gives the dataset's own fold) and writes
     ``labels.zarr`` and ``index.json``. ``split`` = ``split_of(rec, "mtl")``. ``side`` (``left`` /
     ``right`` / ``largest``) is the face the name labels and ``side_from`` why. ``excluded_frames`` lists the
-    name's ranges of the manifest's ``exclude.frames`` and ``index["exclude"]`` the ranges and the
+    name's ranges of the manifest's ``exclude.frames`` and the index's ``exclude`` the ranges and the
     detector-score floor (:mod:`afwpipe.exclusions`; labels.zarr keeps the labels, the readers mark the frames
     invalid). A bad label file (or row) is a ``failures`` entry naming the file and line; its item is indexed
     with that task unlabelled, and every other item as usual.
@@ -100,7 +98,7 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
             warnings.append({"video": v, "path": rel(videos[v]), "warning": infos[v].warning})
 
     # an unknown video or a range past a video's end is an error before anything is written
-    excluded = resolve_ranges(ranges, [{"name": n, "video": it.video, "n_frames": infos[it.video].n_frames}
+    excluded = resolve_ranges(ranges, [(n, it.video, infos[it.video].n_frames)
                                        for n, it in sorted(items.items()) if it.video in infos], exclude_where)
     records = []
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -122,33 +120,23 @@ def build_index(spec: DatasetSpec, ws: store.Workspace, progress: bool = True) -
                 lab = ts.empty(n)
             store.write_time_array(g, task, lab)
             labelled[task] = int(ts.valid(lab).sum())
-        rec = {"name": name, "video": video, "path": rel(Path(info.path)), "side": it.side,
-               "side_from": it.side_from, "splits": it.splits}
-        rec["split"] = split_of(rec, "mtl")
-        rec.update({
-            "fold": it.fold if it.fold is not None else folds.get(video, -1),
+        splits = dict(it.splits)
+        rec = IndexRecord(
+            name=name, video=video, path=rel(Path(info.path)), side=it.side, side_from=it.side_from, splits=splits,
+            split=summary_split(splits), fold=it.fold if it.fold is not None else folds.get(video, -1),
             **{k: v for k, v in info.to_dict().items() if k != "path"},
-            "annotation_frames": ann_frames, "labelled": labelled,
-            "files": {t: rel(f) for t, f in files.items()},
-            "excluded_frames": excluded.get(name, []),
-        })
-        g.update_attributes({"n_frames": info.n_frames, "split": rec["split"], "fold": rec["fold"], "files": rec["files"]})
+            annotation_frames=ann_frames, labelled=labelled, files={t: rel(f) for t, f in files.items()},
+            excluded_frames=excluded.get(name, []))
+        g.update_attributes({"n_frames": info.n_frames, "split": rec.split, "fold": rec.fold, "files": rec.files})
         records.append(rec)
 
-    index = {
-        "dataset": spec.name,
-        "root": rel(spec.root),
-        "folds": scan.folds,
-        "scenes": spec.scenes,
+    index = IndexFile(
+        dataset=spec.name, root=rel(spec.root), folds=scan.folds, scenes=spec.scenes,
         # wrong faces out (afwpipe.exclusions): the manifest's ranges and detector-score floor
-        "exclude": {"frames": [[r.video, r.first, r.last] for r in ranges], "score_below": score_floor},
-        **scan.header,
-        "videos": records,
-        "failures": failures,
-        "orphan_annotations": scan.orphans,
-        "warnings": warnings,
-    }
-    atomic.write_text(ws.index, json.dumps(index, indent=1) + "\n")
+        exclude_frames=[[r.video, r.first, r.last] for r in ranges], score_below=score_floor,
+        reader_fields=scan.header, records=records, failures=failures, orphan_annotations=scan.orphans,
+        warnings=warnings)
+    index.save(ws.index)  # atomic: IndexFile.save writes through atomic.write_text
     return index
 
 
@@ -164,14 +152,14 @@ def _read_labels(reader, item: Item, task: TaskSpec, n_frames: int) -> tuple[np.
         return task.empty(n_frames if task.level == "frame" else 1), 0, {"path": source, "error": str(err)}
 
 
-def _track_cell(rec: dict, task: str) -> str:
-    split = rec["splits"].get(task)
+def _track_cell(rec: IndexRecord, task: str) -> str:
+    split = (rec.splits or {}).get(task)
     if split in ("train", "val"):
-        return f"{split}:{rec['labelled'][task]}"
+        return f"{split}:{rec.labelled[task]}"
     return split or "-"
 
 
-def format_table(index: dict) -> str:
+def format_table(index: IndexFile) -> str:
     """A fixed-width table: video, frames, fps, audio, split (``split_of(rec, "mtl")``), fold, and per
     track the split with its labelled frames (``train:72``, ``val:72``), ``test`` or ``-``. The footer
     names the editions found and used, the test lists, the video folders, failures, names without a
@@ -180,36 +168,36 @@ def format_table(index: dict) -> str:
     head = (f"{'video':<28} {'frames':>6} {'fps':>7} {'audio':>5} {'split':<5} {'fold':>4}  "
             + " ".join(f"{t.upper():<9}" for t in tasks))
     lines = [head.rstrip(), "-" * len(head)]
-    for r in index["videos"]:
-        fps = f"{r['fps']:.3f}" + ("*" if r["vfr"] else " ")
+    for r in index.records:
+        fps = f"{r.fps:.3f}" + ("*" if r.vfr else " ")
         cells = " ".join(f"{_track_cell(r, t):<9}" for t in tasks)
-        lines.append(f"{r['name'][:28]:<28} {r['n_frames']:>6} {fps:>7} {'yes' if r['has_audio'] else 'no':>5} "
-                     f"{r['split'] or '-':<5} {r['fold']:>4}  {cells}".rstrip())
-    warnings = index.get("warnings", [])
-    lines.append(f"{len(index['videos'])} videos indexed"
-                 + (" (* variable frame rate)" if any(r["vfr"] for r in index["videos"]) else "")
-                 + (f", {len(index['failures'])} failures" if index["failures"] else "")
-                 + (f", {len(index['orphan_annotations'])} names without video" if index["orphan_annotations"] else "")
+        lines.append(f"{r.name[:28]:<28} {r.n_frames:>6} {fps:>7} {'yes' if r.has_audio else 'no':>5} "
+                     f"{r.split or '-':<5} {r.fold:>4}  {cells}".rstrip())
+    warnings = index.warnings
+    lines.append(f"{len(index.records)} videos indexed"
+                 + (" (* variable frame rate)" if any(r.vfr for r in index.records) else "")
+                 + (f", {len(index.failures)} failures" if index.failures else "")
+                 + (f", {len(index.orphan_annotations)} names without video" if index.orphan_annotations else "")
                  + (f", {len(warnings)} warnings" if warnings else ""))
-    eds = index.get("editions") or {}
+    reader = index.reader_fields
+    eds = reader.get("editions") or {}
     if eds.get("found"):
         show = {n: "(annotations root)" if n == ROOT_EDITION else n for n in eds["found"]}
         lines.append(f"annotation editions: {', '.join(show.values())}; used {show[eds['used']]}")
-    lists = index.get("test_lists") or {}
+    lists = reader.get("test_lists") or {}
     lines += [f"{t.upper()} test list: {p}" for t, p in lists.items()] or [
         "test lists: none (unannotated videos are test for every track)"]
-    lines.append("video folders: " + ", ".join(index.get("video_dirs", [])))
-    lines.append(format_offsets(index["videos"]))
-    for f in index["failures"]:
+    lines.append("video folders: " + ", ".join(reader.get("video_dirs", [])))
+    lines.append(format_offsets(index.records))
+    for f in index.failures:
         lines.append(f"FAILED {f['path']}: {f['error']}")
-    for o in index["orphan_annotations"]:
+    for o in index.orphan_annotations:
         lines.append(f"NO VIDEO for {o['name']}: {', '.join(o['files'])}")
-    ex = index.get("exclude") or {}
-    if ex.get("frames") or ex.get("score_below") is not None:
-        n = sum(last - first + 1 for r in index["videos"] for first, last in r.get("excluded_frames", []))
-        lines.append(f"excluded (invalid for training and evaluation): {n} frames in {len(ex.get('frames') or [])} "
-                     f"manifest range(s)" + (f"; face frames with detector score < {ex['score_below']}"
-                                             if ex.get("score_below") is not None else ""))
+    if index.exclude_frames or index.score_below is not None:
+        n = sum(last - first + 1 for r in index.records for first, last in r.excluded_frames)
+        lines.append(f"excluded (invalid for training and evaluation): {n} frames in {len(index.exclude_frames)} "
+                     f"manifest range(s)" + (f"; face frames with detector score < {index.score_below}"
+                                             if index.score_below is not None else ""))
     for w in warnings:
         lines.append(f"WARNING {w['path']}: {w['warning']}")
     return "\n".join(lines)
@@ -218,11 +206,11 @@ def format_table(index: dict) -> str:
 SHOW_OFFSETS = 3  #: videos named in the footer's line of largest audio offsets
 
 
-def format_offsets(records: list[dict], n: int = SHOW_OFFSETS) -> str:
+def format_offsets(records: list[IndexRecord], n: int = SHOW_OFFSETS) -> str:
     """One line naming the ``n`` videos with the largest ``|audio_offset|`` (audio start - first frame, s;
     > 0: the audio starts later; ``read_audio`` pads / cuts it so the stored audio starts with the first
     frame). Each video once (both sides of a two-person video share it)."""
-    offsets = {r["video"]: r["audio_offset"] for r in records if r.get("audio_offset") is not None}
+    offsets = {r.video: r.audio_offset for r in records if r.audio_offset is not None}
     if not offsets:
         return "audio offsets: no video with audio"
     top = sorted(offsets.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:n]
@@ -230,7 +218,7 @@ def format_offsets(records: list[dict], n: int = SHOW_OFFSETS) -> str:
             + ", ".join(f"{v} {o:+.3f} s" for v, o in top) + f" ({len(offsets)} videos with audio)")
 
 
-def main(spec: DatasetSpec, ws: store.Workspace, *, progress: bool = True) -> dict:
+def main(spec: DatasetSpec, ws: store.Workspace, *, progress: bool = True) -> IndexFile:
     """The index step as ``afwpipe index`` and ``python -m stages.index`` run it: :func:`build_index`, then
     the table of indexed videos (with the editions, test lists and failures) printed."""
     index = build_index(spec, ws, progress=progress)

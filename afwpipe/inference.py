@@ -1,14 +1,10 @@
 """Inference with a trained head, and the checkpoint format that training writes and prediction reads.
 
-A checkpoint (``models/<task>-<head>-<fold>[-<scene>]/model.pt``, ``torch.save`` of a dict) holds:
-``state_dict`` (the kept epoch's weights), ``config`` (the exact TrainConfig, with its ``speech_gate``, which
-prediction applies again: :mod:`afwpipe.clips.gate`), ``in_dims`` (encoder -> D),
-``tasks``, ``encoders`` (name and store identity of each encoder used, in concatenation order),
-``stats`` (encoder -> mean/std tensors of the standardisation, or None), ``au_pos_weight``,
-``expr_class_weight``, ``best_epoch`` (the kept epoch, 1-based), ``best_score`` (validation score of the kept
-weights), ``train_videos`` (names whose frames fit the weights), ``val_videos``, ``selected_on`` (names
-whose frames chose the epoch, ``[]`` for a fixed epoch count; :mod:`afwpipe.train`), ``epoch_selection``
-and ``afwpipe_version``. It loads with ``torch.load(weights_only=True)``.
+A checkpoint (``models/<task>-<head>-<fold>[-<scene>]/model.pt``) is a :class:`afwpipe.records.Checkpoint`:
+the kept epoch's weights, the exact TrainConfig (with its ``speech_gate``, which prediction applies again:
+:mod:`afwpipe.clips.gate`), the encoders and standardisation statistics, the kept epoch and its score and the
+names that fit and chose the weights (the record's docstring lists every field). It loads with
+``torch.load(weights_only=True)``.
 
 Per-frame predictions: a video's overlapping clips are run through the head and averaged per frame
 (:func:`afwpipe.temporal.window_average`); sigmoid for AU, softmax for EXPR, raw values for VA.
@@ -22,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, atomic
+from . import __version__
 from .clips import ClipDataset
 from .device import autocast
 from .heads import create_head
+from .records import Checkpoint
 from .temporal import window_average
 
 
@@ -86,50 +83,42 @@ def save_checkpoint(path: str | Path, state_dict: dict, *, config: dict, in_dims
                     stats: dict | None, au_pos_weight: np.ndarray | None, expr_class_weight: np.ndarray | None,
                     best_epoch: int, best_score: float, train_videos: list[str], val_videos: list[str],
                     selected_on: list[str] | None = None, epoch_selection: str | None = None) -> Path:
-    """Write a checkpoint in the format of the module docstring; numpy arrays become tensors."""
+    """Write a :class:`~afwpipe.records.Checkpoint` to ``path`` (atomically); numpy arrays become tensors."""
     def tensor(a):
         return None if a is None else torch.from_numpy(np.asarray(a))
 
-    ckpt = {
-        "state_dict": state_dict,
-        "config": config,
-        "in_dims": dict(in_dims),
-        "tasks": dict(tasks) if isinstance(tasks, Mapping) else list(tasks),  # declared tasks: output specs
-        "encoders": encoders,
-        "stats": None if stats is None else {e: {"mean": tensor(m), "std": tensor(s)} for e, (m, s) in stats.items()},
-        "au_pos_weight": tensor(au_pos_weight),
-        "expr_class_weight": tensor(expr_class_weight),
-        "best_epoch": best_epoch,
-        "best_score": best_score,
-        "train_videos": train_videos,
-        "val_videos": val_videos,
-        "selected_on": list(selected_on or []),
-        "epoch_selection": epoch_selection,
-        "afwpipe_version": __version__,
-    }
-    with atomic.open_atomic(path, "wb") as f:
-        torch.save(ckpt, f)
-    return Path(path)
+    ckpt = Checkpoint(
+        state_dict=state_dict, config=config, in_dims=dict(in_dims),
+        tasks=dict(tasks) if isinstance(tasks, Mapping) else list(tasks),  # declared tasks: output specs
+        encoders=encoders,
+        stats=None if stats is None else {e: {"mean": tensor(m), "std": tensor(s)} for e, (m, s) in stats.items()},
+        au_pos_weight=tensor(au_pos_weight), expr_class_weight=tensor(expr_class_weight), best_epoch=best_epoch,
+        best_score=best_score, train_videos=train_videos, val_videos=val_videos, selected_on=list(selected_on or []),
+        epoch_selection=epoch_selection, afwpipe_version=__version__)
+    return ckpt.save(path)  # atomic: Checkpoint.save writes through atomic.open_atomic
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Checkpoint]:
     """Rebuild the head of checkpoint ``path`` (``model.pt``) in eval mode; returns ``(head, checkpoint)``.
 
-    ``checkpoint["stats"]`` (encoder -> mean/std tensors, or None) must be applied to new features the
-    same way (:meth:`ClipDataset.set_stats`); ``checkpoint["encoders"]`` lists the feature stores used.
+    ``checkpoint.stats`` (encoder -> mean/std tensors, or None) must be applied to new features the
+    same way (:meth:`ClipDataset.set_stats`); ``checkpoint.encoders`` lists the feature stores used.
+
+    Raises:
+        RecordError: the file is no checkpoint of this version (:meth:`afwpipe.records.Checkpoint.from_json`).
     """
-    ckpt = torch.load(Path(path), map_location=device, weights_only=True)
-    cfg = ckpt["config"]
-    head = create_head(cfg["head"], ckpt["in_dims"], ckpt["tasks"], **cfg["head_kwargs"]).to(device)
-    head.load_state_dict(ckpt["state_dict"])
+    ckpt = Checkpoint.load(path, device)
+    cfg = ckpt.config
+    head = create_head(cfg["head"], ckpt.in_dims, ckpt.tasks, **cfg["head_kwargs"]).to(device)
+    head.load_state_dict(ckpt.state_dict)
     return head.eval(), ckpt
 
 
-def checkpoint_stats(ckpt: dict) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+def checkpoint_stats(ckpt: Checkpoint) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """The standardisation statistics of a checkpoint as numpy ``(mean, std)`` per encoder, or None."""
-    if ckpt.get("stats") is None:
+    if ckpt.stats is None:
         return None
-    return {e: (s["mean"].cpu().numpy(), s["std"].cpu().numpy()) for e, s in ckpt["stats"].items()}
+    return {e: (s["mean"].cpu().numpy(), s["std"].cpu().numpy()) for e, s in ckpt.stats.items()}
 
 
 __all__ = ["checkpoint_stats", "iter_frames", "load_model", "predict_frames", "save_checkpoint", "to_device"]

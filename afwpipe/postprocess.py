@@ -670,7 +670,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         return run_postprocess_declared(ws, index)
     t0 = time.perf_counter()
     records = read_predictions_index(ws)
-    labelled = {r["name"] for r in index["videos"] if any(r.get("labelled", {}).values())}
+    labelled = {r.name for r in index.records if any(r.labelled.values())}
     all_videos = sorted({v for r in records for v in r["videos"]} & labelled)
     labels = load_labels(ws, all_videos) if all_videos else {}
     seen_of = {r["name"]: seen_videos(ws, index, r) for r in records}
@@ -688,7 +688,7 @@ def run_postprocess(ws: store.Workspace, cfg: PostConfig, progress: bool = True)
         for f in folds:
             finish(f, folds, labels, cfg)
         systems += folds
-        split_val = {r["name"] for r in index["videos"] if split_of(r, track) == "val"}
+        split_val = {r.name for r in index.records if split_of(r, track) == "val"}
         seen = set().union(*(seen_of[h] for f in folds for h in f.heads))
         ens = ensemble_system(track, folds, seen, split_val, labels, cfg)
         for f in folds:

@@ -11,7 +11,7 @@ Which videos, per head (its *evaluation videos*):
   (:func:`afwpipe.folds.split_of`), whatever task the head was trained for: a name can be VA-train and EXPR-test,
   and each side ``X_left`` / ``X_right`` of a two-person test video is its own name;
 
-a scene head keeps only the videos of its scene (``index["scenes"]``). A head of fold ``all`` (trained on every
+a scene head keeps only the videos of its scene (the index's ``scenes``). A head of fold ``all`` (trained on every
 labelled video, no validation video of its own) predicts the ``val`` and ``test`` names: what the fold ensemble
 and a submission need. Videos without complete features (e.g. a test video whose detection failed) are skipped
 with a warning.
@@ -67,6 +67,7 @@ from .inference import checkpoint_stats, iter_frames, load_model
 from .labels import TASKS
 from .folds import parse_fold, split_of
 from .readers import ZarrFeatures
+from .records import Checkpoint, IndexFile
 from .views import FULL
 
 log = logging.getLogger(__name__)
@@ -94,19 +95,19 @@ def find_models(ws: store.Workspace, head: str | None = None, tasks=None, folds=
     return out
 
 
-def evaluation_videos(index: dict, val_videos, scene: str | None = None) -> list[str]:
+def evaluation_videos(index: IndexFile, val_videos, scene: str | None = None) -> list[str]:
     """A head's evaluation videos: its own ``val_videos`` plus every name that is ``val`` or ``test`` in any
     track (:func:`afwpipe.folds.split_of`; e.g. a VA-train name in the EXPR test list, or ``X_left`` of a two-person
     test video), only the members of ``scene`` for a scene head, in index order."""
     own = set(val_videos)
     members = None
     if scene is not None:
-        members = set((index.get("scenes") or {}).get(scene, []))
+        members = set(index.scenes.get(scene, []))
     out = []
-    for r in index["videos"]:
-        if r["name"] in own or any(split_of(r, t) in ("val", "test") for t in TASKS):
-            if members is None or r["name"] in members or r.get("video") in members:
-                out.append(r["name"])
+    for r in index.records:
+        if r.name in own or any(split_of(r, t) in ("val", "test") for t in TASKS):
+            if members is None or r.name in members or r.video in members:
+                out.append(r.name)
     return out
 
 
@@ -144,8 +145,8 @@ def face_present(ws: store.Workspace, name: str, n_frames: int, features: ZarrFe
     return np.ones(n_frames, bool)
 
 
-def _check_encoders(ckpt: dict, features: ZarrFeatures, names, model: str) -> None:
-    for enc in ckpt.get("encoders", []):
+def _check_encoders(ckpt: Checkpoint, features: ZarrFeatures, names, model: str) -> None:
+    for enc in ckpt.encoders:
         have = features.identity(enc["name"], names)
         for key in ("weights", "dim"):
             if enc.get(key) is not None and have.get(key) is not None and have.get(key) != enc.get(key):
@@ -208,7 +209,7 @@ class PredictSummary:
                                               if self.skipped else ""))
 
 
-def predict_model(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str = "cpu",
+def predict_model(ws: store.Workspace, model: torch.nn.Module, ckpt: Checkpoint, names, device: str = "cpu",
                   batch_size: int = 32, who: str = "head", view: str | None = None,
                   cache_bytes: int | None = DEFAULT_CACHE_BYTES) -> dict[str, dict[str, np.ndarray]]:
     """Outputs of a loaded head (:func:`afwpipe.inference.load_model`) on videos ``names``: name -> task ->
@@ -223,9 +224,9 @@ def predict_model(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names
     return dict(_iter_view(ws, model, ckpt, names, device, batch_size, who, view, cache_bytes))
 
 
-def _iter_view(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str, batch_size: int,
+def _iter_view(ws: store.Workspace, model: torch.nn.Module, ckpt: Checkpoint, names, device: str, batch_size: int,
                who: str, view: str | None, cache_bytes: int | None):
-    cfg = ckpt["config"]
+    cfg = ckpt.config
     features = ZarrFeatures(ws, cfg["features"], view=view or cfg.get("view", FULL))
     _check_encoders(ckpt, features, names, who)
     labels = _labels_or_invalid(ws, features, names)
@@ -235,7 +236,7 @@ def _iter_view(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, d
     yield from iter_frames(model, ds, device, batch_size)
 
 
-def head_outputs(ws: store.Workspace, model: torch.nn.Module, ckpt: dict, names, device: str = "cpu",
+def head_outputs(ws: store.Workspace, model: torch.nn.Module, ckpt: Checkpoint, names, device: str = "cpu",
                  batch_size: int = 32, who: str = "head", views: list[str] | None = None,
                  cache_bytes: int | None = DEFAULT_CACHE_BYTES):
     """A head's raw outputs on videos ``names``, one video at a time, as ``predict`` writes them and
@@ -304,8 +305,8 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
     summary = PredictSummary()
     for ref in tqdm(refs, desc="predict", unit="head", disable=not progress):
         model, ckpt = load_model(ref.checkpoint, device)
-        features = ZarrFeatures(ws, ckpt["config"]["features"])
-        val = list(ckpt.get("val_videos", []))
+        features = ZarrFeatures(ws, ckpt.config["features"])
+        val = list(ckpt.val_videos)
         names = []
         for name in evaluation_videos(index, val, ref.scene):
             if all(store.is_complete(features.paths[e], name) for e in features.encoders):
@@ -313,9 +314,9 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
             else:
                 log.warning("predict %s: video %s has no complete features; skipped", ref.name, name)
                 summary.skipped.append(name)
-        if cfg.tta and isinstance(ckpt["config"].get("view"), list):
+        if cfg.tta and isinstance(ckpt.config.get("view"), list):
             raise PredictError(f"{ref.name}: predict.tta averages a head's outputs over single views, but this head "
-                               f"reads the views {ckpt['config']['view']} as separate inputs; set predict.tta: false")
+                               f"reads the views {ckpt.config['view']} as separate inputs; set predict.tta: false")
         views = tta_views(features, names, ref.name) if cfg.tta and names else None
         path = ws.predictions(ref.name)
         for name, out in head_outputs(ws, model, ckpt, names, device, cfg.batch_size, ref.name, views,
@@ -328,9 +329,9 @@ def run_predict(ws: store.Workspace, cfg: PredictConfig, progress: bool = True) 
             store.mark_complete(g)
             summary.frames += n
         summary.models.append({"name": ref.name, "task": ref.task, "head": ref.head, "fold": ref.fold,
-                               "scene": ref.scene, "tasks": list(ckpt["tasks"]),
+                               "scene": ref.scene, "tasks": list(ckpt.tasks),
                                "val_videos": [v for v in val if v in names], "videos": names,
-                               "view": ckpt["config"].get("view", FULL), "tta": views})
+                               "view": ckpt.config.get("view", FULL), "tta": views})
     atomic.write_text(ws.predictions_index, json.dumps({"afwpipe_version": __version__, "models": summary.models},
                                                indent=1) + "\n")
     summary.seconds = time.perf_counter() - t0

@@ -355,7 +355,7 @@ def load_labels(ws: store.Workspace, names: Sequence[str], tasks: Sequence[str] 
             and a video has no complete faces (:func:`afwpipe.exclusions.frame_mask`).
     """
     root = store.open_store(ws.labels, "r")
-    index = ws.read_index() if ws.index.is_file() else {}
+    index = ws.read_index() if ws.index.is_file() else None
     specs = index_tasks(index) if is_generic(index) else None
     out = {}
     for name in names:

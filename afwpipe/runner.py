@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .errors import AfwpipeError, WeightsError
 from .results import VideoResult
+from .records import IndexRecord
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def _worker_key(factory) -> str:
     return repr(factory)
 
 
-def run_one(worker, rec: dict):
+def run_one(worker, rec: IndexRecord):
     """``worker.run_video(rec)``; a bad video becomes a failed result, missing weights stop the run."""
     try:
         return worker.run_video(rec)
@@ -36,10 +37,10 @@ def run_one(worker, rec: dict):
         raise  # not a property of this video: every other video would fail the same way
     except AfwpipeError as e:
         log.error("%s", e)
-        return VideoResult(rec["name"], error=str(e))
+        return VideoResult(rec.name, error=str(e))
 
 
-def _remote(rec: dict, factory: Callable):
+def _remote(rec: IndexRecord, factory: Callable):
     """Task body on a Dask worker: build the video worker once per process, then run one video."""
     key = _worker_key(factory)
     if key not in _WORKERS:
@@ -52,13 +53,13 @@ def scheduler_address(scheduler: str | None) -> str | None:
     return scheduler or dask.config.get("scheduler-address", None)
 
 
-def run_videos(factory: Callable, recs: list[dict], desc: str, progress: bool = True,
+def run_videos(factory: Callable, recs: list[IndexRecord], desc: str, progress: bool = True,
                scheduler: str | None = None, gpu: bool = False) -> list:
     """Run ``factory().run_video`` on every record; return the results in ``recs`` order.
 
     Args:
         factory: picklable zero-argument callable building the video worker.
-        recs: index records (``name`` is the task key).
+        recs: index records (:class:`afwpipe.records.IndexRecord`; ``name`` is the task key).
         desc: progress bar label and task-key prefix.
         scheduler: Dask scheduler address; None runs in this process (unless dask config names one).
         gpu: tasks require the worker resource ``GPU=1``.
@@ -75,7 +76,7 @@ def run_videos(factory: Callable, recs: list[dict], desc: str, progress: bool = 
     with Client(address) as client:
         log.info("submitting %d %s tasks to %s", len(recs), desc, address)
         futures = client.map(_remote, recs, factory=factory, pure=False,
-                             key=[f"{desc}-{r['name']}" for r in recs],
+                             key=[f"{desc}-{r.name}" for r in recs],
                              resources={"GPU": 1} if gpu else None)
         order = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(recs)

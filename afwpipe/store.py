@@ -47,6 +47,7 @@ import numpy as np
 import zarr
 
 from . import __version__
+from .records import IndexFile, load_index
 
 MIN_CHUNK_BYTES = 1 << 20
 MAX_SHARD_BYTES = 16 << 20
@@ -178,11 +179,14 @@ class Workspace:
         the behaviour descriptions of each video's segments."""
         return self.descriptions_dir / (safe_name(vlm) + ".zarr")
 
-    def read_index(self) -> dict:
-        """Load ``index.json``. Raises FileNotFoundError with a hint to run ``afwpipe index``."""
-        if not self.index.is_file():
-            raise FileNotFoundError(f"{self.index}: no index; run `afwpipe index` (or `dvc repro index`) first")
-        return json.loads(self.index.read_text())
+    def read_index(self) -> IndexFile:
+        """Load ``index.json`` (:func:`afwpipe.records.load_index`).
+
+        Raises:
+            FileNotFoundError: no index (the message says to run ``afwpipe index``).
+            RecordError: a malformed index (names the file, record and field).
+        """
+        return load_index(self.index)
 
 
 def chunk_rows(row_shape: tuple[int, ...], dtype, n_rows: int, min_bytes: int = MIN_CHUNK_BYTES) -> int:

@@ -44,6 +44,7 @@ from .errors import AfwpipeError, SubmissionError
 from .labels import AU_NAMES, EXPR_NAMES, VA_NAMES
 from .readers import read_post, read_systems
 from .folds import SPLITS, split_of
+from .records import IndexRecord
 from .store import ENSEMBLE
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=DEFAULT
     meta = read_systems(ws)
     systems = meta["systems"]
     sources = (meta.get("config") or {}).get("sources") or {}
-    index = {r["name"]: r for r in ws.read_index()["videos"]}
+    index = ws.read_index().by_name
     out_dir = Path(out_dir) if out_dir is not None else ws.submission_dir
     examples = examples or {}
     done = []
@@ -279,15 +280,15 @@ def write_submission(ws: store.Workspace, system: str = ENSEMBLE, splits=DEFAULT
     return done
 
 
-def _rows_without_example(rec: dict, track: str) -> int:
+def _rows_without_example(rec: IndexRecord, track: str) -> int:
     """Rows of a name without an example file: its annotation's line count when ``track`` annotates it,
     else (a test name) its decoded frame count."""
     if split_of(rec, track) in ("train", "val"):
-        return int((rec.get("annotation_frames") or {}).get(track) or rec["n_frames"])
-    return int(rec["n_frames"])
+        return int(rec.annotation_frames.get(track) or rec.n_frames)
+    return rec.n_frames
 
 
-def _rule(track: str, names, index: Mapping, splits) -> str:
+def _rule(track: str, names, index: Mapping[str, IndexRecord], splits) -> str:
     """``, one per decoded frame of 105 test names (no example file)`` (and the val / train names)."""
     parts = []
     for split in (s for s in SPLITS if s in splits):

@@ -25,6 +25,7 @@ import numpy as np
 from . import atomic, layout, store
 from .datasets.base import index_tasks
 from .readers import load_labels, read_post, read_systems
+from .records import IndexFile
 from .task_metrics import task_scores
 
 
@@ -46,7 +47,7 @@ class DeclaredEvalSummary:
         return f"evaluate: {'; '.join(parts) or 'no scored system'} in {self.seconds:.1f} s"
 
 
-def run_evaluate_declared(ws: store.Workspace, index: dict) -> DeclaredEvalSummary:
+def run_evaluate_declared(ws: store.Workspace, index: IndexFile) -> DeclaredEvalSummary:
     """Score every declared-task system of ``post/`` on its evaluation videos; write ``eval/`` (module docstring).
 
     Raises:

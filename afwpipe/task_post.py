@@ -32,6 +32,7 @@ from .errors import PostprocessError
 from .folds import ALL
 from .honesty import chosen_on_scored, head_videos
 from .readers import read_prediction, read_predictions_index
+from .records import IndexFile
 from .task_metrics import decide
 
 
@@ -60,7 +61,7 @@ def _heads_by_system(records: list[dict], tasks) -> dict[tuple[str, str], dict]:
     return out
 
 
-def run_postprocess_declared(ws: store.Workspace, index: dict) -> DeclaredPostSummary:
+def run_postprocess_declared(ws: store.Workspace, index: IndexFile) -> DeclaredPostSummary:
     """Pass every declared task's predictions through as decisions; write ``post/`` (module docstring).
 
     Raises:

@@ -31,13 +31,14 @@ from .layout import ModelRef, parse_fold
 from .inference import checkpoint_stats, load_model
 from .predict import PRED_DTYPE, PredictConfig, PredictSummary, evaluation_videos, face_present
 from .readers import ZarrFeatures, load_labels
+from .records import IndexFile
 from .task_inference import predict_declared
 from .views import FULL
 
 log = logging.getLogger(__name__)
 
 
-def declared_models(ws: store.Workspace, index: dict, cfg: PredictConfig) -> list[ModelRef]:
+def declared_models(ws: store.Workspace, index: IndexFile, cfg: PredictConfig) -> list[ModelRef]:
     """The model folders of declared tasks that ``cfg`` selects (module docstring), sorted by name."""
     asked = set(map(str, cfg.tasks or []))
     named = set(index_tasks(index)) & asked
@@ -53,7 +54,7 @@ def declared_models(ws: store.Workspace, index: dict, cfg: PredictConfig) -> lis
     return out
 
 
-def run_predict_declared(ws: store.Workspace, cfg: PredictConfig, index: dict, progress: bool = True) -> PredictSummary:
+def run_predict_declared(ws: store.Workspace, cfg: PredictConfig, index: IndexFile, progress: bool = True) -> PredictSummary:
     """Predict every selected head of a declared task on its evaluation videos; write ``predictions/``.
 
     Raises:
@@ -75,10 +76,10 @@ def run_predict_declared(ws: store.Workspace, cfg: PredictConfig, index: dict, p
     summary = PredictSummary()
     for ref in refs:
         model, ckpt = load_model(ref.checkpoint, device)
-        tasks = {t: declared[t] for t in ckpt["tasks"]}
-        conf = ckpt["config"]
+        tasks = {t: declared[t] for t in ckpt.tasks}
+        conf = ckpt.config
         features = ZarrFeatures(ws, conf["features"], view=conf.get("view", FULL))
-        val = list(ckpt.get("val_videos", []))
+        val = list(ckpt.val_videos)
         names = [n for n in evaluation_videos(index, val, ref.scene)
                  if all(store.is_complete(features.paths[e], n) for e in features.encoders)]
         summary.skipped += [n for n in evaluation_videos(index, val, ref.scene) if n not in names]

@@ -36,13 +36,14 @@ from .folds import split_videos
 from .heads import create_head
 from .inference import save_checkpoint, to_device
 from .readers import ZarrFeatures, load_labels
+from .records import IndexFile
 from .task_inference import predict_declared
 from .task_losses import class_weights, tasks_loss
 from .task_metrics import HEADLINE, decide, task_scores
 from .train import (TrainConfig, TrainResult, _deterministic, _finite, features_trained_on, fit_epochs,
                     open_curves, selection_split)
 
-def run_tasks(index: dict, task: str) -> dict[str, TaskSpec]:
+def run_tasks(index: IndexFile, task: str) -> dict[str, TaskSpec]:
     """The declared tasks a run of ``train.task`` fits: that one, or every one for ``mtl``.
 
     Raises:
@@ -52,7 +53,7 @@ def run_tasks(index: dict, task: str) -> dict[str, TaskSpec]:
     if task == ALL_TASKS:
         return declared
     if task not in declared:
-        raise TrainError(f"unknown task {task!r} for dataset {index.get('dataset')!r}; its tasks: "
+        raise TrainError(f"unknown task {task!r} for dataset {index.dataset!r}; its tasks: "
                          f"{', '.join(declared)} (or {ALL_TASKS}: all of them in one head)")
     return {task: declared[task]}
 
@@ -101,7 +102,7 @@ def _epoch(head, ds: ClipDataset, tasks, weights, opt, rng, device, cfg: TrainCo
     return total / max(1, n)
 
 
-def train_declared(ws: store.Workspace, cfg: TrainConfig, index: dict, progress: bool = True,
+def train_declared(ws: store.Workspace, cfg: TrainConfig, index: IndexFile, progress: bool = True,
                    out_dir: Path | None = None, curves=None) -> TrainResult:
     """Train ``cfg.head`` on the declared task(s) ``cfg.task`` (module docstring); write ``model.pt`` and
     ``metrics.json`` as :func:`afwpipe.train.train` does (``out_dir``, ``curves``: as there).
@@ -114,7 +115,7 @@ def train_declared(ws: store.Workspace, cfg: TrainConfig, index: dict, progress:
     tasks = run_tasks(index, cfg.task)
     if cfg.focal_gamma or cfg.logit_adjust_tau or cfg.task_weights:
         raise TrainError("train: focal_gamma, logit_adjust_tau and task_weights are AU/EXPR/VA options; the declared "
-                         f"tasks of {index.get('dataset')!r} take none (set them to 0 / null)")
+                         f"tasks of {index.dataset!r} take none (set them to 0 / null)")
     where = f"fold {cfg.fold}" + (f", scene {cfg.scene!r}" if cfg.scene else "")
     all_train, val_names = split_videos(index, tuple(tasks), cfg.fold, cfg.scene)
     train_names, select_names = selection_split(index, all_train, val_names, cfg)

@@ -40,6 +40,7 @@ from .encoders import create_encoder, frame_spans, is_encoder
 from .errors import AfwpipeError, EncoderError, VideoError
 from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
+from .records import IndexRecord
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,8 @@ class TextWorker:
             np.zeros((0, self.encoder.dim), np.float32)
         return emb, np.array([d.start for d in said]), np.array([d.end for d in said])
 
-    def run_video(self, rec: dict) -> VideoResult:
-        name = rec["name"]
+    def run_video(self, rec: IndexRecord) -> VideoResult:
+        name = rec.name
         source_config = self._source_config(name)
         if store.is_complete_with(self.out, name, encoder_config=self.encoder.config, source=self.cfg.source,
                                   source_config=source_config):
@@ -197,7 +198,7 @@ class TextWorker:
         g = store.begin_video(self.out, name, {"encoder": self.cfg.encoder, "encoder_config": cfg,
                                                 "modality": "text", "dim": cfg["dim"], "weights": cfg["weights"],
                                                 "source": self.cfg.source, "source_config": source_config, **of,
-                                                "video": rec.get("path")})
+                                                "video": rec.path})
         store.write_time_array(g, "emb", emb.astype(np.float16), dims=("frame", "feature"))
         store.write_time_array(g, "present", present, dims=("frame",))
         store.mark_complete(g, n_frames=len(times), n_words=len(wemb))
@@ -216,7 +217,7 @@ def run_text(ws: store.Workspace, cfg: TextConfig, names: list[str] | None = Non
     """
     if not is_encoder(cfg.encoder):
         create_encoder(cfg.encoder)  # raises EncoderError listing the registry
-    recs = [r for r in ws.read_index()["videos"] if names is None or r["name"] in names]
+    recs = [r for r in ws.read_index().records if names is None or r.name in names]
     if scheduler_address(scheduler):
         store.open_store(ws.features(cfg.encoder), "a")  # create the root once, before concurrent writers
     summary = RunSummary(step=f"extract-text {cfg.encoder}")

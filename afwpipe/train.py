@@ -76,6 +76,7 @@ from .losses import au_pos_weights, expr_class_weights, expr_log_prior, mtl_loss
 from .metrics import au_f1, expr_f1, va_ccc
 from .readers import ZarrFeatures, load_labels, trained_on_of
 from .folds import inner_split, parse_fold, split_videos
+from .records import IndexFile
 from .views import FULL, parse_train_view
 
 
@@ -365,7 +366,7 @@ class TrainResult:
                 f"in {self.seconds:.1f} s -> {self.model_dir}")
 
 
-def selection_split(index: dict, train_names: list[str], val_names: list[str],
+def selection_split(index: IndexFile, train_names: list[str], val_names: list[str],
                     cfg: TrainConfig) -> tuple[list[str], list[str]]:
     """``(fit, select)``: the names whose frames fit the weights and those that choose the epoch
     (``cfg.epoch_selection``, module docstring). ``val``: ``(train_names, val_names)``; ``inner``:
@@ -467,7 +468,7 @@ def train(ws: store.Workspace, cfg: TrainConfig, progress: bool = True, out_dir:
         from .task_train import train_declared  # it builds on this module
         return train_declared(ws, cfg, index, progress, out_dir, curves)
     if cfg.task not in TRAIN_TASKS:
-        raise TrainError(f"unknown task {cfg.task!r} for dataset {index.get('dataset')!r}; use one of {', '.join(TRAIN_TASKS)}")
+        raise TrainError(f"unknown task {cfg.task!r} for dataset {index.dataset!r}; use one of {', '.join(TRAIN_TASKS)}")
     tasks = cfg.tasks
     where = f"fold {cfg.fold}" + (f", scene {cfg.scene!r}" if cfg.scene else "")
     all_train, val_names = split_videos(index, tasks, cfg.fold, cfg.scene)

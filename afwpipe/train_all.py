@@ -28,10 +28,11 @@ from . import layout, store
 from .curves import EpochCurves, curves_dir
 from .datasets.base import index_tasks
 from .errors import TrainError
+from .records import IndexFile
 from .train import TrainConfig, TrainResult, train
 
 
-def auto_tasks(index: Mapping) -> list[str]:
+def auto_tasks(index: IndexFile) -> list[str]:
     """The tasks ``train.tasks: [auto]`` trains: every task of ``index.json`` (:func:`afwpipe.datasets.base.index_tasks`:
     the declared tasks of a generic reader, else ``au``, ``expr``, ``va``), in index order.
 
@@ -40,7 +41,7 @@ def auto_tasks(index: Mapping) -> list[str]:
     """
     tasks = list(index_tasks(index))
     if not tasks:
-        raise TrainError(f"train.tasks [auto]: the index of {index.get('dataset')!r} holds no task to train")
+        raise TrainError(f"train.tasks [auto]: the index of {index.dataset!r} holds no task to train")
     return tasks
 
 

@@ -25,6 +25,7 @@ from .errors import AfwpipeError, ASRError, VideoError
 from .labels import AUDIO_SAMPLE_RATE
 from .results import RunSummary, VideoResult
 from .runner import run_videos, scheduler_address
+from .records import IndexRecord
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class TranscribeWorker:
         self.asr = create_asr(cfg.asr, weights=cfg.weights, device=self.cfg.device)
         self.out = ws.transcripts(cfg.asr)
 
-    def run_video(self, rec: dict) -> VideoResult:
-        name = rec["name"]
+    def run_video(self, rec: IndexRecord) -> VideoResult:
+        name = rec.name
         if store.is_complete_with(self.out, name, asr_config=self.asr.config):
             return VideoResult(name, skipped=True)
         res = VideoResult(name)
@@ -70,7 +71,7 @@ class TranscribeWorker:
             log.warning("%s: no audio track; empty transcript", name)
         words = self.asr.transcribe(wave)
         g = store.begin_video(self.out, name, {"asr": self.cfg.asr, "asr_config": self.asr.config,
-                                               "weights": self.asr.cfg.weights, "video": rec.get("path"),
+                                               "weights": self.asr.cfg.weights, "video": rec.path,
                                                "audio": has_audio})
         write_words(g, words)
         seconds = wave.size / audio.attrs.get("sample_rate", AUDIO_SAMPLE_RATE)
@@ -92,7 +93,7 @@ def run_transcribe(ws: store.Workspace, cfg: TranscribeConfig, names: list[str] 
     """
     if not is_asr(cfg.asr):
         create_asr(cfg.asr)  # raises ASRError listing the registry
-    recs = [r for r in ws.read_index()["videos"] if names is None or r["name"] in names]
+    recs = [r for r in ws.read_index().records if names is None or r.name in names]
     if scheduler_address(scheduler):
         store.open_store(ws.transcripts(cfg.asr), "a")  # create the root once, before concurrent writers
     summary = RunSummary(step=f"transcribe {cfg.asr}", unit="words")

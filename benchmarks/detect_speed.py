@@ -68,7 +68,7 @@ def measure_speed(src: Path, work: Path, detector: str = "mtcnn", batch_size: in
         worker = FaceWorker(ws, cfg, progress=False)
         worker._detector = det  # the same warm instance as the forward side
         t = time.perf_counter()
-        res = worker.run_video(ws.read_index()["videos"][0])
+        res = worker.run_video(ws.read_index().records[0])
         dt = time.perf_counter() - t
         if res.frames != len(frames):
             raise RuntimeError(f"stage saw {res.frames} frames, forward {len(frames)}")
@@ -182,7 +182,7 @@ def measure_data_path(src: Path, work: Path, n_frames: int = 300, repeats: int =
 
         def stage(tag: str) -> tuple[float, float]:
             ws = index_video(video, work / f"ws_{w}x{h}_{tag}")
-            rec = ws.read_index()["videos"][0]
+            rec = ws.read_index().records[0]
             worker = FaceWorker(ws, cfg, progress=False)
             c0, t0 = time.process_time(), time.perf_counter()
             res = worker.run_video(rec)

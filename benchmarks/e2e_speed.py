@@ -46,7 +46,7 @@ def run_afwpipe(video: Path, work: Path, detector: str, encoder: str, weights: s
     dt = time.perf_counter() - t
     if det.failures or ext.failures:
         raise RuntimeError(f"afwpipe failed: {[r.error for r in det.failures + ext.failures]}")
-    name = ws.read_index()["videos"][0]["name"]
+    name = ws.read_index().records[0].name
     crops = store.open_store(ws.faces, "r")[f"{name}/crops"]
     emb = store.open_store(ws.features(encoder), "r")[f"{name}/emb"]
     paths = [ws.faces, ws.audio, ws.features(encoder)]

@@ -99,7 +99,7 @@ def measure_data_path(root: Path, crops: np.ndarray, codecs: list[str], batch_si
     for codec in codecs:
         ws = crop_face_stage(root / codec, crops, codec)
         worker = EncoderWorker(ws, ExtractConfig(name, device="cpu", batch_size=batch_size), progress=False)
-        rec = ws.read_index()["videos"][0]
+        rec = ws.read_index().records[0]
         cpu, wall = [], []
         for _ in range(repeats):
             shutil.rmtree(worker.out, ignore_errors=True)
@@ -190,7 +190,7 @@ def measure(encoder: str, ws: store.Workspace, weights, device: str, batch_size:
     else:
         enc.encode_audio(store.open_store(ws.audio, "r")["v/wave"][:16000], faces["times"][:25])
         data = (store.open_store(ws.audio, "r")["v/wave"][...], faces["times"][...])
-    rec = ws.read_index()["videos"][0]
+    rec = ws.read_index().records[0]
     frames = faces["times"].shape[0]
 
     def run_stage() -> float:

@@ -64,7 +64,7 @@ def build(root: Path, n_videos: int, n_frames: int, size: int = 224, seed: int =
 
 def data_path(ws: store.Workspace, batch: int) -> dict:
     """Row 1: one epoch of the reader with augmentation and no model."""
-    names = [r["name"] for r in ws.read_index()["videos"] if r["split"] == "train"]
+    names = [r.name for r in ws.read_index().records if r.split == "train"]
     plan = plan_frames(ws, names, "expr", 1)
     order = epoch_order(plan, 0, 1, 128, 16)
     ds = CropBuffers(ws, plan, order, 0, 1, batch, 0, plan.n_frames // batch * batch, make_augment(AUGMENT, 224))

@@ -79,7 +79,7 @@ def measure(ws: store.Workspace, folder: Path, device: str = "cpu", repeats: int
     enc.batch_size = batch_size
     words = [w.word for w in read_words(ws.transcripts(asr), "v")]
     enc.encode_words(words[:32])  # warm-up
-    rec = ws.read_index()["videos"][0]
+    rec = ws.read_index().records[0]
     n = len(words)
 
     def run_stage() -> float:

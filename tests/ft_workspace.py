@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from synth import complete_index
 from afwpipe import store
 
 #: the encoder the tests fine-tune: timm's random-weight test_vit (0.3 M parameters, LayerNorm, no BatchNorm) on 32-px inputs
@@ -46,8 +47,8 @@ def make_workspace(root, videos: dict[str, dict], size: int = 32, frames: int = 
         recs.append({"name": name, "video": spec.get("video", name), "splits": {t: spec["split"] for t in ("au", "expr", "va")},
                      "split": spec["split"], "fold": spec.get("fold", -1), "n_frames": frames,
                      "labelled": {"au": 0, "expr": int((expr >= 0).sum()), "va": 0}})
-    ws.index.write_text(json.dumps({"dataset": "synthetic", "folds": {"k": 2, "seed": 0}, "scenes": {},
-                                    "videos": recs}))
+    ws.index.write_text(json.dumps(complete_index({"dataset": "synthetic", "folds": {"k": 2, "seed": 0}, "scenes": {},
+                                    "videos": recs})))
     return ws
 
 

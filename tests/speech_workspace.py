@@ -16,6 +16,7 @@ import av
 import numpy as np
 import pytest
 
+from synth import complete_index
 from afwpipe import store
 from afwpipe.labels import AUDIO_SAMPLE_RATE
 from afwpipe.video import probe_video, read_audio
@@ -57,7 +58,7 @@ def build_workspace(root: Path) -> store.Workspace:
         audio = store.begin_video(ws.audio, name, {"sample_rate": AUDIO_SAMPLE_RATE})
         store.write_time_array(audio, "wave", wave, dims=("sample",))
         store.mark_complete(audio, present=present)
-    ws.index.write_text(json.dumps({"videos": videos}))
+    ws.index.write_text(json.dumps(complete_index({"videos": videos})))
     return ws
 
 

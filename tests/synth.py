@@ -169,3 +169,29 @@ def make_affwild2_tree(root: Path, edition: str = "abaw6", n_frames: int = 12, t
                                                if name != "lost_test" for i in range(1, n_frames + 1)]
             (root / EXAMPLE_FOLDER / fname).write_text("\n".join(rows) + "\n")
     return root
+
+
+#: what a hand-written index record of a test leaves out: a probed 64x48 25 fps video without audio
+_PROBED = {"side": None, "fps": 25.0, "width": 64, "height": 48, "rotation": 0, "vfr": False, "has_audio": False,
+           "audio_rate": 0, "audio_channels": 0}
+
+
+def complete_index(index: dict) -> dict:
+    """A hand-written ``index.json`` dict of a test with what the test does not care about filled in, so it parses
+    as :class:`afwpipe.records.IndexFile`: ``dataset`` (``synthetic``), and per record ``video`` (its name),
+    ``path`` (``<name>.mp4``), ``n_frames`` (0), ``duration`` (``n_frames / 25``) and :data:`_PROBED`."""
+    out = {"dataset": "synthetic", **index}
+    recs = []
+    for r in index.get("videos", []):
+        n = r.get("n_frames", 0)
+        recs.append({"video": r["name"], "path": f"{r['name']}.mp4", "n_frames": n, "duration": n / 25.0,
+                     **_PROBED, **r})
+    out["videos"] = recs
+    return out
+
+
+def as_index(index: dict):
+    """:func:`complete_index` parsed: the :class:`afwpipe.records.IndexFile` a step reads."""
+    from afwpipe.records import IndexFile
+
+    return IndexFile.from_json(complete_index(index), "test index")

@@ -61,12 +61,12 @@ def test_synthetic_affwild2_through_every_step_to_the_example_rows(edition, duo_
     ws = Workspace(tmp_path / "work" / "aw")
 
     # index: per-track splits, one record per side of the two-person video
-    recs = {r["name"]: r for r in build_index(_spec(root), ws, progress=False)["videos"]}
-    assert recs[CROSS]["splits"] == {"au": None, "expr": "test", "va": "train"}
+    recs = build_index(_spec(root), ws, progress=False).by_name
+    assert recs[CROSS].splits == {"au": None, "expr": "test", "va": "train"}
     for side in ("left", "right"):
         r = recs[f"{DUO}_{side}"]
-        assert (r["video"], r["side"], r["width"], r["n_frames"]) == (DUO, side, W, N)
-        assert r["splits"] == {"au": "test", "expr": "test", "va": "test"}
+        assert (r.video, r.side, r.width, r.n_frames) == (DUO, side, W, N)
+        assert r.splits == {"au": "test", "expr": "test", "va": "test"}
 
     # detect: each side's face is found in every frame, on its own half of the frame
     assert not run_detect(ws, DetectConfig(size=64, batch_size=N, device="cpu"), progress=False).failures

@@ -278,7 +278,7 @@ def test_another_file_under_a_known_name_drops_that_names_stored_groups(tmp_path
     a.parent.mkdir()
     a.write_bytes(clip.read_bytes())
     (rec,), failed = index_videos(ws, [a])
-    assert not failed and rec["n_frames"] == len(decoded(a)) and rec["name"] == "clip"
+    assert not failed and rec.n_frames == len(decoded(a)) and rec.name == "clip"
     for path in (ws.faces / "clip", ws.features("logmel") / "clip", ws.faces / "other"):
         path.mkdir(parents=True)
     mtime = ws.index.stat().st_mtime_ns
@@ -309,7 +309,7 @@ def test_a_file_rewritten_in_place_under_the_same_path_drops_its_stored_groups(t
     a.parent.mkdir()
     a.write_bytes(old)
     (rec,), _ = index_videos(ws, [a])
-    assert rec["n_frames"] == len(decoded(a)) == 6
+    assert rec.n_frames == len(decoded(a)) == 6
     (ws.faces / "clip").mkdir(parents=True)
     st = a.stat()
     with open(a, "r+b") as f:  # rewritten in place: same path, same inode
@@ -319,5 +319,5 @@ def test_a_file_rewritten_in_place_under_the_same_path_drops_its_stored_groups(t
         os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert a.stat().st_size == st.st_size and a.stat().st_mtime_ns == st.st_mtime_ns
     (rec,), failed = index_videos(ws, [a])
-    assert not failed and rec["n_frames"] == len(decoded(a)) == 5
+    assert not failed and rec.n_frames == len(decoded(a)) == 5
     assert not (ws.faces / "clip").exists()

@@ -95,3 +95,70 @@ def test_no_module_defines_a_name_twice():
     files = [p for d in ("afwpipe", "stages", "benchmarks", "tests") for p in (REPO / d).rglob("*.py")]
     twice = {str(p.relative_to(REPO)): names for p in files if (names := _twice_defined(p.read_text()))}
     assert not twice, f"defined twice (the later definition replaces the earlier): {twice}"
+
+
+# -- index.json and model.pt are read as typed records (afwpipe.records), never by string keys ------------------
+#: calls that return an index (IndexFile) or a checkpoint (Checkpoint; load_model's second value)
+RECORD_SOURCES = {"read_index", "load_index", "load_model"}
+
+
+def _source_call(node: ast.AST) -> bool:
+    """``ws.read_index()``, ``load_index(p)``, ``load_model(p)``, ``Checkpoint.load(p)``, or one of them as a branch
+    of ``x if c else y``."""
+    if isinstance(node, ast.IfExp):
+        return _source_call(node.body) or _source_call(node.orelse)
+    if not isinstance(node, ast.Call):
+        return False
+    f = node.func
+    name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+    return name in RECORD_SOURCES or (name == "load" and isinstance(f, ast.Attribute)
+                                      and isinstance(f.value, ast.Name) and f.value.id == "Checkpoint")
+
+
+def record_key_reads(source: str, filename: str = "<src>") -> list[str]:
+    """``file:line: code`` of each string-key read of an index or a checkpoint: a subscript or ``.get`` of a call of
+    :data:`RECORD_SOURCES` (``ws.read_index()["videos"]``) or of a name a function binds to one
+    (``index = ws.read_index()``; ``head, ckpt = load_model(p)``), and ``torch.load`` of a checkpoint path
+    (``torch.load(checkpoint(model))``). Names are followed within one function (or the module), not across calls:
+    a record handed to another function is caught there only by its attribute reads failing at run time."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    found = set()
+    for fn in [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]:
+        bound = set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and _source_call(node.value):
+                for t in node.targets:
+                    bound |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+        for node in ast.walk(fn):
+            target = None
+            if isinstance(node, ast.Subscript):
+                target = node.value
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+                target = node.func.value
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+                  and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"
+                  and "checkpoint" in ast.unparse(node.args[0] if node.args else node)):
+                found.add((node.lineno, f"{filename}:{node.lineno}: {lines[node.lineno - 1].strip()}"))
+                continue
+            if target is not None and (_source_call(target) or (isinstance(target, ast.Name) and target.id in bound)):
+                found.add((node.lineno, f"{filename}:{node.lineno}: {lines[node.lineno - 1].strip()}"))
+    return [s for _, s in sorted(found)]
+
+
+def test_the_record_scanner_flags_each_kind_of_string_key_read():
+    src = ("def f(ws, p):\n"
+           "    a = ws.read_index()['videos']\n"
+           "    index = ws.read_index() if ws.index.is_file() else None\n"
+           "    b = index.get('scenes')\n"
+           "    head, ckpt = load_model(p)\n"
+           "    c = ckpt['config']\n"
+           "    d = torch.load(checkpoint(p), weights_only=True)\n"
+           "    ok = (index.records, ckpt.config['k'], ckpt.encoders[0]['name'])\n")
+    assert [s.split(":")[1] for s in record_key_reads(src)] == ["2", "4", "6", "7"]
+
+
+def test_no_module_reads_an_index_or_a_checkpoint_by_string_keys():
+    files = [p for d in ("afwpipe", "stages", "benchmarks") for p in (REPO / d).rglob("*.py") if p.name != "records.py"]
+    found = [s for p in files for s in record_key_reads(p.read_text(), str(p.relative_to(REPO)))]
+    assert not found, "read index.json / model.pt through afwpipe.records' attributes:\n" + "\n".join(found)

@@ -177,9 +177,9 @@ def test_a_view_list_reads_the_local_view_as_its_own_feature_block(local_ws):
                                          patience=0, lr=3e-3, batch_size=8, head_kwargs=TCN, device="cpu",
                                          view="full,tfcrop0.8"), progress=False)
     model, ckpt = load_model(result.model_dir / "model.pt")
-    assert ckpt["config"]["view"] == ["full", "tfcrop0.8"]
-    assert [e["name"] for e in ckpt["encoders"]] == ["vis", "aud", "aud@tfcrop0.8"]
-    assert set(ckpt["in_dims"]) == {"vis", "aud", "aud@tfcrop0.8"}
+    assert ckpt.config["view"] == ["full", "tfcrop0.8"]
+    assert [e["name"] for e in ckpt.encoders] == ["vis", "aud", "aud@tfcrop0.8"]
+    assert set(ckpt.in_dims) == {"vis", "aud", "aud@tfcrop0.8"}
     out = predict_model(local_ws, model, ckpt, ["v4"])  # predict reads the same blocks
     assert out["v4"]["va"].shape == (64, 2) and np.isfinite(out["v4"]["va"]).all()
     with pytest.raises(PredictError, match=r"va-tcn-official: predict.tta averages a head's outputs over single "

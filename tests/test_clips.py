@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from synth import complete_index
 from afwpipe import store
 from afwpipe.clips import ClipDataset, LRUCache, clip_starts
 from afwpipe.readers import ArrayFeatures, ZarrFeatures, load_labels
@@ -75,12 +76,12 @@ def make_workspace(root, n_videos: int = 10, n_frames=200, n_val: int = 3, k_fol
                         "labelled": {"au": t - 10, "expr": t - 10, "va": t - 10}})
     index = {"dataset": "synthetic", "folds": {"k": k_folds, "seed": 0}, "scenes": scenes or {},
              "videos": records, "failures": [], "orphan_annotations": []}
-    ws.index.write_text(json.dumps(index))
+    ws.index.write_text(json.dumps(complete_index(index)))
     return ws
 
 
 def _dataset(ws, names=None, **kw):
-    names = names or [r["name"] for r in ws.read_index()["videos"]]
+    names = names or [r.name for r in ws.read_index().records]
     return ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), load_labels(ws, names), names, **kw)
 
 
@@ -185,7 +186,7 @@ def test_pinned_entries_stay_until_unpinned_and_fits_counts_only_pins():
 
 def test_read_ahead_gives_the_plain_batches_within_the_cache_budget(ws):
     budget = 7000  # about two of the four videos' features: blocks of half of it, read ahead into the rest
-    names = [r["name"] for r in ws.read_index()["videos"]]
+    names = [r.name for r in ws.read_index().records]
     arrays = {e: {n: (store.read_array(ws.features(e), n, "emb"), store.read_array(ws.features(e), n, "present"))
                   for n in names} for e in ("vis", "aud")}
     plain = ClipDataset(ArrayFeatures(arrays), load_labels(ws, names), names, k=10, stride=5, cache_bytes=budget)

@@ -122,10 +122,10 @@ def detected(clips, tmp_path_factory):
 
 def test_index_records_and_prints_the_audio_offsets(detected):
     ws, index = detected
-    recs = {r["name"]: r for r in json.loads(ws.index.read_text())["videos"]}
-    assert recs["video_late"]["audio_offset"] == pytest.approx(-0.48, abs=1e-3)
-    assert recs["video_late"]["start_time"] == pytest.approx(0.48)
-    assert recs["audio_late"]["audio_offset"] == pytest.approx(0.48, abs=PRIMING + 1e-3)
+    recs = {r.name: r for r in json.loads(ws.index.read_text())["videos"]}
+    assert recs["video_late"].audio_offset == pytest.approx(-0.48, abs=1e-3)
+    assert recs["video_late"].start_time == pytest.approx(0.48)
+    assert recs["audio_late"].audio_offset == pytest.approx(0.48, abs=PRIMING + 1e-3)
     line = format_table(index).splitlines()[-1]
     assert line.startswith("audio offsets (audio start - first frame), largest: ")
     assert "video_late -0.480 s" in line and "audio_late +0.4" in line
@@ -137,9 +137,9 @@ def test_detect_stores_audio_on_the_frames_clock(detected, clips, name):
     audio = zarr.open_group(str(ws.audio), mode="r")[name]
     times = zarr.open_group(str(ws.faces), mode="r")[f"{name}/times"][...]
     assert abs(pipeline_frame(times, audio["wave"][...]) - frame_on_screen(clips[name], CLICK)) <= 1
-    rec = {r["name"]: r for r in ws.read_index()["videos"]}[name]
-    assert audio.attrs["offset"] == pytest.approx(rec["audio_offset"], abs=1e-3)
-    assert audio.attrs["lead"] == round(max(rec["audio_offset"], 0) * RATE)
+    rec = {r.name: r for r in ws.read_index().records}[name]
+    assert audio.attrs["offset"] == pytest.approx(rec.audio_offset, abs=1e-3)
+    assert audio.attrs["lead"] == round(max(rec.audio_offset, 0) * RATE)
 
 
 def test_audio_features_are_absent_before_the_audio_starts(detected):
@@ -149,8 +149,8 @@ def test_audio_features_are_absent_before_the_audio_starts(detected):
     assert not run_extract(ws, ExtractConfig("logmel"), progress=False).failures
     g = zarr.open_group(str(ws.features("logmel")), mode="r")
     present = g["audio_late/present"][...]
-    rec = {r["name"]: r for r in ws.read_index()["videos"]}["audio_late"]
-    first = int(np.ceil(rec["audio_offset"] * FPS))  # the first frame starting inside the audio
+    rec = {r.name: r for r in ws.read_index().records}["audio_late"]
+    first = int(np.ceil(rec.audio_offset * FPS))  # the first frame starting inside the audio
     assert not present[:first].any() and present[first + 1:].all()
     assert g["video_late/present"][...].all()
 

@@ -14,6 +14,7 @@ import torch
 import zarr
 from PIL import Image
 
+from synth import complete_index
 from afwpipe import store
 from afwpipe.crop_codec import crop_size, decode_on_device, parse_crop_codec, read_crops, read_frames
 from afwpipe.detect import DetectConfig
@@ -159,7 +160,7 @@ def test_extract_reads_jpeg_crops_and_redoes_videos_whose_crops_changed(tmp_path
     a = store.begin_video(ws.audio, "v", {"sample_rate": 16000})
     store.write_time_array(a, "wave", np.random.default_rng(0).standard_normal(n * 640).astype(np.float32))
     store.mark_complete(a, present=True)
-    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4", "n_frames": n}]}))
+    ws.index.write_text(json.dumps(complete_index({"videos": [{"name": "v", "path": "v.mp4", "n_frames": n}]})))
     cfg = ExtractConfig("mini_xception", batch_size=5)
     assert not run_extract(ws, cfg, progress=False).failures
     assert not run_extract(ws, ExtractConfig("logmel"), progress=False).results[0].skipped

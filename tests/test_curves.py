@@ -18,6 +18,7 @@ import yaml
 from afwpipe import store, summary
 from afwpipe.curves import ProjectLive
 from afwpipe.errors import TrainError
+from afwpipe.records import Checkpoint
 from afwpipe.train import TrainConfig, train
 from conftest import REPO
 from test_clips import make_workspace
@@ -57,7 +58,7 @@ def test_one_row_per_epoch_equal_to_the_runs_record(tmp_path, monkeypatch):
     r = train(ws, _cfg(epoch_selection="val"), progress=False)
     live = ws.root / "curves" / "mtl-official"
     record = json.loads((r.model_dir / "metrics.json").read_text())["epochs"]
-    ckpt = torch.load(r.model_dir / "model.pt", weights_only=True)
+    ckpt = Checkpoint.load(r.model_dir / "model.pt")
     assert [e["epoch"] for e in record] == [1, 2, 3]
 
     loss = _tsv(live / "plots" / "metrics" / "loss.tsv")
@@ -70,8 +71,8 @@ def test_one_row_per_epoch_equal_to_the_runs_record(tmp_path, monkeypatch):
     assert sel["va_ccc"] == [(e["epoch"], e["va"]["ccc"]) for e in record]
     assert sel["arousal_ccc"] == [(e["epoch"], e["va"]["arousal"]) for e in record]
     # with epoch_selection val the checkpoint's best_score is the validation score of its kept epoch
-    assert dict(sel["score"])[ckpt["best_epoch"]] == pytest.approx(ckpt["best_score"], abs=0)
-    assert max(v for _, v in sel["score"]) == ckpt["best_score"]
+    assert dict(sel["score"])[ckpt.best_epoch] == pytest.approx(ckpt.best_score, abs=0)
+    assert max(v for _, v in sel["score"]) == ckpt.best_score
 
     latest = json.loads((live / "metrics.json").read_text())
     assert latest["step"] == 3 and latest["loss"] == record[-1]["loss"]
@@ -212,7 +213,7 @@ def test_cli_val_curves_reaches_the_config_and_the_curves(tmp_path, monkeypatch)
                                     "--val-curves"])
     assert res.exit_code == 0, res.output
     _, ckpt = load_model(ws.models / "va-tcn-official" / "model.pt")
-    assert ckpt["config"]["val_curves"] is True
+    assert ckpt.config["val_curves"] is True
     record = json.loads((ws.models / "va-tcn-official" / "metrics.json").read_text())["epochs"]
     assert _tsv(ws.root / "curves" / "va-official" / "plots" / "metrics" / "val" / "score.tsv") == \
         [(e["epoch"], e["val"]["score"]) for e in record] and len(record) == 2

@@ -132,7 +132,7 @@ tasks:
 def test_frame_csv_dataset_runs_every_step_to_ccc_and_pearson(cached, sample_videos, tmp_path):
     src_tmp, src = cached
     root, spec = _dataset(tmp_path, sample_videos, "clips", FRAME_CSV)
-    n_frames = {r["name"]: r["n_frames"] for r in src.read_index()["videos"]}
+    n_frames = {r.name: r.n_frames for r in src.read_index().records}
     (root / "labels").mkdir()
     for v, n in n_frames.items():  # a slow swing of valence, every second frame labelled
         t = np.arange(1, n + 1, 2)
@@ -141,7 +141,7 @@ def test_frame_csv_dataset_runs_every_step_to_ccc_and_pearson(cached, sample_vid
     (root / "splits.csv").write_text("video,split\n" + "".join(f"{v},{s}\n" for v, s in CLIPS.items()))
     ws = store.Workspace(tmp_path / "work" / "clips")
     index = build_index(spec(), ws, progress=False)
-    assert {r["name"]: r["labelled"]["valence"] for r in index["videos"]} == {v: (n + 1) // 2 for v, n in n_frames.items()}
+    assert {r.name: r.labelled["valence"] for r in index.records} == {v: (n + 1) // 2 for v, n in n_frames.items()}
     for part in ("faces.zarr", "audio.zarr", "features"):  # detect and extract of the fixture, reused
         if (src.root / part).exists():
             shutil.copytree(src.root / part, ws.root / part)

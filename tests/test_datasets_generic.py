@@ -72,12 +72,12 @@ def test_video_csv_indexes_one_label_per_video_and_reports_a_bad_cell_by_file_an
         csv.writer(f).writerows(rows)
     ws = store.Workspace(tmp_path / "work")
     index = build_index(_manifest(tmp_path, root, VIDEO_TASKS), ws, progress=False)
-    recs = {r["name"]: r for r in index["videos"]}
+    recs = index.by_name
     assert sorted(recs) == ["WolfgangLanger_Pexels", "face_noface", "noface_face", "single_face"]
-    assert index["tasks"]["emotion"] == {"level": "video", "type": "class", "classes": ["calm", "happy", "sad"]}
-    assert {n: r["split"] for n, r in recs.items()} == {"WolfgangLanger_Pexels": "train", "face_noface": "test",
+    assert index.reader_fields["tasks"]["emotion"] == {"level": "video", "type": "class", "classes": ["calm", "happy", "sad"]}
+    assert {n: r.split for n, r in recs.items()} == {"WolfgangLanger_Pexels": "train", "face_noface": "test",
                                                        "noface_face": "train", "single_face": "val"}
-    assert {n: r["labelled"] for n, r in recs.items()} == {
+    assert {n: r.labelled for n, r in recs.items()} == {
         "WolfgangLanger_Pexels": {"emotion": 1, "mimicry": 1}, "face_noface": {"emotion": 0, "mimicry": 0},
         "noface_face": {"emotion": 0, "mimicry": 0}, "single_face": {"emotion": 1, "mimicry": 0}}
     labels = store.open_store(ws.labels, "r")
@@ -85,14 +85,14 @@ def test_video_csv_indexes_one_label_per_video_and_reports_a_bad_cell_by_file_an
     np.testing.assert_array_equal(labels["WolfgangLanger_Pexels"]["mimicry"][...], [[0.5, 0.25]])
     assert labels["single_face"]["emotion"][...].tolist() == [0]
     assert labels["noface_face"]["emotion"][...].tolist() == [-1]
-    errors = {(f["video"], f["error"]) for f in index["failures"]}
+    errors = {(f["video"], f["error"]) for f in index.failures}
     assert any(v == "noface_face" and "labels.csv: line 4: emotion 'angry' is not a class of calm, happy, sad" in e
                for v, e in errors)
     assert any(v == "noface_face" and "line 4: joy 1.5 is outside the declared range [0, 1]" in e for v, e in errors)
-    assert [o["name"] for o in index["orphan_annotations"]] == ["not_here"]
-    assert "line 5" in index["orphan_annotations"][0]["error"]
+    assert [o["name"] for o in index.orphan_annotations] == ["not_here"]
+    assert "line 5" in index.orphan_annotations[0]["error"]
     # the seeded folds deal the three videos with a row; the unlisted one has no fold
-    assert recs["face_noface"]["fold"] == -1 and {recs[n]["fold"] for n in ("WolfgangLanger_Pexels", "single_face",
+    assert recs["face_noface"].fold == -1 and {recs[n].fold for n in ("WolfgangLanger_Pexels", "single_face",
                                                                             "noface_face")} == {0, 1}
     assert "EMOTION" in format_table(index) and "MIMICRY" in format_table(index)
 
@@ -105,8 +105,8 @@ def test_video_csv_own_fold_column_numbers_the_folds_in_sorted_order(tmp_path, s
     (root / "labels.csv").write_text("video,fold,emotion,joy,awe\nsingle_face,10,calm,0,0\n"
                                      "noface_face,2,sad,1,1\nface_noface,2,happy,0,1\n")
     index = build_index(_manifest(tmp_path, root, VIDEO_TASKS), store.Workspace(tmp_path / "w"), progress=False)
-    assert index["folds"] == {"k": 2, "seed": None, "column": "fold", "labels": ["2", "10"]}
-    assert {r["name"]: r["fold"] for r in index["videos"]} == {"face_noface": 0, "noface_face": 0, "single_face": 1}
+    assert index.folds == {"k": 2, "seed": None, "column": "fold", "labels": ["2", "10"]}
+    assert {r.name: r.fold for r in index.records} == {"face_noface": 0, "noface_face": 0, "single_face": 1}
 
 
 @pytest.mark.parametrize("body, message", [
@@ -143,23 +143,23 @@ def test_frame_csv_aligns_listed_frames_and_reports_a_frame_past_the_end(tmp_pat
     (root / "labels").mkdir()
     (root / "labels" / "single_face.csv").write_text("frame,valence\n1,-2.5\n3,4\n")
     index0 = build_index(_manifest(tmp_path, root, FRAME_TASKS), store.Workspace(tmp_path / "w0"), progress=False)
-    n = {r["name"]: r["n_frames"] for r in index0["videos"]}
+    n = {r.name: r.n_frames for r in index0.records}
     (root / "labels" / "noface_face.csv").write_text("frame,valence\n" + "".join(
         f"{f},{f / n['noface_face']:.3f}\n" for f in range(1, n["noface_face"] + 1)))
     (root / "labels" / "face_noface.csv").write_text(f"frame,valence\n2,1\n{n['face_noface'] + 1},0\n")
     ws = store.Workspace(tmp_path / "w")
     index = build_index(_manifest(tmp_path, root, FRAME_TASKS), ws, progress=False)
-    recs = {r["name"]: r for r in index["videos"]}
+    recs = index.by_name
     lab = store.open_store(ws.labels, "r")
     sf = lab["single_face"]["valence"][...]
     assert sf.shape == (n["single_face"], 1) and sf[0, 0] == -2.5 and sf[2, 0] == 4
     assert np.isnan(sf[1, 0]) and np.isnan(sf[3:]).all()
-    assert recs["single_face"]["labelled"] == {"valence": 2} and recs["single_face"]["split"] == "train"
-    assert recs["noface_face"]["labelled"] == {"valence": n["noface_face"]}
-    (fail,) = index["failures"]
+    assert recs["single_face"].labelled == {"valence": 2} and recs["single_face"].split == "train"
+    assert recs["noface_face"].labelled == {"valence": n["noface_face"]}
+    (fail,) = index.failures
     assert fail["video"] == "face_noface" and fail["path"].endswith("labels/face_noface.csv")
     assert f"line 3: frame {n['face_noface'] + 1} is past the video's end ({n['face_noface']} decoded frames)" in fail["error"]
-    assert recs["face_noface"]["labelled"] == {"valence": 0}
+    assert recs["face_noface"].labelled == {"valence": 0}
 
 
 def _video_head(name, pool):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from synth import complete_index
 from afwpipe import describe, store, text
 from afwpipe.crop_codec import CropCodec
 from afwpipe.descriptions import read_descriptions
@@ -66,7 +67,7 @@ def _workspace(root, names=("clip", "again"), broken=(), short=()):
         CropCodec("zstd").create(g, len(TIMES), SIZE)[...] = CROPS
         store.mark_complete(g, n_frames=len(TIMES))
         videos.append({"name": name, "path": str(path)})
-    ws.index.write_text(json.dumps({"videos": videos}))
+    ws.index.write_text(json.dumps(complete_index({"videos": videos})))
     return ws
 
 
@@ -276,13 +277,13 @@ def test_afwpipe_describe_runs_on_the_sample(sample_workspace, tmp_path_factory)
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "5 videos processed, 0 already complete, 0 failed" in first.output
-    for rec in ws.read_index()["videos"]:
-        times = store.read_array(ws.faces, rec["name"], "times")
+    for rec in ws.read_index().records:
+        times = store.read_array(ws.faces, rec.name, "times")
         end = times[-1] + np.median(np.diff(times))
-        got = read_descriptions(ws.descriptions("hf:tiny/vlm"), rec["name"])
+        got = read_descriptions(ws.descriptions("hf:tiny/vlm"), rec.name)
         assert len(got) == math.ceil(end / 2.0 - 1e-9) and got[-1].end == pytest.approx(end)
-        present = store.read_array(ws.faces, rec["name"], "present")
+        present = store.read_array(ws.faces, rec.name, "present")
         if not present.any():
-            assert all(d.text == "" for d in got), rec["name"]
+            assert all(d.text == "" for d in got), rec.name
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "0 videos processed, 5 already complete" in again.output

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import logging
 import os
@@ -123,9 +124,9 @@ def test_bare_name_beside_one_side_takes_the_other_person(faces, tmp_path):
     ws = _dataset(tmp_path, {"xv": make_video(tmp_path / "xv.mp4", n, size=(640, 180), frames=woman_man),
                              "yv": make_video(tmp_path / "yv.mp4", n, size=(640, 180), frames=man_woman)},
                   annotated=["xv", "xv_left", "yv", "yv_right"])
-    recs = {r["name"]: r for r in ws.read_index()["videos"]}
-    assert (recs["xv"]["side"], recs["xv"]["side_from"]) == ("right", "sibling xv_left")
-    assert (recs["yv"]["side"], recs["yv"]["side_from"]) == ("left", "sibling yv_right")
+    recs = {r.name: r for r in ws.read_index().records}
+    assert (recs["xv"].side, recs["xv"].side_from) == ("right", "sibling xv_left")
+    assert (recs["yv"].side, recs["yv"].side_from) == ("left", "sibling yv_right")
     run_detect(ws, DetectConfig(batch_size=3), progress=False)
     xv, xl = _group(ws, "faces", "xv"), _group(ws, "faces", "xv_left")
     yv, yr = _group(ws, "faces", "yv"), _group(ws, "faces", "yv_right")
@@ -137,10 +138,9 @@ def test_bare_name_beside_one_side_takes_the_other_person(faces, tmp_path):
 
     # a re-index that changes a name's side (here by hand, as the manifest's `sides` would) redoes its faces
     index = ws.read_index()
-    for r in index["videos"]:
-        if r["name"] == "xv":
-            r["side"], r["side_from"] = "largest", "manifest"
-    ws.index.write_text(json.dumps(index))
+    records = [dataclasses.replace(r, side="largest", side_from="manifest") if r.name == "xv" else r
+               for r in index.records]
+    dataclasses.replace(index, records=records).save(ws.index)
     results = {r.name: r for r in run_detect(ws, DetectConfig(batch_size=3), progress=False).results}
     assert results["xv_left"].skipped and not results["xv"].skipped
     assert (_group(ws, "faces", "xv")["boxes"][:, 2] < 320).all()  # largest: the woman, left half
@@ -204,7 +204,7 @@ KILL_SCRIPT = textwrap.dedent("""
     def killing(self, rec, *args):
         for i, block in enumerate(orig(self, rec, *args)):
             yield block
-            if rec["name"] == "b_face" and i == 1:
+            if rec.name == "b_face" and i == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
     detect.FaceWorker._blocks = killing
     detect.run_detect(Workspace(sys.argv[1]), detect.DetectConfig(size=64, batch_size=3), progress=False)

@@ -93,7 +93,7 @@ def test_faceless_runs_are_filled_without_rewriting_written_rows(tmp_path, monke
     monkeypatch.setattr(zarr.Array, "__setitem__", record)
     worker = FaceWorker(ws, DetectConfig(detector=schedule_detector, size=16, batch_size=4, device="cpu",
                                                 crop_codec="zstd"), progress=False)  # lossless: exact fill check
-    worker.run_video(ws.read_index()["videos"][0])
+    worker.run_video(ws.read_index().records[0])
     monkeypatch.setattr(zarr.Array, "__setitem__", setitem)
 
     rows = np.zeros(40, int)
@@ -123,7 +123,7 @@ def test_faceless_video_longer_than_the_hold_gets_its_placeholders_again(tmp_pat
                     ws, progress=False)
         worker = FaceWorker(ws, DetectConfig(detector=schedule_detector, size=16, batch_size=4, device="cpu",
                                              crop_codec="zstd"), progress=False)
-        res = worker.run_video(ws.read_index()["videos"][0])
+        res = worker.run_video(ws.read_index().records[0])
         assert res.present == 0
         crops[hold] = zarr.open_group(str(ws.faces), mode="r")["clip"]["crops"][...]
     assert crops[100].any() and (crops[3] == crops[100]).all()  # centre crops either way

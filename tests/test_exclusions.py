@@ -70,14 +70,14 @@ def test_the_index_records_the_ranges_per_name_and_keeps_the_labels(tmp_path):
                           {"video": "10-60-64x48_left", "frames": [0, 1]}], "score_below": 0.9}
     ws = store.Workspace(tmp_path / "work")
     index = build_index(dataclasses.replace(_spec(root), exclude=exclude), ws, progress=False)
-    recs = {r["name"]: r for r in index["videos"]}
-    assert recs["1-30-64x48"]["excluded_frames"] == [[2, 4]]
-    assert recs["10-60-64x48_left"]["excluded_frames"] == [[11, 11], [0, 1]]
-    assert recs["10-60-64x48_right"]["excluded_frames"] == [[11, 11]]
-    assert recs["5-60-64x48-1"]["excluded_frames"] == []
-    assert index["exclude"] == {"frames": [["1-30-64x48", 2, 4], ["10-60-64x48", 11, 11],
-                                           ["10-60-64x48_left", 0, 1]], "score_below": 0.9}
-    assert json.loads(ws.index.read_text())["exclude"] == index["exclude"]
+    recs = index.by_name
+    assert recs["1-30-64x48"].excluded_frames == [[2, 4]]
+    assert recs["10-60-64x48_left"].excluded_frames == [[11, 11], [0, 1]]
+    assert recs["10-60-64x48_right"].excluded_frames == [[11, 11]]
+    assert recs["5-60-64x48-1"].excluded_frames == []
+    assert index.exclude_frames == [["1-30-64x48", 2, 4], ["10-60-64x48", 11, 11], ["10-60-64x48_left", 0, 1]]
+    assert index.score_below == 0.9
+    assert json.loads(ws.index.read_text())["exclude"] == {"frames": index.exclude_frames, "score_below": 0.9}
     stored = zarr.open_group(str(ws.labels), mode="r")["1-30-64x48/expr"][...]
     assert (stored[2:5] >= 0).all()  # labels.zarr keeps the annotation
     # 3 frames of 1-30-64x48, frame 11 of both people of 10-60-64x48, frames 0-1 of its left person
@@ -111,10 +111,9 @@ def _write_faces(ws: store.Workspace, name: str, score: np.ndarray, present: np.
 
 def _exclude(ws: store.Workspace, ranges: dict, floor: float | None = None) -> None:
     index = ws.read_index()
-    for r in index["videos"]:
-        r["excluded_frames"] = ranges.get(r["name"], [])
-    index["exclude"] = {"frames": [[n, a, b] for n, rs in ranges.items() for a, b in rs], "score_below": floor}
-    ws.index.write_text(json.dumps(index))
+    records = [dataclasses.replace(r, excluded_frames=ranges.get(r.name, [])) for r in index.records]
+    dataclasses.replace(index, records=records, score_below=floor,
+                        exclude_frames=[[n, a, b] for n, rs in ranges.items() for a, b in rs]).save(ws.index)
 
 
 def test_load_labels_marks_excluded_frames_invalid(tmp_path):

@@ -11,6 +11,7 @@ import yaml
 import zarr
 from click.testing import CliRunner
 
+from synth import as_index, complete_index
 from afwpipe import store
 from afwpipe.cli import main
 from afwpipe.errors import EncoderError, WeightsError
@@ -43,7 +44,7 @@ def _fake_face_stage(root, videos: dict, size: int = 64) -> Workspace:
         store.write_time_array(a, "wave", wave if audio_s else np.zeros_like(wave))
         store.mark_complete(a, present=audio_s is not None)
         recs.append({"name": name, "path": f"{name}.mp4", "n_frames": t})
-    ws.index.write_text(__import__("json").dumps({"videos": recs}))
+    ws.index.write_text(__import__("json").dumps(complete_index({"videos": recs})))
     return ws
 
 
@@ -98,8 +99,8 @@ def test_unknown_encoder_lists_the_registry(ws):
 
 def test_video_without_face_stage_output_is_reported_others_done(ws):
     idx = ws.read_index()
-    idx["videos"].append({"name": "undetected", "path": "u.mp4", "n_frames": 4})
-    ws.index.write_text(__import__("json").dumps(idx))
+    idx.records.append(as_index({"videos": [{"name": "undetected", "path": "u.mp4", "n_frames": 4}]}).records[0])
+    idx.save(ws.index)
     s = run_extract(ws, ExtractConfig("logmel"), progress=False)
     assert [r.name for r in s.failures] == ["undetected"] and "run `afwpipe detect` first" in s.failures[0].error
     assert store.complete_names(ws.features("logmel")) == ["faceless", "talk"]

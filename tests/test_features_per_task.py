@@ -4,6 +4,7 @@ the checkpoint records the head's list and K, predict follows the checkpoint), a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -40,9 +41,9 @@ def make_workspace_with_test(root, n_videos: int, n_frames: int) -> store.Worksp
     name (split ``test`` in every track, no label counted, features kept)."""
     ws = make_workspace(root, n_videos=n_videos, n_frames=n_frames, n_val=2)
     index = ws.read_index()
-    index["videos"][-1].update(split="test", splits=dict.fromkeys(("au", "expr", "va"), "test"), fold=-1,
-                               labelled={"au": 0, "expr": 0, "va": 0})
-    ws.index.write_text(json.dumps(index))
+    last = dataclasses.replace(index.records[-1], split="test", splits=dict.fromkeys(("au", "expr", "va"), "test"),
+                               fold=-1, labelled={"au": 0, "expr": 0, "va": 0})
+    dataclasses.replace(index, records=[*index.records[:-1], last]).save(ws.index)
     return ws
 
 
@@ -132,8 +133,8 @@ def test_an_au_head_reads_only_its_encoders_and_predict_follows_the_checkpoint(w
     shutil.copytree(ws.root, ws2.root, ignore=shutil.ignore_patterns("models", "aud.zarr"))  # no audio store
     r = train(ws2, _cfg(task="au", k={"au": 16, "expr": 32, "va": 32, "mtl": 32}), progress=False)
     _, ckpt = load_model(r.model_dir / "model.pt")
-    assert ckpt["config"]["features"] == ["vis"] and ckpt["config"]["k"] == 16
-    assert [e["name"] for e in ckpt["encoders"]] == ["vis"] and list(ckpt["in_dims"]) == ["vis"]
+    assert ckpt.config["features"] == ["vis"] and ckpt.config["k"] == 16
+    assert [e["name"] for e in ckpt.encoders] == ["vis"] and list(ckpt.in_dims) == ["vis"]
     with pytest.raises(TrainError, match=r"'aud'"):  # VA reads the audio store too, which is missing here
         train(ws2, _cfg(task="va"), progress=False)
     # predict takes the encoders and K of the checkpoint (params are not even passed to it)
@@ -163,7 +164,7 @@ def test_cli_features_set_the_list_of_the_chosen_task(ws, tmp_path):
         res = CliRunner().invoke(main, base + ["--task", "va"] + extra)
         assert res.exit_code == 0, res.output
         _, ckpt = load_model(tmp_path / "sample" / "models" / "va-tcn-official" / "model.pt")
-        assert ckpt["config"]["features"] == want
+        assert ckpt.config["features"] == want
 
 
 @pytest.mark.sample
@@ -176,6 +177,6 @@ def test_on_the_sample_params_yaml_trains_au_on_mini_xception_alone_and_va_on_bo
         cfg = TrainConfig.from_params(params, task=task, fold="all", epochs=2, device="cpu")
         r = train(sample_workspace, cfg, progress=False, out_dir=tmp_path / task)
         _, ckpt = load_model(r.model_dir / "model.pt")
-        got[task] = [e["name"] for e in ckpt["encoders"]]
-        assert list(ckpt["in_dims"]) == got[task] and ckpt["val_videos"] == [] and r.best is None
+        got[task] = [e["name"] for e in ckpt.encoders]
+        assert list(ckpt.in_dims) == got[task] and ckpt.val_videos == [] and r.best is None
     assert got == {"au": ["mini_xception"], "va": ["mini_xception", "logmel"]}

@@ -104,7 +104,7 @@ def test_trained_on_follows_the_fold_and_scored_videos_are_flagged_optimistic(ws
     # the fold-0 encoder's store identity reaches the head's metrics and the postprocess flag
     run = "vit-expr-0"
     assert not run_extract(ws, ExtractConfig(f"ft_{run}", device="cpu"), progress=False).failures
-    names = [r["name"] for r in index["videos"]]
+    names = [r.name for r in index.records]
     fitted = features_trained_on({f"ft_{run}": ZarrFeatures(ws, [f"ft_{run}"]).identity(f"ft_{run}", names)})
     trained_on = rec["trained_on"]
     assert fitted == {f"ft_{run}": trained_on}

@@ -4,10 +4,11 @@ import pytest
 
 from afwpipe.errors import TrainError
 from afwpipe.folds import inner_split
+from synth import as_index
 
 
 def _index(names_videos):
-    return {"videos": [{"name": n, "video": v} for n, v in names_videos]}
+    return as_index({"videos": [{"name": n, "video": v} for n, v in names_videos]})
 
 
 def test_siblings_stay_together_and_sides_are_disjoint():
@@ -17,7 +18,7 @@ def test_siblings_stay_together_and_sides_are_disjoint():
     for seed in range(20):
         fit, select = inner_split(index, names, seed=seed, frac=0.25)
         assert set(fit).isdisjoint(select) and sorted(fit + select) == sorted(names)
-        assert len({index["videos"][[n for n, _ in pairs].index(s)]["video"] for s in select}) == 2  # ceil(.25*8)
+        assert len({index.by_name[s].video for s in select}) == 2  # ceil(.25*8)
         for a, b in (("v3", "v3_left"), ("v5", "v5_right")):
             assert (a in select) == (b in select)
 

@@ -61,12 +61,12 @@ def test_bad_rows_are_reported_by_file_and_line_and_the_others_indexed(tmp_path)
     _, spec, ws = _dataset(tmp_path, rows, aligned=False)
     index = build_index(spec, ws, progress=False)
 
-    recs = {r["name"]: r for r in index["videos"]}
+    recs = index.by_name
     assert sorted(recs) == ["a__0", "a__1", "b__0", "b__1"]
-    assert all(r["n_frames"] == 1 and not r["has_audio"] for r in recs.values())
-    assert (recs["a__0"]["split"], recs["a__1"]["split"], recs["b__1"]["split"]) == ("train", "val", "test")
-    assert recs["a__0"]["path"].endswith("faces/a/0.png") and (recs["a__0"]["width"], recs["a__0"]["height"]) == (24, 20)
-    errors = {f["error"].split(": ", 1)[1] for f in index["failures"]}  # after "<file>: "
+    assert all(r.n_frames == 1 and not r.has_audio for r in recs.values())
+    assert (recs["a__0"].split, recs["a__1"].split, recs["b__1"].split) == ("train", "val", "test")
+    assert recs["a__0"].path.endswith("faces/a/0.png") and (recs["a__0"].width, recs["a__0"].height) == (24, 20)
+    errors = {f["error"].split(": ", 1)[1] for f in index.failures}  # after "<file>: "
     assert {e.split(":")[0] for e in errors} == {f"line {n}" for n in (4, 5, 6, 8, 9, 10)}
     by_line = {e.split(":")[0]: e for e in errors}
     assert "'angry' is not a class of happy, sad" in by_line["line 4"]
@@ -75,15 +75,15 @@ def test_bad_rows_are_reported_by_file_and_line_and_the_others_indexed(tmp_path)
     assert "'training' is not one of train, val, test" in by_line["line 8"]
     assert "is not a .jpg" in by_line["line 9"] and "is not a .jpg" in by_line["line 10"]
     assert all(f["error"].startswith(f"{f['path']}: line ") and f["path"].endswith("faces/labels.csv")
-               for f in index["failures"])
-    (orphan,) = index["orphan_annotations"]
+               for f in index.failures)
+    (orphan,) = index.orphan_annotations
     assert orphan["name"] == "c__9" and "line 7: no image" in orphan["error"]
 
     labels = load_labels(ws, sorted(recs), ("expr", "valence"))
     assert [int(labels[n]["expr"][0]) for n in sorted(recs)] == [0, 1, -1, 1]  # happy, sad, bad class, sad
     val = [float(labels[n]["valence"][0, 0]) for n in sorted(recs)]
     assert val[0] == 0.5 and val[2] == 0.25 and np.isnan(val[1]) and np.isnan(val[3])
-    assert recs["b__0"]["labelled"] == {"expr": 0, "valence": 1}
+    assert recs["b__0"].labelled == {"expr": 0, "valence": 1}
 
 
 def test_aligned_images_are_their_own_crops_without_audio(tmp_path):
@@ -95,7 +95,7 @@ def test_aligned_images_are_their_own_crops_without_audio(tmp_path):
         _image(root / "train" / f"{i}.png", imgs[f"train__{i}"])
     _, spec, ws = _dataset(tmp_path, [f"train/{i}.png,train,happy,0" for i in range(3)], aligned=True)
     index = build_index(spec, ws, progress=False)
-    assert index["aligned"] is True
+    assert index.reader_fields["aligned"] is True
     cfg = DetectConfig(detector="no_such_detector", size=32, batch_size=2, device="cpu", crop_codec="zstd")
     assert not run_detect(ws, cfg, progress=False).failures  # no detector is built for an aligned dataset
     faces, audio = store.open_store(ws.faces, "r"), store.open_store(ws.audio, "r")
@@ -120,8 +120,8 @@ def test_exif_orientation_is_applied_as_pillow_applies_it(tmp_path):
     exif[0x0112] = 6
     im.save(root / "r.jpg", exif=exif, quality=95)
     _, spec, ws = _dataset(tmp_path, ["r.jpg,train,happy,0"], aligned=True)
-    (rec,) = build_index(spec, ws, progress=False)["videos"]
-    assert (rec["width"], rec["height"], rec["rotation"]) == (32, 48, 270)
+    (rec,) = build_index(spec, ws, progress=False).records
+    assert (rec.width, rec.height, rec.rotation) == (32, 48, 270)
     assert not run_detect(ws, DetectConfig(size=32, device="cpu", crop_codec="zstd"), progress=False).failures
     shown = np.asarray(ImageOps.exif_transpose(Image.open(root / "r.jpg")))  # [48, 32, 3]
     crop = store.open_store(ws.faces, "r")["r"]["crops"][0]

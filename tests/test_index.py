@@ -33,21 +33,21 @@ def test_synthetic_affwild2_index(tmp_path, caplog):
     ws = Workspace(tmp_path / "work")
     with caplog.at_level(logging.WARNING):
         index = build_index(_spec(root), ws, progress=False)
-    recs = {r["name"]: r for r in index["videos"]}
+    recs = index.by_name
     assert set(recs) == {"1-30-64x48", "5-60-64x48-1", "10-60-64x48_left", "10-60-64x48_right", "166"}
-    assert recs["166"]["split"] == "test" and recs["166"]["labelled"] == {"au": 0, "expr": 0, "va": 0}
-    assert recs["5-60-64x48-1"]["split"] == "val" and not recs["5-60-64x48-1"]["has_audio"]
-    assert recs["10-60-64x48_left"]["side"] == "left"
-    assert recs["10-60-64x48_left"]["fold"] == recs["10-60-64x48_right"]["fold"]  # same video, same fold
-    assert recs["1-30-64x48"]["annotation_frames"]["va"] == 15 and recs["1-30-64x48"]["n_frames"] == 12
+    assert recs["166"].split == "test" and recs["166"].labelled == {"au": 0, "expr": 0, "va": 0}
+    assert recs["5-60-64x48-1"].split == "val" and not recs["5-60-64x48-1"].has_audio
+    assert recs["10-60-64x48_left"].side == "left"
+    assert recs["10-60-64x48_left"].fold == recs["10-60-64x48_right"].fold  # same video, same fold
+    assert recs["1-30-64x48"].annotation_frames["va"] == 15 and recs["1-30-64x48"].n_frames == 12
     assert "15 annotated frames but the video decodes to 12; truncated" in caplog.text
-    assert [o["name"] for o in index["orphan_annotations"]] == ["ghost"]
+    assert [o["name"] for o in index.orphan_annotations] == ["ghost"]
     assert "ghost" in caplog.text and "no video" in caplog.text
     labels = zarr.open_group(str(ws.labels), mode="r")
     au = labels["1-30-64x48/au"][...]
     assert au.shape == (12, 12) and au.dtype == np.int8 and (au[-2:] == -1).all()
     assert labels["1-30-64x48/va"].shape == (12, 2) and labels["166/expr"][...].tolist() == [-1] * 12
-    assert json.loads(ws.index.read_text())["videos"] == index["videos"]
+    assert json.loads(ws.index.read_text())["videos"] == [r.to_json() for r in index.records]
 
 
 def test_truncated_video_is_reported_and_others_indexed(tmp_path):
@@ -55,9 +55,9 @@ def test_truncated_video_is_reported_and_others_indexed(tmp_path):
     bad = root / "batch1" / "1-30-64x48.mp4"
     bad.write_bytes(bad.read_bytes()[:800])
     index = build_index(_spec(root), Workspace(tmp_path / "work"), progress=False)
-    assert [f["video"] for f in index["failures"]] == ["1-30-64x48"]
-    assert "1-30-64x48.mp4" in index["failures"][0]["error"]
-    assert len(index["videos"]) == 4
+    assert [f["video"] for f in index.failures] == ["1-30-64x48"]
+    assert "1-30-64x48.mp4" in index.failures[0]["error"]
+    assert len(index.records) == 4
 
 
 def test_malformed_annotation_is_reported_and_others_indexed(tmp_path):
@@ -65,10 +65,10 @@ def test_malformed_annotation_is_reported_and_others_indexed(tmp_path):
     p = root / "annotations/6th_ABAW_Annotations/EXPR_Recognition_Challenge/Validation_Set/5-60-64x48-1.txt"
     p.write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1\nx\n")
     index = build_index(_spec(root), Workspace(tmp_path / "work"), progress=False)
-    (fail,) = index["failures"]
+    (fail,) = index.failures
     assert fail["path"].endswith("5-60-64x48-1.txt") and "non-numeric" in fail["error"]
-    rec = {r["name"]: r for r in index["videos"]}["5-60-64x48-1"]
-    assert rec["labelled"]["expr"] == 0 and rec["labelled"]["au"] == 10
+    rec = index.by_name["5-60-64x48-1"]
+    assert rec.labelled["expr"] == 0 and rec.labelled["au"] == 10
 
 
 def test_missing_dataset_root(tmp_path):
@@ -126,25 +126,25 @@ def _index(root, tmp_path, **kw):
 def test_per_track_test_lists_sides_and_unlisted_videos(tmp_path):
     root = make_affwild2_tree(tmp_path / "aw", "abaw8", test_lists=True)
     index = _index(root, tmp_path)
-    recs = {r["name"]: r for r in index["videos"]}
+    recs = index.by_name
     assert set(recs) == {"1-30-64x48", "5-60-64x48-1", "10-60-64x48_left", "10-60-64x48_right", "166",
                          "20-24-64x48", "30-64x48_left", "30-64x48_right", "300"}
     # VA-train and EXPR-test at once: one record
-    assert recs["20-24-64x48"]["splits"] == {"au": None, "expr": "test", "va": "train"}
-    assert recs["20-24-64x48"]["split"] == "train" and recs["20-24-64x48"]["labelled"]["va"] == 10
+    assert recs["20-24-64x48"].splits == {"au": None, "expr": "test", "va": "train"}
+    assert recs["20-24-64x48"].split == "train" and recs["20-24-64x48"].labelled["va"] == 10
     # a two-person test video nobody annotates: one record per side, its side taken from the name
     for side in ("left", "right"):
         r = recs[f"30-64x48_{side}"]
-        assert (r["video"], r["side"], r["split"]) == ("30-64x48", side, "test")
-        assert r["splits"] == {"au": "test", "expr": "test", "va": "test"}
+        assert (r.video, r.side, r.split) == ("30-64x48", side, "test")
+        assert r.splits == {"au": "test", "expr": "test", "va": "test"}
     assert "30-64x48" not in recs
-    assert recs["166"]["splits"] == {"au": "test", "expr": "test", "va": "test"}
+    assert recs["166"].splits == {"au": "test", "expr": "test", "va": "test"}
     # with test lists, an unannotated video in no list is indexed but is in no split
-    assert recs["300"]["splits"] == {"au": None, "expr": None, "va": None} and recs["300"]["split"] is None
-    assert recs["1-30-64x48"]["splits"] == {"au": "train", "expr": "train", "va": "train"}
-    lost = {o["name"]: o for o in index["orphan_annotations"]}["lost_test"]
+    assert recs["300"].splits == {"au": None, "expr": None, "va": None} and recs["300"].split is None
+    assert recs["1-30-64x48"].splits == {"au": "train", "expr": "train", "va": "train"}
+    lost = {o["name"]: o for o in index.orphan_annotations}["lost_test"]
     assert lost["files"][0].endswith("Action_Unit_Detection_Challenge_test_set_release.txt")
-    assert {t: p.rsplit("/", 1)[-1] for t, p in index["test_lists"].items()} == {
+    assert {t: p.rsplit("/", 1)[-1] for t, p in index.reader_fields["test_lists"].items()} == {
         "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
         "expr": "Expression_Recognition_Challenge_test_set_release.txt",
         "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt"}
@@ -152,21 +152,21 @@ def test_per_track_test_lists_sides_and_unlisted_videos(tmp_path):
     assert rows["20-24-64x48"][6:] == ["-", "test", "train:10"]
     assert rows["300"][4:] == ["-", "-1", "-", "-", "-"]
     assert "NO VIDEO for lost_test" in format_table(index)
-    assert json.loads((tmp_path / "work" / "index.json").read_text())["test_lists"] == index["test_lists"]
+    assert json.loads((tmp_path / "work" / "index.json").read_text())["test_lists"] == index.reader_fields["test_lists"]
 
 
 def test_test_lists_from_the_manifest_and_the_annotations_root(tmp_path):
     root = make_affwild2_tree(tmp_path / "aw", "abaw6", test_lists=True)
     lists = root / "annotations/6th_ABAW_Annotations/names_of_videos_in_each_test_set"
     lists.rename(root / "annotations" / lists.name)  # beside the editions: still found
-    recs = {r["name"]: r for r in _index(root, tmp_path)["videos"]}
-    assert recs["20-24-64x48"]["splits"]["expr"] == "test"
+    recs = _index(root, tmp_path).by_name
+    assert recs["20-24-64x48"].splits["expr"] == "test"
     (root / "my_va.txt").write_text("300\n")
     index = _index(root, tmp_path, test_lists={"va": root / "my_va.txt"})
-    recs = {r["name"]: r for r in index["videos"]}
-    assert recs["300"]["splits"] == {"au": None, "expr": None, "va": "test"}
-    assert recs["166"]["splits"] == {"au": "test", "expr": "test", "va": None}
-    assert index["test_lists"]["va"].endswith("my_va.txt")
+    recs = index.by_name
+    assert recs["300"].splits == {"au": None, "expr": None, "va": "test"}
+    assert recs["166"].splits == {"au": "test", "expr": "test", "va": None}
+    assert index.reader_fields["test_lists"]["va"].endswith("my_va.txt")
 
 
 def _two_editions(tmp_path):
@@ -184,8 +184,8 @@ def _two_editions(tmp_path):
     ("Third ABAW Annotations", "Third ABAW Annotations", "val"), ("6", "6th_ABAW_Annotations", "train")])
 def test_editions_side_by_side_choose_by_setting_or_newest(tmp_path, edition, used, split):
     index = _index(_two_editions(tmp_path), tmp_path, edition=edition)
-    assert index["editions"] == {"found": ["6th_ABAW_Annotations", "Third ABAW Annotations"], "used": used}
-    assert {r["name"]: r for r in index["videos"]}["1-30-64x48"]["split"] == split
+    assert index.reader_fields["editions"] == {"found": ["6th_ABAW_Annotations", "Third ABAW Annotations"], "used": used}
+    assert index.by_name["1-30-64x48"].split == split
     assert f"annotation editions: 6th_ABAW_Annotations, Third ABAW Annotations; used {used}" in format_table(index)
 
 
@@ -196,7 +196,7 @@ def test_ambiguous_editions_ask_for_dataset_edition(tmp_path):
         _index(root, tmp_path)
     with pytest.raises(DatasetError, match="dataset.edition 5 matches no annotation edition"):
         _index(root, tmp_path, edition=5)
-    assert _index(root, tmp_path, edition="my_copy")["editions"]["used"] == "my_copy"
+    assert _index(root, tmp_path, edition="my_copy").reader_fields["editions"]["used"] == "my_copy"
 
 
 def test_edition_from_params_reaches_the_index(tmp_path):
@@ -218,11 +218,11 @@ def test_truncated_tail_is_indexed_with_a_warning(tmp_path):
     cut = make_video(root / "batch1" / "166.mp4", 60, faststart=True)
     cut.write_bytes(cut.read_bytes()[: int(cut.stat().st_size * 0.7)])
     index = _index(root, tmp_path)
-    rec = {r["name"]: r for r in index["videos"]}["166"]
-    assert 2 <= rec["n_frames"] < 58 and rec["declared_frames"] == 60 and "truncated" in rec["warning"]
-    (w,) = index["warnings"]
+    rec = index.by_name["166"]
+    assert 2 <= rec.n_frames < 58 and rec.declared_frames == 60 and "truncated" in rec.warning
+    (w,) = index.warnings
     assert w["video"] == "166" and w["path"].endswith("166.mp4") and "container declares 60 (2.40 s)" in w["warning"]
-    assert not index["failures"] and f"WARNING {w['path']}: decoded {rec['n_frames']} frames" in format_table(index)
+    assert not index.failures and f"WARNING {w['path']}: decoded {rec.n_frames} frames" in format_table(index)
 
 
 @pytest.mark.parametrize("layout", ["videos/batch1", "."])
@@ -236,8 +236,8 @@ def test_video_folders_are_found_below_the_root(tmp_path, layout):
         (root / d).rmdir()
     (root / "annotations" / "stray.mp4").write_bytes(b"")  # annotations/ is never searched
     index = _index(root, tmp_path)
-    assert index["video_dirs"] == [os.path.relpath(dest)]
-    assert len(index["videos"]) == 5 and not index["failures"]
+    assert index.reader_fields["video_dirs"] == [os.path.relpath(dest)]
+    assert len(index.records) == 5 and not index.failures
 
 
 def test_no_video_anywhere_is_a_dataset_error(tmp_path):
@@ -255,8 +255,8 @@ def test_test_list_naming_an_annotated_name_is_a_warning(tmp_path):
         "Valence_Arousal_Estimation_Challenge_test_set_release.txt"
     va_list.write_text(va_list.read_text() + "1-30-64x48\n")
     index = _index(root, tmp_path)
-    assert {r["name"]: r for r in index["videos"]}["1-30-64x48"]["splits"]["va"] == "train"
-    (w,) = index["warnings"]
+    assert index.by_name["1-30-64x48"].splits["va"] == "train"
+    (w,) = index.warnings
     assert w["video"] == "1-30-64x48" and w["path"].endswith(va_list.name)
     assert "annotated for VA (train); kept as train" in w["warning"]
 
@@ -269,17 +269,17 @@ def test_bare_name_beside_one_side_is_the_other_person_and_the_manifest_override
                                     "sides": {"166": "right", "nobody": "left"}}}}
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(manifest))
     index = build_index(dataset_spec("aw", tmp_path / "m.yaml"), Workspace(tmp_path / "work"), progress=False)
-    recs = {r["name"]: (r["side"], r["side_from"]) for r in index["videos"]}
+    recs = {r.name: (r.side, r.side_from) for r in index.records}
     assert recs["10-60-64x48"] == ("right", "sibling 10-60-64x48_left")
     assert recs["10-60-64x48_left"] == ("left", "name")
     assert recs["166"] == ("right", "manifest") and recs["1-30-64x48"] == ("largest", "no sibling")
-    assert [w["video"] for w in index["warnings"]] == ["nobody"]
+    assert [w["video"] for w in index.warnings] == ["nobody"]
     assert "nobody" in format_table(index)
     # the manifest wins over the sibling rule
     manifest["datasets"]["aw"]["sides"] = {"10-60-64x48": "largest"}
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(manifest))
     index = build_index(dataset_spec("aw", tmp_path / "m.yaml"), Workspace(tmp_path / "work2"), progress=False)
-    assert {r["name"]: r["side"] for r in index["videos"]}["10-60-64x48"] == "largest"
+    assert {r.name: r.side for r in index.records}["10-60-64x48"] == "largest"
     manifest["datasets"]["aw"]["sides"] = {"10-60-64x48": "middle"}
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(manifest))
     with pytest.raises(DatasetError, match=r"m.yaml: datasets.aw.sides: 10-60-64x48: 'middle' not one of left"):

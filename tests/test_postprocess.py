@@ -13,6 +13,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import f1_score
 
+from synth import complete_index
 from afwpipe import store
 from afwpipe.errors import PostprocessError
 from afwpipe.postprocess import PostConfig, run_postprocess
@@ -94,8 +95,8 @@ def _build(root, scene: bool, tasks, videos_: dict) -> store.Workspace:
                 "n_frames": T, "annotation_frames": {} if s == "test" else {"au": T, "expr": T, "va": T},
                 "labelled": {t: 0 if s == "test" else T for t in ("au", "expr", "va")}}
                for v, (s, f) in videos_.items()]
-    ws.index.write_text(json.dumps({"dataset": "hand", "folds": {"k": 2}, "scenes": {"studio": ["b"]},
-                                    "videos": records}))
+    ws.index.write_text(json.dumps(complete_index({"dataset": "hand", "folds": {"k": 2}, "scenes": {"studio": ["b"]},
+                                    "videos": records})))
     lab = store.open_store(ws.labels, "w")
     for v, (split, _) in videos_.items():
         if split != "test":
@@ -294,9 +295,9 @@ def test_ensemble_is_scored_only_on_videos_no_member_trained_or_early_stopped_on
     assert ens["eval_videos"] == ["a", "b"] and ens["optimistic"] is True
     assert "trained or early-stopped on every labelled video" in ens["optimistic_reason"]
     # the fallback takes each track's own val split: b is VA-train but AU-val
-    index = ws.read_index()
+    index = json.loads(ws.index.read_text())
     index["videos"][1]["splits"]["va"] = "train"
-    ws.index.write_text(json.dumps(index))
+    ws.index.write_text(json.dumps(complete_index(index)))
     run_postprocess(ws, _cfg(), progress=False)
     assert read_systems(ws)["systems"]["au-ensemble"]["eval_videos"] == ["a", "b"]
     assert read_systems(ws)["systems"]["va-ensemble"]["eval_videos"] == ["a"]

@@ -12,10 +12,11 @@ import shutil
 import numpy as np
 import pytest
 
+from synth import as_index, complete_index
 from afwpipe import submission
 from afwpipe.config import dataset_and_workspace
 from afwpipe import store
-from afwpipe.folds import split_of
+from afwpipe.folds import summary_split
 from afwpipe.readers import load_labels
 from afwpipe.errors import PredictError
 from afwpipe.predict import PredictConfig, evaluation_videos, find_models, run_predict
@@ -43,7 +44,7 @@ def ws(tmp_path_factory):
 
     ws = make_workspace(tmp_path_factory.mktemp("predict"), n_videos=8, n_frames=[70, 64, 80, 64, 64, 64, 90, 75],
                         n_val=2, scenes={"man": ["v0", "v1", "v2", "v6", "v7"]})
-    index = ws.read_index()
+    index = json.loads(ws.index.read_text())
     index["videos"][7] = _test_record("v7", 75)
     index["videos"][5]["splits"]["expr"] = "test"
     index["videos"][5]["labelled"]["expr"] = 0
@@ -53,7 +54,7 @@ def ws(tmp_path_factory):
         index["videos"].append(_test_record(f"p_{side}", 60, video="p", side=side))
         for enc, dim in DIMS.items():
             write_features(ws, enc, f"p_{side}", rng.normal(size=(60, dim)) + 3.0, np.ones(60, bool))
-    ws.index.write_text(json.dumps(index))
+    ws.index.write_text(json.dumps(complete_index(index)))
     for task, fold, scene in RUNS:
         train(ws, TrainConfig(task=task, head="tcn", features=["vis", "aud"], fold=fold, scene=scene, k=32,
                               epochs=2, patience=0, lr=3e-3, batch_size=8, head_kwargs=TCN, device="cpu"),
@@ -91,23 +92,23 @@ def test_scene_heads_evaluate_only_their_scene():
     index = {"scenes": {"s": ["x", "y"]},
              "videos": [{"name": n, "video": n, "split": sp, "splits": dict.fromkeys(("au", "expr", "va"), sp)}
                         for n, sp in (("x", "val"), ("y", "train"), ("z", "val"), ("w", "test"))]}
-    assert evaluation_videos(index, ["y"]) == ["x", "y", "z", "w"]
-    assert evaluation_videos(index, ["y"], scene="s") == ["x", "y"]
+    assert evaluation_videos(as_index(index), ["y"]) == ["x", "y", "z", "w"]
+    assert evaluation_videos(as_index(index), ["y"], scene="s") == ["x", "y"]
 
 
 def test_every_name_val_or_test_in_any_track_is_evaluated():
     """e: EXPR-test and VA-train (its ``split`` summary is train); q_left / q_right: sides of a two-person test
     video; a: AU-val only; r: train everywhere; n: no track (neither annotated nor tested)."""
     def rec(name, video=None, **splits):
-        return {"name": name, "video": video or name, "split": split_of({"splits": splits}, "mtl"),
+        return {"name": name, "video": video or name, "split": summary_split(splits),
                 "splits": {t: splits.get(t) for t in ("au", "expr", "va")}}
 
     index = {"videos": [rec("r", au="train", expr="train", va="train"), rec("e", expr="test", va="train"),
                         rec("q_left", "q", au="test", expr="test", va="test"),
                         rec("q_right", "q", au="test", expr="test", va="test"), rec("a", au="val", va="train"),
                         rec("n")]}
-    assert evaluation_videos(index, []) == ["e", "q_left", "q_right", "a"]
-    assert evaluation_videos({**index, "scenes": {"s": ["q"]}}, ["r"], scene="s") == ["q_left", "q_right"]
+    assert evaluation_videos(as_index(index), []) == ["e", "q_left", "q_right", "a"]
+    assert evaluation_videos(as_index({**index, "scenes": {"s": ["q"]}}), ["r"], scene="s") == ["q_left", "q_right"]
 
 
 def _hand_predictions(ws, head, ckpt, name: str) -> dict[str, np.ndarray]:
@@ -118,20 +119,20 @@ def _hand_predictions(ws, head, ckpt, name: str) -> dict[str, np.ndarray]:
     import torch
     import zarr
 
-    cfg = ckpt["config"]
+    cfg = ckpt.config
     k, stride = int(cfg["k"]), int(cfg["eval_stride"])
     feats = {}
     for enc in cfg["features"]:
         g = zarr.open_group(str(ws.features(enc)), mode="r")[name]
         emb, present = g["emb"][...].astype(np.float32), g["present"][...].astype(bool)
-        mean, std = ckpt["stats"][enc]["mean"].numpy(), ckpt["stats"][enc]["std"].numpy()
+        mean, std = ckpt.stats[enc]["mean"].numpy(), ckpt.stats[enc]["std"].numpy()
         z = (emb - mean) / std
         z[~present & ~emb.any(1)] = 0.0
         feats[enc] = z
     n = len(next(iter(feats.values())))
     starts = list(range(0, n - k + stride, stride))  # the last clip reaches the end of the video
     assert starts[-1] + k >= n > starts[-1]
-    sums = {t: None for t in ckpt["tasks"]}
+    sums = {t: None for t in ckpt.tasks}
     count = np.zeros(n)
     act = {"au": torch.sigmoid, "expr": lambda o: torch.softmax(o, -1), "va": lambda o: o}
     with torch.no_grad():
@@ -154,14 +155,14 @@ def _hand_predictions(ws, head, ckpt, name: str) -> dict[str, np.ndarray]:
 
 def test_stored_outputs_are_overlapping_windows_and_give_back_the_validation_score(ws, predicted):
     head, ckpt = load_model(ws.models / "mtl-tcn-official" / "model.pt")
-    assert (ckpt["config"]["k"], ckpt["config"]["eval_stride"]) == (32, 16)
+    assert (ckpt.config["k"], ckpt.config["eval_stride"]) == (32, 16)
     stored = read_prediction(ws, "mtl-tcn-official", "v6")
     want = _hand_predictions(ws, head, ckpt, "v6")  # v6: 90 frames, clips at 0, 16, 32, 48, 64 (padded)
     for task in ("au", "expr", "va"):
         np.testing.assert_allclose(stored[task], want[task], atol=1e-5, err_msg=task)
     labels = load_labels(ws, ["v6"])
     again = score({"v6": {t: stored[t].astype(np.float64) for t in ("au", "expr", "va")}}, labels, ("au", "expr", "va"))
-    assert again["score"] == pytest.approx(ckpt["best_score"], abs=1e-5)
+    assert again["score"] == pytest.approx(ckpt.best_score, abs=1e-5)
 
 
 def test_face_mask_comes_from_faces_store_else_from_visual_features(ws, predicted, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from sklearn.metrics import f1_score
 
+from synth import complete_index
 from afwpipe import store
 from afwpipe.errors import ConfigError
 from afwpipe.evaluate import EvalConfig, run_evaluate
@@ -127,8 +128,8 @@ def build(root: Path, selected_scene: list[str] | None = None) -> store.Workspac
     records = [{"name": v, "video": v, "split": s, "splits": dict.fromkeys(("au", "expr", "va"), s), "fold": f,
                 "n_frames": T, "labelled": {t: 0 if s == "test" or t == "au" else T for t in ("au", "expr", "va")}}
                for v, (s, f) in VIDEOS.items()]
-    ws.index.write_text(json.dumps({"dataset": "hand", "folds": {"k": 2}, "scenes": {"reaction": SCENE},
-                                    "videos": records}))
+    ws.index.write_text(json.dumps(complete_index({"dataset": "hand", "folds": {"k": 2}, "scenes": {"reaction": SCENE},
+                                    "videos": records})))
     lab = store.open_store(ws.labels, "w")
     for v, (split, _) in VIDEOS.items():
         if split != "test":
@@ -238,6 +239,6 @@ def test_the_index_warns_about_a_scene_member_it_does_not_know(tmp_path):
     root = make_affwild2_tree(tmp_path / "aw", n_frames=12)
     spec = dataclasses.replace(_spec(root), scenes={"reaction": ["1-30-64x48", "10-60-64x48", "typo"]})
     index = build_index(spec, store.Workspace(tmp_path / "work"), progress=False)
-    assert index["scenes"] == {"reaction": ["1-30-64x48", "10-60-64x48", "typo"]}
-    warned = [w for w in index["warnings"] if "scenes.reaction" in w["path"]]
+    assert index.scenes == {"reaction": ["1-30-64x48", "10-60-64x48", "typo"]}
+    warned = [w for w in index.warnings if "scenes.reaction" in w["path"]]
     assert [w["video"] for w in warned] == ["typo"] and "is no name of the index" in warned[0]["warning"]

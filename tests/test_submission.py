@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synth import complete_index
 from afwpipe import store
-from afwpipe.folds import split_of
+from afwpipe.folds import summary_split
 from afwpipe.errors import SubmissionError
 from afwpipe.labels import AU_NAMES
 from afwpipe.postprocess import PostConfig, run_postprocess
@@ -134,12 +135,12 @@ def _hand_workspace(root, sources=None, unpredicted=()) -> store.Workspace:
     for name, splits in _SPLITS.items():
         splits = dict(zip(("au", "expr", "va"), splits))
         records.append({"name": name, "video": name.split("_")[0], "side": name.split("_")[1] if "_" in name else None,
-                        "split": split_of({"splits": splits}, "mtl"), "splits": splits, "fold": -1,
+                        "split": summary_split(splits), "splits": splits, "fold": -1,
                         "n_frames": _FRAMES[name],
                         "annotation_frames": {t: 7 if name == "v" else _FRAMES[name] for t, s in splits.items()
                                               if s in ("train", "val")}})
     ws.root.mkdir(parents=True)
-    ws.index.write_text(json.dumps({"dataset": "hand", "videos": records}))
+    ws.index.write_text(json.dumps(complete_index({"dataset": "hand", "videos": records})))
     ws.post_dir.mkdir()
     predicted = [n for n in _CLASS if n not in unpredicted]
     systems = {}
@@ -244,7 +245,7 @@ def test_index_of_a_tree_with_test_lists_gives_the_example_files_rows_with_or_wi
     for track in ("au", "expr", "va"):
         arrays = {}
         for i, v in enumerate(predicted):
-            n = next(r["n_frames"] for r in index["videos"] if r["name"] == v)
+            n = next(r.n_frames for r in index.records if r.name == v)
             after = {"au": np.full((n, 12), i % 2, np.int8), "expr": np.full(n, i % 8, np.int8),
                      "va": np.tile(np.array([i / 10, 0], np.float32), (n, 1))}[track]
             arrays.update({f"{v}/prob": after, f"{v}/before": after, f"{v}/after": after})

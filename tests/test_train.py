@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from synth import as_index
 from afwpipe import store
-from afwpipe.folds import split_of
+from afwpipe.folds import summary_split
 from afwpipe.clips import ClipDataset
 from afwpipe.readers import ZarrFeatures, load_labels
 from afwpipe.errors import TrainError
@@ -74,7 +75,7 @@ def test_every_head_trains(ws, head, tmp_path):
               out_dir=tmp_path / head)
     assert r.best["va"]["ccc"] > 0.5 and (tmp_path / head / "model.pt").is_file()
     reloaded, ckpt = load_model(tmp_path / head / "model.pt")  # rebuilt from its config, weights loaded strictly
-    assert ckpt["config"]["head"] == head and not reloaded.training
+    assert ckpt.config["head"] == head and not reloaded.training
 
 
 def test_metrics_json_has_every_epoch_and_the_best_per_class_scores(mtl_run):
@@ -92,28 +93,28 @@ def test_metrics_json_has_every_epoch_and_the_best_per_class_scores(mtl_run):
 
 def test_checkpoint_holds_config_encoder_identities_and_training_stats(ws, mtl_run):
     head, ckpt = load_model(mtl_run.model_dir / "model.pt")
-    cfg = ckpt["config"]
+    cfg = ckpt.config
     assert cfg == {**cfg, "task": "mtl", "head": "tcn", "head_kwargs": TCN, "k": 32, "stride": 16,
                    "eval_stride": 16, "lr": 3e-3, "seed": 0, "epochs": 20, "features": ["vis", "aud"],
                    "fold": "official", "batch_size": 8, "weight_decay": 1e-2}
     assert TrainConfig(**cfg) == mtl_run.config
-    assert [e["name"] for e in ckpt["encoders"]] == ["vis", "aud"]
-    assert ckpt["encoders"][0]["weights"] == "sha256:vis-test" and ckpt["encoders"][0]["dim"] == 8
-    assert ckpt["encoders"][1]["modality"] == "audio" and ckpt["in_dims"] == {"vis": 8, "aud": 4}
+    assert [e["name"] for e in ckpt.encoders] == ["vis", "aud"]
+    assert ckpt.encoders[0]["weights"] == "sha256:vis-test" and ckpt.encoders[0]["dim"] == 8
+    assert ckpt.encoders[1]["modality"] == "audio" and ckpt.in_dims == {"vis": 8, "aud": 4}
     # standardisation statistics come from the training videos only
-    names = ckpt["train_videos"]
-    assert names == ["v0", "v1", "v3", "v4"] and ckpt["selected_on"] == ["v2"]  # v2 chose the epoch, fit nothing
+    names = ckpt.train_videos
+    assert names == ["v0", "v1", "v3", "v4"] and ckpt.selected_on == ["v2"]  # v2 chose the epoch, fit nothing
     expected = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), load_labels(ws, names), names, k=32).feature_stats()
     stats = checkpoint_stats(ckpt)
     for enc in ("vis", "aud"):
         np.testing.assert_allclose(stats[enc][0], expected[enc][0], rtol=1e-6)
         np.testing.assert_allclose(stats[enc][1], expected[enc][1], rtol=1e-6)
     # the saved weights are the best epoch's: predicting again gives its validation score
-    val = ckpt["val_videos"]
+    val = ckpt.val_videos
     labels = load_labels(ws, val)
     ds = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), labels, val, k=32, stride=16, stats=stats)
     again = score(predict(head, ds), labels, ("au", "expr", "va"))
-    assert again["score"] == pytest.approx(ckpt["best_score"], abs=1e-9)
+    assert again["score"] == pytest.approx(ckpt.best_score, abs=1e-9)
 
 
 def test_same_seed_gives_identical_metrics(ws, tmp_path):
@@ -147,12 +148,12 @@ def test_splits_are_per_task():
 
     def rec(name, fold, **splits):
         return {"name": name, "video": name, "fold": fold, "labelled": lab,
-                "split": split_of({"splits": splits}, "mtl"), "splits": splits}
+                "split": summary_split(splits), "splits": splits}
 
-    index = {"folds": {"k": 2}, "videos": [
+    index = as_index({"folds": {"k": 2}, "videos": [
         rec("x", 0, au="train", expr="val", va="train"), rec("y", 0, au="val", expr="train", va="val"),
         rec("t", 0, au="test", expr="train", va="train"), rec("w", 1, au="train", expr="train", va="train"),
-        rec("u", 1, au="val", expr="val", va="val")]}
+        rec("u", 1, au="val", expr="val", va="val")]})
     assert split_videos(index, ("va",), "official") == (["t", "w", "x"], ["u", "y"])
     assert split_videos(index, ("expr",), "official") == (["t", "w", "y"], ["u", "x"])
     assert split_videos(index, ("au",), "official") == (["w", "x"], ["u", "y"])
@@ -188,7 +189,7 @@ def test_fold_without_labelled_frames_for_a_task_is_a_clear_error(ws, tmp_path):
         store.write_time_array(g, "expr", np.full(160, -1, np.int8))
     with pytest.raises(TrainError, match=r"fold official: no labelled EXPR frame in the validation videos \(v5, v6, v7\)"):
         train(ws2, _cfg(task="expr", epochs=1), progress=False)
-    index = ws2.read_index()
+    index = json.loads(ws2.index.read_text())
     for r in index["videos"]:
         r["labelled"]["va"] = 0 if r["split"] == "train" else r["labelled"]["va"]
     ws2.index.write_text(json.dumps(index))
@@ -234,11 +235,11 @@ def test_sample_expr_head_separates_sadness_from_happiness(head, tmp_path, sampl
               progress=False, out_dir=tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["best"]["expr"]["f1"] == r.best["expr"]["f1"]
     model, ckpt = load_model(tmp_path / "model.pt")
-    assert [e["name"] for e in ckpt["encoders"]] == ["mini_xception", "logmel"]
-    assert ckpt["encoders"][0]["weights"].startswith("sha256:") and ckpt["encoders"][1]["dim"] == 80
-    names = ckpt["train_videos"]
+    assert [e["name"] for e in ckpt.encoders] == ["mini_xception", "logmel"]
+    assert ckpt.encoders[0]["weights"].startswith("sha256:") and ckpt.encoders[1]["dim"] == 80
+    names = ckpt.train_videos
     labels = load_labels(SAMPLE, names)
-    ds = ClipDataset(ZarrFeatures(SAMPLE, ckpt["config"]["features"]), labels, names, 100, 50,
+    ds = ClipDataset(ZarrFeatures(SAMPLE, ckpt.config["features"]), labels, names, 100, 50,
                      stats=checkpoint_stats(ckpt))
     preds = predict(model, ds)
     prob = np.concatenate([preds[n]["expr"] for n in names])
@@ -345,8 +346,8 @@ def test_sweep_options_are_checked_and_saved_in_the_checkpoint(ws, tmp_path):
     r = train(ws, _cfg(epochs=2, **opts), progress=False, out_dir=tmp_path / "opts")
     base = train(ws, _cfg(epochs=2), progress=False, out_dir=tmp_path / "base")
     _, ckpt = load_model(r.model_dir / "model.pt")
-    assert {k: ckpt["config"][k] for k in opts} == opts
-    assert ckpt["expr_class_weight"] is None and ckpt["au_pos_weight"] is not None  # the adjustment replaces them
+    assert {k: ckpt.config[k] for k in opts} == opts
+    assert ckpt.expr_class_weight is None and ckpt.au_pos_weight is not None  # the adjustment replaces them
     losses = [[e["loss"] for e in json.loads((x.model_dir / "metrics.json").read_text())["epochs"]] for x in (r, base)]
     assert all(np.isfinite(losses[0])) and losses[0] != losses[1]
 
@@ -367,9 +368,9 @@ def test_cli_train_options_reach_the_checkpoint(ws, tmp_path):
                                     "--logit-adjust-tau", "0.5", "--modality-dropout", "0.2", "--epoch-selection", "val"])
     assert res.exit_code == 0, res.output
     _, ckpt = load_model(tmp_path / "sample" / "models" / "expr-tcn-1" / "model.pt")
-    assert (ckpt["config"]["focal_gamma"], ckpt["config"]["logit_adjust_tau"], ckpt["config"]["modality_dropout"]) \
+    assert (ckpt.config["focal_gamma"], ckpt.config["logit_adjust_tau"], ckpt.config["modality_dropout"]) \
         == (2.0, 0.5, 0.2)
-    assert ckpt["config"]["epoch_selection"] == "val" and ckpt["selected_on"] == ckpt["val_videos"]
+    assert ckpt.config["epoch_selection"] == "val" and ckpt.selected_on == ckpt.val_videos
 
 
 def _negated_val_va(ws, tmp_path, fold):
@@ -418,11 +419,11 @@ def test_too_few_training_videos_train_exactly_epochs_and_keep_the_last(ws, tmp_
     assert r.epochs_run == 5 and r.best_epoch == 5 and [e["epoch"] for e in m["epochs"]] == [1, 2, 3, 4, 5]
     assert r.n_train == 4 and m["train_videos"] == ["v1", "v3", "v5", "v7"]
     head, ckpt = load_model(tmp_path / "model.pt")
-    assert ckpt["selected_on"] == [] and ckpt["best_epoch"] == 5
-    labels = load_labels(ws, ckpt["val_videos"])
-    ds = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), labels, ckpt["val_videos"], k=32, stride=16,
+    assert ckpt.selected_on == [] and ckpt.best_epoch == 5
+    labels = load_labels(ws, ckpt.val_videos)
+    ds = ClipDataset(ZarrFeatures(ws, ["vis", "aud"]), labels, ckpt.val_videos, k=32, stride=16,
                      stats=checkpoint_stats(ckpt))
-    assert score(predict(head, ds), labels, ("va",))["score"] == pytest.approx(ckpt["best_score"], abs=1e-9)
+    assert score(predict(head, ds), labels, ("va",))["score"] == pytest.approx(ckpt.best_score, abs=1e-9)
 
 
 @pytest.mark.parametrize("kw, match", [({"epoch_selection": "test"}, "epoch_selection must be one of inner, val"),

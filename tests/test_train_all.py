@@ -17,6 +17,7 @@ from afwpipe import layout, store
 from afwpipe.errors import TrainError
 from afwpipe.feature_set import FeatureSetConfig
 from afwpipe.predict import find_models
+from afwpipe.records import IndexFile
 from afwpipe.train import train
 from afwpipe.train_all import auto_tasks
 from conftest import REPO
@@ -85,10 +86,10 @@ def test_the_curves_folder_holds_every_task_under_its_prefix(auto_run):
 
 
 def test_auto_tasks_are_a_declared_dataset_s_tasks_in_index_order():
-    index = {"dataset": "d", "tasks": {"mimicry": {"level": "video", "type": "regression", "targets": ["a", "b"]},
-                                       "emotion": {"level": "video", "type": "class", "classes": ["x", "y"]}}}
-    assert auto_tasks(index) == ["mimicry", "emotion"]
-    assert auto_tasks({"dataset": "sample"}) == ["au", "expr", "va"]
+    tasks = {"mimicry": {"level": "video", "type": "regression", "targets": ["a", "b"]},
+             "emotion": {"level": "video", "type": "class", "classes": ["x", "y"]}}
+    assert auto_tasks(IndexFile(dataset="d", records=[], reader_fields={"tasks": tasks})) == ["mimicry", "emotion"]
+    assert auto_tasks(IndexFile(dataset="sample", records=[])) == ["au", "expr", "va"]
 
 
 def test_scene_heads_need_named_tasks(tmp_path):

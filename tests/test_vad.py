@@ -15,6 +15,7 @@ import torch
 import zarr
 from click.testing import CliRunner
 
+from synth import complete_index
 from afwpipe import store
 from afwpipe.cli import main
 from afwpipe.clips import ClipDataset
@@ -58,7 +59,7 @@ def clip_ws(tmp_path_factory):
         a = store.begin_video(ws.audio, name, {"sample_rate": 16000})
         store.write_time_array(a, "wave", w if w is not None else np.zeros(16000, np.float32))
         store.mark_complete(a, present=w is not None)
-    ws.index.write_text(json.dumps({"videos": [{"name": n, "path": f"{n}.mp4"} for n in videos]}))
+    ws.index.write_text(json.dumps(complete_index({"videos": [{"name": n, "path": f"{n}.mp4"} for n in videos]})))
     summary = run_extract(ws, ExtractConfig("vad", device="cpu"), progress=False)
     assert not summary.failures
     return ws, info.times
@@ -138,14 +139,14 @@ def _write_vad(ws, rng) -> dict[str, np.ndarray]:
     """A vad store whose probabilities are 0.2, 0.5 or 0.8 per frame; returns the hand-made speech masks
     (0.5 counts as speech: probability ≥ threshold; frames 0..2 lie outside the audio track)."""
     speech = {}
-    for rec in ws.read_index()["videos"]:
-        t = rec["n_frames"]
+    for rec in ws.read_index().records:
+        t = rec.n_frames
         prob = rng.choice([0.2, 0.5, 0.8], size=t)
         present = np.ones(t, bool)
         present[:3] = False
         prob[:3] = 0.0
-        write_features(ws, "vad", rec["name"], prob[:, None], present)
-        speech[rec["name"]] = prob >= 0.5
+        write_features(ws, "vad", rec.name, prob[:, None], present)
+        speech[rec.name] = prob >= 0.5
     return speech
 
 
@@ -190,7 +191,7 @@ def test_gated_head_records_the_gate_and_prediction_applies_it(gate_ws, tmp_path
                       batch_size=4, head_kwargs=TCN, device="cpu", speech_gate=GATE)
     run = train(ws, cfg, progress=False, out_dir=tmp_path / "m")
     head, ckpt = load_model(run.model_dir / "model.pt")
-    assert ckpt["config"]["speech_gate"] == GATE
+    assert ckpt.config["speech_gate"] == GATE
     names = ["v3"]
     features, labels = ZarrFeatures(ws, ["vis", "aud"]), load_labels(ws, names)
 

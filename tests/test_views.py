@@ -174,10 +174,10 @@ def test_view_mean_reads_the_average_of_the_stored_arrays(view_ws):
 
     result = _train(view_ws, "mean")
     _, ckpt = load_model(result.model_dir / "model.pt")
-    assert ckpt["config"]["view"] == "mean"
+    assert ckpt.config["view"] == "mean"
     root = zarr.open_group(str(view_ws.features("vis")), mode="r")
     videos = [{"vis": (np.mean([root[n][k][...].astype(np.float32) for k in ("emb", "emb_flip", "emb_crop0.8")],
-                               axis=0), root[n]["present"][...])} for n in ckpt["train_videos"]]
+                               axis=0), root[n]["present"][...])} for n in ckpt.train_videos]
     mean, std = feature_stats(videos, ["vis"])["vis"]
     got_mean, got_std = checkpoint_stats(ckpt)["vis"]
     np.testing.assert_allclose(got_mean, mean, rtol=1e-5)  # standardised with the averaged view's statistics

@@ -11,7 +11,8 @@ import pytest
 
 from afwpipe import store
 from afwpipe.evaluate import run_evaluate
-from afwpipe.folds import ALL, parse_fold, split_of, split_videos
+from synth import as_index
+from afwpipe.folds import ALL, parse_fold, split_videos, summary_split
 from afwpipe.honesty import whole_dataset_members
 from afwpipe.inference import load_model
 from afwpipe.postprocess import run_postprocess
@@ -29,12 +30,12 @@ def test_all_trains_on_every_labelled_train_and_val_name_of_the_task_and_never_a
     """x: EXPR-val, VA-train; t: AU-test with an AU annotation; n: unlabelled for AU; folds 0 / 1 / -1."""
     def rec(name, fold, labelled=5, **splits):
         return {"name": name, "video": name, "fold": fold, "labelled": dict.fromkeys(("au", "expr", "va"), labelled),
-                "split": split_of({"splits": splits}, "mtl"), "splits": splits}
+                "split": summary_split(splits), "splits": splits}
 
-    index = {"folds": {"k": 2}, "videos": [
+    index = as_index({"folds": {"k": 2}, "videos": [
         rec("x", 0, au="train", expr="val", va="train"), rec("y", 1, au="val", expr="train", va="val"),
         rec("t", 0, au="test", expr="train", va="train"), rec("w", -1, au="train", expr="train", va="val"),
-        rec("z", -1, au="test", expr="test", va="test"), rec("n", 1, labelled=0, au="train", expr="train", va="train")]}
+        rec("z", -1, au="test", expr="test", va="test"), rec("n", 1, labelled=0, au="train", expr="train", va="train")]})
     assert split_videos(index, ("au",), ALL) == (["w", "x", "y"], [])  # t is AU-test, z test, n unlabelled
     assert split_videos(index, ("expr",), ALL) == (["t", "w", "x", "y"], [])
     assert split_videos(index, ("va",), "all") == (["t", "w", "x", "y"], [])
@@ -57,7 +58,7 @@ def test_the_all_head_has_no_validation_video_and_no_score(ws, tmp_path):
     assert sorted(m["train_videos"] + m["selected_on"]) == labelled and m["selected_on"]  # inner split chose
     assert m["val_videos"] == [] and m["best"] is None and m["fold"] == ALL
     _, ckpt = load_model(ws.models / "au-tcn-all" / "model.pt")
-    assert ckpt["val_videos"] == [] and ckpt["best_score"] is None
+    assert ckpt.val_videos == [] and ckpt.best_score is None
     # epoch_selection val: nothing to choose on, exactly `epochs` run and the last is kept
     r = train(ws, TrainConfig(task="au", head="tcn", features=["vis", "aud"], fold=ALL, k=32, epochs=2, patience=1,
                               epoch_selection="val", batch_size=8, head_kwargs=TCN, device="cpu"),
@@ -96,7 +97,7 @@ def _add_all_head(ws, tasks, trained=("a", "b", "c"), edit=None) -> None:
     from test_postprocess import base_outputs
 
     index = json.loads(ws.predictions_index.read_text())
-    names = [r["name"] for r in ws.read_index()["videos"] if r["split"] in ("val", "test")]
+    names = [r.name for r in ws.read_index().records if r.split in ("val", "test")]
     for task in tasks:
         name = f"{task}-tcn-all"
         (ws.models / name).mkdir(parents=True)

@@ -30,6 +30,7 @@ from ..registry import Registry
 
 if TYPE_CHECKING:
     from ..manifest import DatasetSpec
+    from ..records import IndexFile
 
 #: where a task's labels live: every decoded frame, or the whole video (one label per video)
 LEVELS = ("frame", "video")
@@ -282,15 +283,15 @@ def rel(p: Path) -> str:
         return str(p)
 
 
-def index_tasks(index: Mapping) -> dict[str, TaskSpec]:
+def index_tasks(index: IndexFile | None) -> dict[str, TaskSpec]:
     """The tasks of an ``index.json``: its ``tasks`` declarations (the generic readers write them), else Aff-Wild2's
-    built-in AU / EXPR / VA (:data:`afwpipe.datasets.affwild2_reader.AFFWILD2_TASKS`).
+    built-in AU / EXPR / VA (:data:`afwpipe.datasets.affwild2_reader.AFFWILD2_TASKS`; also without an index: None).
 
     Raises:
         DatasetError: a malformed ``tasks`` entry (see :func:`parse_tasks`).
     """
-    if "tasks" in index:
-        return parse_tasks(index["tasks"], f"index.json of {index.get('dataset')}: tasks")
+    if is_generic(index):
+        return parse_tasks(index.reader_fields["tasks"], f"index.json of {index.dataset}: tasks")
     from .affwild2_reader import AFFWILD2_TASKS  # the affwild2 reader imports this module
 
     return dict(AFFWILD2_TASKS)
@@ -300,10 +301,11 @@ def index_tasks(index: Mapping) -> dict[str, TaskSpec]:
 ALL_TASKS = "mtl"
 
 
-def is_generic(index: Mapping) -> bool:
-    """Whether an ``index.json`` declares its own tasks (a generic reader: video_csv, frame_csv, image_csv) rather than
-    Aff-Wild2's AU / EXPR / VA, whose steps (thresholds, smoothing, ABAW submission) are their own."""
-    return "tasks" in index
+def is_generic(index: IndexFile | None) -> bool:
+    """Whether an ``index.json`` declares its own tasks (a generic reader: video_csv, frame_csv, image_csv) rather
+    than Aff-Wild2's AU / EXPR / VA, whose steps (thresholds, smoothing, ABAW submission) are their own (False
+    without an index: None)."""
+    return index is not None and "tasks" in index.reader_fields
 
 
 #: reader name -> reader class (``create_reader(name)`` builds one)

@@ -20,6 +20,7 @@ import torch
 
 from ..datasets.base import TaskSpec, index_tasks, is_generic
 from ..errors import TrainError
+from ..records import IndexFile
 from ..labels import TRACKS, valid_mask
 from ..losses import au_bce_loss, au_pos_weights, expr_ce_loss, expr_class_weights, va_ccc_loss
 from ..task_losses import task_loss
@@ -100,7 +101,7 @@ class FinetuneTask:
         return {"score": float(scores[HEADLINE[self.spec.type]]), self.name: scores}
 
 
-def finetune_task(index: Mapping, name: str) -> FinetuneTask:
+def finetune_task(index: IndexFile, name: str) -> FinetuneTask:
     """The :class:`FinetuneTask` ``name`` of an index: a track of an Aff-Wild2 index, a declared task of a generic one.
 
     Raises:
@@ -109,14 +110,14 @@ def finetune_task(index: Mapping, name: str) -> FinetuneTask:
     if not is_generic(index):
         if name not in TRACKS:
             raise TrainError(f"finetune: task {name!r} is not one of {', '.join(TRACKS)} (the tasks of "
-                             f"{index.get('dataset')})")
+                             f"{index.dataset})")
         return FinetuneTask(name)
     tasks = index_tasks(index)
     if name not in tasks:
-        raise TrainError(f"finetune: task {name!r} is not declared by {index.get('dataset')}; its tasks: "
+        raise TrainError(f"finetune: task {name!r} is not declared by {index.dataset}; its tasks: "
                          f"{', '.join(tasks)}")
     if tasks[name].level != "frame":
-        raise TrainError(f"finetune: task {name} of {index.get('dataset')} is a video task; a fine-tune learns "
+        raise TrainError(f"finetune: task {name} of {index.dataset} is a video task; a fine-tune learns "
                          "from frame labels (a frame task, e.g. of an image_csv dataset)")
     return FinetuneTask(name, tasks[name])
 
