@@ -122,10 +122,10 @@ def detected(clips, tmp_path_factory):
 
 def test_index_records_and_prints_the_audio_offsets(detected):
     ws, index = detected
-    recs = {r.name: r for r in json.loads(ws.index.read_text())["videos"]}
-    assert recs["video_late"].audio_offset == pytest.approx(-0.48, abs=1e-3)
-    assert recs["video_late"].start_time == pytest.approx(0.48)
-    assert recs["audio_late"].audio_offset == pytest.approx(0.48, abs=PRIMING + 1e-3)
+    recs = {r["name"]: r for r in json.loads(ws.index.read_text())["videos"]}  # the file as written
+    assert recs["video_late"]["audio_offset"] == pytest.approx(-0.48, abs=1e-3)
+    assert recs["video_late"]["start_time"] == pytest.approx(0.48)
+    assert recs["audio_late"]["audio_offset"] == pytest.approx(0.48, abs=PRIMING + 1e-3)
     line = format_table(index).splitlines()[-1]
     assert line.startswith("audio offsets (audio start - first frame), largest: ")
     assert "video_late -0.480 s" in line and "audio_late +0.4" in line
