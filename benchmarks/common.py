@@ -235,3 +235,19 @@ def machine(device: str) -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "memory_gib": round(mem, 1),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": dev,
             "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}"}
+
+
+def write_index(ws, records: list[dict], **top) -> None:
+    """Write ``ws.index`` for a benchmark's synthetic workspace through :class:`afwpipe.records.IndexFile` (so it
+    parses as every step reads it): each record dict gets what the benchmark does not care about (``video``: its
+    name, ``path`` ``<name>.mp4``, ``n_frames`` 0, ``duration`` ``n_frames / fps``, 25 frames/s, 224 x 224, no
+    audio), ``top`` the file's other fields (``folds``, ``scenes`` ...; ``dataset`` defaults to ``synthetic``)."""
+    from afwpipe.records import IndexFile
+
+    recs = []
+    for r in records:
+        n, fps = r.get("n_frames", 0), r.get("fps", 25.0)
+        recs.append({"video": r["name"], "path": f"{r['name']}.mp4", "side": None, "n_frames": n, "fps": fps,
+                     "width": 224, "height": 224, "rotation": 0, "duration": n / fps, "vfr": False,
+                     "has_audio": False, "audio_rate": 0, "audio_channels": 0, **r})
+    IndexFile.from_json({"dataset": "synthetic", **top, "videos": recs}, str(ws.index)).save(ws.index)

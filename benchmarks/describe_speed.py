@@ -28,6 +28,7 @@ import numpy as np
 from afwpipe import store
 from afwpipe.crop_codec import CropCodec
 from afwpipe.describe import DescribeConfig, DescribeWorker
+from common import write_index
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from vlm_models import tiny_qwen2_vl  # noqa: E402
@@ -50,7 +51,7 @@ def fake_face_stage(root: Path, seconds: float) -> store.Workspace:
     codec = CropCodec("jpeg90", 90)
     codec.create(g, n, SIZE)[...] = codec.encode(crops)
     store.mark_complete(g, n_frames=n)
-    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4"}]}))
+    write_index(ws, [{"name": "v", "n_frames": n}])
     return ws
 
 

@@ -31,7 +31,7 @@ from afwpipe import store
 from afwpipe.crop_codec import parse_crop_codec
 from afwpipe.encoders import EncoderConfig, VisualEncoder, is_encoder, register_encoder
 from afwpipe.extract import EncoderWorker, ExtractConfig
-from common import disk_bytes, frames_of, run_child, sample_video
+from common import disk_bytes, frames_of, run_child, sample_video, write_index
 
 NULL = "null_visual"
 NULL_CFG = EncoderConfig(name=NULL, modality="visual", dim=8, weights="none", input_size=224,
@@ -81,7 +81,7 @@ def crop_face_stage(root: Path, crops: np.ndarray, codec: str, fps: float = 25.0
     store.write_time_array(g, "present", np.ones(len(crops), bool))
     store.write_time_array(g, "times", np.arange(len(crops)) / fps)
     store.mark_complete(g)
-    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4", "n_frames": len(crops)}]}))
+    write_index(ws, [{"name": "v", "n_frames": len(crops)}])
     return ws
 
 
@@ -143,7 +143,7 @@ def fake_face_stage(root: Path, frames: int, seconds: float, fps: float = 25.0) 
     a = store.begin_video(ws.audio, "v", {"sample_rate": 16000})
     store.write_time_array(a, "wave", (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32))
     store.mark_complete(a, present=True)
-    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4", "n_frames": frames}]}))
+    write_index(ws, [{"name": "v", "n_frames": frames}])
     return ws
 
 
@@ -164,7 +164,7 @@ def long_face_stage(root: Path, frames: int, fps: float = 25.0, block: int = 512
     store.write_time_array(g, "present", np.ones(frames, bool))
     store.write_time_array(g, "times", np.arange(frames) / fps)
     store.mark_complete(g)
-    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4", "n_frames": frames}]}))
+    write_index(ws, [{"name": "v", "n_frames": frames}])
     return ws
 
 

@@ -30,7 +30,9 @@ from afwpipe import store
 from afwpipe.encoders import create_encoder
 from afwpipe.finetune import FinetuneConfig, finetune
 from afwpipe.finetune.data import CropBuffers, epoch_order, local_batches, make_augment, plan_frames
-from afwpipe.finetune.model import FinetuneNet, build_optimizer, task_loss
+from afwpipe.finetune.model import FinetuneNet, build_optimizer
+from afwpipe.finetune.tasks import FinetuneTask
+from common import write_index
 
 AUGMENT = {"scale": [0.8, 1.0], "hflip": 0.5, "color_jitter": 0.0, "auto_augment": None}
 MODEL = {"encoder": "timm:test_vit", "input_size": 64}
@@ -57,8 +59,8 @@ def build(root: Path, n_videos: int, n_frames: int, size: int = 224, seed: int =
         store.mark_complete(f, n_frames=n_frames)
         split = "val" if i == n_videos - 1 else "train"  # the official split needs a validation video
         recs.append({"name": name, "video": name, "splits": {"expr": split}, "split": split, "fold": i % 2,
-                     "labelled": {"expr": n_frames}})
-    ws.index.write_text(json.dumps({"folds": {"k": 2}, "videos": recs}))
+                     "n_frames": n_frames, "labelled": {"expr": n_frames}})
+    write_index(ws, recs, folds={"k": 2})
     return ws
 
 
@@ -90,7 +92,7 @@ def stage_vs_bare(ws: store.Workspace, batch: int, epochs: int) -> dict:
     y = torch.randint(0, 8, (batch,))
     t0 = time.perf_counter()
     for _ in range(steps):
-        loss = task_loss("expr", net(x), y, None)
+        loss = FinetuneTask("expr").loss(net(x), y, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

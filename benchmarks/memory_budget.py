@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import run_child  # noqa: E402
+from common import run_child, write_index  # noqa: E402
 
 DIMS = {"mae": 768, "logmel": 80}
 VIEWS = ["full", "flip"]
@@ -62,8 +62,7 @@ def build(root: Path, n_videos: int, n_frames: int, seed: int = 0):
         split = "train" if i < n_videos // 2 else "val"
         records.append({"name": name, "video": name, "split": split, "splits": dict.fromkeys(("au", "expr", "va"), split),
                         "fold": i % 2, "n_frames": n_frames, "labelled": dict.fromkeys(("au", "expr", "va"), n_frames)})
-    ws.index.write_text(json.dumps({"dataset": "synthetic", "folds": {"k": 2, "seed": 0}, "scenes": {},
-                                    "videos": records, "failures": [], "orphan_annotations": []}))
+    write_index(ws, records, folds={"k": 2, "seed": 0})
     return ws
 
 

@@ -27,6 +27,7 @@ from afwpipe import store
 from afwpipe.asr import Word
 from afwpipe.asr.transcripts import read_words, write_words
 from afwpipe.text import TextConfig, TextWorker
+from common import write_index
 
 VOCAB = [f"w{i}" for i in range(1000)]
 
@@ -65,7 +66,7 @@ def fake_transcript_stage(root: Path, words: int, fps: float = 25.0, asr: str = 
     f = store.begin_video(ws.faces, "v")
     store.write_time_array(f, "times", np.arange(frames) / fps)
     store.mark_complete(f)
-    ws.index.write_text(json.dumps({"videos": [{"name": "v", "path": "v.mp4"}]}))
+    write_index(ws, [{"name": "v", "n_frames": frames}])
     return ws
 
 
