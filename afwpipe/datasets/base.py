@@ -179,6 +179,30 @@ def parse_row(task: TaskSpec, row: Mapping[str, str], where: str) -> np.ndarray:
     return np.asarray([parse_number(task, t, v, where) for t, v in zip(task.names, cells)], dtype=task.dtype)
 
 
+def parse_cells(tasks: Mapping[str, TaskSpec], row: Mapping[str, str], where: str) -> dict[str, np.ndarray | str]:
+    """Every task's label in one CSV row (:func:`parse_row`); a bad cell is kept as its error message, so the
+    row's other tasks stay labelled and :func:`row_label` raises the error when that task's labels are read."""
+    values = {}
+    for name, task in tasks.items():
+        try:
+            values[name] = parse_row(task, row, where)
+        except AnnotationError as err:
+            values[name] = str(err)
+    return values
+
+
+def row_label(item: Item, task: TaskSpec) -> np.ndarray:
+    """The one-row label ``[1]`` / ``[1, K]`` (``task.dtype``) of ``item`` that :func:`parse_cells` parsed.
+
+    Raises:
+        AnnotationError: its cell was bad (unknown class, out of range ...), naming file and line.
+    """
+    value = item.values[task.name]
+    if isinstance(value, str):
+        raise AnnotationError(value)
+    return np.asarray(value, dtype=task.dtype)[None]
+
+
 def parse_number(task: TaskSpec, target: str, cell: str, where: str) -> float:
     """One regression value (a CSV cell) -> float; a blank cell is NaN (invalid).
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import AnnotationError, DatasetError
 from ..folds import SPLITS
-from .base import Item, Scan, TaskSpec, parse_row, register_reader, rel
+from .base import Item, Scan, TaskSpec, parse_cells, register_reader, rel, row_label
 from .tables import generic_scan, read_table, task_columns
 from .video_csv import generic_tasks
 
@@ -92,12 +92,7 @@ class ImageCsvReader:
                 log.warning("%s: no image %s", where, file)
                 orphans.append({"name": name, "files": [rel(path)], "error": f"{where}: no image {rel(file)}"})
                 continue
-            values = {}
-            for task, t in tasks.items():
-                try:
-                    values[task] = parse_row(t, cells, where)
-                except AnnotationError as err:
-                    values[task] = str(err)
+            values = parse_cells(tasks, cells, where)
             images[name] = file
             items[name] = Item(name, "largest", dict.fromkeys(tasks, path), dict.fromkeys(tasks, split),
                                "one face per image", None, values)
@@ -113,9 +108,7 @@ class ImageCsvReader:
             AnnotationError: the row's cell was bad (unknown class, out of range ...), naming file and line; the
                 image decodes to more than one frame (an animated file).
         """
-        value = item.values[task.name]
-        if isinstance(value, str):
-            raise AnnotationError(value)
+        label = row_label(item, task)
         if n_frames != 1:
             raise AnnotationError(f"{source}: image {item.video} decodes to {n_frames} frames, not one")
-        return np.asarray(value, dtype=task.dtype)[None], 1
+        return label, 1

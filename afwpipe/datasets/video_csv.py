@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import AnnotationError, DatasetError
-from .base import Item, Scan, TaskSpec, parse_row, parse_tasks, register_reader, rel
+from ..errors import DatasetError
+from .base import Item, Scan, TaskSpec, parse_cells, parse_tasks, register_reader, rel, row_label
 from .tables import dataset_videos, generic_scan, orphan, place_videos, read_table, task_columns
 
 
@@ -66,12 +66,7 @@ class VideoCsvReader:
             if video not in videos:
                 orphans.append(orphan(video, path, line, video))
                 continue
-            values = {}
-            for name, t in tasks.items():
-                try:
-                    values[name] = parse_row(t, cells, f"{rel(path)}: line {line}")
-                except AnnotationError as err:
-                    values[name] = str(err)
+            values = parse_cells(tasks, cells, f"{rel(path)}: line {line}")
             items[video] = Item(video, "largest", dict.fromkeys(tasks, path), dict.fromkeys(tasks, p.split),
                                 "one face per video", p.fold, values)
         for v in sorted(set(videos) - set(items)):
@@ -84,7 +79,4 @@ class VideoCsvReader:
         Raises:
             AnnotationError: the row's cell was bad (unknown class, out of range ...), naming file and line.
         """
-        value = item.values[task.name]
-        if isinstance(value, str):
-            raise AnnotationError(value)
-        return np.asarray(value, dtype=task.dtype)[None], 1
+        return row_label(item, task), 1
